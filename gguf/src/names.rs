@@ -1,0 +1,225 @@
+//! The one table of GGUF metadata keys and tensor names (as llama.cpp's llama-arch.cpp spells them).
+
+// ---- keys without an architecture prefix --------------------------------------------------------
+pub const KEY_ARCHITECTURE: &str = "general.architecture";
+pub const KEY_NAME: &str = "general.name";
+pub const KEY_ALIGNMENT: &str = "general.alignment";
+pub const KEY_FILE_TYPE: &str = "general.file_type";
+pub const KEY_QUANT_VERSION: &str = "general.quantization_version";
+
+pub const TOK_MODEL: &str = "tokenizer.ggml.model";
+pub const TOK_PRE: &str = "tokenizer.ggml.pre";
+pub const TOK_TOKENS: &str = "tokenizer.ggml.tokens";
+pub const TOK_SCORES: &str = "tokenizer.ggml.scores";
+pub const TOK_TOKEN_TYPE: &str = "tokenizer.ggml.token_type";
+pub const TOK_MERGES: &str = "tokenizer.ggml.merges";
+pub const TOK_BOS_ID: &str = "tokenizer.ggml.bos_token_id";
+pub const TOK_EOS_ID: &str = "tokenizer.ggml.eos_token_id";
+pub const TOK_EOT_ID: &str = "tokenizer.ggml.eot_token_id";
+pub const TOK_EOM_ID: &str = "tokenizer.ggml.eom_token_id";
+pub const TOK_UNK_ID: &str = "tokenizer.ggml.unknown_token_id";
+pub const TOK_SEP_ID: &str = "tokenizer.ggml.seperator_token_id";
+pub const TOK_PAD_ID: &str = "tokenizer.ggml.padding_token_id";
+pub const TOK_ADD_BOS: &str = "tokenizer.ggml.add_bos_token";
+pub const TOK_ADD_EOS: &str = "tokenizer.ggml.add_eos_token";
+pub const TOK_ADD_SPACE_PREFIX: &str = "tokenizer.ggml.add_space_prefix";
+pub const TOK_REMOVE_EXTRA_WS: &str = "tokenizer.ggml.remove_extra_whitespaces";
+pub const TOK_CHAT_TEMPLATE: &str = "tokenizer.chat_template";
+
+/// Keys whose name starts with the architecture (`llama.block_count`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchKey {
+    ContextLength,
+    EmbeddingLength,
+    BlockCount,
+    FeedForwardLength,
+    ExpertFeedForwardLength,
+    ExpertSharedFeedForwardLength,
+    ExpertCount,
+    ExpertUsedCount,
+    ExpertWeightsNorm,
+    VocabSize,
+    HeadCount,
+    HeadCountKv,
+    KeyLength,
+    ValueLength,
+    RmsEpsilon,
+    LayerNormEpsilon,
+    RopeFreqBase,
+    RopeDimensionCount,
+    RopeScalingType,
+    RopeScalingFactor,
+    RopeScalingOrigCtx,
+}
+
+impl ArchKey {
+    /// The suffix after `{arch}.`.
+    pub fn suffix(self) -> &'static str {
+        use ArchKey::*;
+        match self {
+            ContextLength => "context_length",
+            EmbeddingLength => "embedding_length",
+            BlockCount => "block_count",
+            FeedForwardLength => "feed_forward_length",
+            ExpertFeedForwardLength => "expert_feed_forward_length",
+            ExpertSharedFeedForwardLength => "expert_shared_feed_forward_length",
+            ExpertCount => "expert_count",
+            ExpertUsedCount => "expert_used_count",
+            ExpertWeightsNorm => "expert_weights_norm",
+            VocabSize => "vocab_size",
+            HeadCount => "attention.head_count",
+            HeadCountKv => "attention.head_count_kv",
+            KeyLength => "attention.key_length",
+            ValueLength => "attention.value_length",
+            RmsEpsilon => "attention.layer_norm_rms_epsilon",
+            LayerNormEpsilon => "attention.layer_norm_epsilon",
+            RopeFreqBase => "rope.freq_base",
+            RopeDimensionCount => "rope.dimension_count",
+            RopeScalingType => "rope.scaling.type",
+            RopeScalingFactor => "rope.scaling.factor",
+            RopeScalingOrigCtx => "rope.scaling.original_context_length",
+        }
+    }
+
+    pub fn name(self, arch: &str) -> String {
+        format!("{arch}.{}", self.suffix())
+    }
+}
+
+/// Kinds of tensors. Per-layer kinds live under `blk.{il}.`; per-expert (legacy Mixtral layout) kinds
+/// end in `.{e}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TensorKind {
+    TokenEmbd,
+    OutputNorm,
+    Output,
+    RopeFreqs,
+    AttnNorm,
+    AttnQ,
+    AttnK,
+    AttnV,
+    AttnQkv,
+    AttnOutput,
+    AttnQNorm,
+    AttnKNorm,
+    FfnNorm,
+    FfnGate,
+    FfnUp,
+    FfnDown,
+    FfnGateUp,
+    FfnGateInp,
+    FfnGateExps,
+    FfnUpExps,
+    FfnDownExps,
+    /// Legacy per-expert layout: `blk.{il}.ffn_gate.{e}`.
+    FfnGateExpert,
+    FfnUpExpert,
+    FfnDownExpert,
+    FfnGateInpShexp,
+    FfnGateShexp,
+    FfnUpShexp,
+    FfnDownShexp,
+}
+
+/// How the scheduler treats a tensor kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpClass {
+    Matmul,
+    ExpertMatmul,
+    Elementwise,
+    Lookup,
+}
+
+impl TensorKind {
+    /// The base name: `attn_q` for `blk.{il}.attn_q.weight`.
+    pub fn base(self) -> &'static str {
+        use TensorKind::*;
+        match self {
+            TokenEmbd => "token_embd",
+            OutputNorm => "output_norm",
+            Output => "output",
+            RopeFreqs => "rope_freqs",
+            AttnNorm => "attn_norm",
+            AttnQ => "attn_q",
+            AttnK => "attn_k",
+            AttnV => "attn_v",
+            AttnQkv => "attn_qkv",
+            AttnOutput => "attn_output",
+            AttnQNorm => "attn_q_norm",
+            AttnKNorm => "attn_k_norm",
+            FfnNorm => "ffn_norm",
+            FfnGate => "ffn_gate",
+            FfnUp => "ffn_up",
+            FfnDown => "ffn_down",
+            FfnGateUp => "ffn_gate_up",
+            FfnGateInp => "ffn_gate_inp",
+            FfnGateExps => "ffn_gate_exps",
+            FfnUpExps => "ffn_up_exps",
+            FfnDownExps => "ffn_down_exps",
+            FfnGateExpert => "ffn_gate",
+            FfnUpExpert => "ffn_up",
+            FfnDownExpert => "ffn_down",
+            FfnGateInpShexp => "ffn_gate_inp_shexp",
+            FfnGateShexp => "ffn_gate_shexp",
+            FfnUpShexp => "ffn_up_shexp",
+            FfnDownShexp => "ffn_down_shexp",
+        }
+    }
+
+    pub fn is_global(self) -> bool {
+        matches!(
+            self,
+            TensorKind::TokenEmbd | TensorKind::OutputNorm | TensorKind::Output | TensorKind::RopeFreqs
+        )
+    }
+
+    pub fn op_class(self) -> OpClass {
+        use TensorKind::*;
+        match self {
+            TokenEmbd => OpClass::Lookup,
+            OutputNorm | AttnNorm | FfnNorm | AttnQNorm | AttnKNorm | RopeFreqs | FfnGateInpShexp => {
+                OpClass::Elementwise
+            }
+            FfnGateExps | FfnUpExps | FfnDownExps | FfnGateExpert | FfnUpExpert | FfnDownExpert => {
+                OpClass::ExpertMatmul
+            }
+            _ => OpClass::Matmul,
+        }
+    }
+
+    /// `blk.{il}.{base}.{suffix}` (or `{base}.{suffix}` for global tensors); `suffix` is `weight` or
+    /// `bias`.
+    pub fn name(self, layer: usize, suffix: &str) -> String {
+        if self.is_global() {
+            format!("{}.{suffix}", self.base())
+        } else {
+            format!("blk.{layer}.{}.{suffix}", self.base())
+        }
+    }
+
+    pub fn weight(self, layer: usize) -> String {
+        self.name(layer, "weight")
+    }
+
+    pub fn bias(self, layer: usize) -> String {
+        self.name(layer, "bias")
+    }
+
+    /// Legacy per-expert name: `blk.{il}.ffn_gate.{e}.weight`.
+    pub fn expert_weight(self, layer: usize, expert: usize) -> String {
+        format!("blk.{layer}.{}.{expert}.weight", self.base())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_llama_cpp() {
+        assert_eq!(TensorKind::AttnQ.weight(3), "blk.3.attn_q.weight");
+        assert_eq!(TensorKind::Output.weight(9), "output.weight");
+        assert_eq!(TensorKind::FfnGateExpert.expert_weight(1, 7), "blk.1.ffn_gate.7.weight");
+        assert_eq!(ArchKey::HeadCountKv.name("llama"), "llama.attention.head_count_kv");
+    }
+}

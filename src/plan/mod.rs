@@ -1,0 +1,1 @@
+//! The partition plan (issue: plan).

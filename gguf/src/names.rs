@@ -7,6 +7,20 @@ pub const KEY_ALIGNMENT: &str = "general.alignment";
 pub const KEY_FILE_TYPE: &str = "general.file_type";
 pub const KEY_QUANT_VERSION: &str = "general.quantization_version";
 
+// Sampling defaults a model may carry (llama.cpp applies them unless the flag is given).
+pub const KEY_SAMPLING_SEQUENCE: &str = "general.sampling.sequence";
+pub const KEY_SAMPLING_TOP_K: &str = "general.sampling.top_k";
+pub const KEY_SAMPLING_TOP_P: &str = "general.sampling.top_p";
+pub const KEY_SAMPLING_MIN_P: &str = "general.sampling.min_p";
+pub const KEY_SAMPLING_XTC_PROBABILITY: &str = "general.sampling.xtc_probability";
+pub const KEY_SAMPLING_XTC_THRESHOLD: &str = "general.sampling.xtc_threshold";
+pub const KEY_SAMPLING_TEMP: &str = "general.sampling.temp";
+pub const KEY_SAMPLING_PENALTY_LAST_N: &str = "general.sampling.penalty_last_n";
+pub const KEY_SAMPLING_PENALTY_REPEAT: &str = "general.sampling.penalty_repeat";
+pub const KEY_SAMPLING_MIROSTAT: &str = "general.sampling.mirostat";
+pub const KEY_SAMPLING_MIROSTAT_TAU: &str = "general.sampling.mirostat_tau";
+pub const KEY_SAMPLING_MIROSTAT_ETA: &str = "general.sampling.mirostat_eta";
+
 pub const TOK_MODEL: &str = "tokenizer.ggml.model";
 pub const TOK_PRE: &str = "tokenizer.ggml.pre";
 pub const TOK_TOKENS: &str = "tokenizer.ggml.tokens";

@@ -1,0 +1,177 @@
+//! llama-completion's generation loop (non-interactive): feed the prompt in `n_batch` pieces, echo it,
+//! then sample, print and decode one token at a time until `-n` runs out, an end-of-generation token
+//! comes, a reverse prompt shows up at the end of the text, or the context is full.
+
+use super::engine::{Engine, Vocab};
+use super::log;
+use super::perf::ContextPerf;
+use super::utf8::Utf8Stream;
+use crate::model::ModelError;
+use crate::sample::SamplerChain;
+use crate::TokenId;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// How much of the accepted history the reverse-prompt check looks at (llama.cpp: 32 tokens).
+const REVERSE_PROMPT_WINDOW: usize = 32;
+
+/// The loop's settings (a slice of the run configuration).
+#[derive(Debug, Clone)]
+pub struct LoopSettings {
+    pub n_predict: i32,
+    pub n_batch: usize,
+    pub display_prompt: bool,
+    pub special: bool,
+    pub reverse_prompts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// `-n` tokens were generated (or `-n 0`).
+    Budget,
+    EndOfGeneration,
+    ReversePrompt,
+    ContextFull,
+    Interrupted,
+}
+
+/// Warm-up like llama.cpp: decode [BOS, EOS] (those that exist, else token 0), then forget it.
+pub fn warm_up<E: Engine, V: Vocab>(engine: &mut E, vocab: &V, n_batch: usize, perf: &mut ContextPerf) -> Result<(), ModelError> {
+    let mut tokens: Vec<TokenId> = vocab.bos().into_iter().chain(vocab.eos()).collect();
+    if tokens.is_empty() {
+        tokens.push(0);
+    }
+    tokens.truncate(n_batch.max(1));
+    timed_decode(engine, &tokens, perf)?;
+    engine.clear();
+    Ok(())
+}
+
+fn timed_decode<E: Engine>(engine: &mut E, tokens: &[TokenId], perf: &mut ContextPerf) -> Result<Vec<f32>, ModelError> {
+    let start = Instant::now();
+    let logits = engine.decode(tokens)?;
+    perf.record_decode(tokens.len(), start.elapsed());
+    Ok(logits)
+}
+
+/// Run the loop over an already tokenized prompt. Text goes to stdout through [`log::text`].
+pub fn generate<E: Engine, V: Vocab>(
+    settings: &LoopSettings,
+    prompt: &[TokenId],
+    engine: &mut E,
+    vocab: &V,
+    chain: &mut SamplerChain,
+    perf: &mut ContextPerf,
+    interrupted: &AtomicBool,
+) -> Result<StopReason, ModelError> {
+    let n_ctx = engine.n_ctx();
+    let n_batch = settings.n_batch.max(1);
+    // Reverse prompts that are one token are also matched by id (e.g. a control token).
+    let reverse_tokens: Vec<TokenId> = settings
+        .reverse_prompts
+        .iter()
+        .filter_map(|r| match vocab.encode(r, false, true).as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        })
+        .collect();
+
+    let mut out = Utf8Stream::new();
+    let mut history: VecDeque<TokenId> = VecDeque::new();
+    let mut logits: Vec<f32> = Vec::new();
+    let mut batch: Vec<TokenId> = Vec::new();
+    let mut n_past = 0usize;
+    let mut n_remain = settings.n_predict;
+    let mut n_consumed = 0usize;
+    let mut display = settings.display_prompt;
+    let mut reason = StopReason::Budget;
+
+    let accept = |chain: &mut SamplerChain, history: &mut VecDeque<TokenId>, id: TokenId| {
+        chain.accept(id);
+        history.push_back(id);
+        if history.len() > REVERSE_PROMPT_WINDOW {
+            history.pop_front();
+        }
+    };
+
+    while n_remain != 0 {
+        if interrupted.load(Ordering::Relaxed) {
+            reason = StopReason::Interrupted;
+            break;
+        }
+        if !batch.is_empty() {
+            if n_past + batch.len() >= n_ctx {
+                log::text(&out.finish());
+                crate::log_warn!("\n\nllama_completion: context full and context shift is disabled => stopping\n");
+                reason = StopReason::ContextFull;
+                break;
+            }
+            logits = timed_decode(engine, &batch, perf)?;
+            n_past += batch.len();
+        }
+        batch.clear();
+
+        if prompt.len() <= n_consumed {
+            let Some(id) = chain.sample(&logits) else {
+                return Err(ModelError::Invalid("sampling found no candidate token".into()));
+            };
+            accept(chain, &mut history, id);
+            batch.push(id);
+            n_remain -= 1;
+        } else {
+            while prompt.len() > n_consumed {
+                let id = prompt[n_consumed];
+                batch.push(id);
+                accept(chain, &mut history, id);
+                n_consumed += 1;
+                if batch.len() == n_batch {
+                    break;
+                }
+            }
+        }
+
+        if display {
+            for &id in &batch {
+                log::text(&out.push(&vocab.piece(id, settings.special)));
+            }
+        }
+        if prompt.len() == n_consumed {
+            display = true;
+        }
+
+        if prompt.len() <= n_consumed && ends_with_reverse_prompt(settings, vocab, &history, &reverse_tokens) {
+            reason = StopReason::ReversePrompt;
+            break;
+        }
+        if batch.last().is_some_and(|&id| vocab.is_eog(id)) {
+            log::text(&out.finish());
+            log::text(b" [end of text]\n");
+            reason = StopReason::EndOfGeneration;
+            break;
+        }
+    }
+    log::text(&out.finish());
+    Ok(reason)
+}
+
+/// llama.cpp's check: the text of the last 32 accepted tokens contains a reverse prompt starting no
+/// earlier than its length plus 2 bytes from the end, or the last token is a one-token reverse prompt.
+fn ends_with_reverse_prompt<V: Vocab>(
+    settings: &LoopSettings,
+    vocab: &V,
+    history: &VecDeque<TokenId>,
+    reverse_tokens: &[TokenId],
+) -> bool {
+    if settings.reverse_prompts.is_empty() {
+        return false;
+    }
+    let text: Vec<u8> = history.iter().flat_map(|&id| vocab.piece(id, true)).collect();
+    let found = settings.reverse_prompts.iter().any(|r| {
+        let needle = r.as_bytes();
+        let from = text.len().saturating_sub(needle.len() + 2);
+        needle.is_empty() || text[from..].windows(needle.len()).any(|w| w == needle)
+    });
+    let last_is_token = !text.is_empty() && history.back().is_some_and(|id| reverse_tokens.contains(id));
+    found || last_is_token
+}

@@ -1,0 +1,54 @@
+//! Thread count defaults: llama.cpp uses the number of physical cores for `-t`.
+
+use std::collections::HashSet;
+
+/// Physical cores from /proc/cpuinfo ("physical id", "core id" pairs), else the logical CPU count.
+pub fn physical_cores() -> usize {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| count_physical_cores(&text))
+        .unwrap_or_else(logical_cpus)
+}
+
+pub fn logical_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Distinct (package, core) pairs in a /proc/cpuinfo text; None if it lists no core ids.
+pub fn count_physical_cores(cpuinfo: &str) -> Option<usize> {
+    let mut cores = HashSet::new();
+    let mut package = String::new();
+    for line in cpuinfo.lines() {
+        let Some((key, value)) = line.split_once(':') else { continue };
+        match key.trim() {
+            "processor" => package.clear(),
+            "physical id" => package = value.trim().to_string(),
+            "core id" => {
+                cores.insert((package.clone(), value.trim().to_string()));
+            }
+            _ => {}
+        }
+    }
+    (!cores.is_empty()).then_some(cores.len())
+}
+
+/// Size rayon's global pool once; later calls are ignored by rayon (already built).
+pub fn init_pool(n_threads: usize) {
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(n_threads.max(1)).build_global();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_cores_not_hyperthreads() {
+        // Two packages, two cores each, two threads per core: 8 processors, 4 cores.
+        let mut text = String::new();
+        for (cpu, (pkg, core)) in [(0, 0), (0, 1), (1, 0), (1, 1), (0, 0), (0, 1), (1, 0), (1, 1)].iter().enumerate() {
+            text += &format!("processor\t: {cpu}\nphysical id\t: {pkg}\ncore id\t\t: {core}\nflags\t\t: fpu\n\n");
+        }
+        assert_eq!(count_physical_cores(&text), Some(4));
+        assert_eq!(count_physical_cores("processor : 0\nmodel name : x\n"), None);
+    }
+}

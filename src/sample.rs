@@ -1,1 +1,0 @@
-//! llama.cpp's sampler chain. (Filled by the sampling/CLI work.)

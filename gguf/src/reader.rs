@@ -255,7 +255,7 @@ fn validate_tensor(
         return Err(bad_shape(&format!("row length is not a multiple of the {} block size", dtype)));
     }
     let n_bytes = dtype.bytes_for(n_elems).ok_or_else(|| bad_shape("byte size overflows"))?;
-    if rel_offset % alignment != 0 {
+    if !rel_offset.is_multiple_of(alignment) {
         return Err(GgufError::Misaligned { name, offset: rel_offset, align: alignment });
     }
     let start = data_offset.checked_add(rel_offset);

@@ -109,3 +109,77 @@ fn convert_errors_are_one_line_with_exit_code_1() {
     assert!(stderr.starts_with("error: cannot open"), "{stderr}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+fn run_convert(input: &Path, output: &Path, kind: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_rs-llama-gguf"))
+        .arg("convert")
+        .arg(input)
+        .arg(output)
+        .args(["--type", kind])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn tiny_model_converts_matrices_and_keeps_norms() {
+    use gguf::dequant::{f32_to_bf16_bits, f32_to_f16_bits, to_f32};
+    use gguf::value::Metadata;
+    let dir = std::env::temp_dir().join(format!("rs-llama-convert-tiny-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input_path = dir.join("in.gguf");
+    std::fs::write(&input_path, gguf::malformed::valid_model()).unwrap();
+    let input = GgufFile::open(&input_path).unwrap();
+    for (kind, file_type) in [("f16", 1), ("bf16", 32)] {
+        let output_path = dir.join(format!("out-{kind}.gguf"));
+        let out = run_convert(&input_path, &output_path, kind);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let output = GgufFile::open(&output_path).unwrap();
+        assert_eq!(output.get_u32("general.file_type").unwrap(), Some(file_type));
+        assert_eq!(output.kv.last().unwrap().0, "general.file_type");
+        assert_eq!(output.kv.len(), input.kv.len());
+        // Tensors outside blocks first, then by name.
+        assert_eq!(output.tensors[0].name, "output_norm.weight");
+        assert_eq!(output.tensors[1].name, "token_embd.weight");
+        assert_eq!(output.tensors[2].name, "blk.0.attn_k.weight");
+        for t in &input.tensors {
+            let converted = output.tensor(&t.name).unwrap();
+            assert_eq!(converted.dims, t.dims);
+            let original = to_f32(t.dtype, input.tensor_bytes(t), t.n_elems() as usize).unwrap();
+            if t.dims.len() == 1 {
+                assert_eq!(converted.dtype, t.dtype, "{}", t.name);
+                assert_eq!(output.tensor_bytes(converted), input.tensor_bytes(t));
+                continue;
+            }
+            assert_eq!(converted.dtype.name(), kind, "{}", t.name);
+            let bits: Vec<u16> = output
+                .tensor_bytes(converted)
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            for (x, b) in original.iter().zip(&bits) {
+                let expected = if kind == "f16" { f32_to_f16_bits(*x) } else { f32_to_bf16_bits(*x) };
+                assert_eq!(*b, expected, "{}", t.name);
+            }
+        }
+    }
+    let same = run_convert(&input_path, &input_path, "f16");
+    assert_eq!(same.status.code(), Some(1));
+    assert!(GgufFile::open(&input_path).is_ok(), "the input must survive");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn convert_reports_each_malformed_file_in_one_line_with_exit_code_1() {
+    let dir = std::env::temp_dir().join(format!("rs-llama-convert-corpus-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for case in gguf::malformed::corpus().into_iter().filter(|c| c.stage == gguf::malformed::Stage::Parse) {
+        let input = dir.join(format!("{}.gguf", case.name));
+        std::fs::write(&input, &case.bytes).unwrap();
+        let out = run_convert(&input, &dir.join("out.gguf"), "bf16");
+        assert_eq!(out.status.code(), Some(1), "{}", case.name);
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{}: {stderr}", case.name);
+        assert!(stderr.starts_with("error: "), "{}", case.name);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

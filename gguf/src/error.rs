@@ -13,7 +13,7 @@ pub enum GgufError {
     Io(#[from] std::io::Error),
 
     // ---- structure ---------------------------------------------------------------------------
-    #[error("not a GGUF file (magic is {0:?}, expected \"GGUF\")")]
+    #[error("not a GGUF file (magic is \"{}\", expected \"GGUF\")", .0.escape_ascii())]
     BadMagic([u8; 4]),
     #[error("unsupported GGUF version {0} (supported: 2, 3)")]
     BadVersion(u32),

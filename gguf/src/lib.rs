@@ -14,6 +14,7 @@ pub mod dtype;
 pub mod error;
 pub mod names;
 pub mod reader;
+pub mod synth;
 pub mod value;
 pub mod writer;
 

@@ -15,7 +15,7 @@ pub struct Route {
 }
 
 /// Smallest divisor when renormalising the selected weights (as llama.cpp clamps the sum).
-const MIN_WEIGHT_SUM: f32 = 6.103515625e-5;
+const MIN_WEIGHT_SUM: f32 = 1.0 / 16384.0; // 2^-14, the smallest normal f16
 
 /// Route each token: `logits` is `[n_tok][n_expert]`. With `normalize`, the `k` selected
 /// probabilities are divided by their sum (Mixtral); otherwise they are used as they are.
@@ -62,7 +62,8 @@ mod tests {
         for normalize in [true, false] {
             let routes = route(&logits, n_expert, k, ExpertGating::Softmax, normalize);
             for (t, r) in routes.iter().enumerate() {
-                let row: Vec<f64> = logits[t * n_expert..(t + 1) * n_expert].iter().map(|&x| x as f64).collect();
+                let row: Vec<f64> =
+                    logits[t * n_expert..(t + 1) * n_expert].iter().map(|&x| x as f64).collect();
                 let z: f64 = row.iter().map(|x| x.exp()).sum();
                 let p: Vec<f64> = row.iter().map(|x| x.exp() / z).collect();
                 let mut idx: Vec<usize> = (0..n_expert).collect();

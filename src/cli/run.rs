@@ -2,7 +2,7 @@
 //! the sampler setup, generate, and print the timing block.
 
 use super::args::{self, ConversationMode, GpuLayers, RunConfig};
-use super::completion::{self, LoopSettings, StopReason};
+use super::completion::{self, LoopParts, LoopSettings, StopReason};
 use super::engine::{SessionEngine, Vocab};
 use super::perf::{perf_lines, ContextPerf};
 use super::{interrupt, log, threads};
@@ -174,7 +174,16 @@ pub fn run(cfg: &RunConfig) -> Result<i32, RunError> {
         special: cfg.special,
         reverse_prompts: cfg.reverse_prompts.clone(),
     };
-    let stop = completion::generate(&settings, &prompt, &mut engine, &tokenizer, &mut chain, &mut perf, &interrupt::INTERRUPTED)?;
+    let mut sink = |bytes: &[u8]| log::text(bytes);
+    let parts = LoopParts {
+        engine: &mut engine,
+        vocab: &tokenizer,
+        chain: &mut chain,
+        perf: &mut perf,
+        interrupted: &interrupt::INTERRUPTED,
+        text: &mut sink,
+    };
+    let stop = completion::generate(&settings, &prompt, parts)?;
     let lines = perf_lines(&chain.perf(), &perf, perf.start.elapsed());
     if stop == StopReason::Interrupted {
         log::text(b"\n");

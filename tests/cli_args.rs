@@ -52,7 +52,10 @@ fn defaults_are_llama_completions() {
     let c = ok(&[]);
     assert_eq!((c.n_predict, c.n_ctx, c.n_batch, c.n_ubatch, c.n_keep), (-1, 0, 2048, 512, 0));
     assert_eq!(c.sampling.seed, RANDOM_SEED);
-    assert_eq!((c.sampling.top_k, c.sampling.top_p, c.sampling.min_p, c.sampling.temp), (40, 0.95, 0.05, 0.8));
+    assert_eq!(
+        (c.sampling.top_k, c.sampling.top_p, c.sampling.min_p, c.sampling.temp),
+        (40, 0.95, 0.05, 0.8)
+    );
     assert_eq!(c.sampling.penalty_last_n, 64);
     assert!(c.escape && c.display_prompt && c.warmup && !c.special && !c.log_disable);
     assert_eq!(c.conversation, ConversationMode::Auto);
@@ -62,9 +65,42 @@ fn defaults_are_llama_completions() {
 #[test]
 fn values_land_in_the_config() {
     let c = ok(&[
-        "-m", "m.gguf", "-p", "Hello", "-n", "32", "-c", "256", "-b", "64", "-ub", "16", "-t", "3", "-tb", "5", "-s", "42",
-        "--temp", "0.5", "--top-k", "7", "--top-p", "0.8", "--min-p", "0.1", "--repeat-penalty", "1.2",
-        "--repeat-last-n", "16", "--presence-penalty", "0.3", "--frequency-penalty", "0.4", "--keep", "2",
+        "-m",
+        "m.gguf",
+        "-p",
+        "Hello",
+        "-n",
+        "32",
+        "-c",
+        "256",
+        "-b",
+        "64",
+        "-ub",
+        "16",
+        "-t",
+        "3",
+        "-tb",
+        "5",
+        "-s",
+        "42",
+        "--temp",
+        "0.5",
+        "--top-k",
+        "7",
+        "--top-p",
+        "0.8",
+        "--min-p",
+        "0.1",
+        "--repeat-penalty",
+        "1.2",
+        "--repeat-last-n",
+        "16",
+        "--presence-penalty",
+        "0.3",
+        "--frequency-penalty",
+        "0.4",
+        "--keep",
+        "2",
     ]);
     assert_eq!(c.model.as_deref(), Some(std::path::Path::new("m.gguf")));
     assert_eq!(c.prompt, "Hello");
@@ -104,8 +140,22 @@ fn underscores_in_long_flags_are_dashes() {
 
 #[test]
 fn switches() {
-    let c = ok(&["--no-escape", "--no-display-prompt", "--no-warmup", "--ignore-eos", "--verbose-prompt", "--log-disable"]);
-    assert!(!c.escape && !c.display_prompt && !c.warmup && c.sampling.ignore_eos && c.verbose_prompt && c.log_disable);
+    let c = ok(&[
+        "--no-escape",
+        "--no-display-prompt",
+        "--no-warmup",
+        "--ignore-eos",
+        "--verbose-prompt",
+        "--log-disable",
+    ]);
+    assert!(
+        !c.escape
+            && !c.display_prompt
+            && !c.warmup
+            && c.sampling.ignore_eos
+            && c.verbose_prompt
+            && c.log_disable
+    );
     let c = ok(&["--no-escape", "-e", "--no-display-prompt", "--display-prompt", "--no-warmup", "--warmup"]);
     assert!(c.escape && c.display_prompt && c.warmup);
 }
@@ -127,14 +177,35 @@ fn seed_minus_one_is_random_and_negative_wraps() {
 
 #[test]
 fn sampler_settings_flags() {
-    let c = ok(&["--samplers", "top_k;TEMP;nucleus", "--logit-bias", "15043+1", "-l", "2-inf", "--typical", "0.9"]);
+    let c = ok(&[
+        "--samplers",
+        "top_k;TEMP;nucleus",
+        "--logit-bias",
+        "15043+1",
+        "-l",
+        "2-inf",
+        "--typical",
+        "0.9",
+    ]);
     assert_eq!(c.sampling.samplers, [SamplerKind::TopK, SamplerKind::Temperature, SamplerKind::TopP]);
     assert_eq!(c.sampling.logit_bias, [(15043, 1.0), (2, f32::NEG_INFINITY)]);
     assert_eq!(c.sampling.typ_p, 0.9);
     assert!(c.sampling_user.samplers);
-    let c = ok(&["--sampling-seq", "kpt", "--top-nsigma", "1.5", "--xtc-probability", "0.2", "--dynatemp-range", "0.3"]);
+    let c = ok(&[
+        "--sampling-seq",
+        "kpt",
+        "--top-nsigma",
+        "1.5",
+        "--xtc-probability",
+        "0.2",
+        "--dynatemp-range",
+        "0.3",
+    ]);
     assert_eq!(c.sampling.samplers, [SamplerKind::TopK, SamplerKind::TopP, SamplerKind::Temperature]);
-    assert_eq!((c.sampling.top_n_sigma, c.sampling.xtc_probability, c.sampling.dynatemp_range), (1.5, 0.2, 0.3));
+    assert_eq!(
+        (c.sampling.top_n_sigma, c.sampling.xtc_probability, c.sampling.dynatemp_range),
+        (1.5, 0.2, 0.3)
+    );
     assert_eq!(ok(&["--temp", "-1"]).sampling.temp, 0.0, "negative temperature is clamped");
 }
 

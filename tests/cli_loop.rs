@@ -95,7 +95,13 @@ struct Outcome {
     accepted: usize,
 }
 
-fn run(prompt: &str, settings: LoopSettings, model: FakeModel, params: SamplingParams, interrupted: bool) -> Outcome {
+fn run(
+    prompt: &str,
+    settings: LoopSettings,
+    model: FakeModel,
+    params: SamplingParams,
+    interrupted: bool,
+) -> Outcome {
     let mut model = model;
     let vocab = FakeVocab;
     let Ok(mut chain) = SamplerChain::new(&params, &vocab.eog_tokens()) else { panic!("chain") };

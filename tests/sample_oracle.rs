@@ -75,7 +75,8 @@ fn libstdcxx_tie_orders() {
 #[test]
 fn uniform_real_distribution_f64() {
     let mut rng = Mt19937::new(42);
-    let want: Vec<f64> = oracle()["uniform_f64_seed42"].iter().map(|s| s.parse().unwrap_or(f64::NAN)).collect();
+    let want: Vec<f64> =
+        oracle()["uniform_f64_seed42"].iter().map(|s| s.parse().unwrap_or(f64::NAN)).collect();
     let got: Vec<f64> = (0..want.len()).map(|_| rng.canonical_f64()).collect();
     assert_eq!(got, want);
 }
@@ -109,7 +110,13 @@ fn penalties_and_unsorted_top_p() {
 
 #[test]
 fn bucketed_top_k_and_typical() {
-    let params = SamplingParams { top_k: 200, typ_p: 0.9, min_keep: 1, temp: 0.7, ..with(&[TopK, TypicalP, Temperature], 9) };
+    let params = SamplingParams {
+        top_k: 200,
+        typ_p: 0.9,
+        min_keep: 1,
+        temp: 0.7,
+        ..with(&[TopK, TypicalP, Temperature], 9)
+    };
     assert_eq!(run_chain(&params, 5000, true, 4), expect_ids("topk200_typical"));
 }
 
@@ -134,8 +141,13 @@ fn top_n_sigma_min_p_dynatemp() {
 
 #[test]
 fn xtc() {
-    let params =
-        SamplingParams { top_k: 40, xtc_probability: 0.5, xtc_threshold: 0.05, min_keep: 1, ..with(&[TopK, Xtc], 21) };
+    let params = SamplingParams {
+        top_k: 40,
+        xtc_probability: 0.5,
+        xtc_threshold: 0.05,
+        min_keep: 1,
+        ..with(&[TopK, Xtc], 21)
+    };
     assert_eq!(run_chain(&params, 5000, false, 7), expect_ids("xtc"));
 }
 

@@ -126,7 +126,11 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<RunConfig, ArgError> {
         let arg = normalise(args[i].as_ref());
         i += 1;
         let Some(flag) = flags::find(&arg) else {
-            return Err(if flags::is_llama_cpp_flag(&arg) { ArgError::Unsupported(arg) } else { ArgError::Unknown(arg) });
+            return Err(if flags::is_llama_cpp_flag(&arg) {
+                ArgError::Unsupported(arg)
+            } else {
+                ArgError::Unknown(arg)
+            });
         };
         if seen.contains(&arg) {
             cfg.warnings.push(format!(
@@ -195,7 +199,10 @@ pub fn process_escapes(input: &str) -> String {
             b'r' => out.push(b'\r'),
             b't' => out.push(b'\t'),
             b'\'' | b'"' | b'\\' => out.push(c),
-            b'x' if i + 1 < bytes.len() && bytes[i].is_ascii_hexdigit() && bytes[i + 1].is_ascii_hexdigit() => {
+            b'x' if i + 1 < bytes.len()
+                && bytes[i].is_ascii_hexdigit()
+                && bytes[i + 1].is_ascii_hexdigit() =>
+            {
                 let hex = |b: u8| (b as char).to_digit(16).unwrap_or(0) as u8;
                 out.push(hex(bytes[i]) * 16 + hex(bytes[i + 1]));
                 i += 2;

@@ -36,7 +36,12 @@ pub enum StopReason {
 }
 
 /// Warm-up like llama.cpp: decode [BOS, EOS] (those that exist, else token 0), then forget it.
-pub fn warm_up<E: Engine, V: Vocab>(engine: &mut E, vocab: &V, n_batch: usize, perf: &mut ContextPerf) -> Result<(), ModelError> {
+pub fn warm_up<E: Engine, V: Vocab>(
+    engine: &mut E,
+    vocab: &V,
+    n_batch: usize,
+    perf: &mut ContextPerf,
+) -> Result<(), ModelError> {
     let mut tokens: Vec<TokenId> = vocab.bos().into_iter().chain(vocab.eos()).collect();
     if tokens.is_empty() {
         tokens.push(0);
@@ -47,7 +52,11 @@ pub fn warm_up<E: Engine, V: Vocab>(engine: &mut E, vocab: &V, n_batch: usize, p
     Ok(())
 }
 
-fn timed_decode<E: Engine>(engine: &mut E, tokens: &[TokenId], perf: &mut ContextPerf) -> Result<Vec<f32>, ModelError> {
+fn timed_decode<E: Engine>(
+    engine: &mut E,
+    tokens: &[TokenId],
+    perf: &mut ContextPerf,
+) -> Result<Vec<f32>, ModelError> {
     let start = Instant::now();
     let logits = engine.decode(tokens)?;
     perf.record_decode(tokens.len(), start.elapsed());
@@ -112,7 +121,9 @@ pub fn generate<E: Engine, V: Vocab>(
         if !batch.is_empty() {
             if n_past + batch.len() >= n_ctx {
                 text(&out.finish());
-                crate::log_warn!("\n\nllama_completion: context full and context shift is disabled => stopping\n");
+                crate::log_warn!(
+                    "\n\nllama_completion: context full and context shift is disabled => stopping\n"
+                );
                 reason = StopReason::ContextFull;
                 break;
             }
@@ -149,7 +160,8 @@ pub fn generate<E: Engine, V: Vocab>(
             display = true;
         }
 
-        if prompt.len() <= n_consumed && ends_with_reverse_prompt(settings, vocab, &history, &reverse_tokens) {
+        if prompt.len() <= n_consumed && ends_with_reverse_prompt(settings, vocab, &history, &reverse_tokens)
+        {
             reason = StopReason::ReversePrompt;
             break;
         }

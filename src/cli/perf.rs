@@ -145,6 +145,10 @@ mod tests {
         // Empty counters print as 1 with inf tokens per second, as llama.cpp does.
         let empty = ContextPerf::new(Instant::now());
         let lines = perf_lines(&SamplerPerf::default(), &empty, Duration::from_millis(2));
-        assert!(lines[3].ends_with("/     1 tokens (    0.00 ms per token,      inf tokens per second)"), "{}", lines[3]);
+        assert!(
+            lines[3].ends_with("/     1 tokens (    0.00 ms per token,      inf tokens per second)"),
+            "{}",
+            lines[3]
+        );
     }
 }

@@ -85,7 +85,8 @@ pub fn run(cfg: &RunConfig) -> Result<i32, RunError> {
     let model_path = cfg.model.as_ref().ok_or(RunError::NoModel)?;
     if cfg.conversation == ConversationMode::Enabled {
         return Err(RunError::Unsupported(
-            "conversation mode (-cnv) is not supported yet by rs-llama; use -no-cnv for text completion".into(),
+            "conversation mode (-cnv) is not supported yet by rs-llama; use -no-cnv for text completion"
+                .into(),
         ));
     }
     let (n_threads, n_threads_batch) = (cfg.n_threads(), cfg.n_threads_batch());
@@ -96,12 +97,15 @@ pub fn run(cfg: &RunConfig) -> Result<i32, RunError> {
             GpuLayers::All => "all".to_string(),
             GpuLayers::Count(n) => n.to_string(),
         };
-        log_warn!("warning: -ngl {ngl} accepted, but rs-llama has no GPU backend yet: the model runs on the CPU\n");
+        log_warn!(
+            "warning: -ngl {ngl} accepted, but rs-llama has no GPU backend yet: the model runs on the CPU\n"
+        );
     }
 
     log_info!("llama_completion: llama backend init\n");
     log_info!("llama_completion: load the model and apply lora adapter, if any\n");
-    let file = GgufFile::open(model_path).map_err(|e| RunError::Load(format!("{}: {e}", model_path.display())))?;
+    let file =
+        GgufFile::open(model_path).map_err(|e| RunError::Load(format!("{}: {e}", model_path.display())))?;
     let tokenizer = Tokenizer::from_gguf(&file)?;
     let progress = std::io::stderr().is_terminal() && log::enabled(log::LEVEL_INFO);
     let model = Model::load(&file, &LoadOptions { progress })?;
@@ -113,7 +117,10 @@ pub fn run(cfg: &RunConfig) -> Result<i32, RunError> {
         log_warn!("llama_completion: warning: minimum context size is 8, using minimum size.\n");
         n_ctx = 8;
     }
-    let mut engine = SessionEngine { session: Session::new(&model, n_ctx, cfg.n_ubatch as usize)?, n_vocab: model.n_vocab() };
+    let mut engine = SessionEngine {
+        session: Session::new(&model, n_ctx, cfg.n_ubatch as usize)?,
+        n_vocab: model.n_vocab(),
+    };
 
     let mut sampling = cfg.sampling.clone();
     sampling.apply_model_defaults(&file, &cfg.sampling_user)?;
@@ -130,9 +137,13 @@ pub fn run(cfg: &RunConfig) -> Result<i32, RunError> {
     perf.reset();
 
     if n_ctx > n_ctx_train {
-        log_warn!("llama_completion: model was trained on only {n_ctx_train} context tokens ({n_ctx} specified)\n");
+        log_warn!(
+            "llama_completion: model was trained on only {n_ctx_train} context tokens ({n_ctx} specified)\n"
+        );
     }
-    if cfg.conversation == ConversationMode::Auto && file.get_str(gguf::names::TOK_CHAT_TEMPLATE).ok().flatten().is_some() {
+    if cfg.conversation == ConversationMode::Auto
+        && file.get_str(gguf::names::TOK_CHAT_TEMPLATE).ok().flatten().is_some()
+    {
         log_warn!(
             "llama_completion: the model has a chat template; llama-completion would start conversation mode here, \
              which rs-llama does not support yet: running text completion as with -no-cnv\n"
@@ -203,7 +214,11 @@ fn print_perf(lines: &[String]) {
 }
 
 /// Tokenize the prompt as llama-completion does (add_special, parse_special) and check its length.
-pub fn prompt_tokens<V: Vocab>(cfg: &RunConfig, vocab: &V, n_ctx: usize) -> Result<Vec<crate::TokenId>, RunError> {
+pub fn prompt_tokens<V: Vocab>(
+    cfg: &RunConfig,
+    vocab: &V,
+    n_ctx: usize,
+) -> Result<Vec<crate::TokenId>, RunError> {
     let mut tokens = vocab.encode(&cfg.prompt, true, true);
     if tokens.is_empty() {
         match vocab.bos().filter(|_| vocab.add_bos()) {

@@ -45,8 +45,11 @@ mod tests {
     fn counts_cores_not_hyperthreads() {
         // Two packages, two cores each, two threads per core: 8 processors, 4 cores.
         let mut text = String::new();
-        for (cpu, (pkg, core)) in [(0, 0), (0, 1), (1, 0), (1, 1), (0, 0), (0, 1), (1, 0), (1, 1)].iter().enumerate() {
-            text += &format!("processor\t: {cpu}\nphysical id\t: {pkg}\ncore id\t\t: {core}\nflags\t\t: fpu\n\n");
+        for (cpu, (pkg, core)) in
+            [(0, 0), (0, 1), (1, 0), (1, 1), (0, 0), (0, 1), (1, 0), (1, 1)].iter().enumerate()
+        {
+            text +=
+                &format!("processor\t: {cpu}\nphysical id\t: {pkg}\ncore id\t\t: {core}\nflags\t\t: fpu\n\n");
         }
         assert_eq!(count_physical_cores(&text), Some(4));
         assert_eq!(count_physical_cores("processor : 0\nmodel name : x\n"), None);

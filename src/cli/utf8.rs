@@ -63,20 +63,11 @@ fn is_valid_prefix(tail: &[u8]) -> bool {
         0xF4 => (0x80..=0x8F).contains(&b),
         _ => (0x80..=0xBF).contains(&b),
     };
-    rest.first().is_none_or_compat(|&b| second_ok(b)) && rest.iter().skip(1).all(|&b| b & 0xC0 == 0x80)
-}
-
-trait IsNoneOr<T> {
-    fn is_none_or_compat(self, f: impl FnOnce(&T) -> bool) -> bool;
-}
-
-impl<T> IsNoneOr<T> for Option<&T> {
-    fn is_none_or_compat(self, f: impl FnOnce(&T) -> bool) -> bool {
-        match self {
-            None => true,
-            Some(v) => f(v),
-        }
-    }
+    let second_fits = match rest.first() {
+        None => true,
+        Some(&b) => second_ok(b),
+    };
+    second_fits && rest.iter().skip(1).all(|&b| b & 0xC0 == 0x80)
 }
 
 #[cfg(test)]
@@ -94,7 +85,17 @@ mod tests {
     fn splits_multibyte_characters_across_pieces() {
         // "é" = C3 A9, "€" = E2 82 AC, "😀" = F0 9F 98 80
         let out = stream(&[b"a\xC3", b"\xA9b\xE2", b"\x82", b"\xAC\xF0\x9F\x98", b"\x80!"]);
-        assert_eq!(out, vec![b"a".to_vec(), "éb".as_bytes().to_vec(), vec![], "€".as_bytes().to_vec(), "😀!".as_bytes().to_vec(), vec![]]);
+        assert_eq!(
+            out,
+            vec![
+                b"a".to_vec(),
+                "éb".as_bytes().to_vec(),
+                vec![],
+                "€".as_bytes().to_vec(),
+                "😀!".as_bytes().to_vec(),
+                vec![]
+            ]
+        );
         let joined: Vec<u8> = out.concat();
         assert_eq!(String::from_utf8(joined).as_deref(), Ok("aéb€😀!"));
     }
@@ -102,7 +103,10 @@ mod tests {
     #[test]
     fn invalid_bytes_are_not_held_back() {
         // A lone continuation byte, an invalid lead and an impossible prefix (E0 80) pass straight on.
-        assert_eq!(stream(&[b"x\x80", b"\xFFy", b"\xE0\x80"]), vec![b"x\x80".to_vec(), b"\xFFy".to_vec(), b"\xE0\x80".to_vec(), vec![]]);
+        assert_eq!(
+            stream(&[b"x\x80", b"\xFFy", b"\xE0\x80"]),
+            vec![b"x\x80".to_vec(), b"\xFFy".to_vec(), b"\xE0\x80".to_vec(), vec![]]
+        );
     }
 
     #[test]

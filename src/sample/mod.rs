@@ -292,11 +292,29 @@ enum Stage {
     DryOff,
     TopNSigma(f32),
     TopK(i32),
-    Typical { p: f32, min_keep: usize },
-    TopP { p: f32, min_keep: usize },
-    MinP { p: f32, min_keep: usize },
-    Xtc { probability: f32, threshold: f32, min_keep: usize, rng: Box<Mt19937> },
-    Temperature { temp: f32, delta: f32, exponent: f32 },
+    Typical {
+        p: f32,
+        min_keep: usize,
+    },
+    TopP {
+        p: f32,
+        min_keep: usize,
+    },
+    MinP {
+        p: f32,
+        min_keep: usize,
+    },
+    Xtc {
+        probability: f32,
+        threshold: f32,
+        min_keep: usize,
+        rng: Box<Mt19937>,
+    },
+    Temperature {
+        temp: f32,
+        delta: f32,
+        exponent: f32,
+    },
 }
 
 impl Stage {
@@ -328,7 +346,9 @@ impl Stage {
             Stage::Xtc { probability, threshold, min_keep, rng } => {
                 stages::xtc(cur, *probability, *threshold, *min_keep, rng)
             }
-            Stage::Temperature { temp, delta, exponent } => stages::temperature_ext(cur, *temp, *delta, *exponent),
+            Stage::Temperature { temp, delta, exponent } => {
+                stages::temperature_ext(cur, *temp, *delta, *exponent)
+            }
         }
     }
 }
@@ -392,7 +412,9 @@ impl SamplerChain {
                     exponent: params.dynatemp_exponent,
                 },
                 SamplerKind::Infill => return Err(SampleError::Unsupported("the infill sampler".into())),
-                SamplerKind::AdaptiveP => return Err(SampleError::Unsupported("the adaptive-p sampler".into())),
+                SamplerKind::AdaptiveP => {
+                    return Err(SampleError::Unsupported("the adaptive-p sampler".into()))
+                }
             });
         }
         Ok(SamplerChain { stages, rng: Mt19937::new(seed), seed, perf: SamplerPerf::default() })

@@ -27,7 +27,11 @@ pub struct Candidates {
 impl Candidates {
     /// All tokens of a `[n_vocab]` logit row, in id order.
     pub fn from_logits(logits: &[f32]) -> Candidates {
-        let data = logits.iter().enumerate().map(|(i, &logit)| Candidate { id: i as TokenId, logit, p: 0.0 }).collect();
+        let data = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &logit)| Candidate { id: i as TokenId, logit, p: 0.0 })
+            .collect();
         Candidates { data, sorted: false, selected: None }
     }
 
@@ -119,7 +123,11 @@ pub fn softmax(cur: &mut Candidates, do_sort: bool) {
         let n = cur.len();
         partial_sort_inplace(cur, n);
     }
-    let max = if cur.sorted { cur.data[0].logit } else { cur.data.iter().fold(cur.data[0].logit, |m, c| m.max(c.logit)) };
+    let max = if cur.sorted {
+        cur.data[0].logit
+    } else {
+        cur.data.iter().fold(cur.data[0].logit, |m, c| m.max(c.logit))
+    };
     let mut sum = 0.0f32;
     for c in cur.data.iter_mut() {
         c.p = (c.logit - max).exp();
@@ -441,7 +449,11 @@ pub fn dist(cur: &mut Candidates, rng: &mut Mt19937) {
         cur.data[0].p = 1.0;
         return;
     }
-    let max = if cur.sorted { cur.data[0].logit } else { cur.data.iter().fold(cur.data[0].logit, |m, c| m.max(c.logit)) };
+    let max = if cur.sorted {
+        cur.data[0].logit
+    } else {
+        cur.data.iter().fold(cur.data[0].logit, |m, c| m.max(c.logit))
+    };
     let mut total = 0.0f64;
     for c in cur.data.iter_mut() {
         c.p = (c.logit - max).exp();

@@ -24,7 +24,9 @@ fn ids(c: &Candidates) -> Vec<TokenId> {
 /// Reference: ids sorted by logit descending (f64, ties by id — our data has no ties).
 fn ref_order(logits: &[f32]) -> Vec<TokenId> {
     let mut idx: Vec<usize> = (0..logits.len()).collect();
-    idx.sort_by(|&a, &b| (logits[b] as f64).partial_cmp(&(logits[a] as f64)).unwrap_or(std::cmp::Ordering::Equal));
+    idx.sort_by(|&a, &b| {
+        (logits[b] as f64).partial_cmp(&(logits[a] as f64)).unwrap_or(std::cmp::Ordering::Equal)
+    });
     idx.into_iter().map(|i| i as TokenId).collect()
 }
 
@@ -76,7 +78,9 @@ fn ref_top_p(logits: &[f32], p: f64, min_keep: usize) -> (usize, f64) {
 fn top_p_cuts_at_the_mass_like_f64() {
     let mut checked = 0;
     for seed in 0..40u32 {
-        for (n, p, min_keep, pre_sort) in [(3000, 0.9f32, 0, false), (500, 0.7, 0, false), (60, 0.95, 5, true)] {
+        for (n, p, min_keep, pre_sort) in
+            [(3000, 0.9f32, 0, false), (500, 0.7, 0, false), (60, 0.95, 5, true)]
+        {
             let logits: Vec<f32> = random_logits(n, seed * 7 + 1).iter().map(|l| l * 0.5).collect();
             let (want_len, margin) = ref_top_p(&logits, p as f64, min_keep);
             if margin < 1e-5 {
@@ -105,8 +109,10 @@ fn min_p_keeps_tokens_above_the_fraction_of_the_best() {
             if logits.iter().any(|&l| ((l as f64) - threshold).abs() < 1e-5) {
                 continue;
             }
-            let mut want: Vec<TokenId> =
-                ref_order(&logits).into_iter().filter(|&id| logits[id as usize] as f64 >= threshold).collect();
+            let mut want: Vec<TokenId> = ref_order(&logits)
+                .into_iter()
+                .filter(|&id| logits[id as usize] as f64 >= threshold)
+                .collect();
             let mut cur = Candidates::from_logits(&logits);
             if sorted {
                 stages::top_k(&mut cur, 800);
@@ -229,7 +235,8 @@ fn dist_picks_where_the_draw_lands() {
 
 #[test]
 fn dist_draws_even_for_one_candidate() {
-    let mut cur = Candidates { data: vec![Candidate { id: 17, logit: 0.3, p: 0.0 }], sorted: true, selected: None };
+    let mut cur =
+        Candidates { data: vec![Candidate { id: 17, logit: 0.3, p: 0.0 }], sorted: true, selected: None };
     let mut rng = Mt19937::new(11);
     stages::dist(&mut cur, &mut rng);
     assert_eq!(cur.selected, Some(0));
@@ -278,7 +285,8 @@ fn default_chain_and_params_print_like_llama_cpp() {
 
 #[test]
 fn ignore_eos_adds_a_logit_bias_stage() {
-    let params = SamplingParams { seed: 1, ignore_eos: true, samplers: vec![SamplerKind::TopK], ..Default::default() };
+    let params =
+        SamplingParams { seed: 1, ignore_eos: true, samplers: vec![SamplerKind::TopK], ..Default::default() };
     let Ok(mut chain) = SamplerChain::new(&params, &[2, 5]) else { panic!("chain") };
     assert_eq!(chain.describe(), "logits -> logit-bias -> top-k -> dist ");
     let logits = [0.1f32, 0.2, 9.0, 0.3, 0.4, 8.0];
@@ -316,4 +324,27 @@ fn sampler_names_accept_llama_cpp_aliases() {
     }
     assert_eq!(SamplerKind::from_name("bogus"), None);
     assert_eq!(SamplerKind::from_char('k'), Some(SamplerKind::TopK));
+}
+
+#[test]
+fn gguf_sampling_defaults_apply_unless_the_flag_was_given() {
+    use gguf::writer::GgufWriter;
+    use gguf::{names, GgufFile, Value};
+    let mut w = GgufWriter::new();
+    w.set(names::KEY_ARCHITECTURE, Value::String("llama".into()))
+        .set(names::KEY_SAMPLING_TOP_K, Value::I32(20))
+        .set(names::KEY_SAMPLING_TOP_P, Value::F32(0.8))
+        .set(names::KEY_SAMPLING_TEMP, Value::F32(0.6))
+        .set(names::KEY_SAMPLING_PENALTY_LAST_N, Value::I32(32))
+        .set(names::KEY_SAMPLING_SEQUENCE, Value::String("top_k;top-p;temperature".into()));
+    let file = match GgufFile::from_bytes(w.to_bytes()) {
+        Ok(f) => f,
+        Err(e) => panic!("gguf: {e}"),
+    };
+    let mut params = SamplingParams { temp: 1.5, ..Default::default() };
+    let user = UserSet { temp: true, ..Default::default() };
+    assert!(params.apply_model_defaults(&file, &user).is_ok());
+    assert_eq!((params.top_k, params.top_p, params.temp, params.penalty_last_n), (20, 0.8, 1.5, 32));
+    assert_eq!(params.min_p, 0.05, "absent keys keep the default");
+    assert_eq!(params.samplers, [SamplerKind::TopK, SamplerKind::TopP, SamplerKind::Temperature]);
 }

@@ -36,6 +36,9 @@ pub enum DType {
     TQ1_0 = 34,
     TQ2_0 = 35,
     MXFP4 = 39,
+    NVFP4 = 40,
+    Q1_0 = 41,
+    Q2_0 = 42,
 }
 
 /// (type, elements per block, bytes per block, name as llama.cpp prints it)
@@ -72,6 +75,9 @@ const TABLE: &[(DType, u64, u64, &str)] = &[
     (DType::TQ1_0, 256, 54, "tq1_0"),
     (DType::TQ2_0, 256, 66, "tq2_0"),
     (DType::MXFP4, 32, 17, "mxfp4"),
+    (DType::NVFP4, 64, 36, "nvfp4"),
+    (DType::Q1_0, 128, 18, "q1_0"),
+    (DType::Q2_0, 64, 18, "q2_0"),
 ];
 
 impl DType {
@@ -142,6 +148,7 @@ mod tests {
         }
         assert_eq!(DType::from_id(4), None);
         assert_eq!(DType::from_id(31), None);
+        assert_eq!(DType::from_id(43), None);
         assert_eq!(DType::Q4_1.bytes_for(64), Some(40));
         assert_eq!(DType::Q4_1.bytes_for(33), None);
         assert_eq!(DType::BF16.bytes_for(3), Some(6));

@@ -29,13 +29,15 @@ pub enum GgufError {
     NestedArray { key: String },
     #[error("duplicate {what} '{name}'")]
     Duplicate { what: &'static str, name: String },
+    #[error("metadata key #{index} is empty")]
+    EmptyKey { index: u64 },
     #[error("bad alignment {0} (general.alignment must be a non-zero power of two)")]
     BadAlignment(u64),
 
     // ---- tensors -----------------------------------------------------------------------------
     #[error("tensor '{name}': unknown ggml type id {id}")]
     BadDType { name: String, id: u32 },
-    #[error("tensor '{name}': {dims} dimensions (at most 4 allowed)")]
+    #[error("tensor '{name}': {dims} dimensions (must be 1 to 4)")]
     TooManyDims { name: String, dims: u32 },
     #[error("tensor '{name}': bad shape {shape:?} ({why})")]
     BadShape { name: String, shape: Vec<u64>, why: String },
@@ -45,6 +47,10 @@ pub enum GgufError {
     OutOfFile { name: String, start: u64, end: u64, len: u64 },
     #[error("tensor '{a}' overlaps tensor '{b}'")]
     Overlap { a: String, b: String },
+    #[error(
+        "tensor '{name}': data offset {offset} leaves a gap (the data must be packed; expected {expected})"
+    )]
+    Gap { name: String, offset: u64, expected: u64 },
 
     // ---- access ------------------------------------------------------------------------------
     #[error("missing metadata key '{0}'")]

@@ -17,6 +17,9 @@ pub const DEFAULT_ALIGNMENT: u64 = 32;
 pub const MAX_DIMS: u32 = 4;
 /// ggml's GGML_MAX_NAME: tensor names must be shorter than this.
 pub const MAX_NAME: usize = 64;
+/// gguf.cpp refuses strings and arrays longer than this (1 GiB / 2^30 elements).
+pub const MAX_STRING_LEN: u64 = 1 << 30;
+pub const MAX_ARRAY_LEN: u64 = 1 << 30;
 
 /// One entry of the tensor table, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,15 +118,18 @@ impl GgufFile {
         }
         let n_tensors = r.u64("tensor count")?;
         let n_kv = r.u64("metadata count")?;
-        // A key/value takes at least 8 (key length) + 4 (type) + 1 bytes; a tensor entry at least
-        // 8 + 4 + 8 + 4 + 8.
-        r.check_count(n_kv, 13, "metadata")?;
+        // A key/value takes at least 8 (key length) + 1 (non-empty key) + 4 (type) + 1 bytes; a tensor
+        // entry at least 8 (name length) + 4 (n_dims) + 8 (one dim) + 4 (type) + 8 (offset).
+        r.check_count(n_kv, 14, "metadata")?;
         r.check_count(n_tensors, 32, "tensor")?;
 
         let mut kv = Vec::with_capacity(n_kv as usize);
         let mut kv_index = HashMap::with_capacity(n_kv as usize);
         for _ in 0..n_kv {
             let key = r.string("metadata key")?;
+            if key.is_empty() {
+                return Err(GgufError::EmptyKey { index: kv.len() as u64 });
+            }
             let ty = r.u32("metadata value type")?;
             let value = r.value(&key, ty, true)?;
             if kv_index.insert(key.clone(), kv.len()).is_some() {
@@ -134,16 +140,15 @@ impl GgufFile {
 
         let alignment = match kv_index.get("general.alignment").map(|&i| &kv[i].1) {
             None => DEFAULT_ALIGNMENT,
+            // gguf.cpp insists on exactly u32 here, not just any integer.
+            Some(Value::U32(a)) if a.is_power_of_two() => u64::from(*a),
+            Some(Value::U32(a)) => return Err(GgufError::BadAlignment(u64::from(*a))),
             Some(v) => {
-                let a = v.as_i128().ok_or_else(|| GgufError::WrongType {
+                return Err(GgufError::WrongType {
                     key: "general.alignment".into(),
                     expected: "u32",
                     found: v.type_name(),
-                })?;
-                if a <= 0 || a > 1 << 30 || (a & (a - 1)) != 0 {
-                    return Err(GgufError::BadAlignment(a.max(0) as u64));
-                }
-                a as u64
+                })
             }
         };
 
@@ -152,25 +157,38 @@ impl GgufFile {
             raw.push(r.tensor_entry()?);
         }
         let len = bytes.len() as u64;
-        let data_offset = align_up(r.pos, alignment).ok_or(GgufError::Truncated {
-            what: "data section".into(),
-            offset: r.pos,
-            len,
-        })?;
-        if !raw.is_empty() && data_offset > len {
-            return Err(GgufError::Truncated { what: "data section".into(), offset: data_offset, len });
-        }
-
-        let mut tensors = Vec::with_capacity(raw.len());
-        let mut tensor_index = HashMap::with_capacity(raw.len());
-        for (name, dims, type_id, rel_offset) in raw {
-            let info = validate_tensor(name, dims, type_id, rel_offset, data_offset, alignment, len)?;
-            if tensor_index.insert(info.name.clone(), tensors.len()).is_some() {
-                return Err(GgufError::Duplicate { what: "tensor", name: info.name });
+        // Without tensors there is no data section and no padding to expect (as in gguf.cpp).
+        let data_offset = if raw.is_empty() {
+            r.pos
+        } else {
+            match align_up(r.pos, alignment) {
+                Some(offset) if offset <= len => offset,
+                _ => return Err(GgufError::Truncated { what: "data section".into(), offset: r.pos, len }),
             }
+        };
+
+        let mut tensors: Vec<TensorInfo> = Vec::with_capacity(raw.len());
+        let mut tensor_index = HashMap::with_capacity(raw.len());
+        // gguf.cpp requires the data to be packed in table order, each tensor padded to the alignment.
+        let mut expected_rel = 0u64;
+        for (name, dims, type_id, rel_offset) in raw {
+            if tensor_index.contains_key(&name) {
+                return Err(GgufError::Duplicate { what: "tensor", name });
+            }
+            let info = validate_tensor(name, dims, type_id, rel_offset, data_offset, alignment, len)?;
+            if rel_offset != expected_rel {
+                return Err(match tensors.last() {
+                    Some(prev) if rel_offset < expected_rel => {
+                        GgufError::Overlap { a: prev.name.clone(), b: info.name }
+                    }
+                    _ => GgufError::Gap { name: info.name, offset: rel_offset, expected: expected_rel },
+                });
+            }
+            // Cannot overflow: the tensor ends inside the file and padding adds less than `alignment`.
+            expected_rel = align_up(rel_offset + info.n_bytes, alignment).unwrap_or(u64::MAX);
+            tensor_index.insert(info.name.clone(), tensors.len());
             tensors.push(info);
         }
-        check_overlaps(&tensors)?;
 
         Ok(GgufFile { storage, version, alignment, data_offset, kv, kv_index, tensors, tensor_index })
     }
@@ -188,10 +206,13 @@ impl GgufFile {
         self.tensor(name).ok_or_else(|| GgufError::MissingTensor(name.to_string()))
     }
 
-    /// The raw bytes of a tensor (validated to lie inside the file at open).
+    /// The raw bytes of a tensor. Entries of this file's table were checked to lie inside the file at
+    /// open; a hand-made `TensorInfo` that does not gets an empty slice rather than a panic.
     pub fn tensor_bytes(&self, info: &TensorInfo) -> &[u8] {
-        let start = info.offset as usize;
-        &self.bytes()[start..start + info.n_bytes as usize]
+        let range = usize::try_from(info.offset)
+            .ok()
+            .and_then(|start| Some(start..start.checked_add(usize::try_from(info.n_bytes).ok()?)?));
+        range.and_then(|r| self.bytes().get(r)).unwrap_or(&[])
     }
 
     /// `general.architecture`, required by every model file.
@@ -230,7 +251,7 @@ fn validate_tensor(
         .iter()
         .try_fold(1u64, |acc, &d| acc.checked_mul(d).filter(|&n| n <= i64::MAX as u64))
         .ok_or_else(|| bad_shape("element count overflows"))?;
-    if dims[0] % dtype.block_elems() != 0 {
+    if dims.first().is_some_and(|&row| row % dtype.block_elems() != 0) {
         return Err(bad_shape(&format!("row length is not a multiple of the {} block size", dtype)));
     }
     let n_bytes = dtype.bytes_for(n_elems).ok_or_else(|| bad_shape("byte size overflows"))?;
@@ -250,17 +271,6 @@ fn validate_tensor(
             len,
         }),
     }
-}
-
-fn check_overlaps(tensors: &[TensorInfo]) -> Result<()> {
-    let mut order: Vec<&TensorInfo> = tensors.iter().collect();
-    order.sort_by_key(|t| t.offset);
-    for pair in order.windows(2) {
-        if pair[0].offset + pair[0].n_bytes > pair[1].offset {
-            return Err(GgufError::Overlap { a: pair[0].name.clone(), b: pair[1].name.clone() });
-        }
-    }
-    Ok(())
 }
 
 /// A bounds-checked little-endian reader over the file bytes.
@@ -311,6 +321,13 @@ impl<'a> Cursor<'a> {
 
     fn string(&mut self, what: &str) -> Result<String> {
         let n = self.u64(what)?;
+        if n > MAX_STRING_LEN {
+            return Err(GgufError::HugeCount {
+                what: format!("{what} length"),
+                count: n,
+                len: self.bytes.len() as u64,
+            });
+        }
         let at = self.pos;
         let raw = self.take(n, what)?;
         String::from_utf8(raw.to_vec()).map_err(|_| GgufError::BadUtf8 { what: what.into(), offset: at })
@@ -352,6 +369,13 @@ impl<'a> Cursor<'a> {
                     return Err(GgufError::NestedArray { key: key.into() });
                 }
                 let n = self.u64(key)?;
+                if n > MAX_ARRAY_LEN {
+                    return Err(GgufError::HugeCount {
+                        what: format!("array '{key}' element"),
+                        count: n,
+                        len: self.bytes.len() as u64,
+                    });
+                }
                 // Strings take at least their 8-byte length each.
                 self.check_count(n, elem.scalar_size().unwrap_or(8), key)?;
                 let mut items = Vec::with_capacity(n as usize);

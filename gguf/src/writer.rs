@@ -53,40 +53,22 @@ impl GgufWriter {
         Ok(self)
     }
 
+    /// `general.alignment` if it is a usable power of two, else the default (a bad value is still
+    /// written as given, so that tests can make files the reader must refuse).
     fn alignment(&self) -> u64 {
-        self.kv
-            .iter()
-            .find(|(k, _)| k == "general.alignment")
-            .and_then(|(_, v)| v.as_i128())
-            .map(|a| a as u64)
-            .unwrap_or(DEFAULT_ALIGNMENT)
+        alignment_of(&self.kv)
     }
 
     /// Serialise to bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let align = self.alignment() as usize;
-        let mut out = Vec::new();
-        out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&3u32.to_le_bytes());
-        out.extend_from_slice(&(self.tensors.len() as u64).to_le_bytes());
-        out.extend_from_slice(&(self.kv.len() as u64).to_le_bytes());
-        for (key, value) in &self.kv {
-            put_str(&mut out, key);
-            out.extend_from_slice(&(value.value_type() as u32).to_le_bytes());
-            put_value(&mut out, value);
-        }
-        let mut offset = 0usize;
-        for t in &self.tensors {
-            put_str(&mut out, &t.name);
-            out.extend_from_slice(&(t.dims.len() as u32).to_le_bytes());
-            for d in &t.dims {
-                out.extend_from_slice(&d.to_le_bytes());
-            }
-            out.extend_from_slice(&t.dtype.id().to_le_bytes());
-            out.extend_from_slice(&(offset as u64).to_le_bytes());
-            offset += t.data.len().div_ceil(align) * align;
-        }
-        out.resize(out.len().div_ceil(align) * align, 0);
+        let table: Vec<TensorHeader> = self
+            .tensors
+            .iter()
+            .map(|t| TensorHeader { name: t.name.clone(), dims: t.dims.clone(), dtype: t.dtype })
+            .collect();
+        // Sizes were checked in `add_tensor`, so the header cannot fail.
+        let mut out = header_bytes(&self.kv, &table, align as u64).unwrap_or_default();
         for t in &self.tensors {
             out.extend_from_slice(&t.data);
             out.resize(out.len().div_ceil(align) * align, 0);
@@ -102,12 +84,77 @@ impl GgufWriter {
     }
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
+/// One entry of the tensor table to be written (the data follows separately).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorHeader {
+    pub name: String,
+    /// ggml order: `dims[0]` is contiguous.
+    pub dims: Vec<u64>,
+    pub dtype: DType,
+}
+
+impl TensorHeader {
+    /// Bytes of data, or an error if the shape is not whole blocks or overflows.
+    pub fn n_bytes(&self) -> Result<u64> {
+        let n = self.dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
+        n.and_then(|n| self.dtype.bytes_for(n)).ok_or_else(|| GgufError::Tensor {
+            name: self.name.clone(),
+            why: format!("shape {:?} is not a whole number of {} blocks", self.dims, self.dtype),
+        })
+    }
+}
+
+/// The alignment a file with this metadata uses: `general.alignment` when it is a u32 power of two,
+/// otherwise the default.
+pub fn alignment_of(kv: &[(String, Value)]) -> u64 {
+    match kv.iter().find(|(k, _)| k == crate::names::KEY_ALIGNMENT).map(|(_, v)| v) {
+        Some(Value::U32(a)) if a.is_power_of_two() => u64::from(*a),
+        _ => DEFAULT_ALIGNMENT,
+    }
+}
+
+/// Everything before the tensor data: magic, version 3, counts, metadata in order, the tensor table
+/// (offsets packed in order, each tensor padded to `alignment`), and zero padding up to the data.
+/// Writers that stream tensor data write this first, then each tensor followed by its padding.
+pub fn header_bytes(kv: &[(String, Value)], tensors: &[TensorHeader], alignment: u64) -> Result<Vec<u8>> {
+    if !alignment.is_power_of_two() {
+        return Err(GgufError::BadAlignment(alignment));
+    }
+    let mut out = Vec::new();
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&3u32.to_le_bytes());
+    out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(kv.len() as u64).to_le_bytes());
+    for (key, value) in kv {
+        put_str(&mut out, key);
+        out.extend_from_slice(&(value.value_type() as u32).to_le_bytes());
+        put_value(&mut out, value);
+    }
+    let mut offset = 0u64;
+    for t in tensors {
+        put_str(&mut out, &t.name);
+        out.extend_from_slice(&(t.dims.len() as u32).to_le_bytes());
+        for d in &t.dims {
+            out.extend_from_slice(&d.to_le_bytes());
+        }
+        out.extend_from_slice(&t.dtype.id().to_le_bytes());
+        out.extend_from_slice(&offset.to_le_bytes());
+        let padded = t.n_bytes()?.checked_next_multiple_of(alignment);
+        offset = padded
+            .and_then(|p| offset.checked_add(p))
+            .ok_or_else(|| GgufError::Tensor { name: t.name.clone(), why: "data offsets overflow".into() })?;
+    }
+    let align = alignment as usize;
+    out.resize(out.len().div_ceil(align) * align, 0);
+    Ok(out)
+}
+
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u64).to_le_bytes());
     out.extend_from_slice(s.as_bytes());
 }
 
-fn put_value(out: &mut Vec<u8>, v: &Value) {
+pub(crate) fn put_value(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::U8(x) => out.push(*x),
         Value::I8(x) => out.push(*x as u8),

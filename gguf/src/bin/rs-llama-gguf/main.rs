@@ -31,7 +31,15 @@ fn main() {
         Command::Synth(args) => synth::run(args),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", one_line(&format!("{e:#}")));
         std::process::exit(1);
     }
+}
+
+/// Error text can quote names read from a file; escape control characters so it stays one line.
+fn one_line(message: &str) -> String {
+    message
+        .chars()
+        .flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] })
+        .collect()
 }

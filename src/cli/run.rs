@@ -13,6 +13,7 @@ use crate::{log_info, log_warn};
 use gguf::value::Metadata;
 use gguf::GgufFile;
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Exit status after Ctrl-C (128 + SIGINT), as llama-completion.
@@ -106,9 +107,10 @@ pub fn run(cfg: &RunConfig) -> Result<i32, RunError> {
     log_info!("llama_completion: load the model and apply lora adapter, if any\n");
     let file =
         GgufFile::open(model_path).map_err(|e| RunError::Load(format!("{}: {e}", model_path.display())))?;
+    let file = Arc::new(file);
     let tokenizer = Tokenizer::from_gguf(&file)?;
     let progress = std::io::stderr().is_terminal() && log::enabled(log::LEVEL_INFO);
-    let model = Model::load(&file, &LoadOptions { progress })?;
+    let model = Model::load(Arc::clone(&file), &LoadOptions { progress })?;
     log_info!("{}\n", model.describe());
 
     let n_ctx_train = model.n_ctx_train();
@@ -123,7 +125,7 @@ pub fn run(cfg: &RunConfig) -> Result<i32, RunError> {
     };
 
     let mut sampling = cfg.sampling.clone();
-    sampling.apply_model_defaults(&file, &cfg.sampling_user)?;
+    sampling.apply_model_defaults(file.as_ref(), &cfg.sampling_user)?;
     if sampling.ignore_eos && tokenizer.eos().is_none() {
         log_warn!("vocab does not have an EOS token, ignoring --ignore-eos\n");
         sampling.ignore_eos = false;

@@ -23,7 +23,13 @@ pub enum OutputRows {
 
 /// Evaluate `tokens` at positions `pos0..pos0+len`, appending their K/V to `kv`. Token ids and the
 /// cache size are checked by the caller. Returns logits `[n_rows][n_vocab]`.
-pub fn forward(model: &Model, kv: &mut KvCache, tokens: &[TokenId], pos0: usize, rows: OutputRows) -> Vec<f32> {
+pub fn forward(
+    model: &Model,
+    kv: &mut KvCache,
+    tokens: &[TokenId],
+    pos0: usize,
+    rows: OutputRows,
+) -> Vec<f32> {
     let hp = model.hparams();
     let w = model.weights();
     let n_tok = tokens.len();

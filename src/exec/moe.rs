@@ -31,9 +31,12 @@ pub fn moe_ffn(x: &[f32], router: Linear<'_>, experts: &[FfnMats], cfg: &MoeConf
             .iter()
             .enumerate()
             .flat_map(|(t, r)| {
-                r.experts.iter().zip(&r.weights).enumerate().filter(|(_, (&ex, _))| ex == e).map(
-                    move |(slot, (_, &w))| (t, slot, w),
-                )
+                r.experts
+                    .iter()
+                    .zip(&r.weights)
+                    .enumerate()
+                    .filter(|(_, (&ex, _))| ex == e)
+                    .map(move |(slot, (_, &w))| (t, slot, w))
             })
             .collect();
         if picked.is_empty() {

@@ -89,7 +89,10 @@ impl HParams {
         let default_head_dim = if n_embd % n_head == 0 { Some(n_embd / n_head) } else { None };
         let head_dim = |k: ArchKey| -> Result<usize, ModelError> {
             let d = opt(k)?.or(default_head_dim).ok_or_else(|| {
-                invalid(format!("n_embd {n_embd} is not a multiple of n_head {n_head} and '{}' is absent", key(k)))
+                invalid(format!(
+                    "n_embd {n_embd} is not a multiple of n_head {n_head} and '{}' is absent",
+                    key(k)
+                ))
             })?;
             check_range(k.suffix(), d, 1, MAX_DIM)?;
             Ok(d)
@@ -120,7 +123,9 @@ impl HParams {
         }
         let n_rot = opt(ArchKey::RopeDimensionCount)?.unwrap_or(head_dim_k);
         if n_rot == 0 || n_rot > head_dim_k || n_rot % 2 != 0 {
-            return Err(invalid(format!("rope dimension count {n_rot} must be even and in 2..={head_dim_k}")));
+            return Err(invalid(format!(
+                "rope dimension count {n_rot} must be even and in 2..={head_dim_k}"
+            )));
         }
         let rope_freq_scale = rope_freq_scale(file, &key)?;
 

@@ -111,7 +111,8 @@ impl Model {
             n += match &l.ffn {
                 FfnBlock::Dense(m) => mat(&m.gate.w) + mat(&m.up.w) + mat(&m.down.w),
                 FfnBlock::Moe { router, experts } => {
-                    mat(router) + experts.iter().map(|m| mat(&m.gate.w) + mat(&m.up.w) + mat(&m.down.w)).sum::<u64>()
+                    mat(router)
+                        + experts.iter().map(|m| mat(&m.gate.w) + mat(&m.up.w) + mat(&m.down.w)).sum::<u64>()
                 }
             };
         }

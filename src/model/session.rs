@@ -16,10 +16,13 @@ impl<'m> Session<'m> {
     /// `n_ubatch`: the largest number of tokens evaluated in one pass (llama.cpp's `-ub`).
     pub fn new(model: &'m Model, n_ctx: usize, n_ubatch: usize) -> Result<Session<'m>, ModelError> {
         if n_ctx == 0 || n_ubatch == 0 {
-            return Err(ModelError::Invalid(format!("n_ctx ({n_ctx}) and n_ubatch ({n_ubatch}) must be > 0")));
+            return Err(ModelError::Invalid(format!(
+                "n_ctx ({n_ctx}) and n_ubatch ({n_ubatch}) must be > 0"
+            )));
         }
         let hp = model.hparams();
-        let kv = KvCache::new(hp.n_layer, n_ctx, hp.n_embd_k_gqa(), hp.n_embd_v_gqa()).map_err(ModelError::Invalid)?;
+        let kv = KvCache::new(hp.n_layer, n_ctx, hp.n_embd_k_gqa(), hp.n_embd_v_gqa())
+            .map_err(ModelError::Invalid)?;
         Ok(Session { model, kv, n_past: 0, n_ubatch })
     }
 

@@ -43,7 +43,10 @@ impl FfnMats {
 pub enum FfnBlock {
     Dense(FfnMats),
     /// `router`: `[n_embd, n_expert]`; experts in id order, whichever layout the file used.
-    Moe { router: Weight, experts: Vec<FfnMats> },
+    Moe {
+        router: Weight,
+        experts: Vec<FfnMats>,
+    },
 }
 
 pub struct LayerWeights {

@@ -17,7 +17,12 @@ use crate::cpu::WeightView;
 
 enum Storage {
     /// Elements `[elem_start, elem_start + n_elems)` of a plain-float tensor in the map.
-    Mapped { file: Arc<GgufFile>, dtype: DType, byte_start: usize, n_elems: usize },
+    Mapped {
+        file: Arc<GgufFile>,
+        dtype: DType,
+        byte_start: usize,
+        n_elems: usize,
+    },
     F16(Vec<f16>),
     BF16(Vec<bf16>),
     F32(Vec<f32>),
@@ -42,11 +47,17 @@ impl Weight {
                 // element type, and that the host is little-endian; f16/bf16 are plain u16 newtypes.
                 unsafe {
                     match dtype {
-                        DType::F32 => WeightView::F32(std::slice::from_raw_parts(bytes.as_ptr().cast(), *n_elems)),
-                        DType::BF16 => {
-                            WeightView::BF16(std::slice::from_raw_parts(bytes.as_ptr().cast::<bf16>(), *n_elems))
+                        DType::F32 => {
+                            WeightView::F32(std::slice::from_raw_parts(bytes.as_ptr().cast(), *n_elems))
                         }
-                        _ => WeightView::F16(std::slice::from_raw_parts(bytes.as_ptr().cast::<f16>(), *n_elems)),
+                        DType::BF16 => WeightView::BF16(std::slice::from_raw_parts(
+                            bytes.as_ptr().cast::<bf16>(),
+                            *n_elems,
+                        )),
+                        _ => WeightView::F16(std::slice::from_raw_parts(
+                            bytes.as_ptr().cast::<f16>(),
+                            *n_elems,
+                        )),
                     }
                 }
             }
@@ -77,16 +88,13 @@ pub struct Loader {
 
 impl Loader {
     pub fn new(file: Arc<GgufFile>, progress: bool) -> Loader {
-        let quant_bytes: u64 =
-            file.tensors.iter().filter(|t| !t.dtype.is_float()).map(|t| t.n_bytes).sum();
+        let quant_bytes: u64 = file.tensors.iter().filter(|t| !t.dtype.is_float()).map(|t| t.n_bytes).sum();
         let bar = (progress && quant_bytes > 0).then(|| {
-            let bar = ProgressBar::with_draw_target(
-                Some(quant_bytes),
-                indicatif::ProgressDrawTarget::stderr(),
-            );
-            if let Ok(style) = ProgressStyle::with_template(
-                "dequantizing {bar:40} {bytes}/{total_bytes} ({eta})",
-            ) {
+            let bar =
+                ProgressBar::with_draw_target(Some(quant_bytes), indicatif::ProgressDrawTarget::stderr());
+            if let Ok(style) =
+                ProgressStyle::with_template("dequantizing {bar:40} {bytes}/{total_bytes} ({eta})")
+            {
                 bar.set_style(style);
             }
             bar
@@ -123,7 +131,13 @@ impl Loader {
     }
 
     /// Stacked experts `[n_in, n_out, n_expert]`, one `Weight` per expert.
-    pub fn experts(&self, name: &str, n_in: usize, n_out: usize, n_expert: usize) -> Result<Vec<Weight>, ModelError> {
+    pub fn experts(
+        &self,
+        name: &str,
+        n_in: usize,
+        n_out: usize,
+        n_expert: usize,
+    ) -> Result<Vec<Weight>, ModelError> {
         let info = self.info(name, &[n_in, n_out, n_expert])?.clone();
         (0..n_expert).map(|e| self.weight(&info, e * n_in * n_out, n_in, n_out)).collect()
     }
@@ -143,12 +157,20 @@ impl Loader {
     }
 
     /// Elements `[elem_start, elem_start + n_in*n_out)` of `info` as a matrix.
-    fn weight(&self, info: &TensorInfo, elem_start: usize, n_in: usize, n_out: usize) -> Result<Weight, ModelError> {
+    fn weight(
+        &self,
+        info: &TensorInfo,
+        elem_start: usize,
+        n_in: usize,
+        n_out: usize,
+    ) -> Result<Weight, ModelError> {
         let n_elems = n_in * n_out;
         let dtype = info.dtype;
         let bad = |why: String| ModelError::Invalid(format!("tensor '{}': {why}", info.name));
         let byte_of = |elems: usize| {
-            dtype.bytes_for(elems as u64).ok_or_else(|| bad(format!("{elems} elements are not whole {dtype} blocks")))
+            dtype
+                .bytes_for(elems as u64)
+                .ok_or_else(|| bad(format!("{elems} elements are not whole {dtype} blocks")))
         };
         let byte_start = info.offset as usize + byte_of(elem_start)? as usize;
         let n_bytes = byte_of(n_elems)? as usize;
@@ -162,7 +184,11 @@ impl Loader {
                 let align = if dtype == DType::F32 { 4 } else { 2 };
                 if cfg!(target_endian = "little") && bytes.as_ptr().align_offset(align) == 0 {
                     let file = self.file.clone();
-                    return Ok(Weight { n_in, n_out, storage: Storage::Mapped { file, dtype, byte_start, n_elems } });
+                    return Ok(Weight {
+                        n_in,
+                        n_out,
+                        storage: Storage::Mapped { file, dtype, byte_start, n_elems },
+                    });
                 }
                 // A file held in an unaligned buffer (or a big-endian host): keep a converted copy.
                 // The f32 detour is exact for f16 and bf16 values.
@@ -182,7 +208,13 @@ impl Loader {
     }
 
     /// Dequantize row blocks in parallel, rounding each value to f16 (RNE).
-    fn dequantize_to_f16(&self, dtype: DType, bytes: &[u8], n_in: usize, n_out: usize) -> Result<Vec<f16>, ModelError> {
+    fn dequantize_to_f16(
+        &self,
+        dtype: DType,
+        bytes: &[u8],
+        n_in: usize,
+        n_out: usize,
+    ) -> Result<Vec<f16>, ModelError> {
         let row_bytes = dtype.bytes_for(n_in as u64).unwrap_or(0) as usize;
         if row_bytes == 0 {
             return Err(ModelError::Invalid(format!("rows of {n_in} are not whole {dtype} blocks")));

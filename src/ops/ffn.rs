@@ -68,7 +68,11 @@ mod tests {
                 .collect();
             for o in 0..n_embd {
                 let want: f64 = (0..n_ff).map(|f| d[o * n_ff + f] as f64 * h[f]).sum();
-                assert!((out[t * n_embd + o] as f64 - want).abs() < 1e-5, "{} vs {want}", out[t * n_embd + o]);
+                assert!(
+                    (out[t * n_embd + o] as f64 - want).abs() < 1e-5,
+                    "{} vs {want}",
+                    out[t * n_embd + o]
+                );
             }
         }
     }

@@ -62,7 +62,8 @@ mod tests {
         for normalize in [true, false] {
             let routes = route(&logits, n_expert, k, ExpertGating::Softmax, normalize);
             for (t, r) in routes.iter().enumerate() {
-                let row: Vec<f64> = logits[t * n_expert..(t + 1) * n_expert].iter().map(|&x| x as f64).collect();
+                let row: Vec<f64> =
+                    logits[t * n_expert..(t + 1) * n_expert].iter().map(|&x| x as f64).collect();
                 let z: f64 = row.iter().map(|x| x.exp()).sum();
                 let p: Vec<f64> = row.iter().map(|x| x.exp() / z).collect();
                 let mut idx: Vec<usize> = (0..n_expert).collect();

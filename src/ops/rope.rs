@@ -73,7 +73,8 @@ mod tests {
                 let base = (t * n_heads + h) * hd;
                 for i in 0..p.n_rot / 2 {
                     let ff = p.freq_factors.as_ref().map_or(1.0, |f| f[i] as f64);
-                    let theta = ps as f64 * p.freq_scale as f64
+                    let theta = ps as f64
+                        * p.freq_scale as f64
                         * (p.freq_base as f64).powf(-2.0 * i as f64 / p.n_rot as f64)
                         / ff;
                     let (a, b) = match p.style {

@@ -167,7 +167,9 @@ pub fn build(spec: &Spec) -> Tiny {
             let data = g.tensor(&kind.weight(il), e, 1.0, 0.3, DType::F32);
             add(&mut w, &kind.weight(il), &[e], DType::F32, data);
         }
-        for (kind, n_in, n_out) in [(T::AttnQ, e, e), (T::AttnK, e, kv), (T::AttnV, e, kv), (T::AttnOutput, e, e)] {
+        for (kind, n_in, n_out) in
+            [(T::AttnQ, e, e), (T::AttnK, e, kv), (T::AttnV, e, kv), (T::AttnOutput, e, e)]
+        {
             let data = g.matrix(&kind.weight(il), n_in, n_out);
             add(&mut w, &kind.weight(il), &[n_in, n_out], s.dtype, data);
         }

@@ -271,7 +271,8 @@ fn default_chain_and_params_print_like_llama_cpp() {
     assert_eq!(
         chain,
         Ok((
-            "logits -> penalties -> dry -> top-n-sigma -> top-k -> typical -> top-p -> min-p -> xtc -> temp-ext -> dist "
+            // As llama-completion logs it (stderr of the run in tests/fixtures/cli/README.md).
+            "logits -> ?penalties -> ?dry -> ?top-n-sigma -> top-k -> ?typical -> top-p -> min-p -> ?xtc -> temp-ext -> dist "
                 .to_string(),
             42
         ))
@@ -289,6 +290,20 @@ fn ignore_eos_adds_a_logit_bias_stage() {
         SamplingParams { seed: 1, ignore_eos: true, samplers: vec![SamplerKind::TopK], ..Default::default() };
     let Ok(mut chain) = SamplerChain::new(&params, &[2, 5]) else { panic!("chain") };
     assert_eq!(chain.describe(), "logits -> logit-bias -> top-k -> dist ");
+    let all_on = SamplingParams {
+        penalty_repeat: 1.1,
+        top_n_sigma: 1.0,
+        typ_p: 0.9,
+        xtc_probability: 0.1,
+        temp: 1.0,
+        dynatemp_range: 0.2,
+        ..Default::default()
+    };
+    let Ok(all_on) = SamplerChain::new(&all_on, &[]) else { panic!("chain") };
+    assert_eq!(
+        all_on.describe(),
+        "logits -> penalties -> ?dry -> top-n-sigma -> top-k -> typical -> top-p -> min-p -> xtc -> temp-ext -> dist "
+    );
     let logits = [0.1f32, 0.2, 9.0, 0.3, 0.4, 8.0];
     for _ in 0..20 {
         let t = chain.sample(&logits);

@@ -3,7 +3,6 @@
 //! comes, a reverse prompt shows up at the end of the text, or the context is full.
 
 use super::engine::{Engine, Vocab};
-use super::log;
 use super::perf::ContextPerf;
 use super::utf8::Utf8Stream;
 use crate::model::ModelError;
@@ -64,16 +63,26 @@ fn timed_decode<E: Engine>(
     Ok(logits)
 }
 
-/// Run the loop over an already tokenized prompt. Text goes to stdout through [`log::text`].
+/// Where the loop's text goes (stdout through [`super::log::text`] in the binary).
+pub type TextSink<'a> = dyn FnMut(&[u8]) + 'a;
+
+/// Everything the loop works on besides its settings.
+pub struct LoopParts<'a, E, V> {
+    pub engine: &'a mut E,
+    pub vocab: &'a V,
+    pub chain: &'a mut SamplerChain,
+    pub perf: &'a mut ContextPerf,
+    pub interrupted: &'a AtomicBool,
+    pub text: &'a mut TextSink<'a>,
+}
+
+/// Run the loop over an already tokenized prompt.
 pub fn generate<E: Engine, V: Vocab>(
     settings: &LoopSettings,
     prompt: &[TokenId],
-    engine: &mut E,
-    vocab: &V,
-    chain: &mut SamplerChain,
-    perf: &mut ContextPerf,
-    interrupted: &AtomicBool,
+    parts: LoopParts<'_, E, V>,
 ) -> Result<StopReason, ModelError> {
+    let LoopParts { engine, vocab, chain, perf, interrupted, text } = parts;
     let n_ctx = engine.n_ctx();
     let n_batch = settings.n_batch.max(1);
     // Reverse prompts that are one token are also matched by id (e.g. a control token).
@@ -111,7 +120,7 @@ pub fn generate<E: Engine, V: Vocab>(
         }
         if !batch.is_empty() {
             if n_past + batch.len() >= n_ctx {
-                log::text(&out.finish());
+                text(&out.finish());
                 crate::log_warn!(
                     "\n\nllama_completion: context full and context shift is disabled => stopping\n"
                 );
@@ -144,7 +153,7 @@ pub fn generate<E: Engine, V: Vocab>(
 
         if display {
             for &id in &batch {
-                log::text(&out.push(&vocab.piece(id, settings.special)));
+                text(&out.push(&vocab.piece(id, settings.special)));
             }
         }
         if prompt.len() == n_consumed {
@@ -157,13 +166,13 @@ pub fn generate<E: Engine, V: Vocab>(
             break;
         }
         if batch.last().is_some_and(|&id| vocab.is_eog(id)) {
-            log::text(&out.finish());
-            log::text(b" [end of text]\n");
+            text(&out.finish());
+            text(b" [end of text]\n");
             reason = StopReason::EndOfGeneration;
             break;
         }
     }
-    log::text(&out.finish());
+    text(&out.finish());
     Ok(reason)
 }
 

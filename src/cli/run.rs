@@ -2,7 +2,7 @@
 //! the sampler setup, generate, and print the timing block.
 
 use super::args::{self, ConversationMode, GpuLayers, RunConfig};
-use super::completion::{self, LoopSettings, StopReason};
+use super::completion::{self, LoopParts, LoopSettings, StopReason};
 use super::engine::{SessionEngine, Vocab};
 use super::perf::{perf_lines, ContextPerf};
 use super::{interrupt, log, threads};
@@ -13,6 +13,7 @@ use crate::{log_info, log_warn};
 use gguf::value::Metadata;
 use gguf::GgufFile;
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Exit status after Ctrl-C (128 + SIGINT), as llama-completion.
@@ -104,12 +105,12 @@ pub fn run(cfg: &RunConfig) -> Result<i32, RunError> {
 
     log_info!("llama_completion: llama backend init\n");
     log_info!("llama_completion: load the model and apply lora adapter, if any\n");
-    let file = std::sync::Arc::new(
-        GgufFile::open(model_path).map_err(|e| RunError::Load(format!("{}: {e}", model_path.display())))?,
-    );
+    let file =
+        GgufFile::open(model_path).map_err(|e| RunError::Load(format!("{}: {e}", model_path.display())))?;
+    let file = Arc::new(file);
     let tokenizer = Tokenizer::from_gguf(&file)?;
     let progress = std::io::stderr().is_terminal() && log::enabled(log::LEVEL_INFO);
-    let model = Model::load(file.clone(), &LoadOptions { progress })?;
+    let model = Model::load(Arc::clone(&file), &LoadOptions { progress })?;
     log_info!("{}\n", model.describe());
 
     let n_ctx_train = model.n_ctx_train();
@@ -186,15 +187,16 @@ pub fn run(cfg: &RunConfig) -> Result<i32, RunError> {
         special: cfg.special,
         reverse_prompts: cfg.reverse_prompts.clone(),
     };
-    let stop = completion::generate(
-        &settings,
-        &prompt,
-        &mut engine,
-        &tokenizer,
-        &mut chain,
-        &mut perf,
-        &interrupt::INTERRUPTED,
-    )?;
+    let mut sink = |bytes: &[u8]| log::text(bytes);
+    let parts = LoopParts {
+        engine: &mut engine,
+        vocab: &tokenizer,
+        chain: &mut chain,
+        perf: &mut perf,
+        interrupted: &interrupt::INTERRUPTED,
+        text: &mut sink,
+    };
+    let stop = completion::generate(&settings, &prompt, parts)?;
     let lines = perf_lines(&chain.perf(), &perf, perf.start.elapsed());
     if stop == StopReason::Interrupted {
         log::text(b"\n");

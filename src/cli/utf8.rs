@@ -63,20 +63,11 @@ fn is_valid_prefix(tail: &[u8]) -> bool {
         0xF4 => (0x80..=0x8F).contains(&b),
         _ => (0x80..=0xBF).contains(&b),
     };
-    rest.first().is_none_or_compat(|&b| second_ok(b)) && rest.iter().skip(1).all(|&b| b & 0xC0 == 0x80)
-}
-
-trait IsNoneOr<T> {
-    fn is_none_or_compat(self, f: impl FnOnce(&T) -> bool) -> bool;
-}
-
-impl<T> IsNoneOr<T> for Option<&T> {
-    fn is_none_or_compat(self, f: impl FnOnce(&T) -> bool) -> bool {
-        match self {
-            None => true,
-            Some(v) => f(v),
-        }
-    }
+    let second_fits = match rest.first() {
+        None => true,
+        Some(&b) => second_ok(b),
+    };
+    second_fits && rest.iter().skip(1).all(|&b| b & 0xC0 == 0x80)
 }
 
 #[cfg(test)]

@@ -333,6 +333,22 @@ impl Stage {
         }
     }
 
+    /// A stage whose settings make it do nothing; llama.cpp builds an empty sampler for it and logs
+    /// its name with a leading `?`.
+    fn is_noop(&self) -> bool {
+        match self {
+            Stage::LogitBias(b) => b.is_empty(),
+            Stage::Penalties(p) => p.is_disabled(),
+            Stage::DryOff => true,
+            Stage::TopNSigma(n) => *n <= 0.0,
+            Stage::TopK(k) => *k <= 0,
+            Stage::Typical { p, .. } | Stage::TopP { p, .. } => *p >= 1.0,
+            Stage::MinP { p, .. } => *p <= 0.0,
+            Stage::Xtc { probability, threshold, .. } => *probability <= 0.0 || *threshold > 0.5,
+            Stage::Temperature { temp, delta, .. } => *temp == 1.0 && *delta <= 0.0,
+        }
+    }
+
     fn apply(&mut self, cur: &mut Candidates) {
         match self {
             Stage::LogitBias(b) => stages::logit_bias(cur, b),
@@ -425,11 +441,15 @@ impl SamplerChain {
         self.seed
     }
 
-    /// llama.cpp's `sampler chain:` text, e.g. `logits -> top-k -> ... -> dist ` (trailing space).
+    /// llama.cpp's `sampler chain:` text, e.g. `logits -> ?penalties -> top-k -> ... -> dist `
+    /// (disabled stages marked `?`, trailing space).
     pub fn describe(&self) -> String {
         let mut s = String::from("logits ");
         for stage in &self.stages {
             s.push_str("-> ");
+            if stage.is_noop() {
+                s.push('?');
+            }
             s.push_str(stage.name());
             s.push(' ');
         }
@@ -486,13 +506,11 @@ fn validate(p: &SamplingParams) -> Result<(), SampleError> {
     if !p.penalty_present.is_finite() {
         return Err(SampleError::Invalid("penalty_present must be finite".into()));
     }
-    if p.penalty_last_n < 0 {
-        return Err(SampleError::Invalid(format!("penalty_last_n must be >= 0 (got {})", p.penalty_last_n)));
-    }
     if p.mirostat != 0 {
         return Err(SampleError::Unsupported(format!("mirostat {} (sampling)", p.mirostat)));
     }
-    if p.dry_multiplier != 0.0 && p.samplers.contains(&SamplerKind::Dry) {
+    let dry_enabled = p.dry_multiplier != 0.0 && p.dry_base >= 1.0 && p.dry_penalty_last_n != 0;
+    if dry_enabled && p.samplers.contains(&SamplerKind::Dry) {
         return Err(SampleError::Unsupported("the DRY sampler (--dry-multiplier)".into()));
     }
     Ok(())

@@ -17,7 +17,7 @@ fn adjust_heap<T: Copy>(v: &mut [T], mut hole: usize, len: usize, value: T, less
         v[hole] = v[child];
         hole = child;
     }
-    if len >= 2 && len % 2 == 0 && child == (len - 2) / 2 {
+    if len >= 2 && len & 1 == 0 && child == (len - 2) / 2 {
         child = 2 * (child + 1);
         v[hole] = v[child - 1];
         hole = child - 1;

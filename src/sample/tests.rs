@@ -271,7 +271,8 @@ fn default_chain_and_params_print_like_llama_cpp() {
     assert_eq!(
         chain,
         Ok((
-            "logits -> penalties -> dry -> top-n-sigma -> top-k -> typical -> top-p -> min-p -> xtc -> temp-ext -> dist "
+            // As llama-completion logs it (stderr of the run in tests/fixtures/cli/README.md).
+            "logits -> ?penalties -> ?dry -> ?top-n-sigma -> top-k -> ?typical -> top-p -> min-p -> ?xtc -> temp-ext -> dist "
                 .to_string(),
             42
         ))
@@ -289,6 +290,20 @@ fn ignore_eos_adds_a_logit_bias_stage() {
         SamplingParams { seed: 1, ignore_eos: true, samplers: vec![SamplerKind::TopK], ..Default::default() };
     let Ok(mut chain) = SamplerChain::new(&params, &[2, 5]) else { panic!("chain") };
     assert_eq!(chain.describe(), "logits -> logit-bias -> top-k -> dist ");
+    let all_on = SamplingParams {
+        penalty_repeat: 1.1,
+        top_n_sigma: 1.0,
+        typ_p: 0.9,
+        xtc_probability: 0.1,
+        temp: 1.0,
+        dynatemp_range: 0.2,
+        ..Default::default()
+    };
+    let Ok(all_on) = SamplerChain::new(&all_on, &[]) else { panic!("chain") };
+    assert_eq!(
+        all_on.describe(),
+        "logits -> penalties -> ?dry -> top-n-sigma -> top-k -> typical -> top-p -> min-p -> xtc -> temp-ext -> dist "
+    );
     let logits = [0.1f32, 0.2, 9.0, 0.3, 0.4, 8.0];
     for _ in 0..20 {
         let t = chain.sample(&logits);
@@ -324,4 +339,27 @@ fn sampler_names_accept_llama_cpp_aliases() {
     }
     assert_eq!(SamplerKind::from_name("bogus"), None);
     assert_eq!(SamplerKind::from_char('k'), Some(SamplerKind::TopK));
+}
+
+#[test]
+fn gguf_sampling_defaults_apply_unless_the_flag_was_given() {
+    use gguf::writer::GgufWriter;
+    use gguf::{names, GgufFile, Value};
+    let mut w = GgufWriter::new();
+    w.set(names::KEY_ARCHITECTURE, Value::String("llama".into()))
+        .set(names::KEY_SAMPLING_TOP_K, Value::I32(20))
+        .set(names::KEY_SAMPLING_TOP_P, Value::F32(0.8))
+        .set(names::KEY_SAMPLING_TEMP, Value::F32(0.6))
+        .set(names::KEY_SAMPLING_PENALTY_LAST_N, Value::I32(32))
+        .set(names::KEY_SAMPLING_SEQUENCE, Value::String("top_k;top-p;temperature".into()));
+    let file = match GgufFile::from_bytes(w.to_bytes()) {
+        Ok(f) => f,
+        Err(e) => panic!("gguf: {e}"),
+    };
+    let mut params = SamplingParams { temp: 1.5, ..Default::default() };
+    let user = UserSet { temp: true, ..Default::default() };
+    assert!(params.apply_model_defaults(&file, &user).is_ok());
+    assert_eq!((params.top_k, params.top_p, params.temp, params.penalty_last_n), (20, 0.8, 1.5, 32));
+    assert_eq!(params.min_p, 0.05, "absent keys keep the default");
+    assert_eq!(params.samplers, [SamplerKind::TopK, SamplerKind::TopP, SamplerKind::Temperature]);
 }

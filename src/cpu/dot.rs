@@ -51,24 +51,15 @@ unsafe fn dot_avx2_fma_impl(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let pa = a.as_ptr();
     let pb = b.as_ptr();
-    let mut acc = [_mm256_setzero_ps(); 4];
+    // One 8-lane chain in the same order as the f16/bf16 and tile kernels, so that a row gives
+    // bit-identical results whichever kernel (GEMV, batched tile) computes it.
+    let mut acc = _mm256_setzero_ps();
     let mut i = 0;
-    // Four accumulators hide the FMA latency.
-    while i + 32 <= n {
-        for (k, slot) in acc.iter_mut().enumerate() {
-            let x = _mm256_loadu_ps(pa.add(i + 8 * k));
-            let y = _mm256_loadu_ps(pb.add(i + 8 * k));
-            *slot = _mm256_fmadd_ps(x, y, *slot);
-        }
-        i += 32;
-    }
     while i + 8 <= n {
-        let x = _mm256_loadu_ps(pa.add(i));
-        let y = _mm256_loadu_ps(pb.add(i));
-        acc[0] = _mm256_fmadd_ps(x, y, acc[0]);
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc);
         i += 8;
     }
-    let mut sum = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    let mut sum = hsum(acc);
     while i < n {
         sum += *pa.add(i) * *pb.add(i);
         i += 1;
@@ -132,19 +123,13 @@ unsafe fn dot_half_impl<const BF16: bool>(w: *const u16, x: &[f32], n_w: usize) 
             _mm256_cvtph_ps(h)
         }
     };
-    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut acc = _mm256_setzero_ps();
     let mut i = 0;
-    while i + 32 <= n {
-        for (k, slot) in acc.iter_mut().enumerate() {
-            *slot = _mm256_fmadd_ps(widen(w.add(i + 8 * k)), _mm256_loadu_ps(px.add(i + 8 * k)), *slot);
-        }
-        i += 32;
-    }
     while i + 8 <= n {
-        acc[0] = _mm256_fmadd_ps(widen(w.add(i)), _mm256_loadu_ps(px.add(i)), acc[0]);
+        acc = _mm256_fmadd_ps(widen(w.add(i)), _mm256_loadu_ps(px.add(i)), acc);
         i += 8;
     }
-    let mut sum = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    let mut sum = hsum(acc);
     while i < n {
         let bits = *w.add(i);
         let v = if BF16 { f32::from_bits((bits as u32) << 16) } else { f16::from_bits(bits).to_f32() };
@@ -207,8 +192,8 @@ unsafe fn tile_4x2_impl(w: &[f32], x0: &[f32], x1: &[f32]) -> [[f32; 2]; 4] {
         for t in 0..2 {
             let mut sum = hsum(acc[r][t]);
             let x = if t == 0 { x0 } else { x1 };
-            for j in i..n {
-                sum += *rows[r].add(j) * x[j];
+            for (a, b) in w[r * n + i..(r + 1) * n].iter().zip(&x[i..n]) {
+                sum += a * b;
             }
             out[r][t] = sum;
         }

@@ -166,6 +166,25 @@ mod tests {
     }
 
     #[test]
+    fn batched_rows_are_bit_identical_to_single_token_rows() {
+        // Incremental decode must equal one batched pass: the kernel may not depend on n_tok.
+        let (n_tok, n_in, n_out) = (7, 101, 45);
+        let x = rand_vec(3, n_tok * n_in);
+        let w32 = rand_vec(4, n_in * n_out);
+        let w16: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
+        let wb16: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
+        for view in [WeightView::F32(&w32), WeightView::F16(&w16), WeightView::BF16(&wb16)] {
+            let mut all = vec![0f32; n_tok * n_out];
+            matmul(&x, view, n_in, n_out, &mut all);
+            for t in 0..n_tok {
+                let mut one = vec![0f32; n_out];
+                matmul(&x[t * n_in..][..n_in], view, n_in, n_out, &mut one);
+                assert_eq!(one, all[t * n_out..][..n_out], "{view:?}");
+            }
+        }
+    }
+
+    #[test]
     fn matmul_matches_f64_for_every_weight_type() {
         for (n_tok, n_in, n_out) in [(1, 40, 37), (5, 64, 33), (3, 129, 16), (17, 8, 50)] {
             let x = rand_vec(1 + n_tok as u64, n_tok * n_in);

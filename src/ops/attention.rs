@@ -1,8 +1,10 @@
 //! Causal multi-head attention with grouped KV heads over the f16 KV cache (`kq-{il}`,
 //! `kq_softmax-{il}`, `kqv_out-{il}`).
 //!
-//! K and V are read from the cache as stored (f16, like llama.cpp's default cache type); Q, the
-//! scores, the softmax and the weighted sum stay in f32 (the sum of exponentials in f64).
+//! K and V come from the cache as stored (f16, like llama.cpp's default cache type) and are widened
+//! exactly to f32 once per head; Q, the scores, the softmax and the weighted sum stay in f32 (the
+//! sum of exponentials in f64). llama.cpp also rounds Q (and the probabilities) to f16 here; we do
+//! not (DESIGN.md §3: more exact, never less).
 
 use half::f16;
 use rayon::prelude::*;

@@ -52,13 +52,13 @@ fn auto_is_within_two_percent_of_exhaustive_search_on_small_instances() {
         let cost = CostModel::new(&hw, shape.wtype, true);
         let total: u64 = (0..g.tasks.len()).map(|i| g.footprint(i)).sum();
         let w = Workload {
-            prompt: [64, 512, 1024][(rng.next() % 3) as usize],
-            gen: [8, 64, 256][(rng.next() % 3) as usize],
+            prompt: [64, 512, 1024][(rng.next_u64() % 3) as usize],
+            gen: [8, 64, 256][(rng.next_u64() % 3) as usize],
             ubatch: 512,
             decode_samples: 4,
             seed: case,
         };
-        let popularity = if case % 2 == 0 {
+        let popularity = if case.is_multiple_of(2) {
             Popularity::uniform(shape.n_layer, shape.n_expert)
         } else {
             Popularity::zipf(shape.n_layer, shape.n_expert, 1.0, case)

@@ -20,7 +20,7 @@ const POLICIES: [PolicyKind; 3] = [PolicyKind::Layers, PolicyKind::Fiddler, Poli
 fn check_instance(shape: &ModelShape, hw_name: &str, budget: u64, w: Workload, skew: f64, seed: u64) {
     let hw = preset(hw_name).unwrap();
     let g = TaskGraph::build(shape, 3, w.prompt + w.gen);
-    let cost = CostModel::new(&hw, shape.wtype, seed % 3 != 0);
+    let cost = CostModel::new(&hw, shape.wtype, !seed.is_multiple_of(3));
     let popularity = if skew > 0.0 {
         Popularity::zipf(shape.n_layer, shape.n_expert, skew, seed)
     } else {
@@ -86,14 +86,14 @@ fn random_small_instances_respect_budget_placement_and_timelines() {
         let total = g.total_bytes();
         let budget = (total as f64 * (0.05 + 0.9 * rng.unit())) as u64 + 400_000_000;
         let w = Workload {
-            prompt: [1, 40, 512, 700][(rng.next() % 4) as usize],
-            gen: [1, 16, 128][(rng.next() % 3) as usize],
-            ubatch: [64, 512][(rng.next() % 2) as usize],
+            prompt: [1, 40, 512, 700][(rng.next_u64() % 4) as usize],
+            gen: [1, 16, 128][(rng.next_u64() % 3) as usize],
+            ubatch: [64, 512][(rng.next_u64() % 2) as usize],
             decode_samples: 3,
             seed: case,
         };
-        let skew = if rng.next() % 2 == 0 { 0.0 } else { 1.2 };
-        check_instance(&shape, PRESETS[(rng.next() % 5) as usize], budget, w, skew, case);
+        let skew = if rng.next_u64().is_multiple_of(2) { 0.0 } else { 1.2 };
+        check_instance(&shape, PRESETS[(rng.next_u64() % 5) as usize], budget, w, skew, case);
     }
 }
 

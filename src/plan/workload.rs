@@ -45,7 +45,7 @@ impl Popularity {
             .map(|_| {
                 let mut order: Vec<usize> = (0..n_expert as usize).collect();
                 for i in (1..order.len()).rev() {
-                    order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+                    order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
                 }
                 let mut row = vec![0.0; n_expert as usize];
                 for (rank, &e) in order.iter().enumerate() {
@@ -120,7 +120,7 @@ impl Popularity {
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -128,7 +128,7 @@ impl Rng {
     }
 
     pub fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -248,12 +248,12 @@ mod tests {
         for _ in 0..trials {
             let c = pop.sample_one(0, 1, &mut rng);
             assert_eq!(c.iter().sum::<u64>(), 1);
-            for e in 0..4 {
-                hits[e] += c[e];
+            for (h, x) in hits.iter_mut().zip(&c) {
+                *h += x;
             }
         }
-        for e in 0..4 {
-            let f = hits[e] as f64 / trials as f64;
+        for (e, &h) in hits.iter().enumerate() {
+            let f = h as f64 / trials as f64;
             assert!((f - pop.get(0, e)).abs() < 0.015, "expert {e}: {f} vs {}", pop.get(0, e));
         }
         let two = pop.sample_one(0, 2, &mut rng);

@@ -95,12 +95,6 @@ impl Search<'_, '_> {
         let g = self.ctx.g;
         let staging = self.staging(resident, slots);
         let slot_bytes = if slots > 0 { staging / u64::from(slots) } else { 0 };
-        let mut cut = f64::INFINITY;
-        for i in 0..resident.len() {
-            if resident[i] {
-                cut = cut.min(self.density[i]);
-            }
-        }
         let reasons = g
             .tasks
             .iter()

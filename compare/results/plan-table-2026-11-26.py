@@ -45,17 +45,19 @@ def main():
     print("(each cell is `target/release/rs-llama-plan --shape MODEL --hw HW --policy P " + " ".join(COMMON) + "`).")
     print("Uniform expert popularity (no skew). `layers` = best `-ngl`/`--n-cpu-moe` that fits, chosen by simulation.")
     print("Decode bound = 1 / max(host bytes per token / DRAM bandwidth, GPU bytes per token / achievable GPU bandwidth),")
-    print("for the auto plan's placement; host GB/token is what the CPU (or PCIe) must read from DRAM per token.\n")
-    print("| HW | model | layers pp512 | fiddler pp512 | auto pp512 | auto/best pp | layers tg | fiddler tg | auto tg | auto/best tg | auto tg bound | host GB/tok | layers choice | auto choice |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    print("for the auto plan's placement (overlap: lanes in parallel; serial: 1 / (host/DRAM + GPU/GPU-bw)); host GB/token is what the CPU must read from DRAM per token.\n")
+    print("| HW | model | layers pp512 | fiddler pp512 | auto pp512 | auto/best pp | auto pp lanes cpu/gpu/pcie % | layers tg | fiddler tg | auto tg | auto/best tg | tg bound overlap | tg bound serial | host GB/tok | GPU GB/tok | layers choice | auto choice |")
+    print("|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
     for hw, model, reps, bounds in rows:
         L, F, A = reps["layers"], reps["fiddler"], reps["auto"]
         best_pp = max(L["prefill_tps"], F["prefill_tps"])
         best_tg = max(L["decode_tps"], F["decode_tps"])
-        b, host_gb, _ = bounds["auto"]
+        b, host_gb, gpu_gb, b_serial = bounds["auto"]
+        u = A["prediction"]["prefill_util"]
+        lanes = "/".join(f"{100 * x:.0f}" for x in u)
         print(f"| {hw} | {model} | {L['prefill_tps']:.1f} | {F['prefill_tps']:.1f} | {A['prefill_tps']:.1f} | "
-              f"{A['prefill_tps'] / best_pp:.2f}x | {L['decode_tps']:.2f} | {F['decode_tps']:.2f} | {A['decode_tps']:.2f} | "
-              f"{A['decode_tps'] / best_tg:.2f}x | {b:.2f} | {host_gb:.2f} | {L['summary'].split(' (')[0]} | {A['summary'].split(';')[0]} |")
+              f"{A['prefill_tps'] / best_pp:.2f}x | {lanes} | {L['decode_tps']:.2f} | {F['decode_tps']:.2f} | {A['decode_tps']:.2f} | "
+              f"{A['decode_tps'] / best_tg:.2f}x | {b:.2f} | {b_serial:.2f} | {host_gb:.2f} | {gpu_gb:.2f} | {L['summary'].split(' (')[0]} | {A['summary'].split(';')[0]} |")
     ok = all(r[2]["auto"]["prefill_tps"] >= max(r[2]["layers"]["prefill_tps"], r[2]["fiddler"]["prefill_tps"]) * 0.9999
              and r[2]["auto"]["decode_tps"] >= max(r[2]["layers"]["decode_tps"], r[2]["fiddler"]["decode_tps"]) * 0.9999
              for r in rows)
@@ -72,8 +74,8 @@ def bound_for(rep, model, hw):
         else:
             host += p["bytes"] * frac
     h = HWJ[hw]
-    t = max(host / (h["dram"] * 1e9), gpu / (h["gpu_bw"] * 1e9 * GPU_BW_EFF))
-    return 1.0 / t, host / 1e9, gpu / 1e9
+    th, tg = host / (h["dram"] * 1e9), gpu / (h["gpu_bw"] * 1e9 * GPU_BW_EFF)
+    return 1.0 / max(th, tg), host / 1e9, gpu / 1e9, 1.0 / (th + tg)
 
 
 if __name__ == "__main__":

@@ -155,3 +155,41 @@ fn shape_is_read_from_a_gguf_file() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn ngl_caps_what_auto_keeps_resident() {
+    let args = |ngl: &str| {
+        let mut a = vec![
+            "--shape",
+            "llama-2-13b",
+            "--hw",
+            "rtx4090-ddr5",
+            "--gpu-mem",
+            "24GB",
+            "--policy",
+            "auto",
+            "--json",
+        ];
+        if !ngl.is_empty() {
+            a.extend(["--ngl", ngl]);
+        }
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let resident = |ngl: &str| {
+        let a = args(ngl);
+        let out = plan_cmd(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["gpu_resident_bytes"].as_u64().unwrap()
+    };
+    let free = resident("");
+    let capped = resident("10");
+    // -ngl 10 holds the output head and layers 31..39 with their KV cache (n_ctx = 512 + 128).
+    let s = rs_llama::plan::shapes::ModelShape::named("llama-2-13b", rs_llama::plan::shapes::WeightType::F16)
+        .unwrap();
+    let g = rs_llama::plan::tasks::TaskGraph::build(&s, 8, 640);
+    let cap: u64 = g.tasks.iter().filter(|t| t.layer >= 31).map(|t| g.footprint(t.id)).sum();
+    // By hand: 9 · (634.4 MB weights + 13.1 MB KV) + 327.7 MB head = 6155 MB.
+    assert!((cap as f64 / 1e6 - 6155.0).abs() < 1.0, "{cap}");
+    assert!(capped < free && capped <= cap, "{capped} vs cap {cap}, uncapped {free}");
+}

@@ -42,7 +42,8 @@ struct Args {
     /// Prompt tokens per step (llama.cpp -ub).
     #[arg(long, default_value_t = 512)]
     ubatch: u64,
-    /// `layers`: llama.cpp -ngl (default: the best that fits).
+    /// `layers`: llama.cpp -ngl (default: the best that fits); `auto`: caps the resident bytes at what
+    /// -ngl N would hold.
     #[arg(long = "n-gpu-layers", visible_alias = "ngl")]
     ngl: Option<u32>,
     /// `layers`: llama.cpp --n-cpu-moe (default: the best that fits).

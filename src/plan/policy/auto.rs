@@ -56,6 +56,8 @@ struct Search<'a, 'b> {
     ctx: &'a Ctx<'b>,
     density: Vec<f64>,
     evals: usize,
+    /// `-ngl N` with `auto`: at most as many resident bytes as llama.cpp's `-ngl N` would hold.
+    cap: u64,
 }
 
 impl Search<'_, '_> {
@@ -67,7 +69,8 @@ impl Search<'_, '_> {
 
     fn fits(&self, resident: &[bool], slots: u32) -> bool {
         let c = self.ctx;
-        c.resident_bytes(resident) + self.staging(resident, slots) + c.scratch_bytes() <= c.budget()
+        let held = c.resident_bytes(resident);
+        held <= self.cap && held + self.staging(resident, slots) + c.scratch_bytes() <= c.budget()
     }
 
     /// Adds tasks by value density while they fit.
@@ -217,7 +220,11 @@ pub fn plan(ctx: &Ctx) -> Result<Plan, PlanError> {
     // Other greedy orders to start from: each phase alone, and the absolute value.
     let orders =
         [per_byte(&|h| h.0), per_byte(&|h| h.1), host.iter().map(|h| h.0 + h.1).collect::<Vec<f64>>()];
-    let mut search = Search { ctx, density, evals: 0 };
+    let cap = match ctx.opts.ngl {
+        Some(ngl) => ctx.resident_bytes(&super::layers::placement(ctx, ngl, 0).0),
+        None => u64::MAX,
+    };
+    let mut search = Search { ctx, density, evals: 0, cap };
     let n = ctx.g.tasks.len();
     if !ctx.cost.has_gpu() {
         return search.plan(&vec![false; n], 0);
@@ -262,5 +269,12 @@ pub fn plan(ctx: &Ctx) -> Result<Plan, PlanError> {
     };
     let mut plan = search.plan(&resident, slots)?;
     plan.summary = format!("{}; {} simulated candidates", plan.summary, search.evals);
+    if let Some(ngl) = ctx.opts.ngl {
+        plan.summary = format!(
+            "{}; resident bytes capped at what -ngl {ngl} holds ({:.2} GB)",
+            plan.summary,
+            cap as f64 / 1e9
+        );
+    }
     Ok(plan)
 }

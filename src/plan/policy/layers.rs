@@ -8,7 +8,7 @@ use super::super::tasks::TaskKind;
 use super::super::{ExecRule, Plan, PlanError};
 use super::{Ctx, PolicyKind};
 
-fn placement(ctx: &Ctx, ngl: u32, n_cpu_moe: u32) -> (Vec<bool>, Vec<String>) {
+pub(super) fn placement(ctx: &Ctx, ngl: u32, n_cpu_moe: u32) -> (Vec<bool>, Vec<String>) {
     let n_layer = ctx.g.shape.n_layer;
     let gpu_start = (n_layer + 1).saturating_sub(ngl);
     let mut resident = vec![false; ctx.g.tasks.len()];

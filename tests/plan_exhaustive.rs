@@ -3,7 +3,7 @@
 //! count auto may use, each run under the same executor rules (overlapping lanes, run-time routing)
 //! and judged by the same simulated request time.
 
-#[path = "plan_common.rs"]
+#[path = "plan_common/mod.rs"]
 mod common;
 
 use rs_llama::plan::cost::CostModel;

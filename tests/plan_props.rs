@@ -2,7 +2,7 @@
 //! every task is placed exactly once, and every simulated timeline respects its dependencies and
 //! runs one operation at a time per lane.
 
-#[path = "plan_common.rs"]
+#[path = "plan_common/mod.rs"]
 mod common;
 
 use rs_llama::plan::cost::CostModel;

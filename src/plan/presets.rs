@@ -92,8 +92,9 @@ pub fn preset(name: &str) -> Result<HwProfile, PlanError> {
             (c, d, Some(rtx4090()), Some(pcie4()), "hybrid-anchors §6: PCIe 4.0 measured, DDR5 measured")
         }
         "h100-pcie5" => {
-            // The lent device machine: 16 cores, 128 GiB. Its DRAM and core type are not in the
-            // note: 100 GB/s and AVX-512 BF16 at 3.0 GHz are assumptions to replace with --profile.
+            // The lent device machine: 16 cores, 128 GiB (seen 2026-11-26: Intel Xeon with
+            // AVX512-BF16, PCIe 5.0 x16). Its DRAM bandwidth and clock are not known: 100 GB/s and
+            // 3.0 GHz are assumptions to replace with `--profile` run there.
             let points = vec![
                 CpuPoint {
                     threads: 1,

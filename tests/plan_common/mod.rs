@@ -1,4 +1,4 @@
-// Shared helpers for the plan tests (included with `#[path]`, not a test target of its own).
+// Shared helpers for the plan tests (a folder, so that cargo does not build it as a test target).
 #![allow(dead_code)]
 
 use rs_llama::plan::shapes::{ModelShape, WeightType};

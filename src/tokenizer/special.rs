@@ -40,7 +40,11 @@ impl SpecialMatcher {
             .iter()
             .map(|&id| {
                 let token = &vocab.tokens[id as usize];
-                SpecialEntry { id, attrs: token.attr, finder: memmem::Finder::new(token.text.as_bytes()).into_owned() }
+                SpecialEntry {
+                    id,
+                    attrs: token.attr,
+                    finder: memmem::Finder::new(token.text.as_bytes()).into_owned(),
+                }
             })
             .collect();
         SpecialMatcher { entries }
@@ -59,7 +63,9 @@ impl SpecialMatcher {
             let finder = &entry.finder;
             // Most tokens never occur: check once before rebuilding the list.
             let occurs = fragments.iter().any(|f| match f {
-                Fragment::Text(r) => r.len() >= finder.needle().len() && finder.find(&text[r.clone()]).is_some(),
+                Fragment::Text(r) => {
+                    r.len() >= finder.needle().len() && finder.find(&text[r.clone()]).is_some()
+                }
                 Fragment::Token(_) => false,
             });
             if !occurs {
@@ -81,8 +87,7 @@ impl SpecialMatcher {
 fn split_at_token(text: &[u8], mut rest: Range<usize>, entry: &SpecialEntry, out: &mut Vec<Fragment>) {
     let (id, attrs, finder) = (entry.id, entry.attrs, &entry.finder);
     let len = finder.needle().len();
-    loop {
-        let Some(found) = finder.find(&text[rest.clone()]) else { break };
+    while let Some(found) = finder.find(&text[rest.clone()]) {
         let at = rest.start + found;
         let mut left_end = at;
         if attrs & attr::LSTRIP != 0 {

@@ -61,7 +61,13 @@ impl Hasher for FastHasher {
         self.write_u64(v as u64);
     }
     fn finish(&self) -> u64 {
-        self.0
+        // The multiply only carries low bits upwards, and hash tables index by the low bits: fold
+        // the high half back down (murmur3's finalizer).
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h
     }
 }
 
@@ -100,6 +106,9 @@ pub struct SpecialIds {
     pub fim_sep: Option<TokenId>,
 }
 
+/// Picks one field of [`SpecialIds`] (so that role tables can list fields).
+type IdSlot = fn(&mut SpecialIds) -> &mut Option<TokenId>;
+
 pub struct Vocab {
     pub kind: VocabKind,
     pub pre_name: String,
@@ -127,26 +136,71 @@ fn invalid(msg: impl Into<String>) -> TokenizerError {
 
 /// Token texts that mark end of generation (llama.cpp's list, matched exactly).
 const EOG_TEXTS: &[&str] = &[
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
-    "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]",
-    "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
-    "<｜end▁of▁sentence｜>", "[e~[",
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "</s>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
+    "<｜end▁of▁sentence｜>",
+    "[e~[",
 ];
 const EOT_TEXTS: &[&str] = &[
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>",
-    "_<EOT>", "[EOT]", "<｜end▁of▁sentence｜>", "<end_of_utterance>",
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "<｜end▁of▁sentence｜>",
+    "<end_of_utterance>",
 ];
 const EOM_TEXTS: &[&str] = &["<|eom_id|>"];
 const FIM_PRE_TEXTS: &[&str] = &[
-    "<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>", "<|code_prefix|>",
+    "<|fim_prefix|>",
+    "<fim-prefix>",
+    "<fim_prefix>",
+    "<｜fim▁begin｜>",
+    "<PRE>",
+    "▁<PRE>",
+    "<|code_prefix|>",
     "<|prefix|>",
 ];
 const FIM_SUF_TEXTS: &[&str] = &[
-    "<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<｜fim▁hole｜>", "<SUF>", "▁<SUF>", "<|code_suffix|>",
+    "<|fim_suffix|>",
+    "<fim-suffix>",
+    "<fim_suffix>",
+    "<｜fim▁hole｜>",
+    "<SUF>",
+    "▁<SUF>",
+    "<|code_suffix|>",
     "<|suffix|>",
 ];
 const FIM_MID_TEXTS: &[&str] = &[
-    "<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>", "▁<MID>", "<|code_middle|>",
+    "<|fim_middle|>",
+    "<fim-middle>",
+    "<fim_middle>",
+    "<｜fim▁end｜>",
+    "<MID>",
+    "▁<MID>",
+    "<|code_middle|>",
     "<|middle|>",
 ];
 const FIM_PAD_TEXTS: &[&str] = &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"];
@@ -265,7 +319,7 @@ impl Vocab {
     /// this way is made a control token. (llama.cpp takes the first match in hash order; the lowest
     /// id is taken here.)
     fn detect_special_by_text(&mut self) {
-        let roles: [(fn(&mut SpecialIds) -> &mut Option<TokenId>, &[&str]); 8] = [
+        let roles: [(IdSlot, &[&str]); 8] = [
             (|ids| &mut ids.eot, EOT_TEXTS),
             (|ids| &mut ids.eom, EOM_TEXTS),
             (|ids| &mut ids.fim_pre, FIM_PRE_TEXTS),
@@ -371,7 +425,9 @@ impl Vocab {
 type TokenTables = (Vec<TokenData>, FastMap<Box<[u8]>, TokenId>);
 
 fn read_tokens(file: &GgufFile) -> Result<TokenTables, TokenizerError> {
-    let texts = file.get_str_array(TOK_TOKENS)?.ok_or_else(|| invalid("cannot find tokenizer vocab in model file"))?;
+    let texts = file
+        .get_str_array(TOK_TOKENS)?
+        .ok_or_else(|| invalid("cannot find tokenizer vocab in model file"))?;
     let n = texts.len();
     if n == 0 || n > TokenId::MAX as usize {
         return Err(invalid(format!("vocab of {n} tokens")));
@@ -407,8 +463,7 @@ fn read_tokens(file: &GgufFile) -> Result<TokenTables, TokenizerError> {
 /// Ids given by keys replace the defaults when they are inside the vocab; defaults outside it are
 /// dropped.
 fn read_special_ids(file: &GgufFile, ids: &mut SpecialIds, n_vocab: usize) -> Result<(), TokenizerError> {
-    type Slot = fn(&mut SpecialIds) -> &mut Option<TokenId>;
-    let slots: [(&str, Slot); 17] = [
+    let slots: [(&str, IdSlot); 17] = [
         (TOK_BOS_ID, |ids| &mut ids.bos),
         (TOK_EOS_ID, |ids| &mut ids.eos),
         (TOK_EOT_ID, |ids| &mut ids.eot),

@@ -95,6 +95,17 @@ fn suite_gpt_2() -> Result<()> {
     run_suite("gpt-2")
 }
 
+/// starcoder and refact split like smollm: digits alone, then GPT-2's pattern.
+#[test]
+fn suite_starcoder() -> Result<()> {
+    run_suite("starcoder")
+}
+
+#[test]
+fn suite_refact() -> Result<()> {
+    run_suite("refact")
+}
+
 /// test-tokenizer-1-spm: every token's text re-tokenizes (parse_special = true) to something that
 /// detokenizes to the same text, and so does every code point (except surrogates, the unassigned
 /// planes 4–14 and U+2581 itself).

@@ -5,7 +5,8 @@
 # timeout, a failing step does not stop the next one, and the results file is always written.
 #
 # Usage: bash scripts/device-check.sh [BIN_DIR]      (default BIN_DIR: .device/bin, then target/release)
-# Tunables (environment): STEP_TIMEOUT (s, default 300), MODEL_DIR (default /tmp/rs-llama-models),
+# Tunables (environment): STEP_TIMEOUT (s, default 240), DEADLINE (s after the start by which every
+#   step must end, default 540: keep it under the device call's timeout), MODEL_DIR (default /tmp/rs-llama-models),
 #   SYNTH_DENSE_ARGS / SYNTH_MOE_ARGS (arguments of `rs-llama-gguf synth` after the output path),
 #   GEN_TOKENS (default 32), PROMPT.
 set -u -o pipefail
@@ -21,15 +22,22 @@ BIN_DIR=${1:-}
 for d in "$BIN_DIR" .device/bin target/release; do
     if [ -n "$d" ] && [ -x "$d/rs-llama-gpu-check" ]; then BIN_DIR=$d; break; fi
 done
-STEP_TIMEOUT=${STEP_TIMEOUT:-300}
+STEP_TIMEOUT=${STEP_TIMEOUT:-240}
+DEADLINE=${DEADLINE:-540}
 MODEL_DIR=${MODEL_DIR:-/tmp/rs-llama-models}
 GEN_TOKENS=${GEN_TOKENS:-32}
 PROMPT=${PROMPT:-"The quick brown fox"}
 FAILED=0
 
-# step NAME TIMEOUT CMD...: run one step, log it, never abort the script.
+# step NAME TIMEOUT CMD...: run one step, log it, never abort the script. The timeout is cut so
+# that the step ends by DEADLINE; a step with under 10 s left is skipped.
 step() {
     local name=$1 limit=$2; shift 2
+    local left=$((DEADLINE - SECONDS))
+    if [ "$left" -lt 10 ]; then
+        echo "== step: $name SKIPPED (deadline)"; FAILED=$((FAILED + 1)); return 0
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
     echo
     echo "== step: $name (timeout ${limit}s) $(date -u +%T)"
     echo "+ $*"
@@ -62,7 +70,7 @@ ls /usr/local/cuda/lib64 2>/dev/null | grep -E '^lib(cublas|cublasLt|nvrtc)' | h
 ls /usr/local/nvidia/lib64 2>/dev/null | grep -E '^libcuda' | head
 
 # 1. Kernels and GEMMs against the CPU, bandwidth, throughput, loaded libraries.
-step gpu-check "$STEP_TIMEOUT" "$BIN_DIR/rs-llama-gpu-check" --seed "$(date +%s)"
+step gpu-check 180 "$BIN_DIR/rs-llama-gpu-check" --seed "$(date +%s)"
 
 # 2. Seeded synthetic models, made here: GPU greedy tokens must equal CPU greedy tokens.
 GGUF_TOOL="$BIN_DIR/rs-llama-gguf"
@@ -72,9 +80,9 @@ DENSE="$MODEL_DIR/synth-dense.gguf"
 MOE="$MODEL_DIR/synth-mixtral.gguf"
 if [ -x "$GGUF_TOOL" ]; then
     # shellcheck disable=SC2086
-    step synth-dense 300 "$GGUF_TOOL" synth "$DENSE" ${SYNTH_DENSE_ARGS:---arch llama --seed 1}
+    step synth-dense 120 "$GGUF_TOOL" synth "$DENSE" ${SYNTH_DENSE_ARGS:---arch llama --seed 1}
     # shellcheck disable=SC2086
-    step synth-mixtral-8gb 600 "$GGUF_TOOL" synth "$MOE" ${SYNTH_MOE_ARGS:---arch mixtral --size 8G --dtype f16 --seed 2}
+    step synth-mixtral-8gb 240 "$GGUF_TOOL" synth "$MOE" ${SYNTH_MOE_ARGS:---arch mixtral --size 8G --dtype f16 --seed 2}
     ls -l "$MODEL_DIR"
 else
     echo "== no $GGUF_TOOL: synthetic models skipped"
@@ -110,7 +118,7 @@ if [ -x "$BENCH" ]; then
     for model in "$DENSE" "$MOE"; do
         [ -f "$model" ] || continue
         for ngl in 999 16 8; do
-            step "bench $(basename "$model") -ngl $ngl" "$STEP_TIMEOUT" "$BENCH" -m "$model" -ngl "$ngl" --policy layers
+            step "bench $(basename "$model") -ngl $ngl" 120 "$BENCH" -m "$model" -ngl "$ngl" --policy layers
         done
     done
 else

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 NVRTC_VERSION=${NVRTC_VERSION:-13.0.88}
 DIR=${NVRTC_DIR:-$HOME/.cache/rs-llama/nvrtc-$NVRTC_VERSION}
 if [ ! -f "$DIR/nvidia/cu13/lib/libnvrtc.so.13" ]; then
-    python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$DIR" \
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target "$DIR" \
         "nvidia-cuda-nvrtc==$NVRTC_VERSION"
 fi
 export LD_LIBRARY_PATH="$DIR/nvidia/cu13/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"

@@ -47,6 +47,6 @@ fn the_check_binary_says_why_it_cannot_start() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{stdout}");
     let fails: Vec<&str> = stdout.lines().filter(|l| l.starts_with("[FAIL]")).collect();
-    assert_eq!(fails, vec!["[FAIL] start: no CUDA driver: libcuda (driver) could not be loaded"], "{stdout}");
+    assert_eq!(fails, vec!["[FAIL] start: the CUDA driver (libcuda.so.1) could not be loaded"], "{stdout}");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }

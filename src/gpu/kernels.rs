@@ -25,8 +25,9 @@ macro_rules! kernel_file {
 pub const KERNEL_FILES: &[KernelFile] = &[
     kernel_file!("add.cu", ["add_f32"]),
     kernel_file!("attention.cu", ["kv_store_f16", "attention_f16kv"]),
-    kernel_file!("convert.cu", ["f32_to_f16", "f32_to_bf16"]),
+    kernel_file!("convert.cu", ["f32_split_f16", "f32_split_bf16"]),
     kernel_file!("embedding.cu", ["get_rows_f16", "get_rows_bf16", "get_rows_f32"]),
+    kernel_file!("gemv.cu", ["gemv_f16", "gemv_bf16"]),
     kernel_file!("moe.cu", ["moe_topk_f32", "moe_gather_f32", "moe_scatter_f32", "moe_weighted_sum_f32"]),
     kernel_file!("rmsnorm.cu", ["rmsnorm_f32"]),
     kernel_file!("rope.cu", ["rope_f32"]),

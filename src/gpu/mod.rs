@@ -30,7 +30,7 @@ pub const BUILT_WITH_CUDA: bool = cfg!(feature = "cuda");
 pub enum GpuError {
     #[error("built without GPU support (rebuild with `--features cuda`)")]
     NotBuilt,
-    #[error("no CUDA driver: {0} could not be loaded")]
+    #[error("{0} could not be loaded")]
     MissingLibrary(String),
     #[error("CUDA driver: {0}")]
     Driver(String),

@@ -59,26 +59,30 @@ pub fn rmsnorm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
     y
 }
 
-/// x: [n_tokens][n_head][head_dim], pos: [n_tokens]; the rotated copy.
-#[allow(clippy::too_many_arguments)]
-pub fn rope(
-    x: &[f32],
-    pos: &[i32],
-    n_head: usize,
-    head_dim: usize,
-    n_rot: usize,
-    freq_base: f32,
-    freq_scale: f32,
-    neox: bool,
-) -> Vec<f32> {
+/// RoPE settings of the reference (as the kernel's).
+#[derive(Clone, Copy)]
+pub struct Rope<'a> {
+    pub n_rot: usize,
+    pub freq_base: f32,
+    pub freq_scale: f32,
+    pub neox: bool,
+    /// [n_rot/2] divisors of the angles.
+    pub freq_factors: Option<&'a [f32]>,
+}
+
+/// x: [n_tokens][n_head][head_dim], pos: [n_tokens]; the rotated copy. Pair i turns by
+/// pos · freq_scale · freq_base^(-2i/n_rot) / freq_factors[i].
+pub fn rope(x: &[f32], pos: &[i32], n_head: usize, head_dim: usize, r: &Rope) -> Vec<f32> {
+    let Rope { n_rot, freq_base, freq_scale, neox, freq_factors } = *r;
     let mut y = x.to_vec();
     let half = n_rot / 2;
     for (t, &p) in pos.iter().enumerate() {
         for h in 0..n_head {
             let v = &mut y[(t * n_head + h) * head_dim..][..head_dim];
             for i in 0..half {
-                let theta =
-                    p as f64 * freq_scale as f64 * (freq_base as f64).powf(-2.0 * i as f64 / n_rot as f64);
+                let ff = freq_factors.map_or(1.0, |f| f[i] as f64);
+                let power = (freq_base as f64).powf(-2.0 * i as f64 / n_rot as f64);
+                let theta = p as f64 * freq_scale as f64 * power / ff;
                 let (s, c) = theta.sin_cos();
                 let (a, b) = if neox { (i, i + half) } else { (2 * i, 2 * i + 1) };
                 let (x0, x1) = (v[a] as f64, v[b] as f64);
@@ -227,14 +231,18 @@ mod tests {
         // head_dim 4, n_rot 4, base 100: pair 0 turns by p, pair 1 by p / 10.
         let x = [1.0, 0.0, 0.0, 2.0];
         let (c0, s0, c1, s1) = (3f32.cos(), 3f32.sin(), 0.3f32.cos(), 0.3f32.sin());
-        let normal = rope(&x, &[3], 1, 4, 4, 100.0, 1.0, false);
+        let r = Rope { n_rot: 4, freq_base: 100.0, freq_scale: 1.0, neox: false, freq_factors: None };
+        let normal = rope(&x, &[3], 1, 4, &r);
         assert!(close(&normal, &[c0, s0, -2.0 * s1, 2.0 * c1]), "{normal:?}");
         // NeoX pairs (0, 2) and (1, 3).
-        let neox = rope(&x, &[3], 1, 4, 4, 100.0, 1.0, true);
+        let neox = rope(&x, &[3], 1, 4, &Rope { neox: true, ..r });
         assert!(close(&neox, &[c0, -2.0 * s1, s0, 2.0 * c1]), "{neox:?}");
         // Position 0 changes nothing; dims past n_rot are left alone.
-        assert!(close(&rope(&x, &[0], 1, 4, 4, 100.0, 1.0, false), &x));
-        assert!(close(&rope(&x, &[3], 1, 4, 2, 100.0, 1.0, false), &[c0, s0, 0.0, 2.0]));
+        assert!(close(&rope(&x, &[0], 1, 4, &r), &x));
+        assert!(close(&rope(&x, &[3], 1, 4, &Rope { n_rot: 2, ..r }), &[c0, s0, 0.0, 2.0]));
+        // Frequency factors divide the angles: pair 1 by 3 turns by 0.1.
+        let slowed = rope(&x, &[3], 1, 4, &Rope { freq_factors: Some(&[1.0, 3.0]), ..r });
+        assert!(close(&slowed, &[c0, s0, -2.0 * 0.1f32.sin(), 2.0 * 0.1f32.cos()]), "{slowed:?}");
     }
 
     #[test]

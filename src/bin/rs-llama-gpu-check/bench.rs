@@ -59,7 +59,7 @@ fn gemm(
     let ms = median(&times) as f64;
     let tflops = 2.0 * (n_tokens * n_in * n_out) as f64 / (ms / 1e3) / 1e12;
     let weight_gbs = (n_in * n_out * 2) as f64 / (ms / 1e3) / 1e9;
-    println!("bench linear {ty:?} {n_tokens}x{n_in} -> {n_out}: median {ms:.3} ms, {tflops:.1} TFLOP/s, weights read at {weight_gbs:.0} GB/s (activation rounding included)");
+    println!("bench linear {ty:?} {n_tokens}x{n_in} -> {n_out}: median {ms:.3} ms, {tflops:.1} TFLOP/s, weights read at {weight_gbs:.0} GB/s (activation split included)");
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 use crate::Checks;
 use half::{bf16, f16};
 use rs_llama::gpu::reference::{self as naive, rel_error, Rng};
-use rs_llama::gpu::{DeviceBuffer, EmbeddingTable, Gpu, GpuError};
+use rs_llama::gpu::{DeviceBuffer, EmbeddingTable, Gpu, GpuError, RopeConfig};
 
 type R = Result<(), GpuError>;
 
@@ -64,19 +64,31 @@ fn rope(gpu: &Gpu, rng: &mut Rng, c: &mut Checks, neox: bool) -> R {
     let (n_head, head_dim, n_rot, n_tokens) = (8, 128, 96, 19);
     let x = rng.vec(n_tokens * n_head * head_dim, 2.0);
     let pos: Vec<i32> = (0..n_tokens).map(|_| rng.below(2048) as i32).collect();
+    // The NeoX run also divides the angles by per-pair factors (LLaMA-3's rope_freqs).
+    let factors: Vec<f32> = (0..n_rot / 2).map(|_| 1.0 + 4.0 * rng.uniform().abs()).collect();
+    let factors_dev = gpu.upload(&factors)?;
     let mut xd = gpu.upload(&x)?;
     let pd = gpu.upload(&pos)?;
-    gpu.rope(&mut xd, &pd, n_head, head_dim, n_rot, 10000.0, 0.5, neox)?;
-    let want = naive::rope(&x, &pos, n_head, head_dim, n_rot, 10000.0, 0.5, neox);
+    let cfg = RopeConfig {
+        n_rot,
+        freq_base: 10000.0,
+        freq_scale: 0.5,
+        neox,
+        freq_factors: neox.then_some(&factors_dev),
+    };
+    gpu.rope(&mut xd, &pd, n_head, head_dim, &cfg)?;
+    let r = naive::Rope {
+        n_rot,
+        freq_base: 10000.0,
+        freq_scale: 0.5,
+        neox,
+        freq_factors: neox.then_some(&factors[..]),
+    };
+    let want = naive::rope(&x, &pos, n_head, head_dim, &r);
     // f32 angles of positions up to 2048 carry ~1e-4 rad of rounding.
-    c.error(
-        &format!(
-            "rope {} {n_tokens}x{n_head}x{head_dim} n_rot {n_rot}",
-            if neox { "neox" } else { "normal" }
-        ),
-        rel_error(&gpu.download(&xd)?, &want),
-        1e-3,
-    );
+    let style = if neox { "neox + freq factors" } else { "normal" };
+    let name = format!("rope {style} {n_tokens}x{n_head}x{head_dim} n_rot {n_rot}");
+    c.error(&name, rel_error(&gpu.download(&xd)?, &want), 1e-3);
     Ok(())
 }
 

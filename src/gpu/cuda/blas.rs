@@ -1,6 +1,8 @@
-//! cuBLAS GEMMs for linear layers: f16/bf16 weights with activations rounded to the weights' type
-//! (cuBLAS wants both inputs of one type), or f32 weights with f32 activations; f32 accumulation
-//! (CUBLAS_COMPUTE_32F, no TF32) and f32 output. Row-major `y[t][o] = Σ_i x[t][i]·W[o][i]` is the column-major
+//! Linear layers: f16/bf16/f32 weights, f32 activations, f32 accumulation and f32 output.
+//! - up to [`GEMV_MAX_TOKENS`] rows (decode): the gemv kernels read the f32 activations as they are;
+//! - more rows: cuBLAS (CUBLAS_COMPUTE_32F, no TF32). Its two inputs must share one type, so for
+//!   16-bit weights the activations are split into hi + lo 16-bit parts and the GEMM runs twice
+//!   (W·hi + W·lo), which keeps about twice the precision of a single rounding to f16/bf16. Row-major `y[t][o] = Σ_i x[t][i]·W[o][i]` is the column-major
 //! product `yᵀ = W · xᵀ` with W transposed: m = n_out, n = n_tokens, k = n_in.
 
 use super::memory::DeviceBuffer;
@@ -10,6 +12,17 @@ use cudarc::cublas::result as blas;
 use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType_t};
 use std::ffi::c_void;
 
+/// Rows up to which the gemv kernels are used instead of cuBLAS.
+pub const GEMV_MAX_TOKENS: usize = 8;
+
+/// The activations as the GEMM reads them.
+#[derive(Clone, Copy)]
+enum Input {
+    /// f32 activations (for f32 weights, and for the gemv kernels).
+    F32(u64),
+    /// hi and lo 16-bit parts of the activations, in the weights' type.
+    Split { hi: u64, lo: u64 },
+}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightType {
     F16,
@@ -94,71 +107,75 @@ fn blas_error(e: blas::CublasError) -> GpuError {
 }
 
 impl Gpu {
-    /// The GEMM input for weights of type `ty`: x itself for f32 weights, else x rounded into the
-    /// shared 16-bit scratch. Returns its address.
-    fn rounded_input(&self, x: &DeviceBuffer<f32>, ty: WeightType) -> Result<u64, GpuError> {
-        let convert = match ty {
-            WeightType::F16 => "f32_to_f16",
-            WeightType::Bf16 => "f32_to_bf16",
-            WeightType::F32 => {
-                let (ptr, _g) = x.ptr(&self.compute);
-                return Ok(ptr);
-            }
+    /// The activations for a GEMM with weights of type `ty`; `split` asks for the hi/lo parts
+    /// (kept in a shared scratch that grows to the largest batch, then stays).
+    fn gemm_input(&self, x: &DeviceBuffer<f32>, ty: WeightType, split: bool) -> Result<Input, GpuError> {
+        let (x_ptr, _g) = x.ptr(&self.compute);
+        let kernel = match (ty, split) {
+            (WeightType::F32, _) | (_, false) => return Ok(Input::F32(x_ptr)),
+            (WeightType::F16, true) => "f32_split_f16",
+            (WeightType::Bf16, true) => "f32_split_bf16",
         };
         let mut guard = self.act16.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.as_ref().is_none_or(|b| b.capacity() < x.len()) {
+        let need = 2 * x.len();
+        if guard.as_ref().is_none_or(|b| b.capacity() < need) {
             *guard = None; // free the old one first: it counts against the budget
-            *guard = Some(self.alloc::<u16>(x.len().next_power_of_two())?);
+            *guard = Some(self.alloc::<u16>(need.next_power_of_two())?);
         }
         let scratch = guard.as_mut().ok_or(shape("linear", "no scratch".into()))?;
-        scratch.set_len(x.len())?;
-        self.launch_elementwise(convert, scratch, x)?;
-        let (ptr, _g) = scratch.ptr(&self.compute);
-        Ok(ptr)
+        let (base, _gs) = scratch.ptr_mut(&self.compute);
+        let lo = base + (x.len() * 2) as u64;
+        self.launch_split(kernel, base, lo, x_ptr, x.len())?;
+        Ok(Input::Split { hi: base, lo })
     }
 
     /// y[t][o] = Σ_i x[t][i]·W[mat][o][i] over rows `row0 .. row0 + n_rows` of x and y.
-    /// x: [..][n_in] of the weights' type; y: [..][n_out] f32.
-    fn gemm_rows(
-        &self,
-        y: u64,
-        x_in: u64,
-        w: &Linear,
-        mat: usize,
-        row0: usize,
-        n_rows: usize,
-    ) -> Result<(), GpuError> {
+    /// y: [..][n_out] f32.
+    fn gemm_rows(&self, y: u64, x: Input, w: &Linear, mat: usize, row0: usize, n_rows: usize) -> Result<(), GpuError> {
         let (w_base, _g) = w.data.ptr(&self.compute);
         let w_ptr = w_base + (mat * w.n_out * w.n_in * w.ty.size()) as u64;
-        let x_ptr = x_in + (row0 * w.n_in * w.ty.size()) as u64;
         let y_ptr = y + (row0 * w.n_out * 4) as u64;
-        let (alpha, beta) = (1.0f32, 0.0f32);
-        // SAFETY: the callers checked every extent against the buffers; alpha/beta are f32 as
-        // CUBLAS_COMPUTE_32F requires; the handle is bound to the compute stream.
-        unsafe {
-            blas::gemm_ex(
-                *self.blas.handle(),
-                cublasOperation_t::CUBLAS_OP_T,
-                cublasOperation_t::CUBLAS_OP_N,
-                w.n_out as i32,
-                n_rows as i32,
-                w.n_in as i32,
-                &alpha as *const f32 as *const c_void,
-                w_ptr as *const c_void,
-                w.ty.cuda(),
-                w.n_in as i32,
-                x_ptr as *const c_void,
-                w.ty.cuda(),
-                w.n_in as i32,
-                &beta as *const f32 as *const c_void,
-                y_ptr as *mut c_void,
-                cudaDataType_t::CUDA_R_32F,
-                w.n_out as i32,
-                cublasComputeType_t::CUBLAS_COMPUTE_32F,
-                cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
-            )
+        let (x_ty, parts) = match x {
+            Input::F32(p) if w.ty != WeightType::F32 => {
+                let kernel = if w.ty == WeightType::F16 { "gemv_f16" } else { "gemv_bf16" };
+                let x_ptr = p + (row0 * w.n_in * 4) as u64;
+                return self.launch_gemv(kernel, y_ptr, w_ptr, x_ptr, w.n_in, w.n_out, n_rows);
+            }
+            Input::F32(p) => (cudaDataType_t::CUDA_R_32F, [Some(p), None]),
+            Input::Split { hi, lo } => (w.ty.cuda(), [Some(hi), Some(lo)]),
+        };
+        let alpha = 1.0f32;
+        for (i, part) in parts.into_iter().flatten().enumerate() {
+            let beta = if i == 0 { 0.0f32 } else { 1.0f32 };
+            let x_ptr = part + (row0 * w.n_in * w.ty.size()) as u64;
+            // SAFETY: the callers checked every extent against the buffers; alpha/beta are f32 as
+            // CUBLAS_COMPUTE_32F requires; the handle is bound to the compute stream.
+            unsafe {
+                blas::gemm_ex(
+                    *self.blas.handle(),
+                    cublasOperation_t::CUBLAS_OP_T,
+                    cublasOperation_t::CUBLAS_OP_N,
+                    w.n_out as i32,
+                    n_rows as i32,
+                    w.n_in as i32,
+                    &alpha as *const f32 as *const c_void,
+                    w_ptr as *const c_void,
+                    w.ty.cuda(),
+                    w.n_in as i32,
+                    x_ptr as *const c_void,
+                    x_ty,
+                    w.n_in as i32,
+                    &beta as *const f32 as *const c_void,
+                    y_ptr as *mut c_void,
+                    cudaDataType_t::CUDA_R_32F,
+                    w.n_out as i32,
+                    cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                    cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+                )
+            }
+            .map_err(blas_error)?;
         }
-        .map_err(blas_error)
+        Ok(())
     }
 
     fn check_linear(
@@ -197,9 +214,9 @@ impl Gpu {
             return Err(shape("linear", format!("matrix {mat} of {}", w.n_mat)));
         }
         y.set_len(n_tokens * w.n_out)?;
-        let x_in = self.rounded_input(x, w.ty)?;
+        let input = self.gemm_input(x, w.ty, n_tokens > GEMV_MAX_TOKENS)?;
         let (y_ptr, _g) = y.ptr_mut(&self.compute);
-        self.gemm_rows(y_ptr, x_in, w, mat, 0, n_tokens)
+        self.gemm_rows(y_ptr, input, w, mat, 0, n_tokens)
     }
 
     /// Grouped GEMM for experts: rows of each group go through their own expert's matrix.
@@ -217,15 +234,18 @@ impl Gpu {
             return Err(shape("linear_grouped", format!("expert {} of {}", g.expert, w.n_mat)));
         }
         y.set_len(n_rows * w.n_out)?;
-        let x_in = self.rounded_input(x, w.ty)?;
+        let big = groups.iter().any(|g| g.n_rows > GEMV_MAX_TOKENS);
+        let split = self.gemm_input(x, w.ty, big)?;
+        let plain = self.gemm_input(x, w.ty, false)?;
         let (y_ptr, _g) = y.ptr_mut(&self.compute);
         for g in groups.iter().filter(|g| g.n_rows > 0) {
-            self.gemm_rows(y_ptr, x_in, w, g.expert, g.row0, g.n_rows)?;
+            let input = if g.n_rows > GEMV_MAX_TOKENS { split } else { plain };
+            self.gemm_rows(y_ptr, input, w, g.expert, g.row0, g.n_rows)?;
         }
         Ok(())
     }
 
-    /// Every stacked matrix on its own slice of rows, in one strided-batched call:
+    /// Every stacked matrix on its own slice of rows, in strided-batched calls:
     /// x: [n_mat][n_tokens][n_in], y: [n_mat][n_tokens][n_out].
     pub fn linear_batched(
         &self,
@@ -236,39 +256,45 @@ impl Gpu {
     ) -> Result<(), GpuError> {
         self.check_linear(y, x, w, n_tokens * w.n_mat)?;
         y.set_len(n_tokens * w.n_out * w.n_mat)?;
-        let x_in = self.rounded_input(x, w.ty)?;
+        let (x_ty, parts) = match self.gemm_input(x, w.ty, true)? {
+            Input::F32(p) => (cudaDataType_t::CUDA_R_32F, [Some(p), None]),
+            Input::Split { hi, lo } => (w.ty.cuda(), [Some(hi), Some(lo)]),
+        };
         let (y_ptr, _gy) = y.ptr_mut(&self.compute);
         let (w_ptr, _gw) = w.data.ptr(&self.compute);
-        let (alpha, beta) = (1.0f32, 0.0f32);
-        // SAFETY: extents checked above; strides are whole matrices; f32 scalars for COMPUTE_32F.
-        unsafe {
-            blas::gemm_strided_batched_ex(
-                *self.blas.handle(),
-                cublasOperation_t::CUBLAS_OP_T,
-                cublasOperation_t::CUBLAS_OP_N,
-                w.n_out as i32,
-                n_tokens as i32,
-                w.n_in as i32,
-                &alpha as *const f32 as *const c_void,
-                w_ptr as *const c_void,
-                w.ty.cuda(),
-                w.n_in as i32,
-                (w.n_out * w.n_in) as i64,
-                x_in as *const c_void,
-                w.ty.cuda(),
-                w.n_in as i32,
-                (n_tokens * w.n_in) as i64,
-                &beta as *const f32 as *const c_void,
-                y_ptr as *mut c_void,
-                cudaDataType_t::CUDA_R_32F,
-                w.n_out as i32,
-                (n_tokens * w.n_out) as i64,
-                w.n_mat as i32,
-                cublasComputeType_t::CUBLAS_COMPUTE_32F,
-                cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
-            )
+        let alpha = 1.0f32;
+        for (i, x_ptr) in parts.into_iter().flatten().enumerate() {
+            let beta = if i == 0 { 0.0f32 } else { 1.0f32 };
+            // SAFETY: extents checked above; strides are whole matrices; f32 scalars for COMPUTE_32F.
+            unsafe {
+                blas::gemm_strided_batched_ex(
+                    *self.blas.handle(),
+                    cublasOperation_t::CUBLAS_OP_T,
+                    cublasOperation_t::CUBLAS_OP_N,
+                    w.n_out as i32,
+                    n_tokens as i32,
+                    w.n_in as i32,
+                    &alpha as *const f32 as *const c_void,
+                    w_ptr as *const c_void,
+                    w.ty.cuda(),
+                    w.n_in as i32,
+                    (w.n_out * w.n_in) as i64,
+                    x_ptr as *const c_void,
+                    x_ty,
+                    w.n_in as i32,
+                    (n_tokens * w.n_in) as i64,
+                    &beta as *const f32 as *const c_void,
+                    y_ptr as *mut c_void,
+                    cudaDataType_t::CUDA_R_32F,
+                    w.n_out as i32,
+                    (n_tokens * w.n_out) as i64,
+                    w.n_mat as i32,
+                    cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                    cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+                )
+            }
+            .map_err(blas_error)?;
         }
-        .map_err(blas_error)?;
         self.ctx.check_err().map_err(driver_error("gemm"))
     }
 }

@@ -7,7 +7,7 @@
 
 use super::blas::{ExpertGroup, Linear, WeightType};
 use super::memory::{DeviceBuffer, Staging};
-use super::ops::EmbeddingTable;
+use super::ops::{EmbeddingTable, RopeConfig};
 use super::Gpu;
 use crate::gpu::GpuError;
 use half::{bf16, f16};
@@ -78,6 +78,8 @@ pub struct HostModel<'a> {
     pub output_norm: &'a [f32],
     /// [n_vocab][n_embd]; the embedding table again when tied.
     pub output: HostLinear<'a>,
+    /// [n_rot/2] RoPE frequency divisors (LLaMA-3's rope_freqs), if any.
+    pub rope_freqs: Option<&'a [f32]>,
     pub layers: Vec<HostLayer<'a>>,
 }
 
@@ -102,6 +104,7 @@ pub struct GpuLlama {
     tok_embd: EmbeddingTable,
     output_norm: DeviceBuffer<f32>,
     output: Linear,
+    rope_freqs: Option<DeviceBuffer<f32>>,
     layers: Vec<Layer>,
 }
 
@@ -186,6 +189,7 @@ impl GpuLlama {
             tok_embd,
             output_norm: gpu.upload(host.output_norm)?,
             output: linear(gpu, &host.output)?,
+            rope_freqs: host.rope_freqs.map(|f| gpu.upload(f)).transpose()?,
             layers,
         })
     }
@@ -337,9 +341,15 @@ impl<'g> GpuLlamaSession<'g> {
             gpu.linear(&mut s.q, &s.cur, &l.q, 0, n)?;
             gpu.linear(&mut s.k, &s.cur, &l.k, 0, n)?;
             gpu.linear(&mut s.v, &s.cur, &l.v, 0, n)?;
-            let (base, scale, neox) = (sh.rope_freq_base, sh.rope_freq_scale, sh.rope_neox);
-            gpu.rope(&mut s.q, &s.pos, sh.n_head, sh.head_dim, sh.n_rot, base, scale, neox)?;
-            gpu.rope(&mut s.k, &s.pos, sh.n_head_kv, sh.head_dim, sh.n_rot, base, scale, neox)?;
+            let rope = RopeConfig {
+                n_rot: sh.n_rot,
+                freq_base: sh.rope_freq_base,
+                freq_scale: sh.rope_freq_scale,
+                neox: sh.rope_neox,
+                freq_factors: m.rope_freqs.as_ref(),
+            };
+            gpu.rope(&mut s.q, &s.pos, sh.n_head, sh.head_dim, &rope)?;
+            gpu.rope(&mut s.k, &s.pos, sh.n_head_kv, sh.head_dim, &rope)?;
             gpu.kv_store(&mut self.k_cache[il], &s.k, row, pos0)?;
             gpu.kv_store(&mut self.v_cache[il], &s.v, row, pos0)?;
             // kqv_out-{il}, attn_out-{il}, ffn_inp-{il}

@@ -10,7 +10,7 @@ mod moe;
 mod nvrtc;
 mod ops;
 
-pub use blas::{ExpertGroup, Linear, WeightType};
+pub use blas::{ExpertGroup, Linear, WeightType, GEMV_MAX_TOKENS};
 pub use llama::{
     GpuLlama, GpuLlamaSession, HostFfn, HostFfnBlock, HostLayer, HostLinear, HostMatrix, HostModel,
     LlamaShape,
@@ -18,7 +18,7 @@ pub use llama::{
 pub use measure::{median, HostMemory};
 pub use memory::{DeviceBuffer, Pool, Staging};
 pub use nvrtc::{compile_file, nvrtc_version};
-pub use ops::EmbeddingTable;
+pub use ops::{EmbeddingTable, RopeConfig};
 
 use super::{default_budget, GpuError, GpuOptions, MemLedger};
 use cudarc::cublas::CudaBlas;
@@ -58,9 +58,9 @@ pub fn library_report() -> Vec<(String, bool)> {
     // SAFETY: these only dlopen and dlclose the library; no symbol is used.
     unsafe {
         vec![
-            ("libcuda (driver)".to_string(), cudarc::driver::sys::is_culib_present()),
-            ("libcublas (CUDA 13)".to_string(), cudarc::cublas::sys::is_culib_present()),
-            ("libnvrtc (CUDA 13)".to_string(), cudarc::nvrtc::sys::is_culib_present()),
+            ("the CUDA driver (libcuda.so.1)".to_string(), cudarc::driver::sys::is_culib_present()),
+            ("cuBLAS 13 (libcublas.so.13)".to_string(), cudarc::cublas::sys::is_culib_present()),
+            ("NVRTC 13 (libnvrtc.so.13)".to_string(), cudarc::nvrtc::sys::is_culib_present()),
         ]
     }
 }

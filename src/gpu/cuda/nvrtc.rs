@@ -26,7 +26,7 @@ pub fn nvrtc_version() -> Option<(i32, i32)> {
 /// no GPU, so CI uses it to check every kernel.
 pub fn compile_file(file: &KernelFile, arch: &'static str) -> Result<Ptx, GpuError> {
     if nvrtc_version().is_none() {
-        return Err(GpuError::MissingLibrary("libnvrtc (CUDA 13)".into()));
+        return Err(GpuError::MissingLibrary("NVRTC 13 (libnvrtc.so.13)".into()));
     }
     let opts = CompileOptions {
         arch: Some(arch),

@@ -12,6 +12,20 @@ pub(super) enum Arg {
     F32(f32),
 }
 
+/// RoPE settings (see cuda/rope.cu).
+#[derive(Clone, Copy)]
+pub struct RopeConfig<'a> {
+    /// Rotated dims at the start of each head (even, at most head_dim).
+    pub n_rot: usize,
+    pub freq_base: f32,
+    /// 1 / linear scaling factor.
+    pub freq_scale: f32,
+    /// Pairs (i, i + n_rot/2) instead of (2i, 2i+1).
+    pub neox: bool,
+    /// [n_rot/2] frequency divisors (LLaMA-3's rope_freqs).
+    pub freq_factors: Option<&'a DeviceBuffer<f32>>,
+}
+
 /// An embedding table on the device: [n_vocab][n_embd] of one element type.
 pub enum EmbeddingTable {
     F16(DeviceBuffer<u16>),
@@ -69,18 +83,29 @@ impl Gpu {
         Ok(())
     }
 
-    /// y[i] = f(x[i]) for the conversion kernels; y gets x's length.
-    pub(super) fn launch_elementwise<Y>(
+    /// hi[i], lo[i] = the 16-bit split of x[i] (cuda/convert.cu); the callers own the extents.
+    pub(super) fn launch_split(&self, entry: &'static str, hi: u64, lo: u64, x: u64, n: usize) -> Result<(), GpuError> {
+        self.launch(entry, (grid_for(n), 1, 1), 256, &[Arg::Ptr(hi), Arg::Ptr(lo), Arg::Ptr(x), int(entry, n)?])
+    }
+
+    /// y = x · Wᵀ for 1..=8 rows (cuda/gemv.cu): one warp per output row.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn launch_gemv(
         &self,
         entry: &'static str,
-        y: &mut DeviceBuffer<Y>,
-        x: &DeviceBuffer<f32>,
+        y: u64,
+        w: u64,
+        x: u64,
+        n_in: usize,
+        n_out: usize,
+        n_tokens: usize,
     ) -> Result<(), GpuError> {
-        y.set_len(x.len())?;
-        let n = int(entry, x.len())?;
-        let (xp, _gx) = x.ptr(&self.compute);
-        let (yp, _gy) = y.ptr_mut(&self.compute);
-        self.launch(entry, (grid_for(x.len()), 1, 1), 256, &[Arg::Ptr(yp), Arg::Ptr(xp), n])
+        if n_tokens == 0 || n_tokens > super::blas::GEMV_MAX_TOKENS {
+            return Err(shape("gemv", format!("{n_tokens} rows")));
+        }
+        let args = [Arg::Ptr(y), Arg::Ptr(w), Arg::Ptr(x), int(entry, n_in)?, int(entry, n_out)?, int(entry, n_tokens)?];
+        let warps_per_block = 8;
+        self.launch(entry, (n_out.div_ceil(warps_per_block) as u32, 1, 1), 32 * warps_per_block as u32, &args)
     }
 
     /// y = rmsnorm(x) * w over rows of n = w.len(). x, y: [n_rows][n].
@@ -101,34 +126,36 @@ impl Gpu {
     }
 
     /// Rotary embedding in place. x: [n_tokens][n_head][head_dim]; pos: [n_tokens].
-    #[allow(clippy::too_many_arguments)]
     pub fn rope(
         &self,
         x: &mut DeviceBuffer<f32>,
         pos: &DeviceBuffer<i32>,
         n_head: usize,
         head_dim: usize,
-        n_rot: usize,
-        freq_base: f32,
-        freq_scale: f32,
-        neox: bool,
+        cfg: &RopeConfig,
     ) -> Result<(), GpuError> {
         let n_tokens = rows_of("rope", x.len(), n_head * head_dim)?;
         need("rope", "pos", pos.len(), n_tokens)?;
+        let n_rot = cfg.n_rot;
         if n_rot > head_dim || !n_rot.is_multiple_of(2) {
             return Err(shape("rope", format!("n_rot {n_rot} with head_dim {head_dim}")));
         }
         let (pp, _gp) = pos.ptr(&self.compute);
+        let factors = cfg.freq_factors.map(|f| (f.len(), f.ptr(&self.compute)));
+        if let Some((len, _)) = &factors {
+            need("rope", "freq_factors", *len, n_rot / 2)?;
+        }
         let (xp, _gx) = x.ptr_mut(&self.compute);
         let args = [
             Arg::Ptr(xp),
             Arg::Ptr(pp),
+            Arg::Ptr(factors.as_ref().map_or(0, |(_, (p, _))| *p)),
             int("rope", n_head)?,
             int("rope", head_dim)?,
             int("rope", n_rot)?,
-            Arg::F32(freq_base),
-            Arg::F32(freq_scale),
-            Arg::I32(neox as i32),
+            Arg::F32(cfg.freq_base),
+            Arg::F32(cfg.freq_scale),
+            Arg::I32(cfg.neox as i32),
         ];
         self.launch("rope_f32", ((n_tokens * n_head) as u32, 1, 1), 64, &args)
     }

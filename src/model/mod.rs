@@ -1,8 +1,24 @@
 //! Models: the `Arch` enum with typed properties, hyperparameters parsed once, weights, and the
-//! forward pass over a KV cache. (Contract fixed; body by the model work.)
+//! forward pass over a KV cache.
 
-use crate::TokenId;
+pub mod arch;
+pub mod hparams;
+pub mod llama;
+mod session;
+pub mod tensors;
+pub mod weights;
+
+use std::path::Path;
+use std::sync::Arc;
+
 use gguf::GgufFile;
+
+pub use arch::Arch;
+pub use hparams::HParams;
+pub use session::Session;
+
+use crate::ops::rope::RopeParams;
+use tensors::{FfnBlock, ModelWeights};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -23,25 +39,113 @@ pub struct LoadOptions {
     pub progress: bool,
 }
 
-pub struct Model {}
+/// A loaded model. Holds the file (shared) because f16/bf16/f32 weights are read from its map.
+pub struct Model {
+    file: Arc<GgufFile>,
+    arch: Arch,
+    hparams: HParams,
+    rope: RopeParams,
+    weights: ModelWeights,
+}
 
 impl Model {
     /// Validate hparams and weights of `file` and prepare them for the CPU (quantized tensors are
     /// dequantized here, f16/bf16/f32 are used in place from the map).
-    pub fn load(_file: &GgufFile, _opts: &LoadOptions) -> Result<Model, ModelError> {
-        Err(ModelError::Invalid("not implemented".into()))
+    pub fn load(file: Arc<GgufFile>, opts: &LoadOptions) -> Result<Model, ModelError> {
+        let arch = Arch::from_name(file.architecture()?)?;
+        let hparams = HParams::parse(&file, arch)?;
+        let loader = weights::Loader::new(file.clone(), opts.progress);
+        let weights = match arch {
+            Arch::Llama => llama::load(&loader, &hparams, arch),
+        };
+        loader.finish();
+        let weights = weights?;
+        let rope = RopeParams {
+            style: hparams.rope_style,
+            n_rot: hparams.n_rot,
+            freq_base: hparams.rope_freq_base,
+            freq_scale: hparams.rope_freq_scale,
+            freq_factors: weights.rope_freqs.clone(),
+        };
+        Ok(Model { file, arch, hparams, rope, weights })
+    }
+
+    /// Open `path` and load it.
+    pub fn open(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model, ModelError> {
+        Model::load(Arc::new(GgufFile::open(path)?), opts)
     }
 
     pub fn n_vocab(&self) -> usize {
-        todo!()
+        self.hparams.n_vocab
     }
     /// n_ctx_train from the file.
     pub fn n_ctx_train(&self) -> usize {
-        todo!()
+        self.hparams.n_ctx_train
     }
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+    pub fn hparams(&self) -> &HParams {
+        &self.hparams
+    }
+    pub fn file(&self) -> &Arc<GgufFile> {
+        &self.file
+    }
+    pub(crate) fn weights(&self) -> &ModelWeights {
+        &self.weights
+    }
+    pub(crate) fn rope(&self) -> &RopeParams {
+        &self.rope
+    }
+
+    /// Parameters of the matrices and vectors the forward pass uses (tied output counted once).
+    pub fn n_params(&self) -> u64 {
+        let w = &self.weights;
+        let mat = |m: &weights::Weight| (m.n_in * m.n_out) as u64;
+        let mut n = mat(&w.tok_embd) + w.output.as_ref().map_or(0, mat) + w.output_norm.len() as u64;
+        for l in &w.layers {
+            n += (l.attn_norm.len() + l.ffn_norm.len()) as u64;
+            for lin in [&l.attn.q, &l.attn.k, &l.attn.v, &l.attn.o] {
+                n += mat(&lin.w) + lin.b.as_ref().map_or(0, |b| b.len() as u64);
+            }
+            n += match &l.ffn {
+                FfnBlock::Dense(m) => mat(&m.gate.w) + mat(&m.up.w) + mat(&m.down.w),
+                FfnBlock::Moe { router, experts } => {
+                    mat(router)
+                        + experts.iter().map(|m| mat(&m.gate.w) + mat(&m.up.w) + mat(&m.down.w)).sum::<u64>()
+                }
+            };
+        }
+        n
+    }
+
     /// Human summary of the model (arch, sizes) for the load log.
     pub fn describe(&self) -> String {
-        todo!()
+        let hp = &self.hparams;
+        let moe = if hp.is_moe() {
+            format!(", experts {} (used {})", hp.n_expert, hp.n_expert_used)
+        } else {
+            String::new()
+        };
+        format!(
+            "arch {}, {:.1}M params, n_layer {}, n_embd {}, n_head {} (kv {}), head_dim {}, n_ff {}{moe}, \
+             n_vocab {}, n_ctx_train {}, rope {:?} base {} scale {}, weights {}, output {}",
+            self.arch,
+            self.n_params() as f64 / 1e6,
+            hp.n_layer,
+            hp.n_embd,
+            hp.n_head,
+            hp.n_head_kv,
+            hp.head_dim_k,
+            hp.n_ff,
+            hp.n_vocab,
+            hp.n_ctx_train,
+            hp.rope_style,
+            hp.rope_freq_base,
+            hp.rope_freq_scale,
+            self.weights.layers.first().map_or(gguf::DType::F32, |l| l.attn.q.w.dtype()),
+            if self.weights.output.is_some() { "separate" } else { "tied to token_embd" },
+        )
     }
 }
 
@@ -52,35 +156,4 @@ pub enum Logits {
     Last,
     /// `[n_tokens][n_vocab]` for every token of the batch.
     All,
-}
-
-/// One sequence being evaluated: a KV cache (f16) of `n_ctx` positions plus scratch buffers.
-pub struct Session<'m> {
-    _model: &'m Model,
-}
-
-impl<'m> Session<'m> {
-    /// `n_ubatch`: the largest number of tokens evaluated in one pass (llama.cpp's `-ub`).
-    pub fn new(_model: &'m Model, _n_ctx: usize, _n_ubatch: usize) -> Result<Session<'m>, ModelError> {
-        todo!()
-    }
-
-    /// Evaluate `tokens` at positions `n_past..n_past + len` and append them to the KV cache.
-    pub fn decode(&mut self, _tokens: &[TokenId], _logits: Logits) -> Result<Vec<f32>, ModelError> {
-        todo!()
-    }
-
-    /// Tokens in the KV cache.
-    pub fn n_past(&self) -> usize {
-        todo!()
-    }
-
-    pub fn n_ctx(&self) -> usize {
-        todo!()
-    }
-
-    /// Empty the KV cache.
-    pub fn clear(&mut self) {
-        todo!()
-    }
 }

@@ -1,0 +1,167 @@
+//! `y = x · Wᵀ`: f32 activations times f32/f16/bf16 weights, parallel over output rows.
+//!
+//! Weights stay in their storage type; each thread converts a block of weight rows to f32 once
+//! (F16C/AVX2, see `convert`) and reuses it for every token of the batch, so prefill costs
+//! one weight pass per batch instead of one per token. Activations are NOT rounded to f16/bf16 as
+//! ggml does for f16/bf16 weights: we are more exact, never less (DESIGN.md §3).
+
+use std::cell::RefCell;
+
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+use super::convert::{bf16_to_f32, f16_to_f32};
+use super::dot::{best_dot, fused_dot_bf16, fused_dot_f16};
+
+/// Weight rows of a linear layer, ggml `[n_in, n_out]`: row `o` is `data[o*n_in .. (o+1)*n_in]`.
+#[derive(Debug, Clone, Copy)]
+pub enum WeightView<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+    BF16(&'a [bf16]),
+}
+
+impl WeightView<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            WeightView::F32(s) => s.len(),
+            WeightView::F16(s) => s.len(),
+            WeightView::BF16(s) => s.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Elements `[start, start + out.len())` as f32.
+    pub fn to_f32_into(&self, start: usize, out: &mut [f32]) {
+        let end = start + out.len();
+        match self {
+            WeightView::F32(s) => out.copy_from_slice(&s[start..end]),
+            WeightView::F16(s) => f16_to_f32(&s[start..end], out),
+            WeightView::BF16(s) => bf16_to_f32(&s[start..end], out),
+        }
+    }
+}
+
+/// Output rows handled by one rayon task; their f32 copy (ROWS·n_in floats) stays in L2.
+const ROWS_PER_TASK: usize = 16;
+
+thread_local! {
+    static ROW_BUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `y[t][o] = Σ_i w[o][i] · x[t][i]`.
+///
+/// `x`: `[n_tok][n_in]`, `w`: ggml `[n_in, n_out]`, `y`: `[n_tok][n_out]`. Lengths are invariants
+/// established when the model is loaded; a mismatch is a programming error.
+pub fn matmul(x: &[f32], w: WeightView<'_>, n_in: usize, n_out: usize, y: &mut [f32]) {
+    assert!(n_in > 0 && x.len().is_multiple_of(n_in), "matmul: x has {} elements, n_in {n_in}", x.len());
+    let n_tok = x.len() / n_in;
+    assert_eq!(w.len(), n_in * n_out, "matmul: weight size");
+    assert_eq!(y.len(), n_tok * n_out, "matmul: output size");
+    if n_tok == 0 || n_out == 0 {
+        return;
+    }
+    if n_tok == 1 {
+        // GEMV: convert in registers, no row buffer round trip.
+        match (w, fused_dot_f16(), fused_dot_bf16()) {
+            (WeightView::F16(ws), Some(dot), _) => gemv(ws, x, n_in, y, dot),
+            (WeightView::BF16(ws), _, Some(dot)) => gemv(ws, x, n_in, y, dot),
+            _ => rows_times_tokens(x, w, n_in, n_tok, y),
+        }
+        return;
+    }
+    // yt: [n_out][n_tok], so that each task owns a contiguous block of output rows.
+    let mut yt = vec![0f32; n_out * n_tok];
+    rows_times_tokens(x, w, n_in, n_tok, &mut yt);
+    for (o, col) in yt.chunks_exact(n_tok).enumerate() {
+        for (t, v) in col.iter().enumerate() {
+            y[t * n_out + o] = *v;
+        }
+    }
+}
+
+/// `y[o] = w[o] · x` for one token, parallel over blocks of rows.
+fn gemv<T: Sync>(w: &[T], x: &[f32], n_in: usize, y: &mut [f32], dot: fn(&[T], &[f32]) -> f32) {
+    const ROWS: usize = 64;
+    y.par_chunks_mut(ROWS).enumerate().for_each(|(block, out)| {
+        let rows = &w[block * ROWS * n_in..][..out.len() * n_in];
+        for (o, wr) in out.iter_mut().zip(rows.chunks_exact(n_in)) {
+            *o = dot(wr, x);
+        }
+    });
+}
+
+/// `yt[o][t] = w[o] · x[t]`, parallel over blocks of output rows.
+fn rows_times_tokens(x: &[f32], w: WeightView<'_>, n_in: usize, n_tok: usize, yt: &mut [f32]) {
+    let dot = best_dot();
+    yt.par_chunks_mut(ROWS_PER_TASK * n_tok).enumerate().for_each(|(block, out)| {
+        let first_row = block * ROWS_PER_TASK;
+        let n_rows = out.len() / n_tok;
+        ROW_BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            buf.resize(ROWS_PER_TASK * n_in, 0.0);
+            let rows = &mut buf[..n_rows * n_in];
+            w.to_f32_into(first_row * n_in, rows);
+            // Token-major: one activation row stays in L1 while the block's weight rows pass by.
+            for (t, xt) in x.chunks_exact(n_in).enumerate() {
+                for (r, wr) in rows.chunks_exact(n_in).enumerate() {
+                    out[r * n_tok + t] = dot(wr, xt);
+                }
+            }
+        });
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rand_vec(seed: u64, n: usize) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn reference(x: &[f32], w: &[f64], n_in: usize, n_out: usize) -> Vec<f64> {
+        let n_tok = x.len() / n_in;
+        let mut y = vec![0f64; n_tok * n_out];
+        for t in 0..n_tok {
+            for o in 0..n_out {
+                y[t * n_out + o] = (0..n_in).map(|i| x[t * n_in + i] as f64 * w[o * n_in + i]).sum();
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn matmul_matches_f64_for_every_weight_type() {
+        for (n_tok, n_in, n_out) in [(1, 40, 37), (5, 64, 33), (3, 129, 16), (17, 8, 50)] {
+            let x = rand_vec(1 + n_tok as u64, n_tok * n_in);
+            let w32 = rand_vec(7 + n_in as u64, n_in * n_out);
+            let w16: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
+            let wb16: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
+            let cases: [(WeightView, Vec<f64>); 3] = [
+                (WeightView::F32(&w32), w32.iter().map(|&v| v as f64).collect()),
+                (WeightView::F16(&w16), w16.iter().map(|v| v.to_f64()).collect()),
+                (WeightView::BF16(&wb16), wb16.iter().map(|v| v.to_f64()).collect()),
+            ];
+            for (view, wref) in cases {
+                let mut y = vec![0f32; n_tok * n_out];
+                matmul(&x, view, n_in, n_out, &mut y);
+                let want = reference(&x, &wref, n_in, n_out);
+                for (g, w) in y.iter().zip(&want) {
+                    assert!((*g as f64 - w).abs() < 1e-5 * (n_in as f64).sqrt(), "{g} vs {w}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The llama-family forward pass over one micro-batch. Intermediates are named as llama.cpp's
+//! graph names them, so dumps of the two can be compared layer by layer.
+
+use super::kv_cache::KvCache;
+use super::moe::{moe_ffn, MoeConfig};
+use crate::model::tensors::FfnBlock;
+use crate::model::Model;
+use crate::ops::attention::{attention, AttnShape};
+use crate::ops::ffn::swiglu_ffn;
+use crate::ops::matmul::{linear, Linear};
+use crate::ops::rmsnorm::rms_norm;
+use crate::ops::rope::rope;
+use crate::TokenId;
+
+/// Which rows of logits a pass computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputRows {
+    /// None: only the KV cache is filled (a prompt chunk before the last).
+    None,
+    Last,
+    All,
+}
+
+/// Evaluate `tokens` at positions `pos0..pos0+len`, appending their K/V to `kv`. Token ids and the
+/// cache size are checked by the caller. Returns logits `[n_rows][n_vocab]`.
+pub fn forward(
+    model: &Model,
+    kv: &mut KvCache,
+    tokens: &[TokenId],
+    pos0: usize,
+    rows: OutputRows,
+) -> Vec<f32> {
+    let hp = model.hparams();
+    let w = model.weights();
+    let n_tok = tokens.len();
+    let n_embd = hp.n_embd;
+    let positions: Vec<usize> = (pos0..pos0 + n_tok).collect();
+    let shape = AttnShape {
+        n_head: hp.n_head,
+        n_head_kv: hp.n_head_kv,
+        head_dim_k: hp.head_dim_k,
+        head_dim_v: hp.head_dim_v,
+    };
+    let kq_scale = 1.0 / (hp.head_dim_k as f32).sqrt();
+    let moe_cfg = MoeConfig {
+        n_expert_used: hp.n_expert_used,
+        gating: model.arch().expert_gating(),
+        normalize: model.arch().normalizes_expert_weights(),
+    };
+
+    // inp_embd: [n_tok][n_embd]
+    let mut x = vec![0f32; n_tok * n_embd];
+    for (row, &tok) in x.chunks_exact_mut(n_embd).zip(tokens) {
+        w.tok_embd.row_to_f32(tok as usize, row);
+    }
+    let mut cur = vec![0f32; n_tok * n_embd]; // [n_tok][n_embd]
+    let mut q = vec![0f32; n_tok * hp.n_embd_q()]; // Qcur: [n_tok][n_head][head_dim_k]
+    let mut k = vec![0f32; n_tok * hp.n_embd_k_gqa()]; // Kcur: [n_tok][n_head_kv][head_dim_k]
+    let mut v = vec![0f32; n_tok * hp.n_embd_v_gqa()]; // Vcur: [n_tok][n_head_kv][head_dim_v]
+    let mut kqv = vec![0f32; n_tok * hp.n_embd_attn_out()]; // kqv_out: [n_tok][n_head][head_dim_v]
+    let mut out = vec![0f32; n_tok * n_embd]; // attn_out / ffn_out: [n_tok][n_embd]
+
+    for (il, layer) in w.layers.iter().enumerate() {
+        // attn_norm-{il}
+        cur.copy_from_slice(&x);
+        rms_norm(&mut cur, &layer.attn_norm, hp.rms_eps);
+        // Qcur-{il}, Kcur-{il}, Vcur-{il}
+        linear(&cur, &layer.attn.q.linear(), &mut q);
+        linear(&cur, &layer.attn.k.linear(), &mut k);
+        linear(&cur, &layer.attn.v.linear(), &mut v);
+        rope(&mut q, &positions, hp.n_head, hp.head_dim_k, model.rope());
+        rope(&mut k, &positions, hp.n_head_kv, hp.head_dim_k, model.rope());
+        kv.store(il, pos0, &k, &v);
+        // kqv_out-{il}
+        let (kc, vc) = kv.layer(il);
+        attention(&q, kc, vc, pos0, shape, kq_scale, &mut kqv);
+        // attn_out-{il}, then ffn_inp-{il} = attn_out + inpSA
+        linear(&kqv, &layer.attn.o.linear(), &mut out);
+        add_into(&mut x, &out);
+        // ffn_norm-{il}
+        cur.copy_from_slice(&x);
+        rms_norm(&mut cur, &layer.ffn_norm, hp.rms_eps);
+        match &layer.ffn {
+            FfnBlock::Dense(mats) => swiglu_ffn(&cur, &mats.weights(), &mut out),
+            FfnBlock::Moe { router, experts } => {
+                let router = Linear { w: router.view(), n_in: router.n_in, n_out: router.n_out, bias: None };
+                moe_ffn(&cur, router, experts, &moe_cfg, &mut out)
+            }
+        }
+        // ffn_out-{il} / l_out-{il}
+        add_into(&mut x, &out);
+    }
+
+    // result_norm: [n_rows][n_embd]
+    let mut rows = match rows {
+        OutputRows::None => return Vec::new(),
+        OutputRows::Last => x[(n_tok - 1) * n_embd..].to_vec(),
+        OutputRows::All => x,
+    };
+    rms_norm(&mut rows, &w.output_norm, hp.rms_eps);
+    // result_output: [n_rows][n_vocab]
+    let head = w.output_head();
+    let mut logits = vec![0f32; rows.len() / n_embd * hp.n_vocab];
+    linear(&rows, &Linear { w: head.view(), n_in: head.n_in, n_out: head.n_out, bias: None }, &mut logits);
+    logits
+}
+
+fn add_into(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}

@@ -1,0 +1,192 @@
+//! Hyperparameters, parsed once from the `{arch}.*` keys and validated.
+
+use gguf::names::{ArchKey, TOK_TOKENS};
+use gguf::value::Metadata;
+use gguf::GgufFile;
+
+use super::arch::Arch;
+use super::ModelError;
+use crate::ops::rope::RopeStyle;
+
+/// Limits that keep a corrupt file from asking for absurd allocations.
+const MAX_DIM: usize = 1 << 20;
+const MAX_LAYERS: usize = 4096;
+const MAX_EXPERTS: usize = 512;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HParams {
+    pub n_vocab: usize,
+    pub n_ctx_train: usize,
+    pub n_embd: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    /// Dims per Q/K head (`attention.key_length`, else n_embd / n_head).
+    pub head_dim_k: usize,
+    /// Dims per V head (`attention.value_length`, else n_embd / n_head).
+    pub head_dim_v: usize,
+    /// Dense FFN width, or each expert's width for MoE.
+    pub n_ff: usize,
+    /// 0 for a dense model.
+    pub n_expert: usize,
+    pub n_expert_used: usize,
+    pub rms_eps: f32,
+    pub rope_style: RopeStyle,
+    pub n_rot: usize,
+    pub rope_freq_base: f32,
+    /// 1 / linear rope scaling factor (1 when unscaled).
+    pub rope_freq_scale: f32,
+}
+
+impl HParams {
+    pub fn n_embd_k_gqa(&self) -> usize {
+        self.head_dim_k * self.n_head_kv
+    }
+    pub fn n_embd_v_gqa(&self) -> usize {
+        self.head_dim_v * self.n_head_kv
+    }
+    pub fn n_embd_q(&self) -> usize {
+        self.head_dim_k * self.n_head
+    }
+    pub fn n_embd_attn_out(&self) -> usize {
+        self.head_dim_v * self.n_head
+    }
+    pub fn is_moe(&self) -> bool {
+        self.n_expert > 0
+    }
+
+    pub fn parse(file: &GgufFile, arch: Arch) -> Result<HParams, ModelError> {
+        let key = |k: ArchKey| k.name(arch.name());
+        let req = |k: ArchKey| -> Result<usize, ModelError> { Ok(file.require_u32(&key(k))? as usize) };
+        let opt = |k: ArchKey| -> Result<Option<usize>, ModelError> {
+            Ok(file.get_u32(&key(k))?.map(|v| v as usize))
+        };
+
+        let n_embd = req(ArchKey::EmbeddingLength)?;
+        let n_layer = req(ArchKey::BlockCount)?;
+        let n_head = req(ArchKey::HeadCount)?;
+        let n_head_kv = opt(ArchKey::HeadCountKv)?.unwrap_or(n_head);
+        let n_vocab = match opt(ArchKey::VocabSize)? {
+            Some(v) => v,
+            None => match file.get_array(TOK_TOKENS)? {
+                Some((_, items)) => items.len(),
+                None => {
+                    return Err(invalid(format!(
+                        "vocabulary size unknown: neither '{}' nor '{TOK_TOKENS}' is present",
+                        key(ArchKey::VocabSize)
+                    )))
+                }
+            },
+        };
+        check_range("n_embd", n_embd, 1, MAX_DIM)?;
+        check_range("n_layer", n_layer, 1, MAX_LAYERS)?;
+        check_range("n_head", n_head, 1, n_embd.max(1))?;
+        check_range("n_head_kv", n_head_kv, 1, n_head)?;
+        check_range("n_vocab", n_vocab, 1, 1 << 24)?;
+        if !n_head.is_multiple_of(n_head_kv) {
+            return Err(invalid(format!("n_head {n_head} is not a multiple of n_head_kv {n_head_kv}")));
+        }
+        let default_head_dim = if n_embd.is_multiple_of(n_head) { Some(n_embd / n_head) } else { None };
+        let head_dim = |k: ArchKey| -> Result<usize, ModelError> {
+            let d = opt(k)?.or(default_head_dim).ok_or_else(|| {
+                invalid(format!(
+                    "n_embd {n_embd} is not a multiple of n_head {n_head} and '{}' is absent",
+                    key(k)
+                ))
+            })?;
+            check_range(k.suffix(), d, 1, MAX_DIM)?;
+            Ok(d)
+        };
+        let head_dim_k = head_dim(ArchKey::KeyLength)?;
+        let head_dim_v = head_dim(ArchKey::ValueLength)?;
+
+        let n_ff = req(ArchKey::FeedForwardLength)?;
+        check_range("n_ff", n_ff, 1, MAX_DIM)?;
+        let n_expert = opt(ArchKey::ExpertCount)?.unwrap_or(0);
+        let n_expert_used = opt(ArchKey::ExpertUsedCount)?.unwrap_or(0);
+        if n_expert > 0 {
+            check_range("n_expert", n_expert, 1, MAX_EXPERTS)?;
+            check_range("n_expert_used", n_expert_used, 1, n_expert)?;
+        } else if n_expert_used != 0 {
+            return Err(invalid(format!("n_expert_used is {n_expert_used} but the model has no experts")));
+        }
+
+        let n_ctx_train = req(ArchKey::ContextLength)?;
+        check_range("n_ctx_train", n_ctx_train, 1, 1 << 31)?;
+        let rms_eps = file.require_f32(&key(ArchKey::RmsEpsilon))?;
+        if !(rms_eps.is_finite() && rms_eps > 0.0) {
+            return Err(invalid(format!("rms epsilon {rms_eps} must be a positive number")));
+        }
+        let rope_freq_base = file.get_f32(&key(ArchKey::RopeFreqBase))?.unwrap_or(10000.0);
+        if !(rope_freq_base.is_finite() && rope_freq_base > 0.0) {
+            return Err(invalid(format!("rope freq_base {rope_freq_base} must be a positive number")));
+        }
+        let n_rot = opt(ArchKey::RopeDimensionCount)?.unwrap_or(head_dim_k);
+        if n_rot == 0 || n_rot > head_dim_k || !n_rot.is_multiple_of(2) {
+            return Err(invalid(format!(
+                "rope dimension count {n_rot} must be even and in 2..={head_dim_k}"
+            )));
+        }
+        let rope_freq_scale = rope_freq_scale(file, &key)?;
+
+        let hp = HParams {
+            n_vocab,
+            n_ctx_train,
+            n_embd,
+            n_layer,
+            n_head,
+            n_head_kv,
+            head_dim_k,
+            head_dim_v,
+            n_ff,
+            n_expert,
+            n_expert_used,
+            rms_eps,
+            rope_style: arch.rope_style(),
+            n_rot,
+            rope_freq_base,
+            rope_freq_scale,
+        };
+        match arch {
+            // llama.cpp's llama graph needs equal K/V head sizes and full-head rotation.
+            Arch::Llama => {
+                if head_dim_k != head_dim_v || n_rot != head_dim_k {
+                    return Err(invalid(format!(
+                        "llama needs key_length = value_length = rope dimension count (got {head_dim_k}, \
+                         {head_dim_v}, {n_rot})"
+                    )));
+                }
+            }
+        }
+        Ok(hp)
+    }
+}
+
+/// Rope scaling: none or linear (`freq_scale = 1/factor`); the others are refused by name.
+fn rope_freq_scale(file: &GgufFile, key: &dyn Fn(ArchKey) -> String) -> Result<f32, ModelError> {
+    let factor = file.get_f32(&key(ArchKey::RopeScalingFactor))?;
+    let kind = file.get_str(&key(ArchKey::RopeScalingType))?;
+    match kind.unwrap_or("linear") {
+        "none" => Ok(1.0),
+        "linear" => match factor {
+            None => Ok(1.0),
+            Some(f) if f == 0.0 || f == 1.0 => Ok(1.0),
+            Some(f) if f.is_finite() && f > 0.0 => Ok(1.0 / f),
+            Some(f) => Err(invalid(format!("rope scaling factor {f} must be a positive number"))),
+        },
+        other => Err(invalid(format!(
+            "rope scaling type '{other}' is not supported yet (supported: none, linear)"
+        ))),
+    }
+}
+
+fn check_range(what: &str, v: usize, lo: usize, hi: usize) -> Result<(), ModelError> {
+    if v < lo || v > hi {
+        return Err(invalid(format!("{what} = {v} is out of range {lo}..={hi}")));
+    }
+    Ok(())
+}
+
+fn invalid(msg: String) -> ModelError {
+    ModelError::Invalid(msg)
+}

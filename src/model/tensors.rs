@@ -1,0 +1,77 @@
+//! The prepared weights of a llama-family model, shared by every architecture file.
+
+use super::weights::Weight;
+use crate::ops::ffn::FfnWeights;
+use crate::ops::matmul::Linear;
+
+/// A linear layer: matrix and optional bias `[n_out]`.
+pub struct LinearWeight {
+    pub w: Weight,
+    pub b: Option<Vec<f32>>,
+}
+
+impl LinearWeight {
+    pub fn linear(&self) -> Linear<'_> {
+        Linear { w: self.w.view(), n_in: self.w.n_in, n_out: self.w.n_out, bias: self.b.as_deref() }
+    }
+}
+
+pub struct AttnWeights {
+    /// `[n_embd, n_head·head_dim_k]`
+    pub q: LinearWeight,
+    /// `[n_embd, n_head_kv·head_dim_k]`
+    pub k: LinearWeight,
+    /// `[n_embd, n_head_kv·head_dim_v]`
+    pub v: LinearWeight,
+    /// `[n_head·head_dim_v, n_embd]`
+    pub o: LinearWeight,
+}
+
+/// Gate, up and down of a SwiGLU FFN (dense layer or one expert).
+pub struct FfnMats {
+    pub gate: LinearWeight,
+    pub up: LinearWeight,
+    pub down: LinearWeight,
+}
+
+impl FfnMats {
+    pub fn weights(&self) -> FfnWeights<'_> {
+        FfnWeights { gate: self.gate.linear(), up: self.up.linear(), down: self.down.linear() }
+    }
+}
+
+pub enum FfnBlock {
+    Dense(FfnMats),
+    /// `router`: `[n_embd, n_expert]`; experts in id order, whichever layout the file used.
+    Moe {
+        router: Weight,
+        experts: Vec<FfnMats>,
+    },
+}
+
+pub struct LayerWeights {
+    /// `[n_embd]`
+    pub attn_norm: Vec<f32>,
+    pub attn: AttnWeights,
+    /// `[n_embd]`
+    pub ffn_norm: Vec<f32>,
+    pub ffn: FfnBlock,
+}
+
+pub struct ModelWeights {
+    /// `[n_embd, n_vocab]`
+    pub tok_embd: Weight,
+    /// `[n_embd]`
+    pub output_norm: Vec<f32>,
+    /// `[n_embd, n_vocab]`; `None` when tied to `tok_embd`.
+    pub output: Option<Weight>,
+    /// `[n_rot/2]` frequency divisors (LLaMA-3 `rope_freqs`).
+    pub rope_freqs: Option<Vec<f32>>,
+    pub layers: Vec<LayerWeights>,
+}
+
+impl ModelWeights {
+    pub fn output_head(&self) -> &Weight {
+        self.output.as_ref().unwrap_or(&self.tok_embd)
+    }
+}

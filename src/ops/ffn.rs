@@ -1,0 +1,79 @@
+//! The SwiGLU feed-forward block: `down(silu(gate(x)) · up(x))` (`ffn_gate-{il}`, `ffn_up-{il}`,
+//! `ffn_swiglu-{il}`, `ffn_out-{il}`).
+
+use super::matmul::{linear, Linear};
+
+/// `gate[i] = silu(gate[i]) · up[i]` with `silu(x) = x / (1 + e^-x)`.
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    for (g, u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
+/// Weights of one SwiGLU FFN (a dense layer or one expert).
+pub struct FfnWeights<'a> {
+    /// `[n_embd, n_ff]`
+    pub gate: Linear<'a>,
+    /// `[n_embd, n_ff]`
+    pub up: Linear<'a>,
+    /// `[n_ff, n_embd]`
+    pub down: Linear<'a>,
+}
+
+/// `x`: `[n_tok][n_embd]` → `out`: `[n_tok][n_embd]`.
+pub fn swiglu_ffn(x: &[f32], w: &FfnWeights<'_>, out: &mut [f32]) {
+    let n_tok = x.len() / w.gate.n_in;
+    let n_ff = w.gate.n_out;
+    let mut gate = vec![0f32; n_tok * n_ff]; // [n_tok][n_ff]
+    let mut up = vec![0f32; n_tok * n_ff]; // [n_tok][n_ff]
+    linear(x, &w.gate, &mut gate);
+    linear(x, &w.up, &mut up);
+    swiglu(&mut gate, &up);
+    linear(&gate, &w.down, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::WeightView;
+    use crate::ops::test_rng::Rng;
+
+    fn lin(w: &[f32], n_in: usize, n_out: usize) -> Linear<'_> {
+        Linear { w: WeightView::F32(w), n_in, n_out, bias: None }
+    }
+
+    #[test]
+    fn swiglu_ffn_matches_f64() {
+        let mut rng = Rng::new(5);
+        let (n_tok, n_embd, n_ff) = (3, 24, 40);
+        let x = rng.vec(n_tok * n_embd, 1.0);
+        let g = rng.vec(n_embd * n_ff, 0.5);
+        let u = rng.vec(n_embd * n_ff, 0.5);
+        let d = rng.vec(n_ff * n_embd, 0.5);
+        let w = FfnWeights {
+            gate: lin(&g, n_embd, n_ff),
+            up: lin(&u, n_embd, n_ff),
+            down: lin(&d, n_ff, n_embd),
+        };
+        let mut out = vec![0f32; n_tok * n_embd];
+        swiglu_ffn(&x, &w, &mut out);
+        for t in 0..n_tok {
+            let xt = &x[t * n_embd..(t + 1) * n_embd];
+            let h: Vec<f64> = (0..n_ff)
+                .map(|f| {
+                    let a: f64 = (0..n_embd).map(|i| g[f * n_embd + i] as f64 * xt[i] as f64).sum();
+                    let b: f64 = (0..n_embd).map(|i| u[f * n_embd + i] as f64 * xt[i] as f64).sum();
+                    a / (1.0 + (-a).exp()) * b
+                })
+                .collect();
+            for o in 0..n_embd {
+                let want: f64 = (0..n_ff).map(|f| d[o * n_ff + f] as f64 * h[f]).sum();
+                assert!(
+                    (out[t * n_embd + o] as f64 - want).abs() < 1e-5,
+                    "{} vs {want}",
+                    out[t * n_embd + o]
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! The linear layer `y = W x (+ b)` over a weight in its storage type (`Qcur-{il}`, `attn_out-{il}`,
+//! `result_output` ...).
+
+use crate::cpu::{matmul, WeightView};
+
+/// A linear layer's weight, ggml `[n_in, n_out]`, and optional bias `[n_out]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Linear<'a> {
+    pub w: WeightView<'a>,
+    pub n_in: usize,
+    pub n_out: usize,
+    pub bias: Option<&'a [f32]>,
+}
+
+/// `x`: `[n_tok][n_in]` → `y`: `[n_tok][n_out]`.
+pub fn linear(x: &[f32], l: &Linear<'_>, y: &mut [f32]) {
+    matmul(x, l.w, l.n_in, l.n_out, y);
+    if let Some(b) = l.bias {
+        for row in y.chunks_exact_mut(l.n_out) {
+            for (v, bv) in row.iter_mut().zip(b) {
+                *v += bv;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::test_rng::Rng;
+
+    #[test]
+    fn linear_with_bias_matches_f64() {
+        let mut rng = Rng::new(3);
+        let (n_tok, n_in, n_out) = (4, 48, 20);
+        let x = rng.vec(n_tok * n_in, 1.0);
+        let w = rng.vec(n_in * n_out, 1.0);
+        let b = rng.vec(n_out, 1.0);
+        let l = Linear { w: WeightView::F32(&w), n_in, n_out, bias: Some(&b) };
+        let mut y = vec![0f32; n_tok * n_out];
+        linear(&x, &l, &mut y);
+        for t in 0..n_tok {
+            for o in 0..n_out {
+                let want: f64 = b[o] as f64
+                    + (0..n_in).map(|i| w[o * n_in + i] as f64 * x[t * n_in + i] as f64).sum::<f64>();
+                assert!((y[t * n_out + o] as f64 - want).abs() < 1e-5);
+            }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Mixture-of-experts routing (`ffn_moe_logits-{il}`, `ffn_moe_probs-{il}`, `ffn_moe_weights-{il}`).
+
+/// How router logits become expert probabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpertGating {
+    /// Softmax over all experts, then top-k (LLaMA/Mixtral, Qwen2-MoE).
+    Softmax,
+}
+
+/// The router's choice for one token: `k` experts, best first, with their weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub experts: Vec<usize>,
+    pub weights: Vec<f32>,
+}
+
+/// Smallest divisor when renormalising the selected weights (as llama.cpp clamps the sum).
+const MIN_WEIGHT_SUM: f32 = 1.0 / 16384.0; // 2^-14, the smallest normal f16
+
+/// Route each token: `logits` is `[n_tok][n_expert]`. With `normalize`, the `k` selected
+/// probabilities are divided by their sum (Mixtral); otherwise they are used as they are.
+pub fn route(logits: &[f32], n_expert: usize, k: usize, gating: ExpertGating, normalize: bool) -> Vec<Route> {
+    logits
+        .chunks_exact(n_expert)
+        .map(|row| {
+            let probs = match gating {
+                ExpertGating::Softmax => softmax(row),
+            };
+            let mut order: Vec<usize> = (0..n_expert).collect();
+            // Stable: on equal probabilities the lower expert id wins.
+            order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+            order.truncate(k);
+            let mut weights: Vec<f32> = order.iter().map(|&e| probs[e]).collect();
+            if normalize {
+                let sum = weights.iter().sum::<f32>().max(MIN_WEIGHT_SUM);
+                weights.iter_mut().for_each(|w| *w /= sum);
+            }
+            Route { experts: order, weights }
+        })
+        .collect()
+}
+
+/// f32 softmax; the normaliser is summed in f64.
+pub fn softmax(row: &[f32]) -> Vec<f32> {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = row.iter().map(|&x| (x - max).exp()).collect();
+    let sum: f64 = e.iter().map(|&x| x as f64).sum();
+    let inv = (1.0 / sum) as f32;
+    e.iter().map(|&x| x * inv).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::test_rng::Rng;
+
+    #[test]
+    fn route_matches_f64_softmax_topk_renormalised() {
+        let mut rng = Rng::new(17);
+        let (n_tok, n_expert, k) = (5, 8, 2);
+        let logits = rng.vec(n_tok * n_expert, 3.0);
+        for normalize in [true, false] {
+            let routes = route(&logits, n_expert, k, ExpertGating::Softmax, normalize);
+            for (t, r) in routes.iter().enumerate() {
+                let row: Vec<f64> =
+                    logits[t * n_expert..(t + 1) * n_expert].iter().map(|&x| x as f64).collect();
+                let z: f64 = row.iter().map(|x| x.exp()).sum();
+                let p: Vec<f64> = row.iter().map(|x| x.exp() / z).collect();
+                let mut idx: Vec<usize> = (0..n_expert).collect();
+                idx.sort_by(|&a, &b| p[b].partial_cmp(&p[a]).unwrap());
+                assert_eq!(r.experts, idx[..k].to_vec());
+                let sel_sum: f64 = idx[..k].iter().map(|&e| p[e]).sum();
+                for (w, &e) in r.weights.iter().zip(&idx[..k]) {
+                    let want = if normalize { p[e] / sel_sum } else { p[e] };
+                    assert!((*w as f64 - want).abs() < 1e-6, "{w} vs {want}");
+                }
+            }
+        }
+    }
+}

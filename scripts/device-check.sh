@@ -88,28 +88,33 @@ else
     echo "== no $GGUF_TOOL: synthetic models skipped"
 fi
 
-greedy() { # model ngl -> tokens file
+# GPU against the CPU engine on each model: greedy from a seeded random prompt, teacher forced.
+MODELS=()
+for model in "$DENSE" "$MOE"; do [ -f "$model" ] && MODELS+=(--model "$model"); done
+if [ ${#MODELS[@]} -gt 0 ]; then
+    step gpu-vs-cpu-models 300 "$BIN_DIR/rs-llama-gpu-check" --models-only --seed 7 "${MODELS[@]}"
+fi
+
+# The CLI (when it drives the GPU with -ngl): greedy text on the GPU must equal the CPU's.
+greedy() { # model ngl out
     local model=$1 ngl=$2 out=$3
-    step "greedy $(basename "$model") -ngl $ngl" "$STEP_TIMEOUT" \
+    step "greedy $(basename "$model") -ngl $ngl" 120 \
         bash -c "'$LLAMA' -m '$model' -p '$PROMPT' -n $GEN_TOKENS --temp 0 -ngl $ngl --seed 1 > '$out' 2> '$out.log'; rc=\$?; tail -5 '$out.log'; exit \$rc"
 }
-if [ -x "$LLAMA" ]; then
-    for model in "$DENSE" "$MOE"; do
-        [ -f "$model" ] || continue
-        greedy "$model" 0 /tmp/cpu.txt
-        greedy "$model" 999 /tmp/gpu.txt
-        # The GPU run must say it started the GPU (gpu::start_or_fall_back logs "gpu: <device>").
-        if ! grep -q '^gpu: ' /tmp/gpu.txt.log || grep -q 'running on the CPU' /tmp/gpu.txt.log; then
-            echo "[FAIL] GPU run of $(basename "$model") did not use the GPU"; FAILED=$((FAILED + 1))
-        elif cmp -s /tmp/cpu.txt /tmp/gpu.txt && [ -s /tmp/cpu.txt ]; then
-            echo "[PASS] greedy GPU == CPU on $(basename "$model")"
-        else
-            echo "[FAIL] greedy GPU != CPU on $(basename "$model")"; FAILED=$((FAILED + 1))
-            echo "--- cpu:"; head -c 2000 /tmp/cpu.txt; echo; echo "--- gpu:"; head -c 2000 /tmp/gpu.txt; echo
-        fi
-    done
+if [ -x "$LLAMA" ] && [ -f "$DENSE" ]; then
+    greedy "$DENSE" 0 /tmp/cpu.txt
+    greedy "$DENSE" 999 /tmp/gpu.txt
+    # The GPU run must say it started the GPU (gpu::start_or_fall_back logs "gpu: <device>").
+    if ! grep -q '^gpu: ' /tmp/gpu.txt.log || grep -q 'running on the CPU' /tmp/gpu.txt.log; then
+        echo "[FAIL] CLI run with -ngl 999 did not use the GPU"; FAILED=$((FAILED + 1))
+    elif cmp -s /tmp/cpu.txt /tmp/gpu.txt && [ -s /tmp/cpu.txt ]; then
+        echo "[PASS] CLI greedy text GPU == CPU on $(basename "$DENSE")"
+    else
+        echo "[FAIL] CLI greedy text GPU != CPU on $(basename "$DENSE")"; FAILED=$((FAILED + 1))
+        echo "--- cpu:"; head -c 2000 /tmp/cpu.txt; echo; echo "--- gpu:"; head -c 2000 /tmp/gpu.txt; echo
+    fi
 else
-    echo "== no $LLAMA: greedy comparison skipped"
+    echo "== no $LLAMA or no dense model: CLI greedy comparison skipped"
 fi
 
 # 3. Benchmarks: all on the GPU, then two whole-layer splits.

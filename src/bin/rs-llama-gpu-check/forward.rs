@@ -151,26 +151,15 @@ fn cpu_logits(t: &Tiny, tokens: &[u32]) -> Vec<f32> {
     let mut x = naive::get_rows(&t.tok_embd.vals, tokens, e);
     for l in &t.layers {
         let cur = naive::rmsnorm(&x, &l.attn_norm, sh.rms_eps);
-        let q = naive::rope(
-            &l.q.apply(&cur),
-            &pos,
-            sh.n_head,
-            sh.head_dim,
-            sh.n_rot,
-            sh.rope_freq_base,
-            1.0,
-            false,
-        );
-        let k = naive::rope(
-            &l.k.apply(&cur),
-            &pos,
-            sh.n_head_kv,
-            sh.head_dim,
-            sh.n_rot,
-            sh.rope_freq_base,
-            1.0,
-            false,
-        );
+        let r = naive::Rope {
+            n_rot: sh.n_rot,
+            freq_base: sh.rope_freq_base,
+            freq_scale: 1.0,
+            neox: false,
+            freq_factors: None,
+        };
+        let q = naive::rope(&l.q.apply(&cur), &pos, sh.n_head, sh.head_dim, &r);
+        let k = naive::rope(&l.k.apply(&cur), &pos, sh.n_head_kv, sh.head_dim, &r);
         let v = l.v.apply(&cur);
         let scale = 1.0 / (sh.head_dim as f32).sqrt();
         let kqv =
@@ -215,9 +204,10 @@ fn model_check(
     let t = tiny(rng, n_expert);
     let n_vocab = t.shape.n_vocab;
     let model = GpuLlama::upload(gpu, &host(&t))?;
-    let mut session = GpuLlamaSession::new(gpu, &model, 64, 8)?;
-    let prompt: Vec<u32> = (0..13).map(|_| rng.below(n_vocab) as u32).collect();
-    // Prefill in two ubatches (13 > 8) with every position's logits, then decode 4 given tokens.
+    let mut session = GpuLlamaSession::new(gpu, &model, 64, 16)?;
+    let prompt: Vec<u32> = (0..21).map(|_| rng.below(n_vocab) as u32).collect();
+    // Prefill in two ubatches (21 = 16 + 5: the cuBLAS and the gemv paths) with every position's
+    // logits, then decode 4 given tokens.
     let mut gpu_logits = session.decode(&prompt, true)?;
     let extra: Vec<u32> = (0..4).map(|_| rng.below(n_vocab) as u32).collect();
     for &tok in &extra {

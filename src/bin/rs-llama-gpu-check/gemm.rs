@@ -21,8 +21,14 @@ pub fn to_words(v: &[f32], ty: WeightType) -> (Vec<u16>, Vec<f32>) {
 
 pub fn run_all(gpu: &Gpu, rng: &mut Rng, c: &mut Checks) {
     for ty in [WeightType::F16, WeightType::Bf16] {
-        for (n_tokens, n_in, n_out) in [(1, 4096, 14336), (8, 4096, 1024), (9, 4096, 1024), (33, 576, 1536), (64, 2048, 2048), (3, 1000, 49152)]
-        {
+        for (n_tokens, n_in, n_out) in [
+            (1, 4096, 14336),
+            (8, 4096, 1024),
+            (9, 4096, 1024),
+            (33, 576, 1536),
+            (64, 2048, 2048),
+            (3, 1000, 49152),
+        ] {
             let r = linear(gpu, rng, c, ty, n_tokens, n_in, n_out);
             c.outcome("linear", r);
         }

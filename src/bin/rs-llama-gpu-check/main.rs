@@ -9,6 +9,7 @@ mod bench;
 mod forward;
 mod gemm;
 mod kernels;
+mod model;
 
 use clap::Parser;
 use rs_llama::gpu::{self, reference::Rng, Gpu, GpuError, GpuOptions};
@@ -29,6 +30,18 @@ struct Args {
     /// Skip the bandwidth and throughput measurements.
     #[arg(long)]
     no_bench: bool,
+    /// GGUF models to run on the GPU against the CPU engine (greedy, teacher forced).
+    #[arg(long = "model")]
+    models: Vec<std::path::PathBuf>,
+    /// Only the --model comparisons (skip the kernel checks and the measurements).
+    #[arg(long)]
+    models_only: bool,
+    /// Prompt length (random token ids) for --model.
+    #[arg(long, default_value_t = 32)]
+    n_prompt: usize,
+    /// Greedy tokens generated for --model.
+    #[arg(long, default_value_t = 32)]
+    n_gen: usize,
 }
 
 /// Pass/fail bookkeeping; every check prints one line.
@@ -110,12 +123,17 @@ fn main() {
     println!("kernels compiled and loaded in {compiled_in:.2?}");
 
     let mut rng = Rng::new(seed);
-    kernels::run_all(&gpu, &mut rng, &mut checks);
-    gemm::run_all(&gpu, &mut rng, &mut checks);
-    forward::run_all(&gpu, &mut rng, &mut checks);
-    checks.outcome("synchronize", gpu.synchronize());
-    if !args.no_bench {
-        bench::run_all(&gpu, &mut rng);
+    if !args.models_only {
+        kernels::run_all(&gpu, &mut rng, &mut checks);
+        gemm::run_all(&gpu, &mut rng, &mut checks);
+        forward::run_all(&gpu, &mut rng, &mut checks);
+        checks.outcome("synchronize", gpu.synchronize());
+        if !args.no_bench {
+            bench::run_all(&gpu, &mut rng);
+        }
+    }
+    for path in &args.models {
+        model::run(&gpu, path, args.n_prompt, args.n_gen, &mut rng, &mut checks);
     }
     for path in gpu::loaded_libraries() {
         println!("loaded: {path}");

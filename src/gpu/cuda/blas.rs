@@ -2,8 +2,10 @@
 //! - up to [`GEMV_MAX_TOKENS`] rows (decode): the gemv kernels read the f32 activations as they are;
 //! - more rows: cuBLAS (CUBLAS_COMPUTE_32F, no TF32). Its two inputs must share one type, so for
 //!   16-bit weights the activations are split into hi + lo 16-bit parts and the GEMM runs twice
-//!   (W·hi + W·lo), which keeps about twice the precision of a single rounding to f16/bf16. Row-major `y[t][o] = Σ_i x[t][i]·W[o][i]` is the column-major
-//! product `yᵀ = W · xᵀ` with W transposed: m = n_out, n = n_tokens, k = n_in.
+//!   (W·hi + W·lo), which keeps about twice the precision of a single rounding to f16/bf16.
+//!
+//! Row-major `y[t][o] = Σ_i x[t][i]·W[o][i]` is the column-major product `yᵀ = W · xᵀ` with W
+//! transposed: m = n_out, n = n_tokens, k = n_in.
 
 use super::memory::DeviceBuffer;
 use super::{driver_error, Gpu};
@@ -131,7 +133,15 @@ impl Gpu {
 
     /// y[t][o] = Σ_i x[t][i]·W[mat][o][i] over rows `row0 .. row0 + n_rows` of x and y.
     /// y: [..][n_out] f32.
-    fn gemm_rows(&self, y: u64, x: Input, w: &Linear, mat: usize, row0: usize, n_rows: usize) -> Result<(), GpuError> {
+    fn gemm_rows(
+        &self,
+        y: u64,
+        x: Input,
+        w: &Linear,
+        mat: usize,
+        row0: usize,
+        n_rows: usize,
+    ) -> Result<(), GpuError> {
         let (w_base, _g) = w.data.ptr(&self.compute);
         let w_ptr = w_base + (mat * w.n_out * w.n_in * w.ty.size()) as u64;
         let y_ptr = y + (row0 * w.n_out * 4) as u64;

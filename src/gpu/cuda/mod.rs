@@ -3,6 +3,7 @@
 //! written on one stream is waited for on the other.
 
 mod blas;
+mod from_model;
 mod llama;
 mod measure;
 mod memory;

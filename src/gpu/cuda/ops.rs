@@ -84,8 +84,20 @@ impl Gpu {
     }
 
     /// hi[i], lo[i] = the 16-bit split of x[i] (cuda/convert.cu); the callers own the extents.
-    pub(super) fn launch_split(&self, entry: &'static str, hi: u64, lo: u64, x: u64, n: usize) -> Result<(), GpuError> {
-        self.launch(entry, (grid_for(n), 1, 1), 256, &[Arg::Ptr(hi), Arg::Ptr(lo), Arg::Ptr(x), int(entry, n)?])
+    pub(super) fn launch_split(
+        &self,
+        entry: &'static str,
+        hi: u64,
+        lo: u64,
+        x: u64,
+        n: usize,
+    ) -> Result<(), GpuError> {
+        self.launch(
+            entry,
+            (grid_for(n), 1, 1),
+            256,
+            &[Arg::Ptr(hi), Arg::Ptr(lo), Arg::Ptr(x), int(entry, n)?],
+        )
     }
 
     /// y = x · Wᵀ for 1..=8 rows (cuda/gemv.cu): one warp per output row.
@@ -103,7 +115,14 @@ impl Gpu {
         if n_tokens == 0 || n_tokens > super::blas::GEMV_MAX_TOKENS {
             return Err(shape("gemv", format!("{n_tokens} rows")));
         }
-        let args = [Arg::Ptr(y), Arg::Ptr(w), Arg::Ptr(x), int(entry, n_in)?, int(entry, n_out)?, int(entry, n_tokens)?];
+        let args = [
+            Arg::Ptr(y),
+            Arg::Ptr(w),
+            Arg::Ptr(x),
+            int(entry, n_in)?,
+            int(entry, n_out)?,
+            int(entry, n_tokens)?,
+        ];
         let warps_per_block = 8;
         self.launch(entry, (n_out.div_ceil(warps_per_block) as u32, 1, 1), 32 * warps_per_block as u32, &args)
     }

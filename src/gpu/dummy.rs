@@ -2,7 +2,9 @@
 //! that can never be started.
 
 use super::{GpuError, GpuOptions};
+use crate::model::Model;
 use std::convert::Infallible;
+use std::marker::PhantomData;
 
 /// Stands for a started GPU; it cannot exist in this build.
 pub struct Gpu {
@@ -20,6 +22,48 @@ impl Gpu {
     }
 
     pub fn budget(&self) -> u64 {
+        match self.never {}
+    }
+}
+
+/// Stands for a model resident on the GPU; it cannot exist in this build.
+pub enum GpuLlama {}
+
+impl GpuLlama {
+    pub fn from_model(gpu: &Gpu, _model: &Model) -> Result<GpuLlama, GpuError> {
+        match gpu.never {}
+    }
+}
+
+/// Stands for a sequence evaluated on the GPU; it cannot exist in this build.
+pub struct GpuLlamaSession<'g> {
+    never: Infallible,
+    _gpu: PhantomData<&'g Gpu>,
+}
+
+impl<'g> GpuLlamaSession<'g> {
+    pub fn new(
+        gpu: &'g Gpu,
+        _model: &'g GpuLlama,
+        _n_ctx: usize,
+        _n_ubatch: usize,
+    ) -> Result<Self, GpuError> {
+        match gpu.never {}
+    }
+
+    pub fn decode(&mut self, _tokens: &[u32], _all_logits: bool) -> Result<Vec<f32>, GpuError> {
+        match self.never {}
+    }
+
+    pub fn n_past(&self) -> usize {
+        match self.never {}
+    }
+
+    pub fn n_ctx(&self) -> usize {
+        match self.never {}
+    }
+
+    pub fn clear(&mut self) {
         match self.never {}
     }
 }

@@ -10,8 +10,10 @@
 mod budget;
 pub mod kernels;
 pub mod reference;
+mod session;
 
 pub use budget::{default_budget, parse_size, MemLedger, BUDGET_MARGIN};
+pub use session::EngineSession;
 
 #[cfg(feature = "cuda")]
 mod cuda;

@@ -7,7 +7,8 @@
 # Usage: bash scripts/device-check.sh [BIN_DIR]      (default BIN_DIR: .device/bin, then target/release)
 # Tunables (environment): STEP_TIMEOUT (s, default 240), DEADLINE (s after the start by which every
 #   step must end, default 540: keep it under the device call's timeout), MODEL_DIR (default /tmp/rs-llama-models),
-#   SYNTH_DENSE_ARGS / SYNTH_MOE_ARGS (arguments of `rs-llama-gguf synth` after the output path),
+#   VOCAB (a tokenizer GGUF for synth, default .device/ggml-vocab-llama-spm.gguf),
+#   SYNTH_DENSE_ARGS / SYNTH_MOE_ARGS (shape arguments of `rs-llama-gguf synth`),
 #   GEN_TOKENS (default 32), PROMPT.
 set -u -o pipefail
 
@@ -25,6 +26,7 @@ done
 STEP_TIMEOUT=${STEP_TIMEOUT:-240}
 DEADLINE=${DEADLINE:-540}
 MODEL_DIR=${MODEL_DIR:-/tmp/rs-llama-models}
+VOCAB=${VOCAB:-.device/ggml-vocab-llama-spm.gguf}
 GEN_TOKENS=${GEN_TOKENS:-32}
 PROMPT=${PROMPT:-"The quick brown fox"}
 FAILED=0
@@ -79,10 +81,14 @@ mkdir -p "$MODEL_DIR"
 DENSE="$MODEL_DIR/synth-dense.gguf"
 MOE="$MODEL_DIR/synth-mixtral.gguf"
 if [ -x "$GGUF_TOOL" ]; then
+    # A small dense llama (~0.8 GB f16), and a Mixtral-shaped MoE: Mixtral-8x7B's layer (4096
+    # wide, 32/8 heads, 8 experts of 14336, top 2) with 3 layers, ~9 GB f16.
     # shellcheck disable=SC2086
-    step synth-dense 120 "$GGUF_TOOL" synth "$DENSE" ${SYNTH_DENSE_ARGS:---arch llama --seed 1}
+    step synth-dense 120 "$GGUF_TOOL" synth --kind dense --vocab "$VOCAB" --seed 1 --dtype f16 \
+        ${SYNTH_DENSE_ARGS:---n-embd 2048 --n-layer 8 --n-head 16 --n-head-kv 4 --n-ff 5632} -o "$DENSE"
     # shellcheck disable=SC2086
-    step synth-mixtral-8gb 240 "$GGUF_TOOL" synth "$MOE" ${SYNTH_MOE_ARGS:---arch mixtral --size 8G --dtype f16 --seed 2}
+    step synth-mixtral-9gb 240 "$GGUF_TOOL" synth --kind moe --vocab "$VOCAB" --seed 2 --dtype f16 \
+        ${SYNTH_MOE_ARGS:---n-embd 4096 --n-layer 3 --n-head 32 --n-head-kv 8 --n-ff 14336 --n-expert 8 --n-expert-used 2} -o "$MOE"
     ls -l "$MODEL_DIR"
 else
     echo "== no $GGUF_TOOL: synthetic models skipped"

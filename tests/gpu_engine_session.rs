@@ -5,7 +5,7 @@
 mod model_support;
 
 use model_support::{build, load, Spec};
-use rs_llama::gpu::EngineSession;
+use rs_llama::gpu::{load_on_gpu, EngineSession, GpuOptions as Options};
 #[cfg(feature = "cuda")]
 use rs_llama::gpu::{Gpu, GpuLlama, GpuLlamaSession, GpuOptions};
 use rs_llama::model::{Logits, ModelError, Session};
@@ -29,6 +29,23 @@ fn the_cpu_engine_matches_its_session_and_keeps_its_contract() {
     assert_eq!(engine.n_past(), 0);
     let last = engine.decode(&PROMPT, Logits::Last).expect("decode");
     assert_eq!(last, want[want.len() - last.len()..]);
+}
+
+#[test]
+fn without_a_usable_gpu_the_session_runs_on_the_cpu() {
+    let model = load(&build(&Spec::dense()));
+    // -ngl 0 asks for no GPU; a partial split is not implemented: both stay on the CPU anywhere.
+    assert!(load_on_gpu(&model, &Options::default(), 0).is_none());
+    assert!(load_on_gpu(&model, &Options::default(), 1).is_none());
+    let resident = load_on_gpu(&model, &Options::default(), 999);
+    if resident.is_some() {
+        eprintln!("a GPU is here: the CPU fallback is not exercised");
+        return;
+    }
+    let mut engine = EngineSession::new(&model, resident.as_ref(), 16, 4).expect("session");
+    assert_eq!(engine.engine(), "CPU");
+    let want = Session::new(&model, 16, 4).expect("session").decode(&PROMPT, Logits::Last).expect("decode");
+    assert_eq!(engine.decode(&PROMPT, Logits::Last).expect("decode"), want);
 }
 
 /// (Built with `cuda` only: without it the GPU types are uninhabited and this code unreachable.)

@@ -13,7 +13,7 @@ pub mod reference;
 mod session;
 
 pub use budget::{default_budget, parse_size, MemLedger, BUDGET_MARGIN};
-pub use session::EngineSession;
+pub use session::{load_on_gpu, EngineSession};
 
 #[cfg(feature = "cuda")]
 mod cuda;

@@ -3,16 +3,53 @@
 //! [`EngineSession`] and need no `#[cfg]`: without the `cuda` feature the GPU variant cannot be
 //! built.
 
-use super::GpuLlamaSession;
-use crate::model::{Logits, ModelError, Session};
+use super::{start_or_fall_back, Gpu, GpuLlama, GpuLlamaSession, GpuOptions};
+use crate::model::{Logits, Model, ModelError, Session};
 use crate::TokenId;
+
+/// Put `model` on the GPU for `-ngl n_gpu_layers`, or say in one line on stderr why the CPU is
+/// used: `n_gpu_layers` 0 asks for none; at least the model's layer count puts the whole model on
+/// the GPU; a smaller count (llama.cpp's whole-layer split) is not implemented yet.
+pub fn load_on_gpu(model: &Model, opts: &GpuOptions, n_gpu_layers: usize) -> Option<(Gpu, GpuLlama)> {
+    if n_gpu_layers == 0 {
+        return None;
+    }
+    let n_layer = model.hparams().n_layer;
+    if n_gpu_layers < n_layer {
+        eprintln!("gpu: -ngl {n_gpu_layers} < {n_layer} layers: the layer split is not implemented yet; running on the CPU");
+        return None;
+    }
+    let gpu = start_or_fall_back(opts)?;
+    match GpuLlama::from_model(&gpu, model) {
+        Ok(resident) => Some((gpu, resident)),
+        Err(e) => {
+            eprintln!("gpu: {e}; running on the CPU");
+            None
+        }
+    }
+}
 
 pub enum EngineSession<'m> {
     Cpu(Session<'m>),
     Gpu(Box<GpuLlamaSession<'m>>),
 }
 
-impl EngineSession<'_> {
+impl<'m> EngineSession<'m> {
+    /// A session on the GPU when the model is resident there (see [`load_on_gpu`]), else on the CPU.
+    pub fn new(
+        model: &'m Model,
+        resident: Option<&'m (Gpu, GpuLlama)>,
+        n_ctx: usize,
+        n_ubatch: usize,
+    ) -> Result<EngineSession<'m>, ModelError> {
+        match resident {
+            Some((gpu, m)) => GpuLlamaSession::new(gpu, m, n_ctx, n_ubatch)
+                .map(|s| EngineSession::Gpu(Box::new(s)))
+                .map_err(|e| ModelError::Invalid(format!("gpu: {e}"))),
+            None => Session::new(model, n_ctx, n_ubatch).map(EngineSession::Cpu),
+        }
+    }
+
     /// Evaluate `tokens` at positions `n_past..` (see [`Session::decode`]).
     pub fn decode(&mut self, tokens: &[TokenId], logits: Logits) -> Result<Vec<f32>, ModelError> {
         match self {

@@ -26,4 +26,17 @@ for ty in f16 bf16; do
   out="$models/smollm2-135m-$ty.gguf"
   [ -s "$out" ] || ./target/release/rs-llama-gguf convert "$q41" "$out" --type "$ty"
 done
-echo "fetch-models: ready in $models" >&2
+
+
+# Synthetic models traced by llama.cpp in tests/fixtures/golden (same commands as its README; the
+# tests check each file's sha256 against the fixture, so a change in synth shows up there).
+gg=./target/release/rs-llama-gguf
+vocab="$q41"
+synth() { local out="$models/$1"; shift; [ -s "$out" ] || "$gg" synth "$@" -o "$out"; }
+synth synth-dense-s42.f16.gguf --kind dense --vocab "$vocab" --seed 42 --n-embd 256 --n-layer 4 \
+  --n-head 8 --n-head-kv 4 --n-ff 512 --dtype f16
+synth synth-moe8x2-s42.f16.gguf --kind moe --vocab "$vocab" --seed 42 --n-embd 256 --n-layer 4 \
+  --n-head 8 --n-head-kv 4 --n-ff 512 --dtype f16 --n-expert 8 --n-expert-used 2
+synth smollm2-135m-upcycled8x2-s42.f16.gguf --kind upcycle --from "$models/smollm2-135m-f16.gguf" \
+  --seed 42 --n-expert 8 --n-expert-used 2
+echo "fetch-models: synthetic models ready" >&2

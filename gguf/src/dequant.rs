@@ -19,14 +19,14 @@ pub fn supports(dtype: DType) -> bool {
 
 /// Convert `bytes` holding `n` elements of `dtype` to f32.
 pub fn to_f32(dtype: DType, bytes: &[u8], n: usize) -> Result<Vec<f32>> {
+    // Check before allocating: `n` may come from a file.
+    check_len(dtype, bytes, n)?;
     let mut out = vec![0f32; n];
     dequantize_into(dtype, bytes, &mut out)?;
     Ok(out)
 }
 
-/// Decode `bytes` (whole blocks of `dtype`) into `out`, which must hold exactly their element count.
-pub fn dequantize_into(dtype: DType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
-    let n = out.len();
+fn check_len(dtype: DType, bytes: &[u8], n: usize) -> Result<()> {
     let need = dtype.bytes_for(n as u64).ok_or_else(|| {
         GgufError::Unsupported(format!("{n} elements is not a whole number of {dtype} blocks"))
     })?;
@@ -36,6 +36,12 @@ pub fn dequantize_into(dtype: DType, bytes: &[u8], out: &mut [f32]) -> Result<()
             bytes.len()
         )));
     }
+    Ok(())
+}
+
+/// Decode `bytes` (whole blocks of `dtype`) into `out`, which must hold exactly their element count.
+pub fn dequantize_into(dtype: DType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
+    check_len(dtype, bytes, out.len())?;
     match dtype {
         DType::F32 => {
             for (y, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {

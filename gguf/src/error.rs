@@ -13,7 +13,7 @@ pub enum GgufError {
     Io(#[from] std::io::Error),
 
     // ---- structure ---------------------------------------------------------------------------
-    #[error("not a GGUF file (magic is {0:?}, expected \"GGUF\")")]
+    #[error("not a GGUF file (magic is \"{}\", expected \"GGUF\")", .0.escape_ascii())]
     BadMagic([u8; 4]),
     #[error("unsupported GGUF version {0} (supported: 2, 3)")]
     BadVersion(u32),
@@ -21,6 +21,8 @@ pub enum GgufError {
     Truncated { what: String, offset: u64, len: u64 },
     #[error("{what} count {count} is implausible for a {len}-byte file")]
     HugeCount { what: String, count: u64, len: u64 },
+    #[error("{what}: length {count} is over the limit of {limit}")]
+    OverLimit { what: String, count: u64, limit: u64 },
     #[error("invalid UTF-8 in {what} at offset {offset}")]
     BadUtf8 { what: String, offset: u64 },
     #[error("unknown metadata value type {ty} for key '{key}'")]
@@ -43,8 +45,8 @@ pub enum GgufError {
     BadShape { name: String, shape: Vec<u64>, why: String },
     #[error("tensor '{name}': data offset {offset} is not a multiple of the alignment {align}")]
     Misaligned { name: String, offset: u64, align: u64 },
-    #[error("tensor '{name}': data [{start}, {end}) lies outside the file ({len} bytes)")]
-    OutOfFile { name: String, start: u64, end: u64, len: u64 },
+    #[error("tensor '{name}': {n_bytes} bytes at data offset {offset} lie outside the file ({len} bytes)")]
+    OutOfFile { name: String, offset: u64, n_bytes: u64, len: u64 },
     #[error("tensor '{a}' overlaps tensor '{b}'")]
     Overlap { a: String, b: String },
     #[error(

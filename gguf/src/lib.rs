@@ -17,6 +17,7 @@ pub mod error;
 pub mod malformed;
 pub mod names;
 pub mod reader;
+pub mod synth;
 pub mod value;
 pub mod writer;
 

@@ -22,6 +22,9 @@ pub enum Stage {
 pub struct Case {
     pub name: String,
     pub stage: Stage,
+    /// Parse cases: a fragment of the reader's error message. Load cases: the key or tensor name a
+    /// loader's error should mention.
+    pub expect: String,
     pub bytes: Vec<u8>,
 }
 
@@ -88,6 +91,7 @@ impl Model {
             (names::TOK_EOS_ID.into(), Value::U32(2)),
             (names::TOK_ADD_BOS.into(), Value::Bool(false)),
             (names::KEY_QUANT_VERSION.into(), Value::U32(2)),
+            (names::TOK_CHAT_TEMPLATE.into(), Value::String("{{ messages[0]['content'] }}".into())),
         ]);
 
         let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
@@ -196,8 +200,8 @@ pub fn corpus() -> Vec<Case> {
     let base = Model::tiny_llama();
     let (bytes, at) = base.assemble();
     let mut cases = Vec::new();
-    let mut parse = |name: &str, bytes: Vec<u8>| {
-        cases.push(Case { name: name.to_string(), stage: Stage::Parse, bytes });
+    let mut parse = |name: &str, expect: &str, bytes: Vec<u8>| {
+        cases.push(Case { name: name.to_string(), stage: Stage::Parse, expect: expect.to_string(), bytes });
     };
     let cut = |n: usize| bytes[..n.min(bytes.len())].to_vec();
     let patch = |pos: usize, new: &[u8]| {
@@ -211,83 +215,104 @@ pub fn corpus() -> Vec<Case> {
     let arch_kv = at.kv[base.key_index(names::KEY_ARCHITECTURE)];
     let blocks_kv = at.kv[base.key_index(&ArchKey::BlockCount.name("llama"))];
     let tokens_kv = at.kv[base.key_index(names::TOK_TOKENS)];
+    let token_type_kv = at.kv[base.key_index(names::TOK_TOKEN_TYPE)];
     let bool_kv = at.kv[base.key_index(names::TOK_ADD_BOS)];
+    // Truncations inside metadata cut late pairs: a cut early in the file is already refused by the
+    // plausibility check of the pair count, before the cut field is reached.
+    let quant_kv = at.kv[base.key_index(names::KEY_QUANT_VERSION)];
+    let template_kv = at.kv[base.key_index(names::TOK_CHAT_TEMPLATE)];
     let (t0, t1, t_last) = (at.tensors[0], at.tensors[1], at.tensors[at.tensors.len() - 1]);
 
     // ---- truncation in every section ----
-    parse("empty_file", Vec::new());
-    parse("truncated_magic", cut(2));
-    parse("truncated_version", cut(6));
-    parse("truncated_tensor_count", cut(12));
-    parse("truncated_kv_count", cut(20));
-    parse("truncated_kv_key_length", cut(arch_kv.0 + 3));
-    parse("truncated_kv_key", cut(arch_kv.0 + 10));
-    parse("truncated_kv_type", cut(arch_kv.1 + 2));
-    parse("truncated_kv_string_value", cut(arch_kv.2 + 10));
-    parse("truncated_kv_u32_value", cut(blocks_kv.2 + 2));
-    parse("truncated_array_header", cut(tokens_kv.2 + 6));
-    parse("truncated_array_items", cut(tokens_kv.2 + 12 + 200));
-    parse("truncated_tensor_name", cut(t0.0 + 10));
-    parse("truncated_tensor_dims", cut(t0.2 + 4));
-    parse("truncated_tensor_type", cut(t0.3 + 1));
-    parse("truncated_tensor_offset", cut(t_last.4 + 5));
-    parse("truncated_before_data", cut(at.tensor_table_end));
-    parse("truncated_first_tensor_data", cut(at.data_start + 100));
-    parse("truncated_last_tensor_data", cut(bytes.len() - 40));
+    parse("empty_file", "truncated while reading magic", Vec::new());
+    parse("truncated_magic", "truncated while reading magic", cut(2));
+    parse("truncated_version", "reading version", cut(6));
+    parse("truncated_tensor_count", "reading tensor count", cut(12));
+    parse("truncated_kv_count", "reading metadata count", cut(20));
+    parse("truncated_kv_key_length", "reading metadata key", cut(quant_kv.0 + 3));
+    parse("truncated_kv_key", "reading metadata key", cut(quant_kv.0 + 10));
+    parse("truncated_kv_type", "reading metadata value type", cut(quant_kv.1 + 2));
+    parse("truncated_kv_string_value", "reading tokenizer.chat_template", cut(template_kv.2 + 10));
+    parse("truncated_kv_u32_value", "reading general.quantization_version", cut(quant_kv.2 + 2));
+    parse("truncated_array_header", "reading tokenizer.ggml.tokens", cut(tokens_kv.2 + 6));
+    parse("truncated_array_items", "reading tokenizer.ggml.tokens", cut(token_type_kv.0 - 3));
+    parse("truncated_tensor_name", "reading tensor name", cut(t0.0 + 10));
+    parse("truncated_tensor_dims", "reading tensor dimension", cut(t0.2 + 4));
+    parse("truncated_tensor_type", "reading tensor type", cut(t0.3 + 1));
+    parse("truncated_tensor_offset", "reading tensor offset", cut(t_last.4 + 5));
+    parse("truncated_before_data", "truncated while reading data section", cut(at.tensor_table_end));
+    parse("truncated_first_tensor_data", "'token_embd.weight': 8976 bytes", cut(at.data_start + 100));
+    parse("truncated_last_tensor_data", "'blk.0.ffn_down.weight': 4096 bytes", cut(bytes.len() - 40));
 
     // ---- header ----
-    parse("bad_magic", patch(0, b"GGUG"));
-    parse("version_1", patch(4, &u32le(1)));
-    parse("version_4", patch(4, &u32le(4)));
-    parse("version_big_endian", patch(4, &u32le(3u32.swap_bytes())));
+    parse("bad_magic", "not a GGUF file", patch(0, b"GGUG"));
+    parse("version_1", "version 1 ", patch(4, &u32le(1)));
+    parse("version_4", "version 4 ", patch(4, &u32le(4)));
+    parse("version_big_endian", "version 50331648", patch(4, &u32le(3u32.swap_bytes())));
 
     // ---- huge counts and lengths ----
-    parse("huge_tensor_count", patch(8, &u64le(1 << 62)));
-    parse("huge_kv_count", patch(16, &u64le(u64::MAX)));
-    parse("huge_array_length", patch(tokens_kv.2 + 4, &u64le(1 << 40)));
-    parse("huge_key_length", patch(arch_kv.0, &u64le(u64::MAX)));
-    parse("huge_string_value_length", patch(arch_kv.2, &u64le((1 << 31) + 5)));
-    parse("huge_tensor_name_length", patch(t0.0, &u64le(1 << 50)));
+    parse("huge_tensor_count", "tensor count 4611686018427387904 is implausible", patch(8, &u64le(1 << 62)));
+    parse("huge_kv_count", "metadata count 18446744073709551615", patch(16, &u64le(u64::MAX)));
+    parse(
+        "huge_array_length",
+        "array 'tokenizer.ggml.tokens': length 1099511627776",
+        patch(tokens_kv.2 + 4, &u64le(1 << 40)),
+    );
+    parse("huge_key_length", "metadata key: length 18446744073709551615", patch(arch_kv.0, &u64le(u64::MAX)));
+    parse(
+        "huge_string_value_length",
+        "general.architecture: length 2147483653",
+        patch(arch_kv.2, &u64le((1 << 31) + 5)),
+    );
+    parse("huge_tensor_name_length", "tensor name: length 1125899906842624", patch(t0.0, &u64le(1 << 50)));
 
     // ---- metadata values ----
-    parse("bad_value_type", patch(blocks_kv.1, &u32le(13)));
-    parse("bad_array_element_type", patch(tokens_kv.2, &u32le(99)));
-    parse("nested_array", patch(tokens_kv.2, &u32le(ValueType::Array as u32)));
-    parse("bad_bool", patch(bool_kv.2, &[2]));
-    parse("invalid_utf8_key", patch(arch_kv.0 + 8, &[0xff]));
-    parse("invalid_utf8_value", patch(arch_kv.2 + 8, &[0xc3, 0x28]));
-    parse("invalid_utf8_tensor_name", patch(t1.0 + 8, &[0x80]));
-    parse("empty_key", patch(blocks_kv.0, &u64le(0)));
+    parse("bad_value_type", "unknown metadata value type 13", patch(blocks_kv.1, &u32le(13)));
+    parse("bad_array_element_type", "unknown metadata value type 99", patch(tokens_kv.2, &u32le(99)));
+    parse("nested_array", "nested arrays", patch(tokens_kv.2, &u32le(ValueType::Array as u32)));
+    parse("bad_bool", "a bool must be 0 or 1", patch(bool_kv.2, &[2]));
+    parse("invalid_utf8_key", "invalid UTF-8 in metadata key", patch(arch_kv.0 + 8, &[0xff]));
+    parse("invalid_utf8_value", "invalid UTF-8 in general.architecture", patch(arch_kv.2 + 8, &[0xc3, 0x28]));
+    parse("invalid_utf8_tensor_name", "invalid UTF-8 in tensor name", patch(t1.0 + 8, &[0x80]));
+    parse("empty_key", "metadata key #4 is empty", patch(blocks_kv.0, &u64le(0)));
 
     // ---- tensor table ----
-    parse("zero_dims", patch(t1.1, &u32le(0)));
-    parse("five_dims", patch(t1.1, &u32le(5)));
-    parse("zero_dimension", patch(t1.2, &u64le(0)));
-    parse("negative_dimension", patch(t1.2, &u64le(u64::MAX)));
-    parse("element_count_overflow", {
+    parse("zero_dims", "0 dimensions", patch(t1.1, &u32le(0)));
+    parse("five_dims", "5 dimensions", patch(t1.1, &u32le(5)));
+    parse("zero_dimension", "bad shape [0]", patch(t1.2, &u64le(0)));
+    parse("negative_dimension", "bad shape [18446744073709551615]", patch(t1.2, &u64le(u64::MAX)));
+    parse("element_count_overflow", "element count overflows", {
         let b = patch(t0.2, &u64le(1 << 32));
         let mut b2 = b.clone();
         b2[t0.2 + 8..t0.2 + 16].copy_from_slice(&u64le(1 << 32));
         b2
     });
-    parse("byte_size_overflow", patch(t1.2, &u64le(1 << 62)));
-    parse("row_not_whole_blocks", patch(t0.2, &u64le(N_EMBD + 1)));
-    parse("removed_dtype", patch(t1.3, &u32le(4)));
-    parse("unknown_dtype", patch(t1.3, &u32le(1000)));
-    parse("offset_overflow", patch(t1.4, &u64le(u64::MAX - 31)));
-    parse("offset_outside_file", patch(t_last.4, &u64le(1 << 30)));
-    parse("misaligned_offset", {
+    parse("byte_size_overflow", "byte size overflows", patch(t1.2, &u64le(1 << 62)));
+    parse("row_not_whole_blocks", "not a multiple of the q8_0 block size", patch(t0.2, &u64le(N_EMBD + 1)));
+    parse("removed_dtype", "unknown ggml type id 4", patch(t1.3, &u32le(4)));
+    parse("unknown_dtype", "unknown ggml type id 1000", patch(t1.3, &u32le(1000)));
+    parse(
+        "offset_overflow",
+        "at data offset 18446744073709551584 lie outside",
+        patch(t1.4, &u64le(u64::MAX - 31)),
+    );
+    parse("offset_outside_file", "at data offset 1073741824 lie outside", patch(t_last.4, &u64le(1 << 30)));
+    parse("misaligned_offset", "not a multiple of the alignment 32", {
         let off = u64::from_le_bytes(bytes[t1.4..t1.4 + 8].try_into().unwrap_or([0; 8]));
         patch(t1.4, &u64le(off + 4))
     });
-    parse("overlapping_tensors", patch(t1.4, &u64le(0)));
-    parse("gap_between_tensors", {
+    parse(
+        "overlapping_tensors",
+        "'token_embd.weight' overlaps tensor 'output_norm.weight'",
+        patch(t1.4, &u64le(0)),
+    );
+    parse("gap_between_tensors", "leaves a gap", {
         let off = u64::from_le_bytes(bytes[t_last.4..t_last.4 + 8].try_into().unwrap_or([0; 8]));
         let mut b = patch(t_last.4, &u64le(off + 32));
         b.resize(b.len() + 64, 0);
         b
     });
-    parse("tensor_name_too_long", {
+    parse("tensor_name_too_long", "name is longer than 63 bytes", {
         let mut m = base.clone();
         m.tensors[1].0 = format!("blk.0.{}", "x".repeat(60));
         m.to_bytes()
@@ -295,15 +320,15 @@ pub fn corpus() -> Vec<Case> {
 
     // ---- whole-model edits ----
     let alignment = |v: Value| base.clone().with_value_or_push(names::KEY_ALIGNMENT, v).to_bytes();
-    parse("alignment_zero", alignment(Value::U32(0)));
-    parse("alignment_not_power_of_two", alignment(Value::U32(48)));
-    parse("alignment_not_u32", alignment(Value::U64(32)));
-    parse("duplicate_key", {
+    parse("alignment_zero", "bad alignment 0", alignment(Value::U32(0)));
+    parse("alignment_not_power_of_two", "bad alignment 48", alignment(Value::U32(48)));
+    parse("alignment_not_u32", "'general.alignment' has type u64, expected u32", alignment(Value::U64(32)));
+    parse("duplicate_key", "duplicate metadata key 'llama.block_count'", {
         let mut m = base.clone();
         m.kv.push((ArchKey::BlockCount.name("llama"), Value::U32(1)));
         m.to_bytes()
     });
-    parse("duplicate_tensor", {
+    parse("duplicate_tensor", "duplicate tensor 'blk.0.attn_norm.weight'", {
         let mut m = base.clone();
         let copy = m.tensors[2].clone();
         m.tensors.push(copy);
@@ -311,28 +336,55 @@ pub fn corpus() -> Vec<Case> {
     });
 
     // ---- well-formed files that are not loadable models ----
-    let mut load = |name: &str, model: Model| {
-        cases.push(Case { name: name.to_string(), stage: Stage::Load, bytes: model.to_bytes() });
+    let mut load = |name: &str, expect: &str, model: Model| {
+        let (name, expect) = (name.to_string(), expect.to_string());
+        cases.push(Case { name, stage: Stage::Load, expect, bytes: model.to_bytes() });
     };
-    load("missing_architecture", base.clone().without_key(names::KEY_ARCHITECTURE));
+    load("missing_architecture", names::KEY_ARCHITECTURE, base.clone().without_key(names::KEY_ARCHITECTURE));
     load(
         "unknown_architecture",
+        "nope",
         base.clone().with_value(names::KEY_ARCHITECTURE, Value::String("nope".into())),
     );
-    load("missing_block_count", base.clone().without_key(&ArchKey::BlockCount.name("llama")));
-    load("missing_embedding_length", base.clone().without_key(&ArchKey::EmbeddingLength.name("llama")));
-    load("missing_head_count", base.clone().without_key(&ArchKey::HeadCount.name("llama")));
+    load(
+        "missing_block_count",
+        "llama.block_count",
+        base.clone().without_key(&ArchKey::BlockCount.name("llama")),
+    );
+    load(
+        "missing_embedding_length",
+        "llama.embedding_length",
+        base.clone().without_key(&ArchKey::EmbeddingLength.name("llama")),
+    );
+    load(
+        "missing_head_count",
+        "llama.attention.head_count",
+        base.clone().without_key(&ArchKey::HeadCount.name("llama")),
+    );
     load(
         "block_count_is_string",
+        "llama.block_count",
         base.clone().with_value(&ArchKey::BlockCount.name("llama"), Value::String("1".into())),
     );
-    load("missing_tokenizer_model", base.clone().without_key(names::TOK_MODEL));
-    load("missing_tokenizer_tokens", base.clone().without_key(names::TOK_TOKENS));
-    load("missing_token_embd", base.clone().without_tensor(&TensorKind::TokenEmbd.weight(0)));
-    load("missing_output_norm", base.clone().without_tensor(&TensorKind::OutputNorm.weight(0)));
-    load("missing_attn_q", base.clone().without_tensor(&TensorKind::AttnQ.weight(0)));
-    load("missing_ffn_down", base.clone().without_tensor(&TensorKind::FfnDown.weight(0)));
-    load("wrong_shape_attn_q", {
+    load("missing_tokenizer_model", names::TOK_MODEL, base.clone().without_key(names::TOK_MODEL));
+    load("missing_tokenizer_tokens", names::TOK_TOKENS, base.clone().without_key(names::TOK_TOKENS));
+    load(
+        "missing_token_embd",
+        "token_embd.weight",
+        base.clone().without_tensor(&TensorKind::TokenEmbd.weight(0)),
+    );
+    load(
+        "missing_output_norm",
+        "output_norm.weight",
+        base.clone().without_tensor(&TensorKind::OutputNorm.weight(0)),
+    );
+    load("missing_attn_q", "blk.0.attn_q.weight", base.clone().without_tensor(&TensorKind::AttnQ.weight(0)));
+    load(
+        "missing_ffn_down",
+        "blk.0.ffn_down.weight",
+        base.clone().without_tensor(&TensorKind::FfnDown.weight(0)),
+    );
+    load("wrong_shape_attn_q", "blk.0.attn_q.weight", {
         let mut m = base.clone();
         if let Some(t) = m.tensors.iter_mut().find(|t| t.0 == TensorKind::AttnQ.weight(0)) {
             t.1 = vec![N_EMBD / 2, N_EMBD * 2];

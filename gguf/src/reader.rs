@@ -255,7 +255,7 @@ fn validate_tensor(
         return Err(bad_shape(&format!("row length is not a multiple of the {} block size", dtype)));
     }
     let n_bytes = dtype.bytes_for(n_elems).ok_or_else(|| bad_shape("byte size overflows"))?;
-    if rel_offset % alignment != 0 {
+    if !rel_offset.is_multiple_of(alignment) {
         return Err(GgufError::Misaligned { name, offset: rel_offset, align: alignment });
     }
     let start = data_offset.checked_add(rel_offset);
@@ -264,12 +264,7 @@ fn validate_tensor(
         (Some(start), Some(end)) if end <= len => {
             Ok(TensorInfo { name, dims, dtype, offset: start, n_bytes })
         }
-        _ => Err(GgufError::OutOfFile {
-            name,
-            start: start.unwrap_or(u64::MAX),
-            end: end.unwrap_or(u64::MAX),
-            len,
-        }),
+        _ => Err(GgufError::OutOfFile { name, offset: rel_offset, n_bytes, len }),
     }
 }
 
@@ -322,11 +317,7 @@ impl<'a> Cursor<'a> {
     fn string(&mut self, what: &str) -> Result<String> {
         let n = self.u64(what)?;
         if n > MAX_STRING_LEN {
-            return Err(GgufError::HugeCount {
-                what: format!("{what} length"),
-                count: n,
-                len: self.bytes.len() as u64,
-            });
+            return Err(GgufError::OverLimit { what: what.into(), count: n, limit: MAX_STRING_LEN });
         }
         let at = self.pos;
         let raw = self.take(n, what)?;
@@ -370,10 +361,10 @@ impl<'a> Cursor<'a> {
                 }
                 let n = self.u64(key)?;
                 if n > MAX_ARRAY_LEN {
-                    return Err(GgufError::HugeCount {
-                        what: format!("array '{key}' element"),
+                    return Err(GgufError::OverLimit {
+                        what: format!("array '{key}'"),
                         count: n,
-                        len: self.bytes.len() as u64,
+                        limit: MAX_ARRAY_LEN,
                     });
                 }
                 // Strings take at least their 8-byte length each.

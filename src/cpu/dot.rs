@@ -1,4 +1,7 @@
-//! Dot products of f32 slices, with an AVX2+FMA path picked at run time.
+//! Dot products of f32 slices (and fused f16/bf16 × f32 ones), with AVX2+FMA paths picked at run
+//! time.
+
+use half::{bf16, f16};
 
 /// A dot-product kernel: `Σ a[i]·b[i]` over the common length.
 pub type DotFn = fn(&[f32], &[f32]) -> f32;
@@ -65,18 +68,100 @@ unsafe fn dot_avx2_fma_impl(a: &[f32], b: &[f32]) -> f32 {
         acc[0] = _mm256_fmadd_ps(x, y, acc[0]);
         i += 8;
     }
-    let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    let hi = _mm256_extractf128_ps(s, 1);
-    let lo = _mm256_castps256_ps128(s);
-    let q = _mm_add_ps(lo, hi);
-    let q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-    let q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
-    let mut sum = _mm_cvtss_f32(q);
+    let mut sum = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
     while i < n {
         sum += *pa.add(i) * *pb.add(i);
         i += 1;
     }
     sum
+}
+
+/// Dot products of a stored weight row with f32 activations, converting in registers.
+pub type DotF16Fn = fn(&[f16], &[f32]) -> f32;
+pub type DotBf16Fn = fn(&[bf16], &[f32]) -> f32;
+
+/// A fused f16·f32 dot product, if this CPU has F16C, AVX2 and FMA.
+pub fn fused_dot_f16() -> Option<DotF16Fn> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+        {
+            return Some(dot_f16_avx2);
+        }
+    }
+    None
+}
+
+/// A fused bf16·f32 dot product, if this CPU has AVX2 and FMA.
+pub fn fused_dot_bf16() -> Option<DotBf16Fn> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return Some(dot_bf16_avx2);
+        }
+    }
+    None
+}
+
+#[cfg(target_arch = "x86_64")]
+fn dot_f16_avx2(w: &[f16], x: &[f32]) -> f32 {
+    // SAFETY: only handed out by `fused_dot_f16` after the features were detected.
+    unsafe { dot_half_impl::<false>(w.as_ptr().cast(), x, w.len()) }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn dot_bf16_avx2(w: &[bf16], x: &[f32]) -> f32 {
+    // SAFETY: only handed out by `fused_dot_bf16` after the features were detected.
+    unsafe { dot_half_impl::<true>(w.as_ptr().cast(), x, w.len()) }
+}
+
+/// `w` points at `n_w` 16-bit floats (bf16 when `BF16`, else IEEE f16).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_half_impl<const BF16: bool>(w: *const u16, x: &[f32], n_w: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let n = n_w.min(x.len());
+    let px = x.as_ptr();
+    let widen = |p: *const u16| -> __m256 {
+        let h = _mm_loadu_si128(p.cast());
+        if BF16 {
+            _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
+        } else {
+            _mm256_cvtph_ps(h)
+        }
+    };
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (k, slot) in acc.iter_mut().enumerate() {
+            *slot = _mm256_fmadd_ps(widen(w.add(i + 8 * k)), _mm256_loadu_ps(px.add(i + 8 * k)), *slot);
+        }
+        i += 32;
+    }
+    while i + 8 <= n {
+        acc[0] = _mm256_fmadd_ps(widen(w.add(i)), _mm256_loadu_ps(px.add(i)), acc[0]);
+        i += 8;
+    }
+    let mut sum = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    while i < n {
+        let bits = *w.add(i);
+        let v = if BF16 { f32::from_bits((bits as u32) << 16) } else { f16::from_bits(bits).to_f32() };
+        sum += v * *px.add(i);
+        i += 1;
+    }
+    sum
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn hsum(s: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    let q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    let q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
+    _mm_cvtss_f32(q)
 }
 
 #[cfg(test)]
@@ -99,6 +184,16 @@ mod tests {
             for f in [dot_scalar as DotFn, best_dot()] {
                 let got = f(&a, &b) as f64;
                 assert!((got - exact).abs() < 1e-5 * (n as f64).sqrt(), "n={n}: {got} vs {exact}");
+            }
+            let ah: Vec<f16> = a.iter().map(|&v| f16::from_f32(v)).collect();
+            let ab: Vec<bf16> = a.iter().map(|&v| bf16::from_f32(v)).collect();
+            let exact_h: f64 = ah.iter().zip(&b).map(|(x, y)| x.to_f64() * *y as f64).sum();
+            let exact_b: f64 = ab.iter().zip(&b).map(|(x, y)| x.to_f64() * *y as f64).sum();
+            if let Some(f) = fused_dot_f16() {
+                assert!((f(&ah, &b) as f64 - exact_h).abs() < 1e-5 * (n as f64).sqrt());
+            }
+            if let Some(f) = fused_dot_bf16() {
+                assert!((f(&ab, &b) as f64 - exact_b).abs() < 1e-5 * (n as f64).sqrt());
             }
         }
     }

@@ -1,17 +1,17 @@
 //! `y = x · Wᵀ`: f32 activations times f32/f16/bf16 weights, parallel over output rows.
 //!
 //! Weights stay in their storage type; each thread converts a block of weight rows to f32 once
-//! (F16C/AVX conversion inside `half`) and reuses it for every token of the batch, so prefill costs
+//! (F16C/AVX2, see `convert`) and reuses it for every token of the batch, so prefill costs
 //! one weight pass per batch instead of one per token. Activations are NOT rounded to f16/bf16 as
 //! ggml does for f16/bf16 weights: we are more exact, never less (DESIGN.md §3).
 
 use std::cell::RefCell;
 
-use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 use rayon::prelude::*;
 
-use super::dot::best_dot;
+use super::convert::{bf16_to_f32, f16_to_f32};
+use super::dot::{best_dot, fused_dot_bf16, fused_dot_f16};
 
 /// Weight rows of a linear layer, ggml `[n_in, n_out]`: row `o` is `data[o*n_in .. (o+1)*n_in]`.
 #[derive(Debug, Clone, Copy)]
@@ -39,8 +39,8 @@ impl WeightView<'_> {
         let end = start + out.len();
         match self {
             WeightView::F32(s) => out.copy_from_slice(&s[start..end]),
-            WeightView::F16(s) => s[start..end].convert_to_f32_slice(out),
-            WeightView::BF16(s) => s[start..end].convert_to_f32_slice(out),
+            WeightView::F16(s) => f16_to_f32(&s[start..end], out),
+            WeightView::BF16(s) => bf16_to_f32(&s[start..end], out),
         }
     }
 }
@@ -57,7 +57,7 @@ thread_local! {
 /// `x`: `[n_tok][n_in]`, `w`: ggml `[n_in, n_out]`, `y`: `[n_tok][n_out]`. Lengths are invariants
 /// established when the model is loaded; a mismatch is a programming error.
 pub fn matmul(x: &[f32], w: WeightView<'_>, n_in: usize, n_out: usize, y: &mut [f32]) {
-    assert!(n_in > 0 && x.len() % n_in == 0, "matmul: x has {} elements, n_in {n_in}", x.len());
+    assert!(n_in > 0 && x.len().is_multiple_of(n_in), "matmul: x has {} elements, n_in {n_in}", x.len());
     let n_tok = x.len() / n_in;
     assert_eq!(w.len(), n_in * n_out, "matmul: weight size");
     assert_eq!(y.len(), n_tok * n_out, "matmul: output size");
@@ -65,7 +65,12 @@ pub fn matmul(x: &[f32], w: WeightView<'_>, n_in: usize, n_out: usize, y: &mut [
         return;
     }
     if n_tok == 1 {
-        rows_times_tokens(x, w, n_in, n_tok, y);
+        // GEMV: convert in registers, no row buffer round trip.
+        match (w, fused_dot_f16(), fused_dot_bf16()) {
+            (WeightView::F16(ws), Some(dot), _) => gemv(ws, x, n_in, y, dot),
+            (WeightView::BF16(ws), _, Some(dot)) => gemv(ws, x, n_in, y, dot),
+            _ => rows_times_tokens(x, w, n_in, n_tok, y),
+        }
         return;
     }
     // yt: [n_out][n_tok], so that each task owns a contiguous block of output rows.
@@ -76,6 +81,17 @@ pub fn matmul(x: &[f32], w: WeightView<'_>, n_in: usize, n_out: usize, y: &mut [
             y[t * n_out + o] = *v;
         }
     }
+}
+
+/// `y[o] = w[o] · x` for one token, parallel over blocks of rows.
+fn gemv<T: Sync>(w: &[T], x: &[f32], n_in: usize, y: &mut [f32], dot: fn(&[T], &[f32]) -> f32) {
+    const ROWS: usize = 64;
+    y.par_chunks_mut(ROWS).enumerate().for_each(|(block, out)| {
+        let rows = &w[block * ROWS * n_in..][..out.len() * n_in];
+        for (o, wr) in out.iter_mut().zip(rows.chunks_exact(n_in)) {
+            *o = dot(wr, x);
+        }
+    });
 }
 
 /// `yt[o][t] = w[o] · x[t]`, parallel over blocks of output rows.

@@ -2,6 +2,7 @@
 //! it. SIMD paths are chosen at run time (`is_x86_feature_detected!`) with a scalar fallback.
 //! Threads come from the global rayon pool (its size is set by the CLI from `-t`).
 
+pub mod convert;
 pub mod dot;
 pub mod matmul;
 

@@ -83,10 +83,10 @@ impl HParams {
         check_range("n_head", n_head, 1, n_embd.max(1))?;
         check_range("n_head_kv", n_head_kv, 1, n_head)?;
         check_range("n_vocab", n_vocab, 1, 1 << 24)?;
-        if n_head % n_head_kv != 0 {
+        if !n_head.is_multiple_of(n_head_kv) {
             return Err(invalid(format!("n_head {n_head} is not a multiple of n_head_kv {n_head_kv}")));
         }
-        let default_head_dim = if n_embd % n_head == 0 { Some(n_embd / n_head) } else { None };
+        let default_head_dim = if n_embd.is_multiple_of(n_head) { Some(n_embd / n_head) } else { None };
         let head_dim = |k: ArchKey| -> Result<usize, ModelError> {
             let d = opt(k)?.or(default_head_dim).ok_or_else(|| {
                 invalid(format!(
@@ -122,7 +122,7 @@ impl HParams {
             return Err(invalid(format!("rope freq_base {rope_freq_base} must be a positive number")));
         }
         let n_rot = opt(ArchKey::RopeDimensionCount)?.unwrap_or(head_dim_k);
-        if n_rot == 0 || n_rot > head_dim_k || n_rot % 2 != 0 {
+        if n_rot == 0 || n_rot > head_dim_k || !n_rot.is_multiple_of(2) {
             return Err(invalid(format!(
                 "rope dimension count {n_rot} must be even and in 2..={head_dim_k}"
             )));

@@ -15,7 +15,7 @@ pub struct Route {
 }
 
 /// Smallest divisor when renormalising the selected weights (as llama.cpp clamps the sum).
-const MIN_WEIGHT_SUM: f32 = 6.103515625e-5;
+const MIN_WEIGHT_SUM: f32 = 1.0 / 16384.0; // 2^-14, the smallest normal f16
 
 /// Route each token: `logits` is `[n_tok][n_expert]`. With `normalize`, the `k` selected
 /// probabilities are divided by their sum (Mixtral); otherwise they are used as they are.

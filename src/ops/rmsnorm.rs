@@ -2,13 +2,13 @@
 
 /// Normalise each row of `x` (`[n_tok][n]`) in place and multiply by `weight` (`[n]`).
 ///
-/// As ggml, the sum of squares is accumulated in f64 and the scale is applied in f32.
+/// As ggml, the squares are accumulated in f64, `mean + eps` is rounded to f32 before the square root,
+/// and the scale is applied in f32.
 pub fn rms_norm(x: &mut [f32], weight: &[f32], eps: f32) {
     let n = weight.len();
     for row in x.chunks_exact_mut(n) {
         let sum: f64 = row.iter().map(|&v| (v * v) as f64).sum();
-        let mean = (sum / n as f64) as f32;
-        let scale = 1.0 / (mean + eps).sqrt();
+        let scale = 1.0 / ((sum / n as f64 + eps as f64) as f32).sqrt();
         for (v, w) in row.iter_mut().zip(weight) {
             *v = (*v * scale) * w;
         }

@@ -135,6 +135,11 @@ impl Gen<'_> {
 }
 
 pub fn build(spec: &Spec) -> Tiny {
+    build_with(spec, |_| {})
+}
+
+/// `build`, with `edit` applied to the writer last (to override keys of a valid model).
+pub fn build_with(spec: &Spec, edit: impl FnOnce(&mut GgufWriter)) -> Tiny {
     let s = spec;
     let mut w = GgufWriter::new();
     let key = |k: ArchKey| k.name("llama");
@@ -209,6 +214,7 @@ pub fn build(spec: &Spec) -> Tiny {
         let data = g.matrix(&out, e, s.n_vocab);
         add(&mut w, &out, &[e, s.n_vocab], s.dtype, data);
     }
+    edit(&mut w);
     Tiny { spec: s.clone(), bytes: w.to_bytes(), values: g.values }
 }
 

@@ -91,6 +91,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let header = header_bytes(&kv, &table, alignment)?;
 
     let out_path = args.output.display().to_string();
+    // Creating the output would truncate the mapped input under our feet.
+    if let (Ok(a), Ok(b)) = (args.input.canonicalize(), args.output.canonicalize()) {
+        if a == b {
+            bail!("output {out_path} is the input file");
+        }
+    }
     let file = File::create(&args.output).with_context(|| format!("cannot create {out_path}"))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let progress = progress_bar(order.len() as u64);

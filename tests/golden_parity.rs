@@ -51,7 +51,13 @@ fn resolve_model(model: &Value) -> PathBuf {
         panic!("model {file} not found in {} (run scripts/fetch-models.sh)", dir.display())
     });
     let got = sha256_file(path);
-    assert_eq!(got, want, "{} differs from the model llama.cpp traced (made by: {})", path.display(), model["made_by"]);
+    assert_eq!(
+        got,
+        want,
+        "{} differs from the model llama.cpp traced (made by: {})",
+        path.display(),
+        model["made_by"]
+    );
     path.clone()
 }
 
@@ -139,7 +145,10 @@ fn every_golden_trace_matches_llama_cpp() {
                 let text = std::fs::read_to_string(f.path()).expect("read fixture");
                 let v: Value = serde_json::from_str(&text).expect("fixture JSON");
                 if v["format"] == "rs-llama-refdump-v1" {
-                    by_tag.entry(tag.clone()).or_default().push((f.file_name().to_string_lossy().into_owned(), v));
+                    by_tag
+                        .entry(tag.clone())
+                        .or_default()
+                        .push((f.file_name().to_string_lossy().into_owned(), v));
                 }
             }
         }

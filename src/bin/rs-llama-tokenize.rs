@@ -54,7 +54,12 @@ struct Args {
 fn main() {
     let args = match Args::try_parse_from(normalized_args()) {
         Ok(args) => args,
-        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
             let _ = e.print();
             std::process::exit(0);
         }
@@ -88,7 +93,9 @@ fn normalized_args() -> Vec<OsString> {
         } else {
             out.push(arg.clone());
         }
-        takes_value = i > 0 && !takes_value && matches!(text.as_ref(), "-m" | "--model" | "-p" | "--prompt" | "-f" | "--file");
+        takes_value = i > 0
+            && !takes_value
+            && matches!(text.as_ref(), "-m" | "--model" | "-p" | "--prompt" | "-f" | "--file");
     }
     out
 }
@@ -113,9 +120,10 @@ fn run(args: &Args) -> Result<()> {
         }
     }
 
-    let file = GgufFile::open(model).with_context(|| format!("could not load model from file '{}'", model.display()))?;
-    let tokenizer =
-        Tokenizer::from_gguf(&file).with_context(|| format!("could not load model from file '{}'", model.display()))?;
+    let file = GgufFile::open(model)
+        .with_context(|| format!("could not load model from file '{}'", model.display()))?;
+    let tokenizer = Tokenizer::from_gguf(&file)
+        .with_context(|| format!("could not load model from file '{}'", model.display()))?;
 
     if args.stdin {
         std::io::stdin().read_to_end(&mut prompt).context("could not read the entire standard input")?;

@@ -51,24 +51,15 @@ unsafe fn dot_avx2_fma_impl(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let pa = a.as_ptr();
     let pb = b.as_ptr();
-    let mut acc = [_mm256_setzero_ps(); 4];
+    // One 8-lane chain in the same order as the f16/bf16 and tile kernels, so that a row gives
+    // bit-identical results whichever kernel (GEMV, batched tile) computes it.
+    let mut acc = _mm256_setzero_ps();
     let mut i = 0;
-    // Four accumulators hide the FMA latency.
-    while i + 32 <= n {
-        for (k, slot) in acc.iter_mut().enumerate() {
-            let x = _mm256_loadu_ps(pa.add(i + 8 * k));
-            let y = _mm256_loadu_ps(pb.add(i + 8 * k));
-            *slot = _mm256_fmadd_ps(x, y, *slot);
-        }
-        i += 32;
-    }
     while i + 8 <= n {
-        let x = _mm256_loadu_ps(pa.add(i));
-        let y = _mm256_loadu_ps(pb.add(i));
-        acc[0] = _mm256_fmadd_ps(x, y, acc[0]);
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc);
         i += 8;
     }
-    let mut sum = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    let mut sum = hsum(acc);
     while i < n {
         sum += *pa.add(i) * *pb.add(i);
         i += 1;
@@ -132,19 +123,13 @@ unsafe fn dot_half_impl<const BF16: bool>(w: *const u16, x: &[f32], n_w: usize) 
             _mm256_cvtph_ps(h)
         }
     };
-    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut acc = _mm256_setzero_ps();
     let mut i = 0;
-    while i + 32 <= n {
-        for (k, slot) in acc.iter_mut().enumerate() {
-            *slot = _mm256_fmadd_ps(widen(w.add(i + 8 * k)), _mm256_loadu_ps(px.add(i + 8 * k)), *slot);
-        }
-        i += 32;
-    }
     while i + 8 <= n {
-        acc[0] = _mm256_fmadd_ps(widen(w.add(i)), _mm256_loadu_ps(px.add(i)), acc[0]);
+        acc = _mm256_fmadd_ps(widen(w.add(i)), _mm256_loadu_ps(px.add(i)), acc);
         i += 8;
     }
-    let mut sum = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    let mut sum = hsum(acc);
     while i < n {
         let bits = *w.add(i);
         let v = if BF16 { f32::from_bits((bits as u32) << 16) } else { f16::from_bits(bits).to_f32() };
@@ -162,6 +147,58 @@ unsafe fn hsum(s: std::arch::x86_64::__m256) -> f32 {
     let q = _mm_add_ps(q, _mm_movehl_ps(q, q));
     let q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
     _mm_cvtss_f32(q)
+}
+
+/// Four weight rows (`w`: `[4][n]`) against two activation rows: `out[r][t] = w[r] · x_t`. Each
+/// loaded vector feeds two or four FMAs instead of one, which is what batched prefill needs.
+pub type Tile4x2Fn = fn(w: &[f32], x0: &[f32], x1: &[f32]) -> [[f32; 2]; 4];
+
+pub fn best_tile_4x2() -> Option<Tile4x2Fn> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return Some(tile_4x2_avx2);
+        }
+    }
+    None
+}
+
+#[cfg(target_arch = "x86_64")]
+fn tile_4x2_avx2(w: &[f32], x0: &[f32], x1: &[f32]) -> [[f32; 2]; 4] {
+    // SAFETY: only handed out by `best_tile_4x2` after the features were detected.
+    unsafe { tile_4x2_impl(w, x0, x1) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_4x2_impl(w: &[f32], x0: &[f32], x1: &[f32]) -> [[f32; 2]; 4] {
+    use std::arch::x86_64::*;
+    let n = x0.len().min(x1.len()).min(w.len() / 4);
+    let rows = [w.as_ptr(), w.as_ptr().add(n), w.as_ptr().add(2 * n), w.as_ptr().add(3 * n)];
+    let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+    let mut i = 0;
+    while i + 8 <= n {
+        let a = _mm256_loadu_ps(x0.as_ptr().add(i));
+        let b = _mm256_loadu_ps(x1.as_ptr().add(i));
+        for r in 0..4 {
+            let wv = _mm256_loadu_ps(rows[r].add(i));
+            acc[r][0] = _mm256_fmadd_ps(wv, a, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(wv, b, acc[r][1]);
+        }
+        i += 8;
+    }
+    let mut out = [[0f32; 2]; 4];
+    for r in 0..4 {
+        for t in 0..2 {
+            let mut sum = hsum(acc[r][t]);
+            let x = if t == 0 { x0 } else { x1 };
+            for (a, b) in w[r * n + i..(r + 1) * n].iter().zip(&x[i..n]) {
+                sum += a * b;
+            }
+            out[r][t] = sum;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -191,6 +228,17 @@ mod tests {
             let exact_b: f64 = ab.iter().zip(&b).map(|(x, y)| x.to_f64() * *y as f64).sum();
             if let Some(f) = fused_dot_f16() {
                 assert!((f(&ah, &b) as f64 - exact_h).abs() < 1e-5 * (n as f64).sqrt());
+            }
+            if let Some(tile) = best_tile_4x2() {
+                let w: Vec<f32> = (0..4 * n).map(|_| next()).collect();
+                let got = tile(&w, &a, &b);
+                for r in 0..4 {
+                    for (t, x) in [&a, &b].into_iter().enumerate() {
+                        let want: f64 =
+                            w[r * n..][..n].iter().zip(x).map(|(p, q)| *p as f64 * *q as f64).sum();
+                        assert!((got[r][t] as f64 - want).abs() < 1e-5 * (n as f64).sqrt());
+                    }
+                }
             }
             if let Some(f) = fused_dot_bf16() {
                 assert!((f(&ab, &b) as f64 - exact_b).abs() < 1e-5 * (n as f64).sqrt());

@@ -11,7 +11,7 @@ use half::{bf16, f16};
 use rayon::prelude::*;
 
 use super::convert::{bf16_to_f32, f16_to_f32};
-use super::dot::{best_dot, fused_dot_bf16, fused_dot_f16};
+use super::dot::{best_dot, best_tile_4x2, fused_dot_bf16, fused_dot_f16};
 
 /// Weight rows of a linear layer, ggml `[n_in, n_out]`: row `o` is `data[o*n_in .. (o+1)*n_in]`.
 #[derive(Debug, Clone, Copy)]
@@ -97,6 +97,7 @@ fn gemv<T: Sync>(w: &[T], x: &[f32], n_in: usize, y: &mut [f32], dot: fn(&[T], &
 /// `yt[o][t] = w[o] · x[t]`, parallel over blocks of output rows.
 fn rows_times_tokens(x: &[f32], w: WeightView<'_>, n_in: usize, n_tok: usize, yt: &mut [f32]) {
     let dot = best_dot();
+    let tile = best_tile_4x2();
     yt.par_chunks_mut(ROWS_PER_TASK * n_tok).enumerate().for_each(|(block, out)| {
         let first_row = block * ROWS_PER_TASK;
         let n_rows = out.len() / n_tok;
@@ -105,8 +106,30 @@ fn rows_times_tokens(x: &[f32], w: WeightView<'_>, n_in: usize, n_tok: usize, yt
             buf.resize(ROWS_PER_TASK * n_in, 0.0);
             let rows = &mut buf[..n_rows * n_in];
             w.to_f32_into(first_row * n_in, rows);
-            // Token-major: one activation row stays in L1 while the block's weight rows pass by.
-            for (t, xt) in x.chunks_exact(n_in).enumerate() {
+            // Token-major: activation rows stay in L1 while the block's weight rows pass by; with
+            // the 4x2 tile, each loaded weight vector serves two tokens.
+            let mut t = 0;
+            if let Some(tile) = tile {
+                while t + 2 <= n_tok {
+                    let (x0, x1) = (&x[t * n_in..][..n_in], &x[(t + 1) * n_in..][..n_in]);
+                    let mut r = 0;
+                    while r + 4 <= n_rows {
+                        let res = tile(&rows[r * n_in..(r + 4) * n_in], x0, x1);
+                        for (i, pair) in res.iter().enumerate() {
+                            out[(r + i) * n_tok + t] = pair[0];
+                            out[(r + i) * n_tok + t + 1] = pair[1];
+                        }
+                        r += 4;
+                    }
+                    for r in r..n_rows {
+                        let wr = &rows[r * n_in..][..n_in];
+                        out[r * n_tok + t] = dot(wr, x0);
+                        out[r * n_tok + t + 1] = dot(wr, x1);
+                    }
+                    t += 2;
+                }
+            }
+            for (t, xt) in x.chunks_exact(n_in).enumerate().skip(t) {
                 for (r, wr) in rows.chunks_exact(n_in).enumerate() {
                     out[r * n_tok + t] = dot(wr, xt);
                 }
@@ -140,6 +163,25 @@ mod tests {
             }
         }
         y
+    }
+
+    #[test]
+    fn batched_rows_are_bit_identical_to_single_token_rows() {
+        // Incremental decode must equal one batched pass: the kernel may not depend on n_tok.
+        let (n_tok, n_in, n_out) = (7, 101, 45);
+        let x = rand_vec(3, n_tok * n_in);
+        let w32 = rand_vec(4, n_in * n_out);
+        let w16: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
+        let wb16: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
+        for view in [WeightView::F32(&w32), WeightView::F16(&w16), WeightView::BF16(&wb16)] {
+            let mut all = vec![0f32; n_tok * n_out];
+            matmul(&x, view, n_in, n_out, &mut all);
+            for t in 0..n_tok {
+                let mut one = vec![0f32; n_out];
+                matmul(&x[t * n_in..][..n_in], view, n_in, n_out, &mut one);
+                assert_eq!(one, all[t * n_out..][..n_out], "{view:?}");
+            }
+        }
     }
 
     #[test]

@@ -1,11 +1,16 @@
 //! Causal multi-head attention with grouped KV heads over the f16 KV cache (`kq-{il}`,
 //! `kq_softmax-{il}`, `kqv_out-{il}`).
 //!
-//! K and V are read from the cache as stored (f16, like llama.cpp's default cache type); Q, the
-//! scores, the softmax and the weighted sum stay in f32 (the sum of exponentials in f64).
+//! K and V come from the cache as stored (f16, like llama.cpp's default cache type) and are widened
+//! exactly to f32 once per head; Q, the scores, the softmax and the weighted sum stay in f32 (the
+//! sum of exponentials in f64). llama.cpp also rounds Q (and the probabilities) to f16 here; we do
+//! not (DESIGN.md §3: more exact, never less).
 
 use half::f16;
 use rayon::prelude::*;
+
+use crate::cpu::convert::f16_to_f32;
+use crate::cpu::dot::best_dot;
 
 /// Head layout of one attention layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,37 +29,52 @@ pub struct AttnShape {
 /// Query head `h` uses KV head `h / (n_head / n_head_kv)`; token `t` sees positions `0..=pos0+t`.
 pub fn attention(q: &[f32], k: &[f16], v: &[f16], pos0: usize, s: AttnShape, scale: f32, out: &mut [f32]) {
     let (dk, dv) = (s.head_dim_k, s.head_dim_v);
+    let n_tok = q.len() / (s.n_head * dk);
+    let n_kv = pos0 + n_tok;
     let group = s.n_head / s.n_head_kv;
-    let k_row = s.n_head_kv * dk;
-    let v_row = s.n_head_kv * dv;
-    out.par_chunks_mut(dv).enumerate().for_each(|(idx, o)| {
-        let (t, h) = (idx / s.n_head, idx % s.n_head);
-        let kvh = h / group;
-        let qh = &q[(t * s.n_head + h) * dk..][..dk];
-        let n_seen = pos0 + t + 1;
-        // kq: [n_seen]
-        let mut kq = Vec::with_capacity(n_seen);
-        for j in 0..n_seen {
-            let kj = &k[j * k_row + kvh * dk..][..dk];
-            let dot: f32 = qh.iter().zip(kj).map(|(a, b)| a * b.to_f32()).sum();
-            kq.push(dot * scale);
-        }
-        let max = kq.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0f64;
-        for s in kq.iter_mut() {
-            *s = (*s - max).exp();
-            sum += *s as f64;
-        }
-        let inv = (1.0 / sum) as f32;
-        o.fill(0.0);
-        for (j, p) in kq.iter().enumerate() {
-            let vj = &v[j * v_row + kvh * dv..][..dv];
-            let w = p * inv;
-            for (acc, x) in o.iter_mut().zip(vj) {
-                *acc += w * x.to_f32();
+    let dot = best_dot();
+    // One task per query head: widen its KV head once, then serve every query token.
+    let per_head: Vec<Vec<f32>> = (0..s.n_head)
+        .into_par_iter()
+        .map(|h| {
+            let kvh = h / group;
+            // kh: [n_kv][dk], vh: [n_kv][dv]
+            let mut kh = vec![0f32; n_kv * dk];
+            let mut vh = vec![0f32; n_kv * dv];
+            let (k_row, v_row) = (s.n_head_kv * dk, s.n_head_kv * dv);
+            for j in 0..n_kv {
+                f16_to_f32(&k[j * k_row + kvh * dk..][..dk], &mut kh[j * dk..][..dk]);
+                f16_to_f32(&v[j * v_row + kvh * dv..][..dv], &mut vh[j * dv..][..dv]);
             }
+            // o: [n_tok][dv]
+            let mut o = vec![0f32; n_tok * dv];
+            let mut kq = Vec::with_capacity(n_kv);
+            for (t, ot) in o.chunks_exact_mut(dv).enumerate() {
+                let qh = &q[(t * s.n_head + h) * dk..][..dk];
+                kq.clear();
+                kq.extend(kh.chunks_exact(dk).take(pos0 + t + 1).map(|kj| dot(qh, kj) * scale));
+                let max = kq.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f64;
+                for x in kq.iter_mut() {
+                    *x = (*x - max).exp();
+                    sum += *x as f64;
+                }
+                let inv = (1.0 / sum) as f32;
+                for (p, vj) in kq.iter().zip(vh.chunks_exact(dv)) {
+                    let w = p * inv;
+                    for (acc, x) in ot.iter_mut().zip(vj) {
+                        *acc += w * x;
+                    }
+                }
+            }
+            o
+        })
+        .collect();
+    for (h, o) in per_head.iter().enumerate() {
+        for (t, ot) in o.chunks_exact(dv).enumerate() {
+            out[(t * s.n_head + h) * dv..][..dv].copy_from_slice(ot);
         }
-    });
+    }
 }
 
 #[cfg(test)]

@@ -43,7 +43,8 @@ fn pair_key(left: u32, right: u32) -> u64 {
 
 impl Bpe {
     pub fn from_gguf(file: &GgufFile, vocab: &Vocab) -> Result<Bpe, TokenizerError> {
-        let pre = vocab.pre.ok_or_else(|| TokenizerError::Invalid("BPE vocab without pre-tokenizer".into()))?;
+        let pre =
+            vocab.pre.ok_or_else(|| TokenizerError::Invalid("BPE vocab without pre-tokenizer".into()))?;
         let merge_texts = file.get_str_array(TOK_MERGES)?.unwrap_or_default();
         let n_vocab = vocab.n_vocab() as u32;
 
@@ -80,7 +81,8 @@ impl Bpe {
         for b in 0..=255u8 {
             buf.clear();
             byte_map.encode_byte(&mut buf, b);
-            byte_symbol[b as usize] = vocab.id_of(&buf).or_else(|| extra.get(buf.as_slice()).copied()).unwrap_or(NO_ID);
+            byte_symbol[b as usize] =
+                vocab.id_of(&buf).or_else(|| extra.get(buf.as_slice()).copied()).unwrap_or(NO_ID);
             raw_byte_token[b as usize] = vocab.id_of(&[b]);
         }
         Ok(Bpe {

@@ -65,11 +65,43 @@ const LAGUNA: &[Split] = &[Split::Newlines, Split::Qwen2];
 /// Pre-types llama.cpp knows whose patterns need a general regex engine (lookaheads, script ranges,
 /// case classes); they are refused rather than approximated.
 const UNSUPPORTED: &[&str] = &[
-    "minicpm5", "deepseek-llm", "deepseek-coder", "deepseek-v3", "spark2_5", "youtu", "jais-2", "gemma4",
-    "granite-embed-multi-311m", "mmbert", "sarvam-moe", "whitespace", "poro-chat", "viking", "tekken",
-    "bloom", "gpt3-finnish", "exaone-moe", "chameleon", "gpt-4o", "llama4", "kanana2", "talkie",
-    "granite-embed-multi-97m", "tiny_aya", "cohere2moe", "superbpe", "bailingmoe", "bailingmoe2",
-    "llada-moe", "seed-coder", "hunyuan-dense", "hy_v4", "joyai-llm", "kimi-k2", "ufakzeka", "afmoe",
+    "minicpm5",
+    "deepseek-llm",
+    "deepseek-coder",
+    "deepseek-v3",
+    "spark2_5",
+    "youtu",
+    "jais-2",
+    "gemma4",
+    "granite-embed-multi-311m",
+    "mmbert",
+    "sarvam-moe",
+    "whitespace",
+    "poro-chat",
+    "viking",
+    "tekken",
+    "bloom",
+    "gpt3-finnish",
+    "exaone-moe",
+    "chameleon",
+    "gpt-4o",
+    "llama4",
+    "kanana2",
+    "talkie",
+    "granite-embed-multi-97m",
+    "tiny_aya",
+    "cohere2moe",
+    "superbpe",
+    "bailingmoe",
+    "bailingmoe2",
+    "llada-moe",
+    "seed-coder",
+    "hunyuan-dense",
+    "hy_v4",
+    "joyai-llm",
+    "kimi-k2",
+    "ufakzeka",
+    "afmoe",
     "minimax-m2",
 ];
 
@@ -86,15 +118,17 @@ impl PreConfig {
         let unclean = |steps| PreConfig { steps, clean_spaces: false, ..base };
         Ok(match name {
             "" | "default" => base,
-            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0" | "lfm2"
-            | "jina-v5-nano" => PreConfig { steps: LLAMA3, ignore_merges: true, force_add_bos: true, ..base },
+            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0"
+            | "lfm2" | "jina-v5-nano" => {
+                PreConfig { steps: LLAMA3, ignore_merges: true, force_add_bos: true, ..base }
+            }
             "dbrx" | "smaug-bpe" => PreConfig { steps: LLAMA3, ..base },
             "chatglm-bpe" => PreConfig { steps: LLAMA3, no_bos: true, ..base },
             "glm4" | "glm5" => PreConfig { steps: LLAMA3, no_bos: true, ignore_merges: true, ..base },
             "falcon" => PreConfig { steps: FALCON, ..base },
-            "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de" | "a.x-4.0"
-            | "mellum" | "modern-bert" | "jina-v1-en" | "jina-v2-code" | "roberta-bpe" | "mpt" | "olmo"
-            | "jais" | "exaone4" => PreConfig { steps: GPT2, ..base },
+            "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de"
+            | "a.x-4.0" | "mellum" | "modern-bert" | "jina-v1-en" | "jina-v2-code" | "roberta-bpe"
+            | "mpt" | "olmo" | "jais" | "exaone4" => PreConfig { steps: GPT2, ..base },
             "trillion" | "granite-docling" => unclean(GPT2),
             "starcoder" | "refact" | "codeshell" | "exaone" | "minerva-7b" | "mellum2" => {
                 PreConfig { steps: STARCODER, ..base }
@@ -127,16 +161,19 @@ pub fn split_words(steps: &[Split], cpts: &[u32]) -> Vec<Range<usize>> {
                 Split::Qwen2 => scan_llama3_like(&scan, piece.start, Digits::One, false, &mut out),
                 Split::Qwen35 => scan_llama3_like(&scan, piece.start, Digits::One, true, &mut out),
                 Split::Newlines => scan_newlines(&scan, piece.start, &mut out),
-                Split::SingleNumber => scan_matches(&scan, piece.start, &mut out, |s, i| {
-                    s.flags(i).number.then_some(i + 1)
-                }),
+                Split::SingleNumber => {
+                    scan_matches(&scan, piece.start, &mut out, |s, i| s.flags(i).number.then_some(i + 1))
+                }
                 Split::NumberRun => scan_matches(&scan, piece.start, &mut out, |s, i| {
                     s.flags(i).number.then(|| s.run_end(i, |f, _| f.number))
                 }),
                 Split::PunctRun { backtick } => scan_matches(&scan, piece.start, &mut out, |s, i| {
                     let is_punct = |f: Flags, c: u32| {
                         f.punctuation
-                            || matches!(char::from_u32(c), Some('$' | '+' | '<' | '=' | '>' | '^' | '~' | '|'))
+                            || matches!(
+                                char::from_u32(c),
+                                Some('$' | '+' | '<' | '=' | '>' | '^' | '~' | '|')
+                            )
                             || (backtick && c == u32::from(b'`'))
                     };
                     is_punct(s.flags(i), s.cpt(i)).then(|| s.run_end(i, is_punct))
@@ -214,7 +251,8 @@ fn contraction_end(s: &Scan, pos: usize, fold: bool) -> Option<usize> {
     if !is_char(s.cpt(pos), '\'') || pos + 1 >= s.end {
         return None;
     }
-    let lower = |c: u32| if fold { char::from_u32(c).map_or(c, |ch| ch.to_ascii_lowercase() as u32) } else { c };
+    let lower =
+        |c: u32| if fold { char::from_u32(c).map_or(c, |ch| ch.to_ascii_lowercase() as u32) } else { c };
     let next = lower(s.cpt(pos + 1));
     if ['s', 't', 'm', 'd'].iter().any(|&c| is_char(next, c)) {
         return Some(pos + 2);
@@ -382,7 +420,10 @@ mod tests {
 
     #[test]
     fn llama3_pattern() {
-        assert_eq!(words(LLAMA3, "I'M 12345 ok\n\n  x"), ["I", "'M", " ", "123", "45", " ok", "\n\n", " ", " x"]);
+        assert_eq!(
+            words(LLAMA3, "I'M 12345 ok\n\n  x"),
+            ["I", "'M", " ", "123", "45", " ok", "\n\n", " ", " x"]
+        );
         assert_eq!(words(LLAMA3, "(hello) ...\r\nend"), ["(hello", ")", " ...\r\n", "end"]);
     }
 

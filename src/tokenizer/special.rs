@@ -40,7 +40,11 @@ impl SpecialMatcher {
             .iter()
             .map(|&id| {
                 let token = &vocab.tokens[id as usize];
-                SpecialEntry { id, attrs: token.attr, finder: memmem::Finder::new(token.text.as_bytes()).into_owned() }
+                SpecialEntry {
+                    id,
+                    attrs: token.attr,
+                    finder: memmem::Finder::new(token.text.as_bytes()).into_owned(),
+                }
             })
             .collect();
         SpecialMatcher { entries }
@@ -59,7 +63,9 @@ impl SpecialMatcher {
             let finder = &entry.finder;
             // Most tokens never occur: check once before rebuilding the list.
             let occurs = fragments.iter().any(|f| match f {
-                Fragment::Text(r) => r.len() >= finder.needle().len() && finder.find(&text[r.clone()]).is_some(),
+                Fragment::Text(r) => {
+                    r.len() >= finder.needle().len() && finder.find(&text[r.clone()]).is_some()
+                }
                 Fragment::Token(_) => false,
             });
             if !occurs {

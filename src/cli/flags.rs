@@ -164,12 +164,27 @@ pub static FLAGS: &[Flag] = &[
         Ok(())
     }),
     flag!(["--samplers"], Some("SAMPLERS"), "samplers in order, separated by ';' (default: penalties;dry;top_n_sigma;top_k;typ_p;top_p;min_p;xtc;temperature)", |c, v| {
-        c.sampling.samplers = v.split(';').filter_map(SamplerKind::from_name).collect();
+        c.sampling.samplers = Vec::new();
+        for name in v.split(';') {
+            match SamplerKind::from_name(name) {
+                Some(kind) => c.sampling.samplers.push(kind),
+                None => c.warnings.push(format!(
+                    "common_sampler_types_from_names: unable to match sampler by name '{}'",
+                    name.to_ascii_lowercase()
+                )),
+            }
+        }
         c.sampling_user.samplers = true;
         Ok(())
     }),
     flag!(["--sampler-seq", "--sampling-seq"], Some("SEQUENCE"), "simplified sequence for samplers (default: edskypmxt)", |c, v| {
-        c.sampling.samplers = v.chars().filter_map(SamplerKind::from_char).collect();
+        c.sampling.samplers = Vec::new();
+        for ch in v.chars() {
+            match SamplerKind::from_char(ch) {
+                Some(kind) => c.sampling.samplers.push(kind),
+                None => c.warnings.push(format!("common_sampler_types_from_chars: unable to match sampler by char '{ch}'")),
+            }
+        }
         c.sampling_user.samplers = true;
         Ok(())
     }),

@@ -232,12 +232,16 @@ pub static FLAGS: &[Flag] = &[
         c.conversation = ConversationMode::Disabled;
         Ok(())
     }),
-    flag!(["-ngl", "--gpu-layers", "--n-gpu-layers"], N, "layers to store in VRAM: a number, 'auto' or 'all' (accepted; rs-llama runs on the CPU)", |c, v| {
+    flag!(["-ngl", "--gpu-layers", "--n-gpu-layers"], N, "layers to store in VRAM: a number, 'auto' or 'all' (today the whole model or none: a smaller count runs on the CPU)", |c, v| {
         c.gpu_layers = Some(match v {
             "auto" => GpuLayers::Auto,
             "all" => GpuLayers::All,
             n => GpuLayers::Count(parse_i32(n)?),
         });
+        Ok(())
+    }),
+    flag!(["--gpu-mem"], Some("SIZE"), "cap on GPU memory, e.g. 8G or 512M (default: free memory minus a margin)", |c, v| {
+        c.gpu_mem = Some(crate::gpu::parse_size(v).map_err(|e| e.to_string())?);
         Ok(())
     }),
     flag!(["-ctk", "--cache-type-k"], Some("TYPE"), "KV cache type for K (only f16)", |_, v| kv_type(v)),

@@ -77,7 +77,7 @@ fn argmax(row: &[f32]) -> usize {
     best
 }
 
-fn check_trace(model: &Model, tokenizer: &Tokenizer, trace: &Value, name: &str) -> Outcome {
+fn check_trace(model: &Model, tokenizer: &Tokenizer, trace: &Value, name: &str, tie_gap: f32) -> Outcome {
     let ids = |v: &Value| -> Vec<u32> {
         v.as_array().expect("id array").iter().map(|x| x.as_u64().expect("id") as u32).collect()
     };
@@ -116,7 +116,7 @@ fn check_trace(model: &Model, tokenizer: &Tokenizer, trace: &Value, name: &str) 
         let our_top = argmax(ours) as u32;
         if our_top != generated[i] {
             assert!(
-                gap < TIE_GAP,
+                gap < tie_gap,
                 "{name}: step {i}: our greedy token {our_top} != llama.cpp's {} (llama.cpp's top-2 gap {gap})",
                 generated[i]
             );
@@ -126,10 +126,19 @@ fn check_trace(model: &Model, tokenizer: &Tokenizer, trace: &Value, name: &str) 
     out
 }
 
-/// Tolerance on logits per model family: the 1e-2 for synthetic and upcycled models; the real
-/// model in f16/bf16 gets the same bound.
-fn tolerance(_tag: &str) -> f32 {
-    1e-2
+/// (max |Δlogit|, near-tie gap) per model. Synthetic and upcycled models: the 1e-2. SmolLM2's
+/// logits reach ~20 and llama.cpp itself moves them by up to 0.04 (f16) and 0.3 (bf16) between its
+/// batched and one-token paths and with flash attention on or off (measured with libllama on the same
+/// files), so the bound there is llama.cpp's own spread, not ours.
+fn tolerance(tag: &str) -> (f32, f32) {
+    match tag {
+        "smollm2-f16" => (0.1, 0.1),
+        "smollm2-bf16" => (0.5, 0.5),
+        // SmolLM2's scale again: llama.cpp with flash attention on vs off differs by 0.10 on this
+        // model's code trace (refdump --flash-attn off against the fixture, 2026-11-26).
+        "smollm2-upcycled8x2-s42" => (0.15, 0.15),
+        _ => (1e-2, TIE_GAP),
+    }
 }
 
 #[test]
@@ -156,7 +165,9 @@ fn every_golden_trace_matches_llama_cpp() {
     assert!(!by_tag.is_empty(), "no golden traces found");
 
     let mut report = Vec::new();
+    let mut failures = Vec::new();
     for (tag, traces) in &by_tag {
+        let (max_diff, tie_gap) = tolerance(tag);
         let path = resolve_model(&traces[0].1["model"]);
         let file = Arc::new(GgufFile::open(&path).expect("open model"));
         let tokenizer = Tokenizer::from_gguf(&file).expect("tokenizer");
@@ -164,23 +175,22 @@ fn every_golden_trace_matches_llama_cpp() {
         let mut worst = 0f32;
         let (mut steps, mut ties) = (0, 0);
         for (name, trace) in traces {
-            let o = check_trace(&model, &tokenizer, trace, &format!("{tag}/{name}"));
-            assert!(
-                o.max_abs_diff <= tolerance(tag),
-                "{tag}/{name}: max |logit - llama.cpp| = {} > {}",
-                o.max_abs_diff,
-                tolerance(tag)
-            );
+            let o = check_trace(&model, &tokenizer, trace, &format!("{tag}/{name}"), tie_gap);
+            if o.max_abs_diff > max_diff {
+                failures
+                    .push(format!("{tag}/{name}: max |logit - llama.cpp| = {} > {max_diff}", o.max_abs_diff));
+            }
             worst = worst.max(o.max_abs_diff);
             steps += o.steps;
             ties += o.greedy_mismatches_at_ties;
         }
         report.push(format!(
-            "{tag}: {} traces, {steps} steps, max |Δlogit| {worst:.2e}, greedy differs only at {ties} near-ties",
+            "{tag}: {} traces, {steps} steps, max |Δlogit| {worst:.2e} (bound {max_diff:.0e}), greedy differs only at {ties} near-ties",
             traces.len()
         ));
     }
     for line in &report {
         eprintln!("golden parity: {line}");
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

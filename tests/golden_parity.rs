@@ -31,8 +31,11 @@ fn models_dir() -> PathBuf {
     })
 }
 
+/// `RS_LLAMA_GOLDEN_DIR` replays other traces (e.g. fresh refdump output) with the same checks.
 fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden")
+    std::env::var_os("RS_LLAMA_GOLDEN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden"))
 }
 
 fn sha256_file(path: &Path) -> String {

@@ -8,6 +8,7 @@
 //! does not change the others. Reference fixtures made with llama.cpp name these files by sha256, so a
 //! change here makes them stale; `tests::small_model_hash_is_recorded` catches that.
 
+mod archs;
 mod upcycle;
 
 use std::path::Path;
@@ -21,6 +22,7 @@ use crate::reader::GgufFile;
 use crate::value::{Metadata, Value, ValueType};
 use crate::writer::GgufWriter;
 
+pub use archs::{to_writer_arch, ArchSynth, SynthArch};
 pub use upcycle::{upcycle, UpcycleSpec};
 
 /// What kind of FFN the synthetic model has.
@@ -119,13 +121,13 @@ impl SynthSpec {
         if [self.n_embd, self.n_layer, self.n_head, self.n_head_kv, self.n_ff].contains(&0) {
             return bad("sizes must be positive".into());
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             return bad(format!("n_embd {} is not a multiple of n_head {}", self.n_embd, self.n_head));
         }
-        if self.n_head % self.n_head_kv != 0 {
+        if !self.n_head.is_multiple_of(self.n_head_kv) {
             return bad(format!("n_head {} is not a multiple of n_head_kv {}", self.n_head, self.n_head_kv));
         }
-        if (self.n_embd / self.n_head) % 2 != 0 {
+        if !(self.n_embd / self.n_head).is_multiple_of(2) {
             return bad(format!("head size {} must be even for RoPE", self.n_embd / self.n_head));
         }
         if let FfnKind::Moe { n_expert, n_expert_used, .. } = self.ffn {

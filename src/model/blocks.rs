@@ -41,10 +41,13 @@ pub(super) fn load_model(
     };
     let layers = (0..hp.n_layer)
         .map(|il| {
+            // Projections first: a truncated file is reported by its first missing matrix.
+            let attn = load_attn(ld, hp, arch, il)?;
+            let ffn = ffn(il)?;
             Ok(LayerWeights {
                 attn_norm: ld.vector(&T::AttnNorm.weight(il), n_embd)?,
                 attn_norm_b: bias(ld, &T::AttnNorm.bias(il), n_embd, arch.norm_bias())?,
-                attn: load_attn(ld, hp, arch, il)?,
+                attn,
                 qk_norm: if arch.has_qk_norm() {
                     Some((
                         ld.vector(&T::AttnQNorm.weight(il), hp.head_dim_k)?,
@@ -55,7 +58,7 @@ pub(super) fn load_model(
                 },
                 ffn_norm: ld.vector(&T::FfnNorm.weight(il), n_embd)?,
                 ffn_norm_b: bias(ld, &T::FfnNorm.bias(il), n_embd, arch.norm_bias())?,
-                ffn: ffn(il)?,
+                ffn,
             })
         })
         .collect::<Result<_, ModelError>>()?;
@@ -76,7 +79,7 @@ pub(super) fn load_model(
 fn load_attn(ld: &Loader, hp: &HParams, arch: Arch, il: usize) -> Result<AttnWeights, ModelError> {
     let n_embd = hp.n_embd;
     let (n_q, n_k, n_v) = (hp.n_embd_q(), hp.n_embd_k_gqa(), hp.n_embd_v_gqa());
-    let o = linear(ld, T::AttnOutput, il, hp.n_embd_attn_out(), n_embd, arch.attn_out_bias())?;
+    let o = || linear(ld, T::AttnOutput, il, hp.n_embd_attn_out(), n_embd, arch.attn_out_bias());
     let fused = T::AttnQkv.weight(il);
     if !ld.has(&fused) {
         let rule = arch.attn_bias();
@@ -84,7 +87,7 @@ fn load_attn(ld: &Loader, hp: &HParams, arch: Arch, il: usize) -> Result<AttnWei
             q: linear(ld, T::AttnQ, il, n_embd, n_q, rule)?,
             k: linear(ld, T::AttnK, il, n_embd, n_k, rule)?,
             v: linear(ld, T::AttnV, il, n_embd, n_v, rule)?,
-            o,
+            o: o()?,
         });
     }
     let total = n_q + n_k + n_v;
@@ -95,7 +98,7 @@ fn load_attn(ld: &Loader, hp: &HParams, arch: Arch, il: usize) -> Result<AttnWei
             b: b.as_ref().map(|b| b[row0..row0 + rows].to_vec()),
         })
     };
-    Ok(AttnWeights { q: part(0, n_q)?, k: part(n_q, n_k)?, v: part(n_q + n_k, n_v)?, o })
+    Ok(AttnWeights { q: part(0, n_q)?, k: part(n_q, n_k)?, v: part(n_q + n_k, n_v)?, o: o()? })
 }
 
 /// The dense SwiGLU FFN; with `fused_gate_up`, `ffn_up` holds the gate rows then the up rows.

@@ -37,6 +37,18 @@ synth synth-dense-s42.f16.gguf --kind dense --vocab "$vocab" --seed 42 --n-embd 
   --n-head 8 --n-head-kv 4 --n-ff 512 --dtype f16
 synth synth-moe8x2-s42.f16.gguf --kind moe --vocab "$vocab" --seed 42 --n-embd 256 --n-layer 4 \
   --n-head 8 --n-head-kv 4 --n-ff 512 --dtype f16 --n-expert 8 --n-expert-used 2
+# One model per architecture beyond llama (seeds and shapes as in scripts/make-fixtures.sh).
+arch=(--vocab "$vocab" --n-embd 256 --n-head 8 --n-head-kv 4 --dtype f16)
+synth synth-qwen2-s42.f16.gguf --arch qwen2 --kind dense --seed 42 --n-layer 4 "${arch[@]}" --n-ff 512
+synth synth-qwen2moe-s43.f16.gguf --arch qwen2moe --kind moe --seed 43 --n-layer 4 "${arch[@]}" --n-ff 256 \
+  --n-expert 8 --n-expert-used 2 --n-ff-shexp 512
+synth synth-phi3-s42.f16.gguf --arch phi3 --kind dense --seed 42 --n-layer 4 "${arch[@]}" --n-ff 512
+synth synth-phimoe-s44.f16.gguf --arch phimoe --kind moe --seed 44 --n-layer 4 "${arch[@]}" --n-ff 256 \
+  --n-expert 8 --n-expert-used 2
+synth synth-qwen3-s42.f16.gguf --arch qwen3 --kind dense --seed 42 --n-layer 4 "${arch[@]}" --n-ff 512 \
+  --head-dim 64
+synth synth-qwen3moe-s44.f16.gguf --arch qwen3moe --kind moe --seed 44 --n-layer 2 "${arch[@]}" --n-ff 128 \
+  --n-expert 16 --n-expert-used 8 --head-dim 64
 synth smollm2-135m-upcycled8x2-s42.f16.gguf --kind upcycle --from "$models/smollm2-135m-f16.gguf" \
   --seed 42 --n-expert 8 --n-expert-used 2
 echo "fetch-models: synthetic models ready" >&2

@@ -62,6 +62,23 @@ synth synth-dense-s42.f16.gguf --kind dense --vocab "$smollm2" "${moe_shape[@]}"
 synth synth-moe8x2-s42.f16.gguf --kind moe --vocab "$smollm2" "${moe_shape[@]}" --n-expert 8 --n-expert-used 2
 synth synth-moe8x2-s42-perexpert.f16.gguf --kind moe --per-expert --vocab "$smollm2" "${moe_shape[@]}" \
     --n-expert 8 --n-expert-used 2
+# One small seeded model per architecture beyond llama (see `rs-llama-gguf synth --arch`). The MoE
+# seeds avoid near-ties in routing on the traced prompts (see tests/fixtures/golden/README.md).
+# qwen3moe (top-8 of 16: many routing decisions) has 2 layers.
+declare -A arch_seed=([qwen2]=42 [qwen2moe]=43 [phi3]=42 [phimoe]=44 [qwen3]=42 [qwen3moe]=44)
+declare -A arch_layers=([qwen2]=4 [qwen2moe]=4 [phi3]=4 [phimoe]=4 [qwen3]=4 [qwen3moe]=2)
+arch_model() { echo "synth-$1-s${arch_seed[$1]}.f16.gguf"; }
+asynth() {
+    local a="$1"; shift
+    synth "$(arch_model "$a")" --arch "$a" --vocab "$smollm2" --seed "${arch_seed[$a]}" --n-embd 256 \
+        --n-layer "${arch_layers[$a]}" --n-head 8 --n-head-kv 4 --dtype f16 "$@"
+}
+asynth qwen2 --kind dense --n-ff 512
+asynth qwen2moe --kind moe --n-ff 256 --n-expert 8 --n-expert-used 2 --n-ff-shexp 512
+asynth phi3 --kind dense --n-ff 512
+asynth phimoe --kind moe --n-ff 256 --n-expert 8 --n-expert-used 2
+asynth qwen3 --kind dense --n-ff 512 --head-dim 64
+asynth qwen3moe --kind moe --n-ff 128 --n-expert 16 --n-expert-used 8 --head-dim 64
 made_by[smollm2-135m-f16.llamacpp.gguf]="$(show llama-quantize --allow-requantize "$smollm2" "$models/smollm2-135m-f16.llamacpp.gguf" F16)"
 made_by[smollm2-135m-bf16.llamacpp.gguf]="$(show llama-quantize --allow-requantize "$smollm2" "$models/smollm2-135m-bf16.llamacpp.gguf" BF16)"
 
@@ -88,6 +105,11 @@ done
 for p in english code chat; do
     golden synth-dense-s42 synth-dense-s42.f16.gguf 32 "$p" --ignore-eos
     golden synth-moe8x2-s42 synth-moe8x2-s42.f16.gguf 32 "$p" --ignore-eos
+done
+for a in qwen2 qwen2moe phi3 phimoe qwen3 qwen3moe; do
+    for p in english code unicode chat; do
+        golden "synth-$a-s${arch_seed[$a]}" "$(arch_model "$a")" 32 "$p" --ignore-eos
+    done
 done
 wait
 # The upcycled model is the big one (1.3 GB): made last.

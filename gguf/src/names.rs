@@ -121,6 +121,9 @@ pub enum TensorKind {
     OutputNorm,
     Output,
     RopeFreqs,
+    /// Phi-3's per-pair frequency divisors beyond / within the original context.
+    RopeFactorsLong,
+    RopeFactorsShort,
     AttnNorm,
     AttnQ,
     AttnK,
@@ -166,6 +169,8 @@ impl TensorKind {
             OutputNorm => "output_norm",
             Output => "output",
             RopeFreqs => "rope_freqs",
+            RopeFactorsLong => "rope_factors_long",
+            RopeFactorsShort => "rope_factors_short",
             AttnNorm => "attn_norm",
             AttnQ => "attn_q",
             AttnK => "attn_k",
@@ -196,7 +201,12 @@ impl TensorKind {
     pub fn is_global(self) -> bool {
         matches!(
             self,
-            TensorKind::TokenEmbd | TensorKind::OutputNorm | TensorKind::Output | TensorKind::RopeFreqs
+            TensorKind::TokenEmbd
+                | TensorKind::OutputNorm
+                | TensorKind::Output
+                | TensorKind::RopeFreqs
+                | TensorKind::RopeFactorsLong
+                | TensorKind::RopeFactorsShort
         )
     }
 
@@ -204,9 +214,8 @@ impl TensorKind {
         use TensorKind::*;
         match self {
             TokenEmbd => OpClass::Lookup,
-            OutputNorm | AttnNorm | FfnNorm | AttnQNorm | AttnKNorm | RopeFreqs | FfnGateInpShexp => {
-                OpClass::Elementwise
-            }
+            OutputNorm | AttnNorm | FfnNorm | AttnQNorm | AttnKNorm | RopeFreqs | RopeFactorsLong
+            | RopeFactorsShort | FfnGateInpShexp => OpClass::Elementwise,
             FfnGateExps | FfnUpExps | FfnDownExps | FfnGateExpert | FfnUpExpert | FfnDownExpert => {
                 OpClass::ExpertMatmul
             }

@@ -8,6 +8,7 @@
 //! does not change the others. Reference fixtures made with llama.cpp name these files by sha256, so a
 //! change here makes them stale; `tests::small_model_hash_is_recorded` catches that.
 
+mod archs;
 mod upcycle;
 
 use std::path::Path;
@@ -21,6 +22,7 @@ use crate::reader::GgufFile;
 use crate::value::{Metadata, Value, ValueType};
 use crate::writer::GgufWriter;
 
+pub use archs::{to_writer_arch, ArchSynth, SynthArch};
 pub use upcycle::{upcycle, UpcycleSpec};
 
 /// What kind of FFN the synthetic model has.

@@ -8,7 +8,7 @@ use crate::model::Model;
 use crate::ops::attention::{attention, AttnShape};
 use crate::ops::ffn::swiglu_ffn;
 use crate::ops::matmul::{linear, Linear};
-use crate::ops::rmsnorm::rms_norm;
+use crate::ops::rmsnorm::{add_bias, rms_norm, rms_norm_heads};
 use crate::ops::rope::rope;
 use crate::TokenId;
 
@@ -41,11 +41,15 @@ pub fn forward(
         head_dim_k: hp.head_dim_k,
         head_dim_v: hp.head_dim_v,
     };
-    let kq_scale = 1.0 / (hp.head_dim_k as f32).sqrt();
+    let arch = model.arch();
+    let rope_p = model.rope_for(kv.n_ctx());
+    // Phi-3 scales Q after rope and attends with scale 1; the others scale the scores.
+    let head_scale = 1.0 / (hp.head_dim_k as f32).sqrt();
+    let (q_scale, kq_scale) = if arch.prescales_q() { (Some(head_scale), 1.0) } else { (None, head_scale) };
     let moe_cfg = MoeConfig {
         n_expert_used: hp.n_expert_used,
-        gating: model.arch().expert_gating(),
-        normalize: model.arch().normalizes_expert_weights(),
+        gating: arch.expert_gating(),
+        normalize: arch.normalizes_expert_weights(),
     };
 
     // inp_embd: [n_tok][n_embd]
@@ -64,12 +68,22 @@ pub fn forward(
         // attn_norm-{il}
         cur.copy_from_slice(&x);
         rms_norm(&mut cur, &layer.attn_norm, hp.rms_eps);
+        if let Some(b) = &layer.attn_norm_b {
+            add_bias(&mut cur, b);
+        }
         // Qcur-{il}, Kcur-{il}, Vcur-{il}
         linear(&cur, &layer.attn.q.linear(), &mut q);
         linear(&cur, &layer.attn.k.linear(), &mut k);
         linear(&cur, &layer.attn.v.linear(), &mut v);
-        rope(&mut q, &positions, hp.n_head, hp.head_dim_k, model.rope());
-        rope(&mut k, &positions, hp.n_head_kv, hp.head_dim_k, model.rope());
+        if let Some((q_norm, k_norm)) = &layer.qk_norm {
+            rms_norm_heads(&mut q, q_norm, hp.rms_eps);
+            rms_norm_heads(&mut k, k_norm, hp.rms_eps);
+        }
+        rope(&mut q, &positions, hp.n_head, hp.head_dim_k, rope_p);
+        rope(&mut k, &positions, hp.n_head_kv, hp.head_dim_k, rope_p);
+        if let Some(s) = q_scale {
+            q.iter_mut().for_each(|x| *x *= s);
+        }
         kv.store(il, pos0, &k, &v);
         // kqv_out-{il}
         let (kc, vc) = kv.layer(il);
@@ -80,11 +94,14 @@ pub fn forward(
         // ffn_norm-{il}
         cur.copy_from_slice(&x);
         rms_norm(&mut cur, &layer.ffn_norm, hp.rms_eps);
+        if let Some(b) = &layer.ffn_norm_b {
+            add_bias(&mut cur, b);
+        }
         match &layer.ffn {
             FfnBlock::Dense(mats) => swiglu_ffn(&cur, &mats.weights(), &mut out),
-            FfnBlock::Moe { router, experts } => {
+            FfnBlock::Moe { router, experts, shared } => {
                 let router = Linear { w: router.view(), n_in: router.n_in, n_out: router.n_out, bias: None };
-                moe_ffn(&cur, router, experts, &moe_cfg, &mut out)
+                moe_ffn(&cur, router, experts, shared.as_ref(), &moe_cfg, &mut out)
             }
         }
         // ffn_out-{il} / l_out-{il}
@@ -98,10 +115,14 @@ pub fn forward(
         OutputRows::All => x,
     };
     rms_norm(&mut rows, &w.output_norm, hp.rms_eps);
+    if let Some(b) = &w.output_norm_b {
+        add_bias(&mut rows, b);
+    }
     // result_output: [n_rows][n_vocab]
     let head = w.output_head();
     let mut logits = vec![0f32; rows.len() / n_embd * hp.n_vocab];
-    linear(&rows, &Linear { w: head.view(), n_in: head.n_in, n_out: head.n_out, bias: None }, &mut logits);
+    let bias = w.output_b.as_deref();
+    linear(&rows, &Linear { w: head.view(), n_in: head.n_in, n_out: head.n_out, bias }, &mut logits);
     logits
 }
 

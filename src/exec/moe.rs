@@ -1,10 +1,10 @@
 //! The MoE FFN block (`ffn_moe_*-{il}`): route, run each expert on the tokens sent to it, and sum
 //! the weighted expert outputs per token in routing-slot order (as llama.cpp adds them).
 
-use crate::model::tensors::FfnMats;
+use crate::model::tensors::{FfnMats, SharedExpert};
 use crate::ops::ffn::swiglu_ffn;
 use crate::ops::matmul::Linear;
-use crate::ops::moe::{route, ExpertGating};
+use crate::ops::moe::{route, shared_expert_gate, ExpertGating};
 
 pub struct MoeConfig {
     pub n_expert_used: usize,
@@ -12,8 +12,32 @@ pub struct MoeConfig {
     pub normalize: bool,
 }
 
-/// `x`: `[n_tok][n_embd]` (after `ffn_norm`) → `out`: `[n_tok][n_embd]`.
-pub fn moe_ffn(x: &[f32], router: Linear<'_>, experts: &[FfnMats], cfg: &MoeConfig, out: &mut [f32]) {
+/// `x`: `[n_tok][n_embd]` (after `ffn_norm`) → `out`: `[n_tok][n_embd]`; with a shared expert,
+/// `ffn_out = ffn_moe_out + sigmoid(gate_inp · x) · shexp(x)` (`ffn_shexp_out-{il}`).
+pub fn moe_ffn(
+    x: &[f32],
+    router: Linear<'_>,
+    experts: &[FfnMats],
+    shared: Option<&SharedExpert>,
+    cfg: &MoeConfig,
+    out: &mut [f32],
+) {
+    routed_ffn(x, router, experts, cfg, out);
+    if let Some(sh) = shared {
+        let n_embd = router.n_in;
+        // ffn_shexp: [n_tok][n_embd]
+        let mut y = vec![0f32; out.len()];
+        swiglu_ffn(x, &sh.ffn.weights(), &mut y);
+        let gates = shared_expert_gate(x, &sh.gate_inp);
+        for ((o, yr), g) in out.chunks_exact_mut(n_embd).zip(y.chunks_exact(n_embd)).zip(gates) {
+            for (a, b) in o.iter_mut().zip(yr) {
+                *a += b * g;
+            }
+        }
+    }
+}
+
+fn routed_ffn(x: &[f32], router: Linear<'_>, experts: &[FfnMats], cfg: &MoeConfig, out: &mut [f32]) {
     let n_embd = router.n_in;
     let n_expert = router.n_out;
     let n_tok = x.len() / n_embd;

@@ -12,6 +12,26 @@ use super::ModelError;
 pub enum Arch {
     /// LLaMA-2/3, Mistral, SmolLM; Mixtral when `expert_count > 0`.
     Llama,
+    /// Qwen2 / Qwen2.5: LLaMA's graph with Q/K/V biases and NEOX rope.
+    Qwen2,
+    /// Qwen1.5-MoE / Qwen2-MoE: routed experts (not renormalised) plus a sigmoid-gated shared expert.
+    Qwen2Moe,
+    /// Phi-3 / Phi-3.5-mini: fused QKV and gate/up, Q pre-scaled, long/short RoPE factors.
+    Phi3,
+    /// Phi-3.5-MoE as llama.cpp runs it: Phi-3's graph with RMSNorm + bias and biased heads.
+    PhiMoe,
+    /// Qwen3: per-head RMSNorm of Q and K before rope.
+    Qwen3,
+    /// Qwen3-MoE: Qwen3's attention with routed experts (renormalised).
+    Qwen3Moe,
+}
+
+/// Whether the model's FFN is dense, routed experts, or either (decided by `expert_count`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FfnShape {
+    Dense,
+    Moe,
+    Either,
 }
 
 /// Whether a family of bias tensors is absent, optional or required.
@@ -23,12 +43,19 @@ pub enum BiasRule {
 }
 
 impl Arch {
-    pub const ALL: &'static [Arch] = &[Arch::Llama];
+    pub const ALL: &'static [Arch] =
+        &[Arch::Llama, Arch::Qwen2, Arch::Qwen2Moe, Arch::Phi3, Arch::PhiMoe, Arch::Qwen3, Arch::Qwen3Moe];
 
     /// `general.architecture` as written in GGUF files.
     pub fn name(self) -> &'static str {
         match self {
             Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
+            Arch::Qwen2Moe => "qwen2moe",
+            Arch::Phi3 => "phi3",
+            Arch::PhiMoe => "phimoe",
+            Arch::Qwen3 => "qwen3",
+            Arch::Qwen3Moe => "qwen3moe",
         }
     }
 
@@ -42,40 +69,98 @@ impl Arch {
     pub fn rope_style(self) -> RopeStyle {
         match self {
             Arch::Llama => RopeStyle::Norm,
+            _ => RopeStyle::Neox,
         }
     }
 
     /// The output head may be missing, in which case the token embedding is reused.
     pub fn output_may_be_tied(self) -> bool {
+        !matches!(self, Arch::Qwen2Moe | Arch::PhiMoe)
+    }
+
+    pub fn ffn_shape(self) -> FfnShape {
         match self {
-            Arch::Llama => true,
+            Arch::Llama => FfnShape::Either,
+            Arch::Qwen2 | Arch::Phi3 | Arch::Qwen3 => FfnShape::Dense,
+            Arch::Qwen2Moe | Arch::PhiMoe | Arch::Qwen3Moe => FfnShape::Moe,
         }
     }
 
     pub fn expert_gating(self) -> ExpertGating {
-        match self {
-            Arch::Llama => ExpertGating::Softmax,
-        }
+        ExpertGating::Softmax
     }
 
     /// The top-k expert weights are renormalised to sum to one.
     pub fn normalizes_expert_weights(self) -> bool {
+        self != Arch::Qwen2Moe
+    }
+
+    /// Experts have their own width (`expert_feed_forward_length`, else n_ff / n_expert_used).
+    pub fn has_expert_ff_length(self) -> bool {
+        matches!(self, Arch::Qwen2Moe | Arch::Qwen3Moe)
+    }
+
+    /// A shared expert runs on every token, scaled by `sigmoid(ffn_gate_inp_shexp · x)`.
+    pub fn has_gated_shared_expert(self) -> bool {
+        self == Arch::Qwen2Moe
+    }
+
+    /// Q and K heads are RMS-normalised (`attn_q_norm`, `attn_k_norm`, `[head_dim]`) before rope.
+    pub fn has_qk_norm(self) -> bool {
+        matches!(self, Arch::Qwen3 | Arch::Qwen3Moe)
+    }
+
+    /// Q is multiplied by 1/sqrt(head_dim) after rope and the attention scale is 1.
+    pub fn prescales_q(self) -> bool {
+        matches!(self, Arch::Phi3 | Arch::PhiMoe)
+    }
+
+    /// The dense FFN's gate and up projections are one `ffn_up` `[n_embd, 2·n_ff]` (gate rows first).
+    pub fn fused_gate_up(self) -> bool {
+        self == Arch::Phi3
+    }
+
+    /// `rope_factors_long` / `rope_factors_short` may be present (chosen by context size).
+    pub fn has_long_short_rope(self) -> bool {
+        matches!(self, Arch::Phi3 | Arch::PhiMoe)
+    }
+
+    /// Biases of `attn_norm`, `ffn_norm` and `output_norm` (added after the RMSNorm's scale).
+    pub fn norm_bias(self) -> BiasRule {
         match self {
-            Arch::Llama => true,
+            Arch::PhiMoe => BiasRule::Required,
+            _ => BiasRule::None,
         }
     }
 
-    /// Biases of `attn_q/k/v` and `attn_output`.
-    pub fn attn_bias(self) -> BiasRule {
+    /// Bias of the output head.
+    pub fn output_bias(self) -> BiasRule {
         match self {
-            Arch::Llama => BiasRule::Optional,
+            Arch::PhiMoe => BiasRule::Required,
+            Arch::Qwen2 | Arch::Phi3 => BiasRule::Optional,
+            _ => BiasRule::None,
         }
+    }
+
+    /// Bias of `attn_output`.
+    pub fn attn_out_bias(self) -> BiasRule {
+        match self {
+            Arch::PhiMoe => BiasRule::Required,
+            Arch::Llama => BiasRule::Optional,
+            _ => BiasRule::None,
+        }
+    }
+
+    /// Biases of `attn_q/k/v` (or the fused `attn_qkv`): optional in every llama.cpp loader.
+    pub fn attn_bias(self) -> BiasRule {
+        BiasRule::Optional
     }
 
     /// Biases of the dense FFN's `ffn_gate/up/down`.
     pub fn ffn_bias(self) -> BiasRule {
         match self {
             Arch::Llama => BiasRule::Optional,
+            _ => BiasRule::None,
         }
     }
 }
@@ -92,8 +177,10 @@ mod tests {
 
     #[test]
     fn unknown_arch_names_it_and_lists_supported() {
-        assert_eq!(Arch::from_name("llama").ok(), Some(Arch::Llama));
+        for &a in Arch::ALL {
+            assert_eq!(Arch::from_name(a.name()).ok(), Some(a));
+        }
         let err = Arch::from_name("gpt-j").err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("'gpt-j'") && err.contains("llama"), "{err}");
+        assert!(err.contains("'gpt-j'") && err.contains("llama, qwen2, qwen2moe, phi3"), "{err}");
     }
 }

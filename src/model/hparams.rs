@@ -4,7 +4,7 @@ use gguf::names::{ArchKey, TOK_TOKENS};
 use gguf::value::Metadata;
 use gguf::GgufFile;
 
-use super::arch::Arch;
+use super::arch::{Arch, FfnShape};
 use super::ModelError;
 use crate::ops::rope::RopeStyle;
 
@@ -27,6 +27,10 @@ pub struct HParams {
     pub head_dim_v: usize,
     /// Dense FFN width, or each expert's width for MoE.
     pub n_ff: usize,
+    /// Width of each routed expert (`expert_feed_forward_length` where the arch has it).
+    pub n_ff_exp: usize,
+    /// Width of the shared expert (Qwen2-MoE: `expert_shared_feed_forward_length`, else n_ff).
+    pub n_ff_shexp: usize,
     /// 0 for a dense model.
     pub n_expert: usize,
     pub n_expert_used: usize,
@@ -36,6 +40,9 @@ pub struct HParams {
     pub rope_freq_base: f32,
     /// 1 / linear rope scaling factor (1 when unscaled).
     pub rope_freq_scale: f32,
+    /// Context the rope was trained for (`rope.scaling.original_context_length`, else n_ctx_train);
+    /// Phi-3 uses its long rope factors beyond it.
+    pub n_ctx_orig: usize,
 }
 
 impl HParams {
@@ -110,6 +117,26 @@ impl HParams {
         } else if n_expert_used != 0 {
             return Err(invalid(format!("n_expert_used is {n_expert_used} but the model has no experts")));
         }
+        match (arch.ffn_shape(), n_expert > 0) {
+            (FfnShape::Moe, false) => {
+                return Err(invalid(format!("{arch} needs '{}' > 0", key(ArchKey::ExpertCount))))
+            }
+            (FfnShape::Dense, true) => {
+                return Err(invalid(format!(
+                    "{arch} has no experts but '{}' is set",
+                    key(ArchKey::ExpertCount)
+                )))
+            }
+            _ => {}
+        }
+        let n_ff_exp = match opt(ArchKey::ExpertFeedForwardLength)? {
+            Some(n) if arch.has_expert_ff_length() => n,
+            _ if arch.has_expert_ff_length() => n_ff / n_expert_used.max(1),
+            _ => n_ff,
+        };
+        check_range("n_ff_exp", n_ff_exp, 1, MAX_DIM)?;
+        let n_ff_shexp = opt(ArchKey::ExpertSharedFeedForwardLength)?.unwrap_or(n_ff);
+        check_range("n_ff_shexp", n_ff_shexp, 1, MAX_DIM)?;
 
         let n_ctx_train = req(ArchKey::ContextLength)?;
         check_range("n_ctx_train", n_ctx_train, 1, 1 << 31)?;
@@ -128,6 +155,7 @@ impl HParams {
             )));
         }
         let rope_freq_scale = rope_freq_scale(file, &key)?;
+        let n_ctx_orig = opt(ArchKey::RopeScalingOrigCtx)?.unwrap_or(n_ctx_train);
 
         let hp = HParams {
             n_vocab,
@@ -139,6 +167,8 @@ impl HParams {
             head_dim_k,
             head_dim_v,
             n_ff,
+            n_ff_exp,
+            n_ff_shexp,
             n_expert,
             n_expert_used,
             rms_eps,
@@ -146,6 +176,7 @@ impl HParams {
             n_rot,
             rope_freq_base,
             rope_freq_scale,
+            n_ctx_orig,
         };
         match arch {
             // llama.cpp's llama graph needs equal K/V head sizes and full-head rotation.
@@ -154,6 +185,14 @@ impl HParams {
                     return Err(invalid(format!(
                         "llama needs key_length = value_length = rope dimension count (got {head_dim_k}, \
                          {head_dim_v}, {n_rot})"
+                    )));
+                }
+            }
+            // The other graphs share one head size between K and V.
+            _ => {
+                if head_dim_k != head_dim_v {
+                    return Err(invalid(format!(
+                        "{arch} needs key_length = value_length (got {head_dim_k}, {head_dim_v})"
                     )));
                 }
             }

@@ -2,8 +2,12 @@
 //! forward pass over a KV cache.
 
 pub mod arch;
+mod blocks;
 pub mod hparams;
 pub mod llama;
+pub mod phi3;
+pub mod qwen2;
+pub mod qwen3;
 mod session;
 pub mod tensors;
 pub mod weights;
@@ -45,6 +49,8 @@ pub struct Model {
     arch: Arch,
     hparams: HParams,
     rope: RopeParams,
+    /// Phi-3's rope with `rope_factors_long`, for contexts beyond `n_ctx_orig`.
+    rope_long: Option<RopeParams>,
     weights: ModelWeights,
 }
 
@@ -57,6 +63,9 @@ impl Model {
         let loader = weights::Loader::new(file.clone(), opts.progress);
         let weights = match arch {
             Arch::Llama => llama::load(&loader, &hparams, arch),
+            Arch::Qwen2 | Arch::Qwen2Moe => qwen2::load(&loader, &hparams, arch),
+            Arch::Phi3 | Arch::PhiMoe => phi3::load(&loader, &hparams, arch),
+            Arch::Qwen3 | Arch::Qwen3Moe => qwen3::load(&loader, &hparams, arch),
         };
         loader.finish();
         let weights = weights?;
@@ -67,7 +76,9 @@ impl Model {
             freq_scale: hparams.rope_freq_scale,
             freq_factors: weights.rope_freqs.clone(),
         };
-        Ok(Model { file, arch, hparams, rope, weights })
+        let rope_long =
+            weights.rope_freqs_long.clone().map(|f| RopeParams { freq_factors: Some(f), ..rope.clone() });
+        Ok(Model { file, arch, hparams, rope, rope_long, weights })
     }
 
     /// Open `path` and load it.
@@ -94,25 +105,36 @@ impl Model {
     pub(crate) fn weights(&self) -> &ModelWeights {
         &self.weights
     }
-    pub(crate) fn rope(&self) -> &RopeParams {
-        &self.rope
+    /// The rope for a context of `n_ctx` positions: as llama.cpp, Phi-3's long factors apply when
+    /// the context exceeds the original one.
+    pub(crate) fn rope_for(&self, n_ctx: usize) -> &RopeParams {
+        match &self.rope_long {
+            Some(long) if n_ctx > self.hparams.n_ctx_orig => long,
+            _ => &self.rope,
+        }
     }
 
     /// Parameters of the matrices and vectors the forward pass uses (tied output counted once).
     pub fn n_params(&self) -> u64 {
         let w = &self.weights;
         let mat = |m: &weights::Weight| (m.n_in * m.n_out) as u64;
+        let vec_len = |v: &Option<Vec<f32>>| v.as_ref().map_or(0, |v| v.len() as u64);
         let mut n = mat(&w.tok_embd) + w.output.as_ref().map_or(0, mat) + w.output_norm.len() as u64;
+        n += vec_len(&w.output_norm_b) + vec_len(&w.output_b);
         for l in &w.layers {
             n += (l.attn_norm.len() + l.ffn_norm.len()) as u64;
+            n += vec_len(&l.attn_norm_b) + vec_len(&l.ffn_norm_b);
+            n += l.qk_norm.as_ref().map_or(0, |(q, k)| (q.len() + k.len()) as u64);
             for lin in [&l.attn.q, &l.attn.k, &l.attn.v, &l.attn.o] {
                 n += mat(&lin.w) + lin.b.as_ref().map_or(0, |b| b.len() as u64);
             }
+            let ffn = |m: &tensors::FfnMats| mat(&m.gate.w) + mat(&m.up.w) + mat(&m.down.w);
             n += match &l.ffn {
-                FfnBlock::Dense(m) => mat(&m.gate.w) + mat(&m.up.w) + mat(&m.down.w),
-                FfnBlock::Moe { router, experts } => {
+                FfnBlock::Dense(m) => ffn(m),
+                FfnBlock::Moe { router, experts, shared } => {
                     mat(router)
-                        + experts.iter().map(|m| mat(&m.gate.w) + mat(&m.up.w) + mat(&m.down.w)).sum::<u64>()
+                        + experts.iter().map(ffn).sum::<u64>()
+                        + shared.as_ref().map_or(0, |s| s.gate_inp.len() as u64 + ffn(&s.ffn))
                 }
             };
         }

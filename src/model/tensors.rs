@@ -40,21 +40,35 @@ impl FfnMats {
     }
 }
 
+/// Qwen2-MoE's shared expert: a SwiGLU FFN run on every token, scaled by `sigmoid(gate_inp · x)`.
+pub struct SharedExpert {
+    /// `[n_embd]` (`ffn_gate_inp_shexp`, a single row)
+    pub gate_inp: Vec<f32>,
+    pub ffn: FfnMats,
+}
+
 pub enum FfnBlock {
     Dense(FfnMats),
     /// `router`: `[n_embd, n_expert]`; experts in id order, whichever layout the file used.
     Moe {
         router: Weight,
         experts: Vec<FfnMats>,
+        shared: Option<SharedExpert>,
     },
 }
 
 pub struct LayerWeights {
     /// `[n_embd]`
     pub attn_norm: Vec<f32>,
+    /// `[n_embd]`, added after the RMSNorm's scale (PhiMoE).
+    pub attn_norm_b: Option<Vec<f32>>,
     pub attn: AttnWeights,
+    /// `[head_dim_k]` each: per-head RMSNorm of Q and K before rope (Qwen3).
+    pub qk_norm: Option<(Vec<f32>, Vec<f32>)>,
     /// `[n_embd]`
     pub ffn_norm: Vec<f32>,
+    /// `[n_embd]` (PhiMoE).
+    pub ffn_norm_b: Option<Vec<f32>>,
     pub ffn: FfnBlock,
 }
 
@@ -63,10 +77,16 @@ pub struct ModelWeights {
     pub tok_embd: Weight,
     /// `[n_embd]`
     pub output_norm: Vec<f32>,
+    /// `[n_embd]` (PhiMoE).
+    pub output_norm_b: Option<Vec<f32>>,
     /// `[n_embd, n_vocab]`; `None` when tied to `tok_embd`.
     pub output: Option<Weight>,
-    /// `[n_rot/2]` frequency divisors (LLaMA-3 `rope_freqs`).
+    /// `[n_vocab]`
+    pub output_b: Option<Vec<f32>>,
+    /// `[n_rot/2]` frequency divisors (LLaMA-3 `rope_freqs`; Phi-3's `rope_factors_short`).
     pub rope_freqs: Option<Vec<f32>>,
+    /// `[n_rot/2]` Phi-3's `rope_factors_long`, used when the context exceeds `n_ctx_orig`.
+    pub rope_freqs_long: Option<Vec<f32>>,
     pub layers: Vec<LayerWeights>,
 }
 

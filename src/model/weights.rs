@@ -130,6 +130,25 @@ impl Loader {
         self.weight(&info, 0, n_in, n_out)
     }
 
+    /// Rows `[row0, row0 + n_rows)` of a matrix `[n_in, n_total]` (one part of a fused projection).
+    pub fn matrix_rows(
+        &self,
+        name: &str,
+        n_in: usize,
+        n_total: usize,
+        row0: usize,
+        n_rows: usize,
+    ) -> Result<Weight, ModelError> {
+        let info = self.info(name, &[n_in, n_total])?.clone();
+        if row0 + n_rows > n_total {
+            return Err(ModelError::Invalid(format!(
+                "tensor '{name}': rows {row0}..{} lie outside its {n_total} rows",
+                row0 + n_rows
+            )));
+        }
+        self.weight(&info, row0 * n_in, n_in, n_rows)
+    }
+
     /// Stacked experts `[n_in, n_out, n_expert]`, one `Weight` per expert.
     pub fn experts(
         &self,

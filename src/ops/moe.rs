@@ -40,6 +40,17 @@ pub fn route(logits: &[f32], n_expert: usize, k: usize, gating: ExpertGating, no
         .collect()
 }
 
+/// Qwen2-MoE's shared-expert gate per token: `sigmoid(gate_inp · x_t)`; `x` is `[n_tok][n_embd]`,
+/// `gate_inp` `[n_embd]`. The dot product is summed in f32, as the one-row matmul is.
+pub fn shared_expert_gate(x: &[f32], gate_inp: &[f32]) -> Vec<f32> {
+    x.chunks_exact(gate_inp.len())
+        .map(|row| {
+            let g: f32 = row.iter().zip(gate_inp).map(|(a, b)| a * b).sum();
+            1.0 / (1.0 + (-g).exp())
+        })
+        .collect()
+}
+
 /// f32 softmax; the normaliser is summed in f64.
 pub fn softmax(row: &[f32]) -> Vec<f32> {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -75,6 +86,33 @@ mod tests {
                     assert!((*w as f64 - want).abs() < 1e-6, "{w} vs {want}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn qwen2moe_routing_is_not_renormalised() {
+        // Top-2 of a softmax over 6 experts: the weights are the plain probabilities, summing to < 1.
+        let logits = [0.3f32, -1.2, 2.0, 0.9, -0.4, 1.7];
+        let r = &route(&logits, 6, 2, ExpertGating::Softmax, false)[0];
+        let z: f64 = logits.iter().map(|&x| (x as f64).exp()).sum();
+        assert_eq!(r.experts, vec![2, 5]);
+        for (w, e) in r.weights.iter().zip([2usize, 5]) {
+            assert!((*w as f64 - (logits[e] as f64).exp() / z).abs() < 1e-7);
+        }
+        assert!(r.weights.iter().sum::<f32>() < 0.9);
+    }
+
+    #[test]
+    fn shared_expert_gate_matches_f64_sigmoid() {
+        let mut rng = Rng::new(23);
+        let (n_tok, n_embd) = (5, 64);
+        let x = rng.vec(n_tok * n_embd, 2.0);
+        let g = rng.vec(n_embd, 0.5);
+        let got = shared_expert_gate(&x, &g);
+        for t in 0..n_tok {
+            let d: f64 = (0..n_embd).map(|i| x[t * n_embd + i] as f64 * g[i] as f64).sum();
+            let want = 1.0 / (1.0 + (-d).exp());
+            assert!((got[t] as f64 - want).abs() < 1e-6, "{} vs {want}", got[t]);
         }
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::ValueEnum;
-use gguf::synth::{self, ExpertLayout, FfnKind, SynthSpec, UpcycleSpec, Vocab};
+use gguf::synth::{self, ArchSynth, ExpertLayout, FfnKind, SynthArch, SynthSpec, UpcycleSpec, Vocab};
 use gguf::{DType, GgufFile};
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -15,6 +15,18 @@ enum Kind {
     Moe,
     /// MoE whose experts are perturbed copies of the FFN of `--from`.
     Upcycle,
+}
+
+/// `general.architecture` of the model (dense / moe kinds).
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Arch {
+    Llama,
+    Qwen2,
+    Qwen2moe,
+    Phi3,
+    Phimoe,
+    Qwen3,
+    Qwen3moe,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -28,6 +40,15 @@ enum Dtype {
 pub struct Args {
     #[arg(long, value_enum)]
     kind: Kind,
+    /// Architecture (qwen2moe, phimoe and qwen3moe need --kind moe, the others --kind dense).
+    #[arg(long, value_enum, default_value = "llama")]
+    arch: Arch,
+    /// Q/K/V head size (qwen3, qwen3moe; default n_embd / n_head).
+    #[arg(long)]
+    head_dim: Option<usize>,
+    /// Width of qwen2moe's shared expert (default 2 × n_ff).
+    #[arg(long)]
+    n_ff_shexp: Option<usize>,
     /// Take the tokenizer (every tokenizer.* key) from this GGUF file. Not used by upcycle, which keeps
     /// the vocabulary of --from.
     #[arg(long)]
@@ -79,6 +100,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     });
     let writer = match args.kind {
         Kind::Upcycle => {
+            if args.arch != Arch::Llama {
+                bail!("--kind upcycle makes llama models only");
+            }
             let Some(from) = &args.from else { bail!("--kind upcycle needs --from DENSE.gguf") };
             let dense = GgufFile::open(from).with_context(|| format!("reading {}", from.display()))?;
             let spec = UpcycleSpec {
@@ -118,7 +142,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 untied_output: !args.tied,
                 ..SynthSpec::default()
             };
-            synth::to_writer(&spec, &vocab)?
+            let arch = match args.arch {
+                Arch::Llama => None,
+                Arch::Qwen2 => Some(SynthArch::Qwen2),
+                Arch::Qwen2moe => Some(SynthArch::Qwen2Moe),
+                Arch::Phi3 => Some(SynthArch::Phi3),
+                Arch::Phimoe => Some(SynthArch::PhiMoe),
+                Arch::Qwen3 => Some(SynthArch::Qwen3),
+                Arch::Qwen3moe => Some(SynthArch::Qwen3Moe),
+            };
+            match arch {
+                None if args.head_dim.is_some() || args.n_ff_shexp.is_some() => {
+                    bail!("--head-dim and --n-ff-shexp need another --arch than llama")
+                }
+                None => synth::to_writer(&spec, &vocab)?,
+                Some(arch) => {
+                    let extra = ArchSynth { arch, head_dim: args.head_dim, n_ff_shexp: args.n_ff_shexp };
+                    synth::to_writer_arch(&spec, &extra, &vocab)?
+                }
+            }
         }
     };
     writer.write(&args.output).with_context(|| format!("writing {}", args.output.display()))?;

@@ -12,6 +12,7 @@ pub mod cpu;
 pub mod exec;
 pub mod model;
 pub mod ops;
+pub mod perplexity;
 pub mod plan;
 pub mod sample;
 pub mod tokenizer;

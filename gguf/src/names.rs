@@ -34,6 +34,17 @@ pub const TOK_EOM_ID: &str = "tokenizer.ggml.eom_token_id";
 pub const TOK_UNK_ID: &str = "tokenizer.ggml.unknown_token_id";
 pub const TOK_SEP_ID: &str = "tokenizer.ggml.seperator_token_id";
 pub const TOK_PAD_ID: &str = "tokenizer.ggml.padding_token_id";
+pub const TOK_MASK_ID: &str = "tokenizer.ggml.mask_token_id";
+pub const TOK_FIM_PRE_ID: &str = "tokenizer.ggml.fim_pre_token_id";
+pub const TOK_FIM_SUF_ID: &str = "tokenizer.ggml.fim_suf_token_id";
+pub const TOK_FIM_MID_ID: &str = "tokenizer.ggml.fim_mid_token_id";
+pub const TOK_FIM_PAD_ID: &str = "tokenizer.ggml.fim_pad_token_id";
+pub const TOK_FIM_REP_ID: &str = "tokenizer.ggml.fim_rep_token_id";
+pub const TOK_FIM_SEP_ID: &str = "tokenizer.ggml.fim_sep_token_id";
+/// Older spellings of the FIM prefix/suffix/middle ids.
+pub const TOK_PREFIX_ID: &str = "tokenizer.ggml.prefix_token_id";
+pub const TOK_SUFFIX_ID: &str = "tokenizer.ggml.suffix_token_id";
+pub const TOK_MIDDLE_ID: &str = "tokenizer.ggml.middle_token_id";
 pub const TOK_ADD_BOS: &str = "tokenizer.ggml.add_bos_token";
 pub const TOK_ADD_EOS: &str = "tokenizer.ggml.add_eos_token";
 pub const TOK_ADD_SPACE_PREFIX: &str = "tokenizer.ggml.add_space_prefix";

@@ -1,0 +1,108 @@
+//! Random inputs (special-token texts, exotic white space, marks, emoji, invalid UTF-8 ...) checked
+//! against llama.cpp's libllama outputs stored in tests/fixtures/vocab/fuzz (see its README):
+//! tokenize with and without add_special/parse_special, and detokenize both ways.
+
+use anyhow::{bail, Context, Result};
+use gguf::GgufFile;
+use rs_llama::tokenizer::Tokenizer;
+use std::path::{Path, PathBuf};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vocab")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Result<Vec<u8>> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2).context("odd hex")?, 16).context("bad hex"))
+        .collect()
+}
+
+fn ids(line: &str, tag: &str) -> Result<Vec<u32>> {
+    let rest = line.strip_prefix(tag).with_context(|| format!("expected {tag}: {line}"))?;
+    rest.split_whitespace().map(|t| t.parse().context("bad id")).collect()
+}
+
+fn check(model: &Path, reference: &str) -> Result<()> {
+    let tok = Tokenizer::from_gguf(&GgufFile::open(model)?)?;
+    let text = std::fs::read_to_string(fixtures().join("fuzz").join(reference))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let mut failures = Vec::new();
+    for case in lines.chunks(5) {
+        let [c, t00, t11, d, s] = case else { bail!("{reference}: truncated record") };
+        let input = unhex(c.strip_prefix("C ").context("expected C")?)?;
+        let (t00, t11) = (ids(t00, "T00")?, ids(t11, "T11")?);
+        let got00 = tok.encode_bytes(&input, false, false);
+        let got11 = tok.encode_bytes(&input, true, true);
+        let d_got = hex(&tok.detokenize_bytes(&t11, false, false));
+        let s_got = hex(&tok.detokenize_bytes(&t11, true, true));
+        let what = format!("input {:?}", String::from_utf8_lossy(&input));
+        if got00 != t00 {
+            failures.push(format!("{what}\n  plain: expected {t00:?}\n         got      {got00:?}"));
+        }
+        if got11 != t11 {
+            failures.push(format!("{what}\n  special: expected {t11:?}\n           got      {got11:?}"));
+        }
+        if d_got != d.trim_start_matches('D').trim() {
+            failures.push(format!("{what}\n  detokenize(false, false) differs: {d_got}"));
+        }
+        if s_got != s.trim_start_matches('S').trim() {
+            failures.push(format!("{what}\n  detokenize(true, true) differs: {s_got}"));
+        }
+    }
+    let n = lines.len() / 5;
+    eprintln!("{reference}: {n} inputs, {} mismatches", failures.len());
+    if !failures.is_empty() {
+        bail!("{reference}: {} mismatches\n{}", failures.len(), failures.join("\n"));
+    }
+    Ok(())
+}
+
+fn vocab(name: &str) -> PathBuf {
+    fixtures().join(format!("ggml-vocab-{name}.gguf"))
+}
+
+#[test]
+fn fuzz_llama_spm() -> Result<()> {
+    check(&vocab("llama-spm"), "llama-spm.ref")
+}
+
+#[test]
+fn fuzz_llama_bpe() -> Result<()> {
+    check(&vocab("llama-bpe"), "llama-bpe.ref")
+}
+
+#[test]
+fn fuzz_qwen2() -> Result<()> {
+    check(&vocab("qwen2"), "qwen2.ref")
+}
+
+#[test]
+fn fuzz_phi_3() -> Result<()> {
+    check(&vocab("phi-3"), "phi-3.ref")
+}
+
+#[test]
+fn fuzz_gpt_2() -> Result<()> {
+    check(&vocab("gpt-2"), "gpt-2.ref")
+}
+
+/// SmolLM2's vocab (gpt2 / smollm). The model is not committed; CI has it in ~/.cache/rs-llama.
+#[test]
+fn fuzz_smollm2() -> Result<()> {
+    let Some(model) = smollm2_path() else {
+        eprintln!("SmolLM2-135M-Instruct.Q4_1.gguf not found: skipped");
+        return Ok(());
+    };
+    check(&model, "smollm2.ref")
+}
+
+fn smollm2_path() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME")?;
+    let path = Path::new(&home).join(".cache/rs-llama/SmolLM2-135M-Instruct.Q4_1.gguf");
+    path.exists().then_some(path)
+}

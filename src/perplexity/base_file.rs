@@ -86,7 +86,11 @@ pub struct BaseReader<R: Read> {
     pub header: BaseHeader,
 }
 
-fn read_array<const N: usize>(input: &mut impl Read, path: &str, what: &str) -> Result<[u8; N], PerplexityError> {
+fn read_array<const N: usize>(
+    input: &mut impl Read,
+    path: &str,
+    what: &str,
+) -> Result<[u8; N], PerplexityError> {
     let mut buf = [0u8; N];
     input.read_exact(&mut buf).map_err(|e| invalid(format!("{path}: failed reading {what}: {e}")))?;
     Ok(buf)
@@ -120,13 +124,16 @@ impl<R: Read> BaseReader<R> {
         let mut tokens = Vec::with_capacity(n_tokens);
         for b in bytes.chunks_exact(4) {
             let t = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            let id = TokenId::try_from(t)
-                .ok()
-                .filter(|&id| (id as usize) < n_vocab)
-                .ok_or_else(|| invalid(format!("{path}: token id {t} is out of range (n_vocab {n_vocab})")))?;
+            let id = TokenId::try_from(t).ok().filter(|&id| (id as usize) < n_vocab).ok_or_else(|| {
+                invalid(format!("{path}: token id {t} is out of range (n_vocab {n_vocab})"))
+            })?;
             tokens.push(id);
         }
-        Ok(BaseReader { input, path: path.to_string(), header: BaseHeader { n_ctx, n_vocab, n_chunk, tokens } })
+        Ok(BaseReader {
+            input,
+            path: path.to_string(),
+            header: BaseHeader { n_ctx, n_vocab, n_chunk, tokens },
+        })
     }
 
     /// Read the rows of the next chunk into `rows` (`[n_scored][row_len]`); `chunk` (0-based) is
@@ -134,9 +141,9 @@ impl<R: Read> BaseReader<R> {
     pub fn read_chunk(&mut self, chunk: usize, rows: &mut Vec<u16>) -> Result<(), PerplexityError> {
         let n = self.header.chunk_len();
         let mut bytes = vec![0u8; 2 * n];
-        self.input
-            .read_exact(&mut bytes)
-            .map_err(|e| invalid(format!("{}: failed reading log-probs for chunk {chunk}: {e}", self.path)))?;
+        self.input.read_exact(&mut bytes).map_err(|e| {
+            invalid(format!("{}: failed reading log-probs for chunk {chunk}: {e}", self.path))
+        })?;
         rows.clear();
         rows.extend(bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])));
         Ok(())

@@ -59,7 +59,9 @@ pub struct Args {
 
 /// Run with `args` (without the program name); returns the exit code.
 pub fn main_with_args(args: &[String]) -> i32 {
-    let parsed = match Args::try_parse_from(std::iter::once("rs-llama-perplexity".to_string()).chain(args.iter().cloned())) {
+    let parsed = match Args::try_parse_from(
+        std::iter::once("rs-llama-perplexity".to_string()).chain(args.iter().cloned()),
+    ) {
         Ok(a) => a,
         Err(e) if !e.use_stderr() => {
             let _ = e.print();
@@ -146,7 +148,8 @@ fn run(args: &Args) -> Result<i32> {
     let text = match (&args.file, args.kl_divergence) {
         (Some(path), false) => {
             let bytes = std::fs::read(path).with_context(|| format!("failed to read {path}"))?;
-            let mut text = String::from_utf8(bytes).map_err(|_| anyhow!("{path}: the text is not valid UTF-8"))?;
+            let mut text =
+                String::from_utf8(bytes).map_err(|_| anyhow!("{path}: the text is not valid UTF-8"))?;
             if text.ends_with('\n') {
                 text.pop();
             }
@@ -196,7 +199,10 @@ fn run_perplexity(
     let tokens = tokenizer.encode(text, true, false);
     log_info!("perplexity: tokenization took {} ms\n", t0.elapsed().as_secs_f64() * 1e3);
     if tokens.len() < 2 * n_ctx {
-        log_error!("perplexity: you need at least {} tokens to evaluate perplexity with a context of {n_ctx}\n", 2 * n_ctx);
+        log_error!(
+            "perplexity: you need at least {} tokens to evaluate perplexity with a context of {n_ctx}\n",
+            2 * n_ctx
+        );
         log_error!("perplexity: the data file you provided tokenizes to only {} tokens\n", tokens.len());
         return Ok(0);
     }
@@ -219,25 +225,32 @@ fn run_perplexity(
     let plan = ChunkPlan { n_ctx, n_chunk, bos, n_batch };
     perf.reset();
     let bar = progress_bar(n_chunk);
-    let sums = perplexity(&mut session, model.n_vocab(), &tokens, &plan, writer.as_mut(), |done: ChunkDone, s| {
-        perf.record_decode(done.n_decoded, done.eval_time);
-        bar.suspend(|| {
-            if done.index == 0 {
-                print_eta("perplexity", done.eval_time, n_chunk);
-            }
-            if args.ppl_output_type == 0 {
-                stdout_text(&format!("[{}]{:.4},", done.index + 1, s.ppl()));
-            } else {
-                let mean = s.sum / s.count as f64;
-                let mut var = s.sum2 / s.count as f64 - mean * mean;
-                if var > 0.0 {
-                    var = (var / (s.count as f64 - 1.0)).sqrt();
+    let sums =
+        perplexity(&mut session, model.n_vocab(), &tokens, &plan, writer.as_mut(), |done: ChunkDone, s| {
+            perf.record_decode(done.n_decoded, done.eval_time);
+            bar.suspend(|| {
+                if done.index == 0 {
+                    print_eta("perplexity", done.eval_time, n_chunk);
                 }
-                stdout_text(&format!("{:8}  {:.4}  {:4}  {:4}\n", done.index * n_ctx, s.ppl(), mean, var));
-            }
-        });
-        bar.inc(1);
-    })?;
+                if args.ppl_output_type == 0 {
+                    stdout_text(&format!("[{}]{:.4},", done.index + 1, s.ppl()));
+                } else {
+                    let mean = s.sum / s.count as f64;
+                    let mut var = s.sum2 / s.count as f64 - mean * mean;
+                    if var > 0.0 {
+                        var = (var / (s.count as f64 - 1.0)).sqrt();
+                    }
+                    stdout_text(&format!(
+                        "{:8}  {:.4}  {:4}  {:4}\n",
+                        done.index * n_ctx,
+                        s.ppl(),
+                        mean,
+                        var
+                    ));
+                }
+            });
+            bar.inc(1);
+        })?;
     bar.finish_and_clear();
     if let Some(w) = writer {
         w.finish()?.flush().context("flushing the base file")?;
@@ -277,17 +290,18 @@ fn run_kl_divergence(
     let mut session = Session::new(model, file_ctx, args.ubatch_size.min(n_batch).max(1))?;
     perf.reset();
     let bar = progress_bar(n_chunk);
-    let mut outcome = kl_divergence(&mut session, model.n_vocab(), &mut reader, bos, n_batch, |done, sums| {
-        perf.record_decode(done.n_decoded, done.eval_time);
-        bar.suspend(|| {
-            if done.index == 0 {
-                print_eta("kl_divergence", done.eval_time, n_chunk);
-                stdout_text(&format!("\n{CHUNK_HEADER}\n"));
-            }
-            stdout_text(&format!("{}\n", chunk_row(done.index + 1, sums)));
-        });
-        bar.inc(1);
-    })?;
+    let mut outcome =
+        kl_divergence(&mut session, model.n_vocab(), &mut reader, bos, n_batch, |done, sums| {
+            perf.record_decode(done.n_decoded, done.eval_time);
+            bar.suspend(|| {
+                if done.index == 0 {
+                    print_eta("kl_divergence", done.eval_time, n_chunk);
+                    stdout_text(&format!("\n{CHUNK_HEADER}\n"));
+                }
+                stdout_text(&format!("{}\n", chunk_row(done.index + 1, sums)));
+            });
+            bar.inc(1);
+        })?;
     bar.finish_and_clear();
     stdout_text("\n");
     if outcome.sums.count >= MIN_TOKENS_FOR_SUMMARY {

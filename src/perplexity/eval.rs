@@ -30,7 +30,11 @@ impl ChunkPlan {
 
 /// Logits `[n_scored(n_ctx)][n_vocab]` at positions `n_ctx/2 ..= n_ctx−2` of `chunk` (`[n_ctx]`),
 /// evaluated from an empty cache. The last token is never decoded: nothing in the chunk follows it.
-pub fn scored_logits(session: &mut Session, chunk: &[TokenId], n_batch: usize) -> Result<Vec<f32>, ModelError> {
+pub fn scored_logits(
+    session: &mut Session,
+    chunk: &[TokenId],
+    n_batch: usize,
+) -> Result<Vec<f32>, ModelError> {
     let n_ctx = chunk.len();
     let first = n_ctx / 2;
     let n_batch = n_batch.max(1);

@@ -199,7 +199,8 @@ mod tests {
     #[test]
     fn divergence_matches_naive_kl_for_a_shifted_distribution() {
         let base = logits();
-        let ours: Vec<f32> = base.iter().enumerate().map(|(i, &x)| x + 0.3 * ((i % 5) as f32 - 2.0)).collect();
+        let ours: Vec<f32> =
+            base.iter().enumerate().map(|(i, &x)| x + 0.3 * ((i % 5) as f32 - 2.0)).collect();
         let mut row = vec![0u16; row_len(base.len())];
         quantize_row(&base, 1, &mut row);
         let c = compare_row(&ours, &row, 1);

@@ -53,7 +53,10 @@ pub struct ChunkDone {
 
 fn check_plan(tokens: &[TokenId], plan: &ChunkPlan, n_vocab: usize) -> Result<(), PerplexityError> {
     if plan.n_ctx < 3 {
-        return Err(PerplexityError::Invalid(format!("context size {} is too small (at least 3)", plan.n_ctx)));
+        return Err(PerplexityError::Invalid(format!(
+            "context size {} is too small (at least 3)",
+            plan.n_ctx
+        )));
     }
     if tokens.len() < plan.n_ctx * plan.n_chunk {
         return Err(PerplexityError::Invalid(format!(
@@ -101,7 +104,9 @@ pub fn perplexity<W: Write>(
                 writer.write_chunk(&rows)?;
                 v
             }
-            None => logits.par_chunks(n_vocab).zip(next.par_iter()).map(|(l, &t)| nll(l, t as usize)).collect(),
+            None => {
+                logits.par_chunks(n_vocab).zip(next.par_iter()).map(|(l, &t)| nll(l, t as usize)).collect()
+            }
         };
         for v in values {
             sums.sum += v;

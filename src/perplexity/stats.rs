@@ -169,11 +169,15 @@ pub fn summary(s: &KldSums, kld_values: &mut [f32], p_diff_values: &mut [f32]) -
     line(format!("Mean    Δp: {:6.3} ± {:5.3} %", 100.0 * p_diff.0, 100.0 * p_diff.1));
     let p = &*p_diff_values;
     line(format!("Maximum Δp: {:6.3}%", 100.0 * f64::from(p[p.len() - 1])));
-    for (label, f) in [("99.9%", 0.999), ("99.0%", 0.990), ("95.0%", 0.950), ("90.0%", 0.900), ("75.0%", 0.750)] {
+    for (label, f) in
+        [("99.9%", 0.999), ("99.0%", 0.990), ("95.0%", 0.950), ("90.0%", 0.900), ("75.0%", 0.750)]
+    {
         line(format!("{label}   Δp: {:6.3}%", 100.0 * f64::from(percentile(p, f))));
     }
     line(format!("Median  Δp: {:6.3}%", 100.0 * f64::from(median(p))));
-    for (label, f) in [("25.0%", 0.250), ("10.0%", 0.100), (" 5.0%", 0.050), (" 1.0%", 0.010), (" 0.1%", 0.001)] {
+    for (label, f) in
+        [("25.0%", 0.250), ("10.0%", 0.100), (" 5.0%", 0.050), (" 1.0%", 0.010), (" 0.1%", 0.001)]
+    {
         line(format!("{label}   Δp: {:6.3}%", 100.0 * f64::from(percentile(p, f))));
     }
     line(format!("Minimum Δp: {:6.3}%", 100.0 * f64::from(p[0])));

@@ -107,8 +107,8 @@ fn text_tokenizes_to_the_file_tokens_and_our_base_file_reads_back() {
 
     // llama.cpp's rows scored against our file: the mirror image of the first test.
     let mut ours_reader = BaseReader::new(ours.as_slice(), "ours").unwrap();
-    let out =
-        kl_divergence(&mut session, model.n_vocab(), &mut ours_reader, chunk_bos(&tok), 48, |_, _| {}).unwrap();
+    let out = kl_divergence(&mut session, model.n_vocab(), &mut ours_reader, chunk_bos(&tok), 48, |_, _| {})
+        .unwrap();
     let self_kld = out.sums.sum_kld / out.sums.count as f64;
     assert!(self_kld.abs() < 1e-6, "our logits against our own file: {self_kld}");
 }

@@ -141,7 +141,7 @@ fn run(args: &Args) -> Result<i32> {
     let n_ctx = usize::try_from(args.ctx_size)?;
     let n_seq = (args.batch_size / n_ctx).max(1);
     let n_batch = args.batch_size.min(n_seq * n_ctx).max(1);
-    if n_batch >= n_ctx && n_batch % n_ctx != 0 {
+    if n_batch >= n_ctx && !n_batch.is_multiple_of(n_ctx) {
         bail!("batch size {n_batch} must be a multiple of the context size {n_ctx} when larger than it");
     }
     threads::init_pool(args.threads.unwrap_or_else(threads::physical_cores));

@@ -59,7 +59,7 @@ pub fn percentile(sorted: &[f32], fraction: f32) -> f32 {
 
 fn median(sorted: &[f32]) -> f32 {
     let n = sorted.len();
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         0.5 * (sorted[n / 2] + sorted[n / 2 - 1])
     } else {
         sorted[n / 2]
@@ -98,19 +98,31 @@ pub fn chunk_row(chunk: usize, s: &KldSums) -> String {
     let kld = mean_and_uncertainty(s.sum_kld, s.sum_kld2, s.count);
     let (rms, rms_err) = rms_p_diff(s);
     let (top, top_err) = same_top(s);
+    let f = printf_f;
     format!(
-        "{chunk:4}    {:9.4} ± {:9.4}    {:10.5} ± {:10.5}    {:10.5} ± {:10.5}    {:6.3} ± {:6.3} %    {:6.3} ± {:6.3} %",
-        d.ppl.0,
-        d.ppl.1,
-        d.log_ratio.0,
-        d.log_ratio.1,
-        kld.0,
-        kld.1,
-        100.0 * rms,
-        100.0 * rms_err,
-        100.0 * top,
-        100.0 * top_err
+        "{chunk:4}    {} ± {}    {} ± {}    {} ± {}    {} ± {} %    {} ± {} %",
+        f(d.ppl.0, 9, 4),
+        f(d.ppl.1, 9, 4),
+        f(d.log_ratio.0, 10, 5),
+        f(d.log_ratio.1, 10, 5),
+        f(kld.0, 10, 5),
+        f(kld.1, 10, 5),
+        f(100.0 * rms, 6, 3),
+        f(100.0 * rms_err, 6, 3),
+        f(100.0 * top, 6, 3),
+        f(100.0 * top_err, 6, 3)
     )
+}
+
+/// `%W.Plf` as glibc prints it, NaN included (`nan`/`-nan`; e.g. the square root of a variance
+/// that rounding made slightly negative).
+fn printf_f(v: f64, width: usize, prec: usize) -> String {
+    if v.is_nan() {
+        let text = if v.is_sign_negative() { "-nan" } else { "nan" };
+        format!("{text:>width$}")
+    } else {
+        format!("{v:width$.prec$}")
+    }
 }
 
 fn rms_p_diff(s: &KldSums) -> (f64, f64) {
@@ -202,6 +214,13 @@ mod tests {
         assert!((percentile(&v, 0.9) - 12.8).abs() < 1e-5);
         assert_eq!(median(&v), 4.0);
         assert_eq!(median(&v[..4]), 3.0);
+    }
+
+    #[test]
+    fn nan_prints_as_c_does() {
+        assert_eq!(printf_f(f64::NAN, 10, 5), "       nan");
+        assert_eq!(printf_f(-f64::NAN, 10, 5), "      -nan");
+        assert_eq!(printf_f(-0.000123, 10, 5), "  -0.00012");
     }
 
     #[test]

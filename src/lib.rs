@@ -13,6 +13,7 @@ pub mod exec;
 pub mod gpu;
 pub mod model;
 pub mod ops;
+pub mod perplexity;
 pub mod plan;
 pub mod sample;
 pub mod tokenizer;

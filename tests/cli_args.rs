@@ -207,6 +207,9 @@ fn sampler_settings_flags() {
         (1.5, 0.2, 0.3)
     );
     assert_eq!(ok(&["--temp", "-1"]).sampling.temp, 0.0, "negative temperature is clamped");
+    let c = ok(&["--samplers", "top_k;bogus"]);
+    assert_eq!(c.sampling.samplers, [SamplerKind::TopK]);
+    assert_eq!(c.warnings, ["common_sampler_types_from_names: unable to match sampler by name 'bogus'"]);
 }
 
 #[test]

@@ -220,3 +220,48 @@ fn warm_up_decodes_bos_eos_then_clears_and_sets_load_time() {
     assert!(perf.load.is_some());
     assert_eq!(perf.n_prompt_eval, 2);
 }
+
+#[test]
+fn prompt_rules_too_long_and_empty() {
+    use rs_llama::cli::run::{prompt_tokens, RunError};
+    use rs_llama::cli::RunConfig;
+    let cfg = RunConfig { prompt: "abcdef".into(), ..Default::default() };
+    // BOS + 6 letters = 7 tokens; the limit is n_ctx - 4.
+    assert!(matches!(prompt_tokens(&cfg, &FakeVocab, 11), Ok(t) if t.len() == 7));
+    let err = prompt_tokens(&cfg, &FakeVocab, 10).err();
+    assert_eq!(
+        err.as_ref().map(|e| e.to_string()).as_deref(),
+        Some("llama_completion: prompt is too long (7 tokens, max 6)")
+    );
+    assert_eq!(err.map(|e| e.exit_code()), Some(1));
+
+    /// A vocabulary without automatic BOS, where an empty prompt has no tokens at all.
+    struct NoBos;
+    impl Vocab for NoBos {
+        fn encode(&self, text: &str, _: bool, p: bool) -> Vec<TokenId> {
+            FakeVocab.encode(text, false, p)
+        }
+        fn piece(&self, id: TokenId, special: bool) -> Vec<u8> {
+            FakeVocab.piece(id, special)
+        }
+        fn is_eog(&self, id: TokenId) -> bool {
+            id == EOS
+        }
+        fn eog_tokens(&self) -> Vec<TokenId> {
+            vec![EOS]
+        }
+        fn bos(&self) -> Option<TokenId> {
+            Some(BOS)
+        }
+        fn eos(&self) -> Option<TokenId> {
+            Some(EOS)
+        }
+        fn add_bos(&self) -> bool {
+            false
+        }
+    }
+    let empty = RunConfig::default();
+    let err = prompt_tokens(&empty, &NoBos, 64).err();
+    assert!(matches!(err, Some(RunError::EmptyInput)));
+    assert_eq!(err.map(|e| e.exit_code()), Some(255), "llama-completion returns -1");
+}

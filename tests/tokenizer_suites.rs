@@ -95,6 +95,17 @@ fn suite_gpt_2() -> Result<()> {
     run_suite("gpt-2")
 }
 
+/// starcoder and refact split like smollm: digits alone, then GPT-2's pattern.
+#[test]
+fn suite_starcoder() -> Result<()> {
+    run_suite("starcoder")
+}
+
+#[test]
+fn suite_refact() -> Result<()> {
+    run_suite("refact")
+}
+
 /// test-tokenizer-1-spm: every token's text re-tokenizes (parse_special = true) to something that
 /// detokenizes to the same text, and so does every code point (except surrogates, the unassigned
 /// planes 4–14 and U+2581 itself).
@@ -149,5 +160,51 @@ fn vocab_flags_and_special_ids() -> Result<()> {
     let gpt2 = load("gpt-2")?;
     assert_eq!((gpt2.bos(), gpt2.eos()), (Some(50256), Some(50256)));
     assert!(!gpt2.add_bos());
+    Ok(())
+}
+
+fn smollm2() -> Option<Tokenizer> {
+    let home = std::env::var_os("HOME")?;
+    let path = std::path::Path::new(&home).join(".cache/rs-llama/SmolLM2-135M-Instruct.Q4_1.gguf");
+    // A file that is there but does not load is a failure, not a skip.
+    path.exists()
+        .then(|| Tokenizer::from_gguf(&GgufFile::open(&path).expect("open SmolLM2")).expect("SmolLM2 vocab"))
+}
+
+/// SmolLM2 (gpt2 / smollm) against llama-tokenize (tests/fixtures/vocab/smollm2_prompts.ref has
+/// each command). The model is not committed; CI has it in ~/.cache/rs-llama.
+#[test]
+fn smollm2_prompts_match_llama_tokenize() -> Result<()> {
+    let Some(tok) = smollm2() else {
+        eprintln!("SmolLM2-135M-Instruct.Q4_1.gguf not found: skipped");
+        return Ok(());
+    };
+    assert_eq!(tok.pre_name(), "smollm");
+    assert!(!tok.add_bos(), "SmolLM2 sets add_bos_token = false");
+    assert_eq!(tok.eog_tokens(), vec![0, 2, 4], "<|endoftext|>, <|im_end|>, and <reponame> (FIM repo)");
+    let text = std::fs::read_to_string(vocab_dir().join("smollm2_prompts.ref"))?;
+    let records: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    let mut checked = 0;
+    for record in records.chunks(3) {
+        let [c, p, i] = record else { bail!("truncated record") };
+        let hex = c.strip_prefix("C ").context("C line")?;
+        let prompt: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|k| u8::from_str_radix(&hex[k..k + 2], 16))
+            .collect::<Result<_, _>>()?;
+        let parse_special = p.strip_prefix("P ").context("P line")? == "1";
+        let expected: Vec<u32> = i
+            .strip_prefix("I")
+            .context("I line")?
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
+        let got = tok.encode_bytes(&prompt, tok.add_bos(), parse_special);
+        assert_eq!(got, expected, "prompt {:?}", String::from_utf8_lossy(&prompt));
+        // smollm keeps spaces as they are (no clean-up), so the text comes back exactly.
+        assert_eq!(tok.detokenize_bytes(&got, false, true), prompt);
+        checked += 1;
+    }
+    assert_eq!(checked, 11);
     Ok(())
 }

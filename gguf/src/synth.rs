@@ -119,13 +119,13 @@ impl SynthSpec {
         if [self.n_embd, self.n_layer, self.n_head, self.n_head_kv, self.n_ff].contains(&0) {
             return bad("sizes must be positive".into());
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             return bad(format!("n_embd {} is not a multiple of n_head {}", self.n_embd, self.n_head));
         }
-        if self.n_head % self.n_head_kv != 0 {
+        if !self.n_head.is_multiple_of(self.n_head_kv) {
             return bad(format!("n_head {} is not a multiple of n_head_kv {}", self.n_head, self.n_head_kv));
         }
-        if (self.n_embd / self.n_head) % 2 != 0 {
+        if !(self.n_embd / self.n_head).is_multiple_of(2) {
             return bad(format!("head size {} must be even for RoPE", self.n_embd / self.n_head));
         }
         if let FfnKind::Moe { n_expert, n_expert_used, .. } = self.ffn {

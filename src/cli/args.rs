@@ -46,6 +46,8 @@ pub struct RunConfig {
     pub verbose_prompt: bool,
     pub conversation: ConversationMode,
     pub gpu_layers: Option<GpuLayers>,
+    /// `--gpu-mem`: cap on the GPU bytes rs-llama may use (None = free memory minus a margin).
+    pub gpu_mem: Option<u64>,
     pub verbosity: i32,
     pub log_disable: bool,
     pub warmup: bool,
@@ -76,6 +78,7 @@ impl Default for RunConfig {
             verbose_prompt: false,
             conversation: ConversationMode::Auto,
             gpu_layers: None,
+            gpu_mem: None,
             verbosity: super::log::DEFAULT_VERBOSITY,
             log_disable: false,
             warmup: true,

@@ -1,7 +1,8 @@
 //! What the completion loop needs from a model and a vocabulary, as two small traits, so that the
 //! loop can be tested with a fake model; the real ones wrap [`Session`] and [`Tokenizer`].
 
-use crate::model::{Logits, ModelError, Session};
+use crate::gpu::EngineSession;
+use crate::model::{Logits, ModelError};
 use crate::tokenizer::Tokenizer;
 use crate::TokenId;
 
@@ -28,9 +29,9 @@ pub trait Vocab {
     fn add_bos(&self) -> bool;
 }
 
-/// A [`Session`] as an [`Engine`].
+/// A CPU or GPU session as an [`Engine`].
 pub struct SessionEngine<'m> {
-    pub session: Session<'m>,
+    pub session: EngineSession<'m>,
     pub n_vocab: usize,
 }
 

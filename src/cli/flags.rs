@@ -164,12 +164,27 @@ pub static FLAGS: &[Flag] = &[
         Ok(())
     }),
     flag!(["--samplers"], Some("SAMPLERS"), "samplers in order, separated by ';' (default: penalties;dry;top_n_sigma;top_k;typ_p;top_p;min_p;xtc;temperature)", |c, v| {
-        c.sampling.samplers = v.split(';').filter_map(SamplerKind::from_name).collect();
+        c.sampling.samplers = Vec::new();
+        for name in v.split(';') {
+            match SamplerKind::from_name(name) {
+                Some(kind) => c.sampling.samplers.push(kind),
+                None => c.warnings.push(format!(
+                    "common_sampler_types_from_names: unable to match sampler by name '{}'",
+                    name.to_ascii_lowercase()
+                )),
+            }
+        }
         c.sampling_user.samplers = true;
         Ok(())
     }),
     flag!(["--sampler-seq", "--sampling-seq"], Some("SEQUENCE"), "simplified sequence for samplers (default: edskypmxt)", |c, v| {
-        c.sampling.samplers = v.chars().filter_map(SamplerKind::from_char).collect();
+        c.sampling.samplers = Vec::new();
+        for ch in v.chars() {
+            match SamplerKind::from_char(ch) {
+                Some(kind) => c.sampling.samplers.push(kind),
+                None => c.warnings.push(format!("common_sampler_types_from_chars: unable to match sampler by char '{ch}'")),
+            }
+        }
         c.sampling_user.samplers = true;
         Ok(())
     }),
@@ -217,12 +232,16 @@ pub static FLAGS: &[Flag] = &[
         c.conversation = ConversationMode::Disabled;
         Ok(())
     }),
-    flag!(["-ngl", "--gpu-layers", "--n-gpu-layers"], N, "layers to store in VRAM: a number, 'auto' or 'all' (accepted; rs-llama runs on the CPU)", |c, v| {
+    flag!(["-ngl", "--gpu-layers", "--n-gpu-layers"], N, "layers to store in VRAM: a number, 'auto' or 'all' (today the whole model or none: a smaller count runs on the CPU)", |c, v| {
         c.gpu_layers = Some(match v {
             "auto" => GpuLayers::Auto,
             "all" => GpuLayers::All,
             n => GpuLayers::Count(parse_i32(n)?),
         });
+        Ok(())
+    }),
+    flag!(["--gpu-mem"], Some("SIZE"), "cap on GPU memory, e.g. 8G or 512M (default: free memory minus a margin)", |c, v| {
+        c.gpu_mem = Some(crate::gpu::parse_size(v).map_err(|e| e.to_string())?);
         Ok(())
     }),
     flag!(["-ctk", "--cache-type-k"], Some("TYPE"), "KV cache type for K (only f16)", |_, v| kv_type(v)),

@@ -6,7 +6,8 @@ use super::completion::{self, LoopParts, LoopSettings, StopReason};
 use super::engine::{SessionEngine, Vocab};
 use super::perf::{perf_lines, ContextPerf};
 use super::{interrupt, log, threads};
-use crate::model::{LoadOptions, Model, ModelError, Session};
+use crate::gpu;
+use crate::model::{LoadOptions, Model, ModelError};
 use crate::sample::{SampleError, SamplerChain};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 use crate::{log_info, log_warn};
@@ -92,17 +93,6 @@ pub fn run(cfg: &RunConfig) -> Result<i32, RunError> {
     }
     let (n_threads, n_threads_batch) = (cfg.n_threads(), cfg.n_threads_batch());
     threads::init_pool(n_threads.max(n_threads_batch));
-    if let Some(ngl) = cfg.gpu_layers {
-        let ngl = match ngl {
-            GpuLayers::Auto => "auto".to_string(),
-            GpuLayers::All => "all".to_string(),
-            GpuLayers::Count(n) => n.to_string(),
-        };
-        log_warn!(
-            "warning: -ngl {ngl} accepted, but rs-llama has no GPU backend yet: the model runs on the CPU\n"
-        );
-    }
-
     log_info!("llama_completion: llama backend init\n");
     log_info!("llama_completion: load the model and apply lora adapter, if any\n");
     let file =
@@ -119,10 +109,13 @@ pub fn run(cfg: &RunConfig) -> Result<i32, RunError> {
         log_warn!("llama_completion: warning: minimum context size is 8, using minimum size.\n");
         n_ctx = 8;
     }
-    let mut engine = SessionEngine {
-        session: Session::new(&model, n_ctx, cfg.n_ubatch as usize)?,
-        n_vocab: model.n_vocab(),
-    };
+    let resident = gpu_layers(cfg.gpu_layers).and_then(|n_gpu_layers| {
+        let opts = gpu::GpuOptions { device: 0, mem_limit: cfg.gpu_mem };
+        gpu::load_on_gpu(&model, &opts, n_gpu_layers)
+    });
+    let session = gpu::EngineSession::new(&model, resident.as_ref(), n_ctx, cfg.n_ubatch as usize)?;
+    log_info!("llama_completion: running on the {}\n", session.engine());
+    let mut engine = SessionEngine { session, n_vocab: model.n_vocab() };
 
     let mut sampling = cfg.sampling.clone();
     sampling.apply_model_defaults(file.as_ref(), &cfg.sampling_user)?;
@@ -236,4 +229,16 @@ pub fn prompt_tokens<V: Vocab>(
         return Err(RunError::PromptTooLong { n_tokens: tokens.len(), max });
     }
     Ok(tokens)
+}
+
+/// Layers `-ngl` asks to put on the GPU, or `None` for the CPU. Without `-ngl`, a `cuda` build tries
+/// the whole model (llama.cpp's default `-ngl auto` with room to spare) and a CPU build stays quiet.
+fn gpu_layers(ngl: Option<GpuLayers>) -> Option<usize> {
+    match ngl {
+        None if cfg!(feature = "cuda") => Some(usize::MAX),
+        None => None,
+        Some(GpuLayers::Auto | GpuLayers::All) => Some(usize::MAX),
+        Some(GpuLayers::Count(n)) if n > 0 => Some(n as usize),
+        Some(GpuLayers::Count(_)) => None,
+    }
 }

@@ -29,8 +29,8 @@ pub enum TokenizerError {
 }
 
 enum Engine {
-    Spm(spm::Spm),
-    Bpe(bpe::Bpe),
+    Spm(Box<spm::Spm>),
+    Bpe(Box<bpe::Bpe>),
 }
 
 pub struct Tokenizer {
@@ -71,8 +71,8 @@ impl Tokenizer {
     pub fn from_gguf(file: &GgufFile) -> Result<Tokenizer, TokenizerError> {
         let vocab = Vocab::from_gguf(file)?;
         let engine = match vocab.kind {
-            VocabKind::Spm => Engine::Spm(spm::Spm::new(&vocab)),
-            VocabKind::Bpe => Engine::Bpe(bpe::Bpe::from_gguf(file, &vocab)?),
+            VocabKind::Spm => Engine::Spm(Box::new(spm::Spm::new(&vocab))),
+            VocabKind::Bpe => Engine::Bpe(Box::new(bpe::Bpe::from_gguf(file, &vocab)?)),
         };
         let pieces = detok::build_pieces(&vocab);
         let specials = special::SpecialMatcher::new(&vocab);

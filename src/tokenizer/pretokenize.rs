@@ -149,7 +149,7 @@ impl PreConfig {
 /// Cut `cpts` into words (ranges of code-point indices, in order, covering everything).
 pub fn split_words(steps: &[Split], cpts: &[u32]) -> Vec<Range<usize>> {
     let flags: Vec<Flags> = cpts.iter().map(|&c| Flags::of(c)).collect();
-    let mut pieces = vec![0..cpts.len()];
+    let mut pieces: Vec<Range<usize>> = std::iter::once(0..cpts.len()).collect();
     for &step in steps {
         let mut next = Vec::with_capacity(pieces.len() * 2);
         for piece in pieces {
@@ -410,7 +410,7 @@ mod tests {
             .collect()
     }
 
-    // Expected splits below are what the HF `tokenizers` regexes give for these inputs.
+    // Expected splits below are what the original patterns give under Python's `regex` module.
     #[test]
     fn gpt2_pattern() {
         assert_eq!(words(GPT2, "Hello world's  end!!\n"), ["Hello", " world", "'s", " ", " end", "!!", "\n"]);

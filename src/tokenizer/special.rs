@@ -87,8 +87,7 @@ impl SpecialMatcher {
 fn split_at_token(text: &[u8], mut rest: Range<usize>, entry: &SpecialEntry, out: &mut Vec<Fragment>) {
     let (id, attrs, finder) = (entry.id, entry.attrs, &entry.finder);
     let len = finder.needle().len();
-    loop {
-        let Some(found) = finder.find(&text[rest.clone()]) else { break };
+    while let Some(found) = finder.find(&text[rest.clone()]) {
         let at = rest.start + found;
         let mut left_end = at;
         if attrs & attr::LSTRIP != 0 {

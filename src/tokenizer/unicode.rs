@@ -2,6 +2,7 @@
 //! 15.1 general categories plus a fixed white-space list) and GPT-2's byte ↔ character mapping.
 
 use super::unicode_table::CLASS_RANGES;
+use std::sync::OnceLock;
 
 pub const REPLACEMENT: u32 = 0xFFFD;
 /// Code points above this are not characters; llama.cpp gives them the "undefined" class.
@@ -62,12 +63,22 @@ impl Flags {
 }
 
 pub fn class_of(cpt: u32) -> CharClass {
+    // The Basic Multilingual Plane, where nearly all text lives, is looked up directly.
+    static BMP: OnceLock<Box<[u8]>> = OnceLock::new();
+    let bmp = BMP.get_or_init(|| (0..0x10000).map(class_in_ranges).collect());
+    CharClass::from_table(match bmp.get(cpt as usize) {
+        Some(&class) => class,
+        None => class_in_ranges(cpt),
+    })
+}
+
+fn class_in_ranges(cpt: u32) -> u8 {
     if cpt > MAX_CODEPOINT {
-        return CharClass::Unassigned;
+        return 0;
     }
     // Index of the last range starting at or before `cpt`; the table starts at 0.
     let idx = CLASS_RANGES.partition_point(|&(start, _)| start <= cpt);
-    CharClass::from_table(CLASS_RANGES[idx.saturating_sub(1)].1)
+    CLASS_RANGES[idx.saturating_sub(1)].1
 }
 
 /// Unicode's White_Space property (PropList.txt), which is what llama.cpp means by `\s`.

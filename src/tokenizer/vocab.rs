@@ -61,7 +61,13 @@ impl Hasher for FastHasher {
         self.write_u64(v as u64);
     }
     fn finish(&self) -> u64 {
-        self.0
+        // The multiply only carries low bits upwards, and hash tables index by the low bits: fold
+        // the high half back down (murmur3's finalizer).
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h
     }
 }
 
@@ -99,6 +105,9 @@ pub struct SpecialIds {
     pub fim_rep: Option<TokenId>,
     pub fim_sep: Option<TokenId>,
 }
+
+/// Picks one field of [`SpecialIds`] (so that role tables can list fields).
+type IdSlot = fn(&mut SpecialIds) -> &mut Option<TokenId>;
 
 pub struct Vocab {
     pub kind: VocabKind,
@@ -312,7 +321,7 @@ impl Vocab {
     /// this way is made a control token. (llama.cpp takes the first match in hash order; the lowest
     /// id is taken here.)
     fn detect_special_by_text(&mut self) {
-        let roles: [(fn(&mut SpecialIds) -> &mut Option<TokenId>, &[&str]); 8] = [
+        let roles: [(IdSlot, &[&str]); 8] = [
             (|ids| &mut ids.eot, EOT_TEXTS),
             (|ids| &mut ids.eom, EOM_TEXTS),
             (|ids| &mut ids.fim_pre, FIM_PRE_TEXTS),
@@ -456,8 +465,7 @@ fn read_tokens(file: &GgufFile) -> Result<TokenTables, TokenizerError> {
 /// Ids given by keys replace the defaults when they are inside the vocab; defaults outside it are
 /// dropped.
 fn read_special_ids(file: &GgufFile, ids: &mut SpecialIds, n_vocab: usize) -> Result<(), TokenizerError> {
-    type Slot = fn(&mut SpecialIds) -> &mut Option<TokenId>;
-    let slots: [(&str, Slot); 17] = [
+    let slots: [(&str, IdSlot); 17] = [
         (TOK_BOS_ID, |ids| &mut ids.bos),
         (TOK_EOS_ID, |ids| &mut ids.eos),
         (TOK_EOT_ID, |ids| &mut ids.eot),

@@ -1,0 +1,301 @@
+//! Model shapes: the few numbers the planner needs, from a GGUF file or from a named preset.
+//!
+//! Named shapes follow the Hugging Face `config.json` of each model (see
+//! `reference/hybrid-anchors.md` §6.4); Qwen3-30B-A3B and LLaMA-2-70B come from their public configs.
+
+use gguf::names::{ArchKey, TensorKind};
+use gguf::value::Metadata;
+use gguf::{DType, GgufFile};
+use serde::{Deserialize, Serialize};
+
+use super::PlanError;
+
+/// Storage type of the weights as the engine holds them (quantized files are dequantized to f16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightType {
+    F16,
+    Bf16,
+    F32,
+}
+
+impl WeightType {
+    pub fn bytes(self) -> u64 {
+        match self {
+            WeightType::F16 | WeightType::Bf16 => 2,
+            WeightType::F32 => 4,
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<WeightType, PlanError> {
+        match s {
+            "f16" => Ok(WeightType::F16),
+            "bf16" => Ok(WeightType::Bf16),
+            "f32" => Ok(WeightType::F32),
+            _ => Err(PlanError::BadArg(format!("unknown weight type '{s}' (f16, bf16, f32)"))),
+        }
+    }
+}
+
+/// The dimensions of a decoder-only transformer, dense or mixture-of-experts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelShape {
+    pub name: String,
+    pub arch: String,
+    pub n_layer: u32,
+    pub n_embd: u64,
+    pub n_head: u64,
+    pub n_head_kv: u64,
+    pub head_dim_k: u64,
+    pub head_dim_v: u64,
+    pub n_vocab: u64,
+    /// Dense FFN width; 0 for MoE layers.
+    pub n_ff: u64,
+    pub n_expert: u32,
+    pub n_expert_used: u32,
+    pub n_ff_exp: u64,
+    /// Shared expert width; 0 when there is none.
+    pub n_ff_shexp: u64,
+    /// The shared expert has a scalar gate (`ffn_gate_inp_shexp`, a {n_embd} vector).
+    pub shexp_gated: bool,
+    pub tied_output: bool,
+    pub wtype: WeightType,
+}
+
+pub const SHAPE_NAMES: &[&str] = &[
+    "mixtral-8x7b",
+    "phi-3.5-moe",
+    "qwen1.5-moe-a2.7b",
+    "qwen2-57b-a14b",
+    "qwen3-30b-a3b",
+    "llama-2-13b",
+    "llama-2-70b",
+];
+
+#[allow(clippy::too_many_arguments)]
+fn shape(
+    name: &str,
+    arch: &str,
+    n_layer: u32,
+    n_embd: u64,
+    heads: (u64, u64, u64),
+    n_vocab: u64,
+    n_ff: u64,
+    moe: (u32, u32, u64, u64),
+) -> ModelShape {
+    ModelShape {
+        name: name.to_string(),
+        arch: arch.to_string(),
+        n_layer,
+        n_embd,
+        n_head: heads.0,
+        n_head_kv: heads.1,
+        head_dim_k: heads.2,
+        head_dim_v: heads.2,
+        n_vocab,
+        n_ff,
+        n_expert: moe.0,
+        n_expert_used: moe.1,
+        n_ff_exp: moe.2,
+        n_ff_shexp: moe.3,
+        shexp_gated: moe.3 > 0,
+        tied_output: false,
+        wtype: WeightType::F16,
+    }
+}
+
+impl ModelShape {
+    /// A named shape in the given weight type.
+    pub fn named(name: &str, wtype: WeightType) -> Result<ModelShape, PlanError> {
+        let mut s = match name {
+            "mixtral-8x7b" => shape(name, "llama", 32, 4096, (32, 8, 128), 32000, 0, (8, 2, 14336, 0)),
+            "phi-3.5-moe" => shape(name, "phimoe", 32, 4096, (32, 8, 128), 32064, 0, (16, 2, 6400, 0)),
+            "qwen1.5-moe-a2.7b" => {
+                shape(name, "qwen2moe", 24, 2048, (16, 16, 128), 151936, 0, (60, 4, 1408, 5632))
+            }
+            "qwen2-57b-a14b" => {
+                shape(name, "qwen2moe", 28, 3584, (28, 4, 128), 151936, 0, (64, 8, 2560, 20480))
+            }
+            "qwen3-30b-a3b" => shape(name, "qwen3moe", 48, 2048, (32, 4, 128), 151936, 0, (128, 8, 768, 0)),
+            "llama-2-13b" => shape(name, "llama", 40, 5120, (40, 40, 128), 32000, 13824, (0, 0, 0, 0)),
+            "llama-2-70b" => shape(name, "llama", 80, 8192, (64, 8, 128), 32000, 28672, (0, 0, 0, 0)),
+            _ => {
+                return Err(PlanError::BadArg(format!(
+                    "unknown shape '{name}' (known: {})",
+                    SHAPE_NAMES.join(", ")
+                )))
+            }
+        };
+        s.wtype = wtype;
+        Ok(s)
+    }
+
+    /// Reads the shape from a GGUF file's metadata and tensor table.
+    pub fn from_gguf(file: &GgufFile, name: &str) -> Result<ModelShape, PlanError> {
+        let arch = file.architecture()?.to_string();
+        let key = |k: ArchKey| k.name(&arch);
+        let req = |k: ArchKey| -> Result<u64, PlanError> { Ok(u64::from(file.require_u32(&key(k))?)) };
+        let opt =
+            |k: ArchKey| -> Result<Option<u64>, PlanError> { Ok(file.get_u32(&key(k))?.map(u64::from)) };
+        let n_embd = req(ArchKey::EmbeddingLength)?;
+        let n_head = req(ArchKey::HeadCount)?;
+        if n_head == 0 || n_embd == 0 {
+            return Err(PlanError::BadModel("head count and embedding length must be positive".into()));
+        }
+        let n_layer = file.require_u32(&key(ArchKey::BlockCount))?;
+        let n_head_kv = opt(ArchKey::HeadCountKv)?.unwrap_or(n_head);
+        let head_dim_k = opt(ArchKey::KeyLength)?.unwrap_or(n_embd / n_head);
+        let head_dim_v = opt(ArchKey::ValueLength)?.unwrap_or(head_dim_k);
+        let dim1 = |kind: TensorKind| file.tensor(&kind.weight(0)).and_then(|t| t.dims.get(1).copied());
+        let embd = file.require_tensor(&TensorKind::TokenEmbd.weight(0))?;
+        let n_vocab = embd.dims.get(1).copied().unwrap_or(0);
+        let n_expert = opt(ArchKey::ExpertCount)?.unwrap_or(0) as u32;
+        let n_expert_used = opt(ArchKey::ExpertUsedCount)?.unwrap_or(0) as u32;
+        let (n_ff, n_ff_exp) = if n_expert > 0 {
+            let exp = opt(ArchKey::ExpertFeedForwardLength)?
+                .or_else(|| dim1(TensorKind::FfnGateExps))
+                .or_else(|| {
+                    file.tensor(&TensorKind::FfnUpExpert.expert_weight(0, 0))
+                        .and_then(|t| t.dims.get(1).copied())
+                })
+                .or(opt(ArchKey::FeedForwardLength)?)
+                .unwrap_or(0);
+            (0, exp)
+        } else {
+            (req(ArchKey::FeedForwardLength)?, 0)
+        };
+        let n_ff_shexp = if n_expert > 0 {
+            dim1(TensorKind::FfnUpShexp).or(opt(ArchKey::ExpertSharedFeedForwardLength)?).unwrap_or(0)
+        } else {
+            0
+        };
+        let probe =
+            file.tensor(&TensorKind::AttnQ.weight(0)).or_else(|| file.tensor(&TensorKind::AttnQkv.weight(0)));
+        let wtype = match probe.map(|t| t.dtype) {
+            Some(DType::F32) => WeightType::F32,
+            Some(DType::BF16) => WeightType::Bf16,
+            _ => WeightType::F16,
+        };
+        let s = ModelShape {
+            name: name.to_string(),
+            arch: arch.clone(),
+            n_layer,
+            n_embd,
+            n_head,
+            n_head_kv,
+            head_dim_k,
+            head_dim_v,
+            n_vocab,
+            n_ff,
+            n_expert,
+            n_expert_used,
+            n_ff_exp,
+            n_ff_shexp,
+            shexp_gated: file.tensor(&TensorKind::FfnGateInpShexp.weight(0)).is_some(),
+            tied_output: file.tensor(&TensorKind::Output.weight(0)).is_none(),
+            wtype,
+        };
+        s.validate()?;
+        Ok(s)
+    }
+
+    pub fn validate(&self) -> Result<(), PlanError> {
+        let bad = |m: &str| Err(PlanError::BadModel(m.to_string()));
+        if self.n_layer == 0 || self.n_vocab == 0 {
+            return bad("model has no layers or no vocabulary");
+        }
+        if self.is_moe()
+            && (self.n_expert_used == 0 || self.n_expert_used > self.n_expert || self.n_ff_exp == 0)
+        {
+            return bad("MoE model needs 0 < expert_used_count <= expert_count and an expert FFN width");
+        }
+        if !self.is_moe() && self.n_ff == 0 {
+            return bad("dense model needs a feed-forward length");
+        }
+        Ok(())
+    }
+
+    pub fn is_moe(&self) -> bool {
+        self.n_expert > 0
+    }
+
+    /// Parameters of one layer's attention block (projections and norms; biases are negligible).
+    pub fn attn_params(&self) -> u64 {
+        let q = self.n_embd * self.n_head * self.head_dim_k;
+        let kv = self.n_embd * self.n_head_kv * (self.head_dim_k + self.head_dim_v);
+        let o = self.n_head * self.head_dim_v * self.n_embd;
+        q + kv + o + 2 * self.n_embd
+    }
+
+    pub fn expert_params(&self) -> u64 {
+        3 * self.n_embd * self.n_ff_exp
+    }
+
+    pub fn shexp_params(&self) -> u64 {
+        3 * self.n_embd * self.n_ff_shexp + if self.shexp_gated { self.n_embd } else { 0 }
+    }
+
+    pub fn router_params(&self) -> u64 {
+        self.n_embd * u64::from(self.n_expert)
+    }
+
+    pub fn dense_ffn_params(&self) -> u64 {
+        3 * self.n_embd * self.n_ff
+    }
+
+    /// Output norm and head (the head is the token embedding when tied).
+    pub fn output_params(&self) -> u64 {
+        self.n_embd * self.n_vocab + self.n_embd
+    }
+
+    /// Every parameter, the token embedding included.
+    pub fn total_params(&self) -> u64 {
+        let per_layer = self.attn_params()
+            + if self.is_moe() {
+                self.router_params() + u64::from(self.n_expert) * self.expert_params() + self.shexp_params()
+            } else {
+                self.dense_ffn_params()
+            };
+        let embd = if self.tied_output { 0 } else { self.n_embd * self.n_vocab };
+        u64::from(self.n_layer) * per_layer + self.output_params() + embd
+    }
+
+    /// KV cache bytes per token per layer (f16 cache).
+    pub fn kv_bytes_per_token_layer(&self) -> u64 {
+        2 * self.n_head_kv * (self.head_dim_k + self.head_dim_v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Totals published with each model (hybrid-anchors §6.4; Qwen3-30B-A3B: 30.5B; LLaMA-2-70B: 69B).
+    #[test]
+    fn named_totals_match_published_parameter_counts() {
+        for (name, billions) in [
+            ("mixtral-8x7b", 46.7),
+            ("phi-3.5-moe", 41.9),
+            ("qwen1.5-moe-a2.7b", 14.3),
+            ("qwen2-57b-a14b", 57.4),
+            ("qwen3-30b-a3b", 30.5),
+            ("llama-2-13b", 13.0),
+            ("llama-2-70b", 69.0),
+        ] {
+            let s = ModelShape::named(name, WeightType::F16).unwrap();
+            let got = s.total_params() as f64 / 1e9;
+            assert!((got - billions).abs() / billions < 0.015, "{name}: {got:.2}B vs {billions}B");
+        }
+    }
+
+    #[test]
+    fn kv_per_token_matches_reference_table() {
+        // hybrid-anchors §6.5: Mixtral 128 KiB, Qwen1.5-MoE 192 KiB, Qwen2-57B 56 KiB, LLaMA-2-13B 800 KiB.
+        for (name, kib) in
+            [("mixtral-8x7b", 128), ("qwen1.5-moe-a2.7b", 192), ("qwen2-57b-a14b", 56), ("llama-2-13b", 800)]
+        {
+            let s = ModelShape::named(name, WeightType::F16).unwrap();
+            assert_eq!(s.kv_bytes_per_token_layer() * u64::from(s.n_layer), kib * 1024, "{name}");
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! rs-llama-bench: llama-bench's tests and reports for rs-llama (see `rs_llama::bench`).
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::io::Write;
 use std::process::ExitCode;
@@ -61,11 +62,12 @@ fn run(a: &bench::BenchArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("failed to load model '{}': {e}", model_path.display()))?;
         let info = ModelInfo::of(&model, &model_path.display().to_string());
         for spec in &specs {
-            if !pools.contains_key(&spec.threads) {
-                let pool = rayon::ThreadPoolBuilder::new().num_threads(spec.threads).build()?;
-                pools.insert(spec.threads, pool);
-            }
-            let pool = &pools[&spec.threads];
+            let pool = match pools.entry(spec.threads) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    e.insert(rayon::ThreadPoolBuilder::new().num_threads(spec.threads).build()?)
+                }
+            };
             let ceil =
                 *ceilings.entry(spec.threads).or_insert_with(|| pool.install(bench::ceilings::measure));
             if a.progress {

@@ -84,7 +84,10 @@ fn tokenizer(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().sample_size(10).warm_up_time(std::time::Duration::from_millis(300));
+    config = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(std::time::Duration::from_millis(300))
+        .measurement_time(std::time::Duration::from_secs(1));
     targets = matmuls, attn, tokenizer
 }
 criterion_main!(benches);

@@ -7,6 +7,7 @@
 //! a linear layer computes `y[o] = Σ_i W[o][i] · x[i]`. Activations are f32 `[n_embd]` per token,
 //! row-major `[n_tokens][n_embd]` for a batch.
 
+pub mod bench;
 pub mod cli;
 pub mod cpu;
 pub mod exec;

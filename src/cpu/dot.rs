@@ -3,18 +3,70 @@
 
 use half::{bf16, f16};
 
+use super::path::{active, CpuPath};
+
 /// A dot-product kernel: `Σ a[i]·b[i]` over the common length.
 pub type DotFn = fn(&[f32], &[f32]) -> f32;
 
-/// The fastest dot product this CPU supports; look it up once per kernel call, not per row.
-pub fn best_dot() -> DotFn {
+/// A tile of 4 weight rows against `tokens` activation rows: `f(w, x, n, out)` with `w`: `[4][n]`,
+/// `x`: `[tokens][n]`, `out[r*tokens + t] = w[r] · x[t]`. Each loaded vector feeds several FMAs,
+/// which is what batched prefill needs.
+#[derive(Clone, Copy)]
+pub struct Tile {
+    pub tokens: usize,
+    pub f: fn(&[f32], &[f32], usize, &mut [f32]),
+}
+
+/// The kernels of one path. Within a path every kernel reduces a row in the same order, so the
+/// result for a row does not depend on the batch size.
+#[derive(Clone, Copy)]
+pub struct Kernels {
+    pub path: CpuPath,
+    pub dot: DotFn,
+    pub dot_f16: Option<DotF16Fn>,
+    pub dot_bf16: Option<DotBf16Fn>,
+    pub tile: Option<Tile>,
+}
+
+/// The kernels of `path` (clamped to what this CPU supports).
+pub fn kernels_for(path: CpuPath) -> Kernels {
+    let path = CpuPath::clamp(path);
     #[cfg(target_arch = "x86_64")]
     {
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            return dot_avx2_fma;
+        use super::avx512;
+        match path {
+            CpuPath::Avx512 => {
+                return Kernels {
+                    path,
+                    dot: avx512::dot_f32,
+                    dot_f16: Some(avx512::dot_f16),
+                    dot_bf16: Some(avx512::dot_bf16),
+                    tile: Some(Tile { tokens: 4, f: avx512::tile_4x4 }),
+                }
+            }
+            CpuPath::Avx2 => {
+                return Kernels {
+                    path,
+                    dot: dot_avx2_fma,
+                    dot_f16: Some(dot_f16_avx2),
+                    dot_bf16: Some(dot_bf16_avx2),
+                    tile: Some(Tile { tokens: 2, f: tile_4x2_avx2 }),
+                }
+            }
+            CpuPath::Scalar => {}
         }
     }
-    dot_scalar
+    Kernels { path: CpuPath::Scalar, dot: dot_scalar, dot_f16: None, dot_bf16: None, tile: None }
+}
+
+/// The kernels of the active path (see `path::active`).
+pub fn kernels() -> Kernels {
+    kernels_for(active())
+}
+
+/// The dot product of the active path; look it up once per kernel call, not per row.
+pub fn best_dot() -> DotFn {
+    kernels().dot
 }
 
 /// Portable dot product. Eight independent accumulators let the compiler vectorise without
@@ -40,7 +92,7 @@ pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 fn dot_avx2_fma(a: &[f32], b: &[f32]) -> f32 {
-    // SAFETY: only handed out by `best_dot` after the features were detected.
+    // SAFETY: only handed out for CpuPath::Avx2 after the features were detected.
     unsafe { dot_avx2_fma_impl(a, b) }
 }
 
@@ -71,40 +123,15 @@ unsafe fn dot_avx2_fma_impl(a: &[f32], b: &[f32]) -> f32 {
 pub type DotF16Fn = fn(&[f16], &[f32]) -> f32;
 pub type DotBf16Fn = fn(&[bf16], &[f32]) -> f32;
 
-/// A fused f16·f32 dot product, if this CPU has F16C, AVX2 and FMA.
-pub fn fused_dot_f16() -> Option<DotF16Fn> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c")
-        {
-            return Some(dot_f16_avx2);
-        }
-    }
-    None
-}
-
-/// A fused bf16·f32 dot product, if this CPU has AVX2 and FMA.
-pub fn fused_dot_bf16() -> Option<DotBf16Fn> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            return Some(dot_bf16_avx2);
-        }
-    }
-    None
-}
-
 #[cfg(target_arch = "x86_64")]
 fn dot_f16_avx2(w: &[f16], x: &[f32]) -> f32 {
-    // SAFETY: only handed out by `fused_dot_f16` after the features were detected.
+    // SAFETY: only handed out for CpuPath::Avx2 after the features were detected.
     unsafe { dot_half_impl::<false>(w.as_ptr().cast(), x, w.len()) }
 }
 
 #[cfg(target_arch = "x86_64")]
 fn dot_bf16_avx2(w: &[bf16], x: &[f32]) -> f32 {
-    // SAFETY: only handed out by `fused_dot_bf16` after the features were detected.
+    // SAFETY: only handed out for CpuPath::Avx2 after the features were detected.
     unsafe { dot_half_impl::<true>(w.as_ptr().cast(), x, w.len()) }
 }
 
@@ -149,24 +176,15 @@ unsafe fn hsum(s: std::arch::x86_64::__m256) -> f32 {
     _mm_cvtss_f32(q)
 }
 
-/// Four weight rows (`w`: `[4][n]`) against two activation rows: `out[r][t] = w[r] · x_t`. Each
-/// loaded vector feeds two or four FMAs instead of one, which is what batched prefill needs.
-pub type Tile4x2Fn = fn(w: &[f32], x0: &[f32], x1: &[f32]) -> [[f32; 2]; 4];
-
-pub fn best_tile_4x2() -> Option<Tile4x2Fn> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            return Some(tile_4x2_avx2);
-        }
-    }
-    None
-}
-
 #[cfg(target_arch = "x86_64")]
-fn tile_4x2_avx2(w: &[f32], x0: &[f32], x1: &[f32]) -> [[f32; 2]; 4] {
-    // SAFETY: only handed out by `best_tile_4x2` after the features were detected.
-    unsafe { tile_4x2_impl(w, x0, x1) }
+fn tile_4x2_avx2(w: &[f32], x: &[f32], n: usize, out: &mut [f32]) {
+    assert!(w.len() >= 4 * n && x.len() >= 2 * n && out.len() >= 8, "tile_4x2: short buffers");
+    // SAFETY: only handed out for CpuPath::Avx2 after the features were detected.
+    let res = unsafe { tile_4x2_impl(&w[..4 * n], &x[..n], &x[n..2 * n]) };
+    for (r, pair) in res.iter().enumerate() {
+        out[2 * r] = pair[0];
+        out[2 * r + 1] = pair[1];
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -205,8 +223,12 @@ unsafe fn tile_4x2_impl(w: &[f32], x0: &[f32], x1: &[f32]) -> [[f32; 2]; 4] {
 mod tests {
     use super::*;
 
+    fn tol(n: usize) -> f64 {
+        1e-5 * (n as f64).sqrt()
+    }
+
     #[test]
-    fn dots_match_f64_reference() {
+    fn every_path_matches_f64_reference() {
         let mut state = 0x1234_5678_9abc_def0u64;
         let mut next = || {
             state ^= state << 13;
@@ -214,34 +236,42 @@ mod tests {
             state ^= state << 17;
             (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
         };
-        for n in [1usize, 7, 8, 31, 32, 33, 100, 577] {
-            let a: Vec<f32> = (0..n).map(|_| next()).collect();
-            let b: Vec<f32> = (0..n).map(|_| next()).collect();
-            let exact: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
-            for f in [dot_scalar as DotFn, best_dot()] {
-                let got = f(&a, &b) as f64;
-                assert!((got - exact).abs() < 1e-5 * (n as f64).sqrt(), "n={n}: {got} vs {exact}");
-            }
-            let ah: Vec<f16> = a.iter().map(|&v| f16::from_f32(v)).collect();
-            let ab: Vec<bf16> = a.iter().map(|&v| bf16::from_f32(v)).collect();
-            let exact_h: f64 = ah.iter().zip(&b).map(|(x, y)| x.to_f64() * *y as f64).sum();
-            let exact_b: f64 = ab.iter().zip(&b).map(|(x, y)| x.to_f64() * *y as f64).sum();
-            if let Some(f) = fused_dot_f16() {
-                assert!((f(&ah, &b) as f64 - exact_h).abs() < 1e-5 * (n as f64).sqrt());
-            }
-            if let Some(tile) = best_tile_4x2() {
-                let w: Vec<f32> = (0..4 * n).map(|_| next()).collect();
-                let got = tile(&w, &a, &b);
-                for r in 0..4 {
-                    for (t, x) in [&a, &b].into_iter().enumerate() {
-                        let want: f64 =
-                            w[r * n..][..n].iter().zip(x).map(|(p, q)| *p as f64 * *q as f64).sum();
-                        assert!((got[r][t] as f64 - want).abs() < 1e-5 * (n as f64).sqrt());
+        for path in CpuPath::ALL {
+            let k = kernels_for(path);
+            for n in [1usize, 7, 8, 15, 16, 31, 32, 33, 100, 577] {
+                let a: Vec<f32> = (0..n).map(|_| next()).collect();
+                let b: Vec<f32> = (0..n).map(|_| next()).collect();
+                let exact: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+                for f in [dot_scalar as DotFn, k.dot] {
+                    let got = f(&a, &b) as f64;
+                    assert!((got - exact).abs() < tol(n), "{path:?} n={n}: {got} vs {exact}");
+                }
+                let ah: Vec<f16> = a.iter().map(|&v| f16::from_f32(v)).collect();
+                let ab: Vec<bf16> = a.iter().map(|&v| bf16::from_f32(v)).collect();
+                let exact_h: f64 = ah.iter().zip(&b).map(|(x, y)| x.to_f64() * *y as f64).sum();
+                let exact_b: f64 = ab.iter().zip(&b).map(|(x, y)| x.to_f64() * *y as f64).sum();
+                if let Some(f) = k.dot_f16 {
+                    assert!((f(&ah, &b) as f64 - exact_h).abs() < tol(n), "{path:?} f16 n={n}");
+                }
+                if let Some(f) = k.dot_bf16 {
+                    assert!((f(&ab, &b) as f64 - exact_b).abs() < tol(n), "{path:?} bf16 n={n}");
+                }
+                if let Some(tile) = k.tile {
+                    let w: Vec<f32> = (0..4 * n).map(|_| next()).collect();
+                    let x: Vec<f32> = (0..tile.tokens * n).map(|_| next()).collect();
+                    let mut got = vec![0f32; 4 * tile.tokens];
+                    (tile.f)(&w, &x, n, &mut got);
+                    for r in 0..4 {
+                        for t in 0..tile.tokens {
+                            let (wr, xt) = (&w[r * n..][..n], &x[t * n..][..n]);
+                            let want: f64 = wr.iter().zip(xt).map(|(p, q)| *p as f64 * *q as f64).sum();
+                            let g = got[r * tile.tokens + t];
+                            assert!((g as f64 - want).abs() < tol(n), "{path:?} tile n={n}");
+                            // The tile must reduce like the path's dot product, bit for bit.
+                            assert_eq!(g, (k.dot)(wr, xt), "{path:?} tile vs dot n={n}");
+                        }
                     }
                 }
-            }
-            if let Some(f) = fused_dot_bf16() {
-                assert!((f(&ab, &b) as f64 - exact_b).abs() < 1e-5 * (n as f64).sqrt());
             }
         }
     }

@@ -11,7 +11,7 @@ use half::{bf16, f16};
 use rayon::prelude::*;
 
 use super::convert::{bf16_to_f32, f16_to_f32};
-use super::dot::{best_dot, best_tile_4x2, fused_dot_bf16, fused_dot_f16};
+use super::dot::{kernels, Kernels};
 
 /// Weight rows of a linear layer, ggml `[n_in, n_out]`: row `o` is `data[o*n_in .. (o+1)*n_in]`.
 #[derive(Debug, Clone, Copy)]
@@ -45,18 +45,23 @@ impl WeightView<'_> {
     }
 }
 
-/// Output rows handled by one rayon task; their f32 copy (ROWS·n_in floats) stays in L2.
-const ROWS_PER_TASK: usize = 16;
+/// Bytes of f32 weight rows one task converts and keeps in L2 while every token passes by.
+const TASK_ROW_BYTES: usize = 192 * 1024;
 
 thread_local! {
     static ROW_BUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `y[t][o] = Σ_i w[o][i] · x[t][i]`.
+/// `y[t][o] = Σ_i w[o][i] · x[t][i]` with the active path's kernels.
 ///
 /// `x`: `[n_tok][n_in]`, `w`: ggml `[n_in, n_out]`, `y`: `[n_tok][n_out]`. Lengths are invariants
 /// established when the model is loaded; a mismatch is a programming error.
 pub fn matmul(x: &[f32], w: WeightView<'_>, n_in: usize, n_out: usize, y: &mut [f32]) {
+    matmul_with(&kernels(), x, w, n_in, n_out, y)
+}
+
+/// [`matmul`] with the kernels of a given path (tests and benches compare paths with it).
+pub fn matmul_with(k: &Kernels, x: &[f32], w: WeightView<'_>, n_in: usize, n_out: usize, y: &mut [f32]) {
     assert!(n_in > 0 && x.len().is_multiple_of(n_in), "matmul: x has {} elements, n_in {n_in}", x.len());
     let n_tok = x.len() / n_in;
     assert_eq!(w.len(), n_in * n_out, "matmul: weight size");
@@ -66,16 +71,17 @@ pub fn matmul(x: &[f32], w: WeightView<'_>, n_in: usize, n_out: usize, y: &mut [
     }
     if n_tok == 1 {
         // GEMV: convert in registers, no row buffer round trip.
-        match (w, fused_dot_f16(), fused_dot_bf16()) {
+        match (w, k.dot_f16, k.dot_bf16) {
             (WeightView::F16(ws), Some(dot), _) => gemv(ws, x, n_in, y, dot),
             (WeightView::BF16(ws), _, Some(dot)) => gemv(ws, x, n_in, y, dot),
-            _ => rows_times_tokens(x, w, n_in, n_tok, y),
+            (WeightView::F32(ws), _, _) => gemv(ws, x, n_in, y, k.dot),
+            _ => rows_times_tokens(k, x, w, n_in, n_tok, y),
         }
         return;
     }
     // yt: [n_out][n_tok], so that each task owns a contiguous block of output rows.
     let mut yt = vec![0f32; n_out * n_tok];
-    rows_times_tokens(x, w, n_in, n_tok, &mut yt);
+    rows_times_tokens(k, x, w, n_in, n_tok, &mut yt);
     for (o, col) in yt.chunks_exact(n_tok).enumerate() {
         for (t, v) in col.iter().enumerate() {
             y[t * n_out + o] = *v;
@@ -94,39 +100,51 @@ fn gemv<T: Sync>(w: &[T], x: &[f32], n_in: usize, y: &mut [f32], dot: fn(&[T], &
     });
 }
 
+/// Weight rows per task: a multiple of 4 whose f32 copy fits `TASK_ROW_BYTES`, small enough that
+/// every thread gets a few tasks.
+fn rows_per_task(n_in: usize, n_out: usize) -> usize {
+    let by_cache = (TASK_ROW_BYTES / (4 * n_in)).clamp(4, 128);
+    let by_threads = n_out / (3 * rayon::current_num_threads().max(1));
+    (by_cache.min(by_threads.max(4)) / 4 * 4).max(4)
+}
+
 /// `yt[o][t] = w[o] · x[t]`, parallel over blocks of output rows.
-fn rows_times_tokens(x: &[f32], w: WeightView<'_>, n_in: usize, n_tok: usize, yt: &mut [f32]) {
-    let dot = best_dot();
-    let tile = best_tile_4x2();
-    yt.par_chunks_mut(ROWS_PER_TASK * n_tok).enumerate().for_each(|(block, out)| {
-        let first_row = block * ROWS_PER_TASK;
+fn rows_times_tokens(k: &Kernels, x: &[f32], w: WeightView<'_>, n_in: usize, n_tok: usize, yt: &mut [f32]) {
+    let dot = k.dot;
+    let rows_per = rows_per_task(n_in, yt.len() / n_tok);
+    yt.par_chunks_mut(rows_per * n_tok).enumerate().for_each(|(block, out)| {
+        let first_row = block * rows_per;
         let n_rows = out.len() / n_tok;
         ROW_BUF.with(|buf| {
             let mut buf = buf.borrow_mut();
-            buf.resize(ROWS_PER_TASK * n_in, 0.0);
+            if buf.len() < rows_per * n_in {
+                buf.resize(rows_per * n_in, 0.0);
+            }
             let rows = &mut buf[..n_rows * n_in];
             w.to_f32_into(first_row * n_in, rows);
-            // Token-major: activation rows stay in L1 while the block's weight rows pass by; with
-            // the 4x2 tile, each loaded weight vector serves two tokens.
+            // Token groups outermost: a group's activations stay in L1 while the block's weight
+            // rows (in L2) pass by, each loaded weight vector serving `tile.tokens` tokens.
             let mut t = 0;
-            if let Some(tile) = tile {
-                while t + 2 <= n_tok {
-                    let (x0, x1) = (&x[t * n_in..][..n_in], &x[(t + 1) * n_in..][..n_in]);
+            if let Some(tile) = k.tile {
+                let tt = tile.tokens;
+                let mut res = [0f32; 4 * 8];
+                while t + tt <= n_tok {
+                    let xs = &x[t * n_in..(t + tt) * n_in];
                     let mut r = 0;
                     while r + 4 <= n_rows {
-                        let res = tile(&rows[r * n_in..(r + 4) * n_in], x0, x1);
-                        for (i, pair) in res.iter().enumerate() {
-                            out[(r + i) * n_tok + t] = pair[0];
-                            out[(r + i) * n_tok + t + 1] = pair[1];
+                        (tile.f)(&rows[r * n_in..(r + 4) * n_in], xs, n_in, &mut res);
+                        for i in 0..4 {
+                            out[(r + i) * n_tok + t..][..tt].copy_from_slice(&res[i * tt..][..tt]);
                         }
                         r += 4;
                     }
                     for r in r..n_rows {
                         let wr = &rows[r * n_in..][..n_in];
-                        out[r * n_tok + t] = dot(wr, x0);
-                        out[r * n_tok + t + 1] = dot(wr, x1);
+                        for (j, xt) in xs.chunks_exact(n_in).enumerate() {
+                            out[r * n_tok + t + j] = dot(wr, xt);
+                        }
                     }
-                    t += 2;
+                    t += tt;
                 }
             }
             for (t, xt) in x.chunks_exact(n_in).enumerate().skip(t) {
@@ -141,6 +159,17 @@ fn rows_times_tokens(x: &[f32], w: WeightView<'_>, n_in: usize, n_tok: usize, yt
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::dot::kernels_for;
+    use crate::cpu::path::CpuPath;
+
+    fn paths_and_views<'a>(
+        w32: &'a [f32],
+        w16: &'a [f16],
+        wb16: &'a [bf16],
+    ) -> Vec<(CpuPath, WeightView<'a>)> {
+        let views = [WeightView::F32(w32), WeightView::F16(w16), WeightView::BF16(wb16)];
+        CpuPath::ALL.into_iter().flat_map(|p| views.map(|v| (p, v))).collect()
+    }
 
     fn rand_vec(seed: u64, n: usize) -> Vec<f32> {
         let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -168,25 +197,26 @@ mod tests {
     #[test]
     fn batched_rows_are_bit_identical_to_single_token_rows() {
         // Incremental decode must equal one batched pass: the kernel may not depend on n_tok.
-        let (n_tok, n_in, n_out) = (7, 101, 45);
+        let (n_tok, n_in, n_out) = (11, 101, 45);
         let x = rand_vec(3, n_tok * n_in);
         let w32 = rand_vec(4, n_in * n_out);
         let w16: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
         let wb16: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
-        for view in [WeightView::F32(&w32), WeightView::F16(&w16), WeightView::BF16(&wb16)] {
+        for (path, view) in paths_and_views(&w32, &w16, &wb16) {
+            let k = kernels_for(path);
             let mut all = vec![0f32; n_tok * n_out];
-            matmul(&x, view, n_in, n_out, &mut all);
+            matmul_with(&k, &x, view, n_in, n_out, &mut all);
             for t in 0..n_tok {
                 let mut one = vec![0f32; n_out];
-                matmul(&x[t * n_in..][..n_in], view, n_in, n_out, &mut one);
-                assert_eq!(one, all[t * n_out..][..n_out], "{view:?}");
+                matmul_with(&k, &x[t * n_in..][..n_in], view, n_in, n_out, &mut one);
+                assert_eq!(one, all[t * n_out..][..n_out], "{path:?} {view:?}");
             }
         }
     }
 
     #[test]
     fn matmul_matches_f64_for_every_weight_type() {
-        for (n_tok, n_in, n_out) in [(1, 40, 37), (5, 64, 33), (3, 129, 16), (17, 8, 50)] {
+        for (n_tok, n_in, n_out) in [(1, 40, 37), (5, 64, 33), (3, 129, 16), (17, 8, 50), (9, 576, 70)] {
             let x = rand_vec(1 + n_tok as u64, n_tok * n_in);
             let w32 = rand_vec(7 + n_in as u64, n_in * n_out);
             let w16: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
@@ -196,12 +226,12 @@ mod tests {
                 (WeightView::F16(&w16), w16.iter().map(|v| v.to_f64()).collect()),
                 (WeightView::BF16(&wb16), wb16.iter().map(|v| v.to_f64()).collect()),
             ];
-            for (view, wref) in cases {
+            for (path, (view, wref)) in CpuPath::ALL.into_iter().flat_map(|p| cases.clone().map(|c| (p, c))) {
                 let mut y = vec![0f32; n_tok * n_out];
-                matmul(&x, view, n_in, n_out, &mut y);
+                matmul_with(&kernels_for(path), &x, view, n_in, n_out, &mut y);
                 let want = reference(&x, &wref, n_in, n_out);
                 for (g, w) in y.iter().zip(&want) {
-                    assert!((*g as f64 - w).abs() < 1e-5 * (n_in as f64).sqrt(), "{g} vs {w}");
+                    assert!((*g as f64 - w).abs() < 1e-5 * (n_in as f64).sqrt(), "{path:?}: {g} vs {w}");
                 }
             }
         }

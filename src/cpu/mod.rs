@@ -1,9 +1,14 @@
 //! CPU kernels: the matmul of f32 activations with f32/f16/bf16 weights, and the dot products under
-//! it. SIMD paths are chosen at run time (`is_x86_feature_detected!`) with a scalar fallback.
-//! Threads come from the global rayon pool (its size is set by the CLI from `-t`).
+//! it. Three kernel paths (AVX-512, AVX2+FMA+F16C, scalar) are chosen once at run time
+//! (`path::active`, overridable with `RS_LLAMA_CPU`). Threads come from the global rayon pool (its
+//! size is set by the CLI from `-t`).
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub mod convert;
 pub mod dot;
 pub mod matmul;
+pub mod path;
 
-pub use matmul::{matmul, WeightView};
+pub use matmul::{matmul, matmul_with, WeightView};
+pub use path::CpuPath;

@@ -1,0 +1,93 @@
+//! Criterion benches of the CPU kernels, per weight type and kernel path: GEMV (decode: bytes/s
+//! against the memory-bandwidth ceiling), GEMM (prefill: flops/s against the FMA peak), attention
+//! over an f16 KV cache, and tokenizer throughput. `rs-llama-bench` prints the two ceilings.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use half::{bf16, f16};
+use rs_llama::cpu::dot::kernels_for;
+use rs_llama::cpu::{matmul_with, CpuPath, WeightView};
+use rs_llama::ops::attention::{attention, AttnShape};
+
+fn rand_vec(seed: u64, n: usize) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+fn paths() -> Vec<CpuPath> {
+    CpuPath::ALL.into_iter().filter(|p| p.supported()).collect()
+}
+
+/// SmolLM2's FFN up projection, and a Mixtral-shape expert's.
+const SHAPES: [(usize, usize); 2] = [(576, 1536), (1024, 2816)];
+
+fn matmuls(c: &mut Criterion) {
+    for (n_in, n_out) in SHAPES {
+        let w32 = rand_vec(1, n_in * n_out);
+        let w16: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
+        let wb: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
+        for (n_tok, kind) in [(1usize, "gemv"), (64, "gemm")] {
+            let x = rand_vec(2, n_tok * n_in);
+            let mut y = vec![0f32; n_tok * n_out];
+            let mut g = c.benchmark_group(format!("{kind}_{n_in}x{n_out}"));
+            if n_tok == 1 {
+                g.throughput(Throughput::Bytes((n_in * n_out * 2) as u64));
+            } else {
+                g.throughput(Throughput::Elements((2 * n_tok * n_in * n_out) as u64));
+            }
+            for path in paths() {
+                let k = kernels_for(path);
+                for (dt, view) in [("f16", WeightView::F16(&w16)), ("bf16", WeightView::BF16(&wb))] {
+                    g.bench_function(BenchmarkId::new(dt, path.name()), |b| {
+                        b.iter(|| matmul_with(&k, &x, view, n_in, n_out, &mut y))
+                    });
+                }
+            }
+            g.finish();
+        }
+    }
+}
+
+fn attn(c: &mut Criterion) {
+    let s = AttnShape { n_head: 9, n_head_kv: 3, head_dim_k: 64, head_dim_v: 64 };
+    let n_ctx = 512;
+    let kv: Vec<f16> = rand_vec(3, n_ctx * 3 * 64).iter().map(|&v| f16::from_f32(v)).collect();
+    let mut g = c.benchmark_group("attention");
+    for (n_tok, name) in [(1usize, "decode@511"), (64, "prefill64@448")] {
+        let q = rand_vec(4, n_tok * 9 * 64);
+        let mut out = vec![0f32; n_tok * 9 * 64];
+        let pos0 = n_ctx - n_tok;
+        g.throughput(Throughput::Elements((n_tok * 9 * n_ctx * 64 * 4) as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| attention(&q, &kv[..n_ctx * 192], &kv[..n_ctx * 192], pos0, s, 0.125, &mut out))
+        });
+    }
+    g.finish();
+}
+
+fn tokenizer(c: &mut Criterion) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/vocab/ggml-vocab-gpt-2.gguf");
+    let Ok(file) = gguf::GgufFile::open(path) else { return };
+    let Ok(tok) = rs_llama::tokenizer::Tokenizer::from_gguf(&file) else { return };
+    let text = include_str!("../compare/README.md").repeat(4);
+    let mut g = c.benchmark_group("tokenizer");
+    g.throughput(Throughput::Bytes(text.len() as u64));
+    g.bench_function("gpt2_encode", |b| b.iter(|| tok.encode(&text, false, false)));
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(std::time::Duration::from_millis(300))
+        .measurement_time(std::time::Duration::from_secs(1));
+    targets = matmuls, attn, tokenizer
+}
+criterion_main!(benches);

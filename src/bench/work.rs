@@ -40,9 +40,16 @@ fn layer_weights(model: &Model) -> (f64, f64, f64) {
                     params += params_of(w);
                 }
             }
-            FfnBlock::Moe { router, experts: ex } => {
+            FfnBlock::Moe { router, experts: ex, shared: shexp } => {
                 shared += bytes_of(router);
                 params += params_of(router);
+                // The shared expert (Qwen2-MoE) runs for every token, like the dense weights.
+                if let Some(s) = shexp {
+                    for w in [&s.ffn.gate.w, &s.ffn.up.w, &s.ffn.down.w] {
+                        shared += bytes_of(w);
+                        params += params_of(w);
+                    }
+                }
                 let n = ex.len().max(1) as f64;
                 for m in ex {
                     for w in [&m.gate.w, &m.up.w, &m.down.w] {

@@ -9,7 +9,7 @@ use crate::cpu::WeightView;
 use crate::gpu::GpuError;
 use crate::model::tensors::{FfnBlock, FfnMats, LinearWeight};
 use crate::model::weights::Weight;
-use crate::model::Model;
+use crate::model::{Arch, Model};
 use crate::ops::rope::RopeStyle;
 
 fn unsupported(msg: String) -> GpuError {
@@ -48,7 +48,11 @@ impl GpuLlama {
     pub fn from_model(gpu: &Gpu, model: &Model) -> Result<GpuLlama, GpuError> {
         let hp = model.hparams();
         let w = model.weights();
-        let rope = model.rope();
+        if model.arch() != Arch::Llama {
+            return Err(unsupported(format!("the {:?} architecture is not on the GPU yet", model.arch())));
+        }
+        // The llama arch has no long-context rope factors, so any context gets the same rope.
+        let rope = model.rope_for(0);
         if hp.head_dim_k != hp.head_dim_v {
             return Err(unsupported(format!("K head dim {} != V head dim {}", hp.head_dim_k, hp.head_dim_v)));
         }
@@ -77,7 +81,10 @@ impl GpuLlama {
                 ffn_norm: &l.ffn_norm,
                 ffn: match &l.ffn {
                     FfnBlock::Dense(m) => HostFfnBlock::Dense(ffn(m)?),
-                    FfnBlock::Moe { router, experts } => HostFfnBlock::Moe {
+                    FfnBlock::Moe { shared: Some(_), .. } => {
+                        return Err(unsupported("a shared expert (not on the GPU yet)".into()))
+                    }
+                    FfnBlock::Moe { router, experts, shared: None } => HostFfnBlock::Moe {
                         router: linear(router),
                         experts: experts.iter().map(ffn).collect::<Result<_, _>>()?,
                     },

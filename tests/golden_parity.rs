@@ -123,6 +123,10 @@ fn check_trace(model: &Model, tokenizer: &Tokenizer, trace: &Value, name: &str, 
                 "{name}: step {i}: our greedy token {our_top} != llama.cpp's {} (llama.cpp's top-2 gap {gap})",
                 generated[i]
             );
+            eprintln!(
+                "golden parity: {name}: step {i}: greedy {our_top} vs llama.cpp's {} at a near-tie (llama.cpp's top-2 gap {gap})",
+                generated[i]
+            );
             out.greedy_mismatches_at_ties += 1;
         }
     }

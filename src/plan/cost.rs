@@ -55,6 +55,14 @@ impl CostModel {
     }
 
     fn cpu_flops(&self) -> f64 {
+        if let Some(g) = self.cpu.gemm_gflops.filter(|g| g.f32 > 0.0 && g.f16 > 0.0 && g.bf16 > 0.0) {
+            let achieved = match self.wtype {
+                WeightType::F16 => g.f16,
+                WeightType::Bf16 => g.bf16,
+                WeightType::F32 => g.f32,
+            };
+            return achieved * 1e9;
+        }
         let peak = match self.wtype {
             WeightType::F16 => self.cpu.f16_gflops,
             WeightType::Bf16 => self.cpu.bf16_gflops,

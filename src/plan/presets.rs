@@ -16,8 +16,22 @@ const GIB: u64 = 1 << 30;
 fn cpu_zen3_ddr4() -> (CpuProfile, f64) {
     // 16 cores × 2 × 8 lanes × 2 × 3.8 GHz = 1946 GFLOP/s; one core 122.
     let points = vec![
-        CpuPoint { threads: 1, mem_gbs: 20.0, f32_gflops: 122.0, f16_gflops: 122.0, bf16_gflops: 122.0 },
-        CpuPoint { threads: 16, mem_gbs: 44.0, f32_gflops: 1946.0, f16_gflops: 1946.0, bf16_gflops: 1946.0 },
+        CpuPoint {
+            threads: 1,
+            mem_gbs: 20.0,
+            f32_gflops: 122.0,
+            f16_gflops: 122.0,
+            bf16_gflops: 122.0,
+            gemm_gflops: None,
+        },
+        CpuPoint {
+            threads: 16,
+            mem_gbs: 44.0,
+            f32_gflops: 1946.0,
+            f16_gflops: 1946.0,
+            bf16_gflops: 1946.0,
+            gemm_gflops: None,
+        },
     ];
     (
         CpuProfile {
@@ -33,8 +47,22 @@ fn cpu_zen3_ddr4() -> (CpuProfile, f64) {
 fn cpu_zen4_ddr5() -> (CpuProfile, f64) {
     // 16 cores × 2 × 8 lanes (AVX-512 on a 256-bit data path) × 2 × 4.5 GHz = 2304; bf16 dot 2×.
     let points = vec![
-        CpuPoint { threads: 1, mem_gbs: 30.0, f32_gflops: 144.0, f16_gflops: 144.0, bf16_gflops: 288.0 },
-        CpuPoint { threads: 16, mem_gbs: 64.0, f32_gflops: 2304.0, f16_gflops: 2304.0, bf16_gflops: 4608.0 },
+        CpuPoint {
+            threads: 1,
+            mem_gbs: 30.0,
+            f32_gflops: 144.0,
+            f16_gflops: 144.0,
+            bf16_gflops: 288.0,
+            gemm_gflops: None,
+        },
+        CpuPoint {
+            threads: 16,
+            mem_gbs: 64.0,
+            f32_gflops: 2304.0,
+            f16_gflops: 2304.0,
+            bf16_gflops: 4608.0,
+            gemm_gflops: None,
+        },
     ];
     (
         CpuProfile {
@@ -102,6 +130,7 @@ pub fn preset(name: &str) -> Result<HwProfile, PlanError> {
                     f32_gflops: 96.0,
                     f16_gflops: 96.0,
                     bf16_gflops: 192.0,
+                    gemm_gflops: None,
                 },
                 CpuPoint {
                     threads: 16,
@@ -109,6 +138,7 @@ pub fn preset(name: &str) -> Result<HwProfile, PlanError> {
                     f32_gflops: 1536.0,
                     f16_gflops: 1536.0,
                     bf16_gflops: 3072.0,
+                    gemm_gflops: None,
                 },
             ];
             let cpu = CpuProfile {

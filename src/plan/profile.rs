@@ -39,6 +39,18 @@ pub struct CpuPoint {
     pub f32_gflops: f64,
     pub f16_gflops: f64,
     pub bf16_gflops: f64,
+    /// GFLOP/s that rs-llama's own prefill GEMM reaches here, per weight type, when measured
+    /// (`--profile`); the cost model then uses it instead of a fraction of the FMA ceiling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gemm_gflops: Option<GemmRates>,
+}
+
+/// Achieved GEMM rates (GFLOP/s) of rs-llama's CPU kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GemmRates {
+    pub f32: f64,
+    pub f16: f64,
+    pub bf16: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +81,7 @@ impl CpuProfile {
             f32_gflops: 50.0,
             f16_gflops: 50.0,
             bf16_gflops: 50.0,
+            gemm_gflops: None,
         });
         for p in &self.points {
             if p.threads <= self.threads.max(1) {
@@ -152,6 +165,7 @@ pub fn measure_cpu() -> CpuProfile {
                 // dot product (two FMAs per lane) only with AVX512-BF16.
                 f16_gflops: f32_gflops,
                 bf16_gflops: if bf16_native { 2.0 * f32_gflops } else { f32_gflops },
+                gemm_gflops: Some(gemm_rates(t as usize)),
             }
         })
         .collect();
@@ -244,4 +258,38 @@ unsafe fn fma_loop_avx2(iters: usize, seed: f32) -> f64 {
     }
     std::hint::black_box(acc);
     (iters * 10 * 8 * 2) as f64
+}
+
+/// Times rs-llama's own CPU matmul on a prefill-sized problem (64 tokens, 1024 → 1024) with `threads`
+/// threads, per weight type: what the executor will really get, kernels and threading included.
+fn gemm_rates(threads: usize) -> GemmRates {
+    use crate::cpu::matmul::{matmul, WeightView};
+    use half::{bf16, f16};
+    const N_TOK: usize = 64;
+    const N: usize = 1024;
+    let x: Vec<f32> = (0..N_TOK * N).map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-3).collect();
+    let w32: Vec<f32> = (0..N * N).map(|i| ((i * 104729 % 2000) as f32 - 1000.0) * 1e-4).collect();
+    let w16: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
+    let wb16: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
+    let mut y = vec![0f32; N_TOK * N];
+    let Ok(pool) = rayon::ThreadPoolBuilder::new().num_threads(threads).build() else {
+        return GemmRates { f32: 0.0, f16: 0.0, bf16: 0.0 };
+    };
+    let mut rate = |w: WeightView<'_>| {
+        pool.install(|| {
+            matmul(&x, w, N, N, &mut y); // warm-up
+            let reps = 8;
+            let start = std::time::Instant::now();
+            for _ in 0..reps {
+                matmul(&x, w, N, N, &mut y);
+            }
+            let secs = start.elapsed().as_secs_f64().max(1e-9);
+            (2 * N_TOK * N * N * reps) as f64 / secs / 1e9
+        })
+    };
+    GemmRates {
+        f32: rate(WeightView::F32(&w32)),
+        f16: rate(WeightView::F16(&w16)),
+        bf16: rate(WeightView::BF16(&wb16)),
+    }
 }

@@ -37,6 +37,9 @@ synth synth-dense-s42.f16.gguf --kind dense --vocab "$vocab" --seed 42 --n-embd 
   --n-head 8 --n-head-kv 4 --n-ff 512 --dtype f16
 synth synth-moe8x2-s42.f16.gguf --kind moe --vocab "$vocab" --seed 42 --n-embd 256 --n-layer 4 \
   --n-head 8 --n-head-kv 4 --n-ff 512 --dtype f16 --n-expert 8 --n-expert-used 2
+# The same weights in the legacy per-expert layout (tests/model_real.rs: bit-identical logits).
+synth synth-moe8x2-s42-perexpert.f16.gguf --kind moe --vocab "$vocab" --seed 42 --n-embd 256 --n-layer 4 \
+  --n-head 8 --n-head-kv 4 --n-ff 512 --dtype f16 --n-expert 8 --n-expert-used 2 --per-expert
 # One model per architecture beyond llama (seeds and shapes as in scripts/make-fixtures.sh).
 arch=(--vocab "$vocab" --n-embd 256 --n-head 8 --n-head-kv 4 --dtype f16)
 synth synth-qwen2-s42.f16.gguf --arch qwen2 --kind dense --seed 42 --n-layer 4 "${arch[@]}" --n-ff 512

@@ -11,7 +11,7 @@ use std::process::Command;
 
 fn model_path() -> Option<PathBuf> {
     let home = std::env::var_os("HOME")?;
-    let path = PathBuf::from(home).join(".cache/rs-llama/models/smollm2-135m-f16.llamacpp.gguf");
+    let path = PathBuf::from(home).join(".cache/rs-llama/models/smollm2-135m-f16.gguf");
     path.exists().then_some(path)
 }
 

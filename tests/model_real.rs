@@ -5,7 +5,7 @@
 //! Parity with llama.cpp itself is checked by the golden fixtures.
 //!
 //! Token ids from llama.cpp (build 11434):
-//!   llama-tokenize -m smollm2-135m-f16.llamacpp.gguf -p "The capital of France is" --ids
+//!   llama-tokenize -m smollm2-135m-f16.gguf -p "The capital of France is" --ids
 //!   → [504, 3575, 282, 4649, 314];  -p " Paris" → [7042]
 
 use std::path::PathBuf;
@@ -37,10 +37,10 @@ const TEXT: [u32; 14] = [504, 3575, 282, 4649, 314, 7042, 30, 378, 3575, 282, 45
 
 #[test]
 fn q4_1_file_gives_exactly_the_logits_of_its_f16_conversion() {
-    // models/smollm2-135m-f16.llamacpp.gguf was made by `llama-quantize SmolLM2-135M-Instruct.Q4_1.gguf
+    // models/smollm2-135m-f16.gguf was made by `llama-quantize SmolLM2-135M-Instruct.Q4_1.gguf
     // ... F16`; dequantizing at load with the same f16 rounding must give the same weights.
     let (Some(q), Some(f)) =
-        (model_path("SmolLM2-135M-Instruct.Q4_1.gguf"), model_path("models/smollm2-135m-f16.llamacpp.gguf"))
+        (model_path("SmolLM2-135M-Instruct.Q4_1.gguf"), model_path("models/smollm2-135m-f16.gguf"))
     else {
         return;
     };
@@ -89,7 +89,7 @@ fn argmax(v: &[f32]) -> u32 {
 
 #[test]
 fn smollm2_continues_with_paris() {
-    for name in ["models/smollm2-135m-f16.llamacpp.gguf", "models/smollm2-135m-bf16.llamacpp.gguf"] {
+    for name in ["models/smollm2-135m-f16.gguf", "models/smollm2-135m-bf16.gguf"] {
         let Some(path) = model_path(name) else {
             continue;
         };

@@ -24,7 +24,7 @@ fn model_path() -> Option<PathBuf> {
     let dir = std::env::var_os("RS_LLAMA_MODELS").map(PathBuf::from).unwrap_or_else(|| {
         PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/rs-llama/models")
     });
-    let path = dir.join("smollm2-135m-f16.llamacpp.gguf");
+    let path = dir.join("smollm2-135m-f16.gguf");
     if path.exists() {
         Some(path)
     } else {

@@ -214,14 +214,7 @@ pub fn to_writer(spec: &SynthSpec, vocab: &Vocab) -> Result<GgufWriter> {
                 g.linear(&mut w, &TensorKind::FfnUp.weight(il), n_embd, n_ff)?;
             }
             FfnKind::Moe { n_expert, layout, .. } => {
-                let router = TensorKind::FfnGateInp.weight(il);
-                let values = g.values(&router, n_embd * n_expert, 0.0, 1.0 / (n_embd as f64).sqrt());
-                w.add_tensor(
-                    &router,
-                    &[n_embd as u64, n_expert as u64],
-                    DType::F32,
-                    encode(&values, DType::F32),
-                )?;
+                g.router(&mut w, il, n_embd, n_expert)?;
                 g.experts(&mut w, il, n_expert, layout, n_embd, n_ff)?;
             }
         }
@@ -263,6 +256,14 @@ impl Gen {
     fn norm(&self, w: &mut GgufWriter, name: &str, n: usize) -> Result<()> {
         let values = self.values(name, n, 1.0, 0.05);
         w.add_tensor(name, &[n as u64], DType::F32, encode(&values, DType::F32))?;
+        Ok(())
+    }
+
+    /// `ffn_gate_inp` `[n_embd, n_expert]`, kept in f32 as converters write it.
+    fn router(&self, w: &mut GgufWriter, il: usize, n_embd: usize, n_expert: usize) -> Result<()> {
+        let router = TensorKind::FfnGateInp.weight(il);
+        let values = self.values(&router, n_embd * n_expert, 0.0, 1.0 / (n_embd as f64).sqrt());
+        w.add_tensor(&router, &[n_embd as u64, n_expert as u64], DType::F32, encode(&values, DType::F32))?;
         Ok(())
     }
 

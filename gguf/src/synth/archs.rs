@@ -185,14 +185,7 @@ pub fn to_writer_arch(spec: &SynthSpec, extra: &ArchSynth, vocab: &Vocab) -> Res
                 g.linear(&mut w, &T::FfnDown.weight(il), n_ff, n_embd)?;
             }
             SynthArch::Qwen2Moe | SynthArch::PhiMoe | SynthArch::Qwen3Moe => {
-                let router = T::FfnGateInp.weight(il);
-                let values = g.values(&router, n_embd * n_expert, 0.0, 1.0 / (n_embd as f64).sqrt());
-                w.add_tensor(
-                    &router,
-                    &[n_embd as u64, n_expert as u64],
-                    DType::F32,
-                    encode(&values, DType::F32),
-                )?;
+                g.router(&mut w, il, n_embd, n_expert)?;
                 g.experts(&mut w, il, n_expert, super::ExpertLayout::Stacked, n_embd, n_ff)?;
             }
         }

@@ -110,7 +110,8 @@ fn text_tokenizes_to_the_file_tokens_and_our_base_file_reads_back() {
     let out = kl_divergence(&mut session, model.n_vocab(), &mut ours_reader, chunk_bos(&tok), 48, |_, _| {})
         .unwrap();
     let self_kld = out.sums.sum_kld / out.sums.count as f64;
-    assert!(self_kld.abs() < 1e-6, "our logits against our own file: {self_kld}");
+    // The floor of llama.cpp's u16 log-prob storage (llama.cpp against its own file: ~1e-6).
+    assert!(self_kld.abs() < 1e-5, "our logits against our own file: {self_kld}");
 }
 
 #[test]

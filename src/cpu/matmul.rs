@@ -2,8 +2,8 @@
 //!
 //! Weights stay in their storage type; each thread converts a block of weight rows to f32 once
 //! (F16C/AVX2, see `convert`) and reuses it for every token of the batch, so prefill costs
-//! one weight pass per batch instead of one per token. Activations are NOT rounded to f16/bf16 as
-//! ggml does for f16/bf16 weights: we are more exact, never less (DESIGN.md §3).
+//! one weight pass per batch instead of one per token. Under the default `ggml` numerics,
+//! `ggml_matmul` rounds the activations to the weight's type first and sums in ggml's order.
 
 use std::cell::RefCell;
 
@@ -12,6 +12,8 @@ use rayon::prelude::*;
 
 use super::convert::{bf16_to_f32, f16_to_f32};
 use super::dot::{kernels, Kernels};
+use super::ggml_matmul::{self, RowOrder};
+use super::numerics::{self, Numerics};
 
 /// Weight rows of a linear layer, ggml `[n_in, n_out]`: row `o` is `data[o*n_in .. (o+1)*n_in]`.
 #[derive(Debug, Clone, Copy)]
@@ -62,10 +64,33 @@ pub fn matmul(x: &[f32], w: WeightView<'_>, n_in: usize, n_out: usize, y: &mut [
 
 /// [`matmul`] with the kernels of a given path (tests and benches compare paths with it).
 pub fn matmul_with(k: &Kernels, x: &[f32], w: WeightView<'_>, n_in: usize, n_out: usize, y: &mut [f32]) {
-    assert!(n_in > 0 && x.len().is_multiple_of(n_in), "matmul: x has {} elements, n_in {n_in}", x.len());
-    let n_tok = x.len() / n_in;
-    assert_eq!(w.len(), n_in * n_out, "matmul: weight size");
-    assert_eq!(y.len(), n_tok * n_out, "matmul: output size");
+    match numerics::active() {
+        Numerics::Ggml => ggml_matmul::matmul(k, x, w, n_in, n_out, y, RowOrder::ByTokenCount),
+        Numerics::F32 => matmul_plain(k, x, w, n_in, n_out, y),
+    }
+}
+
+/// A matmul that llama.cpp runs as `mul_mat_id` (the routed experts): under `ggml` numerics it
+/// sums every output the way ggml's one-row dot products do, whatever the token count.
+pub fn matmul_per_row(x: &[f32], w: WeightView<'_>, n_in: usize, n_out: usize, y: &mut [f32]) {
+    let k = kernels();
+    match numerics::active() {
+        Numerics::Ggml => ggml_matmul::matmul(&k, x, w, n_in, n_out, y, RowOrder::PerRow),
+        Numerics::F32 => matmul_plain(&k, x, w, n_in, n_out, y),
+    }
+}
+
+/// The f32-activation matmul: GEMV for one token, weight rows widened once per block for more.
+/// Every row is one lane chain reduced at the end, the order of tinyBLAS's f32 and f16 kernels.
+pub(super) fn matmul_plain(
+    k: &Kernels,
+    x: &[f32],
+    w: WeightView<'_>,
+    n_in: usize,
+    n_out: usize,
+    y: &mut [f32],
+) {
+    let n_tok = check_shapes(x, w, n_in, n_out, y);
     if n_tok == 0 || n_out == 0 {
         return;
     }
@@ -82,6 +107,20 @@ pub fn matmul_with(k: &Kernels, x: &[f32], w: WeightView<'_>, n_in: usize, n_out
     // yt: [n_out][n_tok], so that each task owns a contiguous block of output rows.
     let mut yt = vec![0f32; n_out * n_tok];
     rows_times_tokens(k, x, w, n_in, n_tok, &mut yt);
+    transpose_into(&yt, n_tok, n_out, y);
+}
+
+/// Checks the shapes (a mismatch is a programming error: they are fixed at load) → `n_tok`.
+pub(super) fn check_shapes(x: &[f32], w: WeightView<'_>, n_in: usize, n_out: usize, y: &[f32]) -> usize {
+    assert!(n_in > 0 && x.len().is_multiple_of(n_in), "matmul: x has {} elements, n_in {n_in}", x.len());
+    let n_tok = x.len() / n_in;
+    assert_eq!(w.len(), n_in * n_out, "matmul: weight size");
+    assert_eq!(y.len(), n_tok * n_out, "matmul: output size");
+    n_tok
+}
+
+/// `y[t][o] = yt[o][t]`.
+pub(super) fn transpose_into(yt: &[f32], n_tok: usize, n_out: usize, y: &mut [f32]) {
     for (o, col) in yt.chunks_exact(n_tok).enumerate() {
         for (t, v) in col.iter().enumerate() {
             y[t * n_out + o] = *v;
@@ -205,10 +244,10 @@ mod tests {
         for (path, view) in paths_and_views(&w32, &w16, &wb16) {
             let k = kernels_for(path);
             let mut all = vec![0f32; n_tok * n_out];
-            matmul_with(&k, &x, view, n_in, n_out, &mut all);
+            matmul_plain(&k, &x, view, n_in, n_out, &mut all);
             for t in 0..n_tok {
                 let mut one = vec![0f32; n_out];
-                matmul_with(&k, &x[t * n_in..][..n_in], view, n_in, n_out, &mut one);
+                matmul_plain(&k, &x[t * n_in..][..n_in], view, n_in, n_out, &mut one);
                 assert_eq!(one, all[t * n_out..][..n_out], "{path:?} {view:?}");
             }
         }
@@ -221,15 +260,34 @@ mod tests {
             let w32 = rand_vec(7 + n_in as u64, n_in * n_out);
             let w16: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
             let wb16: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
-            let cases: [(WeightView, Vec<f64>); 3] = [
-                (WeightView::F32(&w32), w32.iter().map(|&v| v as f64).collect()),
-                (WeightView::F16(&w16), w16.iter().map(|v| v.to_f64()).collect()),
-                (WeightView::BF16(&wb16), wb16.iter().map(|v| v.to_f64()).collect()),
+            // Under ggml numerics the activations meet f16 (bf16) weights rounded to f16 (bf16).
+            let ggml = numerics::active() == Numerics::Ggml;
+            let round = |f: fn(&mut [f32])| {
+                let mut r = x.clone();
+                if ggml {
+                    f(&mut r);
+                }
+                r
+            };
+            let cases: [(WeightView, Vec<f64>, Vec<f32>); 3] = [
+                (WeightView::F32(&w32), w32.iter().map(|&v| v as f64).collect(), x.clone()),
+                (
+                    WeightView::F16(&w16),
+                    w16.iter().map(|v| v.to_f64()).collect(),
+                    round(numerics::round_to_f16),
+                ),
+                (
+                    WeightView::BF16(&wb16),
+                    wb16.iter().map(|v| v.to_f64()).collect(),
+                    round(numerics::round_to_bf16),
+                ),
             ];
-            for (path, (view, wref)) in CpuPath::ALL.into_iter().flat_map(|p| cases.clone().map(|c| (p, c))) {
+            for (path, (view, wref, xref)) in
+                CpuPath::ALL.into_iter().flat_map(|p| cases.clone().map(|c| (p, c)))
+            {
                 let mut y = vec![0f32; n_tok * n_out];
                 matmul_with(&kernels_for(path), &x, view, n_in, n_out, &mut y);
-                let want = reference(&x, &wref, n_in, n_out);
+                let want = reference(&xref, &wref, n_in, n_out);
                 for (g, w) in y.iter().zip(&want) {
                     assert!((*g as f64 - w).abs() < 1e-5 * (n_in as f64).sqrt(), "{path:?}: {g} vs {w}");
                 }

@@ -7,8 +7,12 @@
 mod avx512;
 pub mod convert;
 pub mod dot;
+pub mod ggml_dot;
+mod ggml_matmul;
 pub mod matmul;
+pub mod numerics;
 pub mod path;
+pub mod vexp;
 
-pub use matmul::{matmul, matmul_with, WeightView};
+pub use matmul::{matmul, matmul_per_row, matmul_with, WeightView};
 pub use path::CpuPath;

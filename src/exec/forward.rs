@@ -1,6 +1,7 @@
 //! The llama-family forward pass over one micro-batch. Intermediates are named as llama.cpp's
 //! graph names them, so dumps of the two can be compared layer by layer.
 
+use super::dump;
 use super::kv_cache::KvCache;
 use super::moe::{moe_ffn, MoeConfig};
 use crate::model::tensors::FfnBlock;
@@ -52,6 +53,7 @@ pub fn forward(
         normalize: arch.normalizes_expert_weights(),
     };
 
+    dump::next_pass();
     // inp_embd: [n_tok][n_embd]
     let mut x = vec![0f32; n_tok * n_embd];
     for (row, &tok) in x.chunks_exact_mut(n_embd).zip(tokens) {
@@ -71,6 +73,7 @@ pub fn forward(
         if let Some(b) = &layer.attn_norm_b {
             add_bias(&mut cur, b);
         }
+        dump::tensor(&format!("attn_norm-{il}"), &cur);
         // Qcur-{il}, Kcur-{il}, Vcur-{il}
         linear(&cur, &layer.attn.q.linear(), &mut q);
         linear(&cur, &layer.attn.k.linear(), &mut k);
@@ -84,19 +87,37 @@ pub fn forward(
         if let Some(s) = q_scale {
             q.iter_mut().for_each(|x| *x *= s);
         }
+        dump::tensor(&format!("Qcur-{il}"), &q);
+        dump::tensor(&format!("Kcur-{il}"), &k);
+        dump::tensor(&format!("Vcur-{il}"), &v);
         kv.store(il, pos0, &k, &v);
         // kqv_out-{il}
         let (kc, vc) = kv.layer(il);
         attention(&q, kc, vc, pos0, shape, kq_scale, &mut kqv);
         // attn_out-{il}, then ffn_inp-{il} = attn_out + inpSA
+        dump::tensor(&format!("kqv_out-{il}"), &kqv);
         linear(&kqv, &layer.attn.o.linear(), &mut out);
+        dump::tensor(&format!("attn_out-{il}"), &out);
+        if il + 1 == w.layers.len() && rows != OutputRows::All {
+            // As llama.cpp: the last layer's FFN runs only on the rows whose logits are wanted
+            // (one token sums in a different order than a batch, so this is also for parity).
+            if rows == OutputRows::None {
+                return Vec::new();
+            }
+            let last = (n_tok - 1) * n_embd;
+            x.drain(..last);
+            out.drain(..last);
+            cur.truncate(n_embd);
+        }
         add_into(&mut x, &out);
+        dump::tensor(&format!("ffn_inp-{il}"), &x);
         // ffn_norm-{il}
         cur.copy_from_slice(&x);
         rms_norm(&mut cur, &layer.ffn_norm, hp.rms_eps);
         if let Some(b) = &layer.ffn_norm_b {
             add_bias(&mut cur, b);
         }
+        dump::tensor(&format!("ffn_norm-{il}"), &cur);
         match &layer.ffn {
             FfnBlock::Dense(mats) => swiglu_ffn(&cur, &mats.weights(), &mut out),
             FfnBlock::Moe { router, experts, shared } => {
@@ -105,24 +126,25 @@ pub fn forward(
             }
         }
         // ffn_out-{il} / l_out-{il}
+        dump::tensor(&format!("ffn_out-{il}"), &out);
         add_into(&mut x, &out);
+        dump::tensor(&format!("l_out-{il}"), &x);
     }
 
     // result_norm: [n_rows][n_embd]
-    let mut rows = match rows {
-        OutputRows::None => return Vec::new(),
-        OutputRows::Last => x[(n_tok - 1) * n_embd..].to_vec(),
-        OutputRows::All => x,
-    };
+    // result_norm input: the last token only, unless every row was asked for (see above).
+    let mut rows = x;
     rms_norm(&mut rows, &w.output_norm, hp.rms_eps);
     if let Some(b) = &w.output_norm_b {
         add_bias(&mut rows, b);
     }
+    dump::tensor("result_norm", &rows);
     // result_output: [n_rows][n_vocab]
     let head = w.output_head();
     let mut logits = vec![0f32; rows.len() / n_embd * hp.n_vocab];
     let bias = w.output_b.as_deref();
     linear(&rows, &Linear { w: head.view(), n_in: head.n_in, n_out: head.n_out, bias }, &mut logits);
+    dump::tensor("result_output", &logits);
     logits
 }
 

@@ -1,6 +1,7 @@
 //! Execution of the forward pass: the f16 KV cache and the llama-family layer loop on the CPU.
 //! (The hybrid CPU/GPU plan executor will run the same layer tasks over lanes.)
 
+pub mod dump;
 pub mod forward;
 pub mod kv_cache;
 pub mod moe;

@@ -2,7 +2,7 @@
 //! the weighted expert outputs per token in routing-slot order (as llama.cpp adds them).
 
 use crate::model::tensors::{FfnMats, SharedExpert};
-use crate::ops::ffn::swiglu_ffn;
+use crate::ops::ffn::{swiglu_ffn, swiglu_ffn_expert};
 use crate::ops::matmul::Linear;
 use crate::ops::moe::{route, shared_expert_gate, ExpertGating};
 
@@ -23,12 +23,15 @@ pub fn moe_ffn(
     out: &mut [f32],
 ) {
     routed_ffn(x, router, experts, cfg, out);
+    super::dump::tensor("ffn_moe_out", out);
     if let Some(sh) = shared {
         let n_embd = router.n_in;
         // ffn_shexp: [n_tok][n_embd]
         let mut y = vec![0f32; out.len()];
         swiglu_ffn(x, &sh.ffn.weights(), &mut y);
+        super::dump::tensor("ffn_shexp", &y);
         let gates = shared_expert_gate(x, &sh.gate_inp);
+        super::dump::tensor("ffn_shexp_gate", &gates);
         for ((o, yr), g) in out.chunks_exact_mut(n_embd).zip(y.chunks_exact(n_embd)).zip(gates) {
             for (a, b) in o.iter_mut().zip(yr) {
                 *a += b * g;
@@ -45,6 +48,7 @@ fn routed_ffn(x: &[f32], router: Linear<'_>, experts: &[FfnMats], cfg: &MoeConfi
     // ffn_moe_logits: [n_tok][n_expert]
     let mut logits = vec![0f32; n_tok * n_expert];
     crate::ops::matmul::linear(x, &router, &mut logits);
+    super::dump::tensor("ffn_moe_logits", &logits);
     let routes = route(&logits, n_expert, k, cfg.gating, cfg.normalize);
 
     // ffn_moe_weighted: [n_tok][k][n_embd]
@@ -72,7 +76,7 @@ fn routed_ffn(x: &[f32], router: Linear<'_>, experts: &[FfnMats], cfg: &MoeConfi
             xe.extend_from_slice(&x[t * n_embd..(t + 1) * n_embd]);
         }
         let mut ye = vec![0f32; picked.len() * n_embd];
-        swiglu_ffn(&xe, &mats.weights(), &mut ye);
+        swiglu_ffn_expert(&xe, &mats.weights(), &mut ye);
         for (row, &(t, slot, w)) in ye.chunks_exact(n_embd).zip(&picked) {
             let dst = &mut slots[(t * k + slot) * n_embd..][..n_embd];
             for (d, v) in dst.iter_mut().zip(row) {

@@ -1,16 +1,27 @@
 //! Causal multi-head attention with grouped KV heads over the f16 KV cache (`kq-{il}`,
 //! `kq_softmax-{il}`, `kqv_out-{il}`).
 //!
-//! K and V come from the cache as stored (f16, like llama.cpp's default cache type) and are widened
-//! exactly to f32 once per head; Q, the scores, the softmax and the weighted sum stay in f32 (the
-//! sum of exponentials in f64). llama.cpp also rounds Q (and the probabilities) to f16 here; we do
-//! not (DESIGN.md §3: more exact, never less).
+//! K and V come from the cache as stored (f16, like llama.cpp's default cache type). Two kernels,
+//! chosen the way llama.cpp's CPU flash attention chooses (see `numerics`):
+//! - micro-batches of [`GGML_TILE_TOKENS`] tokens or more (prompt processing): ggml's tiled f32
+//!   kernel (`attention_tiled`);
+//! - smaller ones (decode, short prompts): Q rounded to f16 and an online softmax whose running V
+//!   sum is an f16 vector, rounded after every position, as ggml keeps it.
+//!
+//! `RS_LLAMA_NUMERICS=f32` uses `attention_f32` for all: K and V widened exactly once per head,
+//! scores, softmax and the weighted sum in f32 (the sum of exponentials in f64).
 
 use half::f16;
 use rayon::prelude::*;
 
 use crate::cpu::convert::f16_to_f32;
 use crate::cpu::dot::best_dot;
+use crate::cpu::ggml_dot::vec_dot_f16;
+use crate::cpu::numerics::{self, mad_f16, scale_f16, Numerics};
+
+/// llama.cpp's CPU flash attention switches to its f32 tiled kernel from this many query tokens
+/// per micro-batch (`GGML_FA_TILE_Q`); below it, it accumulates in f16.
+pub const GGML_TILE_TOKENS: usize = 64;
 
 /// Head layout of one attention layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +39,24 @@ pub struct AttnShape {
 /// `n_kv ≥ pos0 + n_tok`; `out`: `[n_tok][n_head][head_dim_v]`.
 /// Query head `h` uses KV head `h / (n_head / n_head_kv)`; token `t` sees positions `0..=pos0+t`.
 pub fn attention(q: &[f32], k: &[f16], v: &[f16], pos0: usize, s: AttnShape, scale: f32, out: &mut [f32]) {
+    let n_tok = q.len() / (s.n_head * s.head_dim_k);
+    match (numerics::active(), n_tok < GGML_TILE_TOKENS) {
+        (Numerics::Ggml, true) => attention_f16_accumulate(q, k, v, pos0, s, scale, out),
+        (Numerics::Ggml, false) => super::attention_tiled::attention_tiled(q, k, v, pos0, s, scale, out),
+        (Numerics::F32, _) => attention_f32(q, k, v, pos0, s, scale, out),
+    }
+}
+
+/// The f32 kernel (see the module note).
+pub fn attention_f32(
+    q: &[f32],
+    k: &[f16],
+    v: &[f16],
+    pos0: usize,
+    s: AttnShape,
+    scale: f32,
+    out: &mut [f32],
+) {
     let (dk, dv) = (s.head_dim_k, s.head_dim_v);
     let n_tok = q.len() / (s.n_head * dk);
     let n_kv = pos0 + n_tok;
@@ -77,35 +106,81 @@ pub fn attention(q: &[f32], k: &[f16], v: &[f16], pos0: usize, s: AttnShape, sca
     }
 }
 
+/// The f16-accumulating kernel of ggml's CPU flash attention for small batches: per query row, Q
+/// rounded to f16; for each visible position in order, `s = (k·q)·scale`; when `s` is a new
+/// maximum the f16 sum is rescaled by `exp(M_old − s)`, else `v` is weighted by `exp(s − M)`;
+/// `VKQ = f16(VKQ + v·w)`; the result is `VKQ / S`.
+pub fn attention_f16_accumulate(
+    q: &[f32],
+    k: &[f16],
+    v: &[f16],
+    pos0: usize,
+    s: AttnShape,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let (dk, dv) = (s.head_dim_k, s.head_dim_v);
+    let n_tok = q.len() / (s.n_head * dk);
+    let group = s.n_head / s.n_head_kv;
+    let (k_row, v_row) = (s.n_head_kv * dk, s.n_head_kv * dv);
+    let fused = crate::cpu::path::active() != crate::cpu::path::CpuPath::Scalar;
+    // One task per (token, head) row; rows: [n_tok][n_head][dv]
+    out[..n_tok * s.n_head * dv].par_chunks_mut(dv).enumerate().for_each(|(row, o)| {
+        let (t, h) = (row / s.n_head, row % s.n_head);
+        let kvh = h / group;
+        let q16: Vec<f16> = q[row * dk..][..dk].iter().map(|v| f16::from_f32(*v)).collect();
+        let mut acc = vec![f16::ZERO; dv];
+        let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
+        for j in 0..=pos0 + t {
+            let kj = &k[j * k_row + kvh * dk..][..dk];
+            let score = vec_dot_f16(kj, &q16) * scale;
+            let (mut rescale, mut weight) = (1f32, 1f32);
+            if score > max {
+                rescale = (max - score).exp();
+                max = score;
+                scale_f16(&mut acc, rescale);
+            } else {
+                weight = (score - max).exp();
+            }
+            mad_f16(&mut acc, &v[j * v_row + kvh * dv..][..dv], weight);
+            // ggml's `S = S*ms + vs`, contracted to one FMA where the CPU has it.
+            sum = if fused { sum.mul_add(rescale, weight) } else { sum * rescale + weight };
+        }
+        let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+        for (d, a) in o.iter_mut().zip(&acc) {
+            *d = a.to_f32() * inv;
+        }
+    });
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::ops::test_rng::Rng;
 
-    #[test]
-    fn attention_matches_f64_with_gqa_and_causal_mask() {
-        let mut rng = Rng::new(9);
-        let s = AttnShape { n_head: 6, n_head_kv: 2, head_dim_k: 16, head_dim_v: 8 };
-        let (pos0, n_tok) = (5, 4);
-        let n_kv = pos0 + n_tok;
-        let q = rng.vec(n_tok * s.n_head * s.head_dim_k, 2.0);
-        let k: Vec<f16> =
-            rng.vec(n_kv * s.n_head_kv * s.head_dim_k, 2.0).into_iter().map(f16::from_f32).collect();
-        let v: Vec<f16> =
-            rng.vec(n_kv * s.n_head_kv * s.head_dim_v, 2.0).into_iter().map(f16::from_f32).collect();
-        let scale = 1.0 / (s.head_dim_k as f32).sqrt();
-        let mut out = vec![0f32; n_tok * s.n_head * s.head_dim_v];
-        attention(&q, &k, &v, pos0, s, scale, &mut out);
+    /// Exact softmax attention in f64 over the same (f16-stored) K and V, `[n_tok][n_head][dv]`.
+    pub(crate) fn reference(
+        q: &[f32],
+        k: &[f16],
+        v: &[f16],
+        pos0: usize,
+        s: AttnShape,
+        scale: f32,
+    ) -> Vec<f64> {
+        let (dk, dv) = (s.head_dim_k, s.head_dim_v);
+        let n_tok = q.len() / (s.n_head * dk);
+        let group = s.n_head / s.n_head_kv;
+        let mut out = vec![0f64; n_tok * s.n_head * dv];
         for t in 0..n_tok {
             for h in 0..s.n_head {
-                let kvh = h / 3;
+                let kvh = h / group;
                 let seen = pos0 + t + 1;
                 let scores: Vec<f64> = (0..seen)
                     .map(|j| {
-                        (0..s.head_dim_k)
+                        (0..dk)
                             .map(|d| {
-                                q[(t * s.n_head + h) * 16 + d] as f64
-                                    * k[(j * s.n_head_kv + kvh) * 16 + d].to_f64()
+                                q[(t * s.n_head + h) * dk + d] as f64
+                                    * k[(j * s.n_head_kv + kvh) * dk + d].to_f64()
                             })
                             .sum::<f64>()
                             * scale as f64
@@ -114,11 +189,88 @@ mod tests {
                 let m = scores.iter().cloned().fold(f64::MIN, f64::max);
                 let e: Vec<f64> = scores.iter().map(|x| (x - m).exp()).collect();
                 let z: f64 = e.iter().sum();
-                for d in 0..s.head_dim_v {
-                    let want: f64 =
-                        (0..seen).map(|j| e[j] / z * v[(j * s.n_head_kv + kvh) * 8 + d].to_f64()).sum();
-                    let got = out[(t * s.n_head + h) * 8 + d] as f64;
-                    assert!((got - want).abs() < 1e-5, "t{t} h{h} d{d}: {got} vs {want}");
+                for d in 0..dv {
+                    out[(t * s.n_head + h) * dv + d] =
+                        (0..seen).map(|j| e[j] / z * v[(j * s.n_head_kv + kvh) * dv + d].to_f64()).sum();
+                }
+            }
+        }
+        out
+    }
+
+    struct Case {
+        q: Vec<f32>,
+        k: Vec<f16>,
+        v: Vec<f16>,
+        pos0: usize,
+        scale: f32,
+    }
+
+    fn case(seed: u64, pos0: usize, n_tok: usize, s: AttnShape) -> Case {
+        let mut rng = Rng::new(seed);
+        let n_kv = pos0 + n_tok;
+        let q = rng.vec(n_tok * s.n_head * s.head_dim_k, 2.0);
+        let k = rng.vec(n_kv * s.n_head_kv * s.head_dim_k, 2.0).into_iter().map(f16::from_f32).collect();
+        let v = rng.vec(n_kv * s.n_head_kv * s.head_dim_v, 2.0).into_iter().map(f16::from_f32).collect();
+        Case { q, k, v, pos0, scale: 1.0 / (s.head_dim_k as f32).sqrt() }
+    }
+
+    #[test]
+    fn f32_kernel_matches_f64_with_gqa_and_causal_mask() {
+        let s = AttnShape { n_head: 6, n_head_kv: 2, head_dim_k: 16, head_dim_v: 8 };
+        let c = case(9, 5, 4, s);
+        let mut out = vec![0f32; 4 * s.n_head * s.head_dim_v];
+        attention_f32(&c.q, &c.k, &c.v, c.pos0, s, c.scale, &mut out);
+        for (i, (g, w)) in out.iter().zip(reference(&c.q, &c.k, &c.v, c.pos0, s, c.scale)).enumerate() {
+            assert!((*g as f64 - w).abs() < 1e-5, "element {i}: {g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn f16_accumulating_kernel_equals_a_scalar_replay_and_stays_near_f64() {
+        // Head dims 64 and 20: the SIMD body and its scalar tail.
+        for (seed, dk, dv) in [(11u64, 64usize, 64usize), (12, 20, 20)] {
+            let s = AttnShape { n_head: 4, n_head_kv: 2, head_dim_k: dk, head_dim_v: dv };
+            let (pos0, n_tok) = (37, 3);
+            let c = case(seed, pos0, n_tok, s);
+            let mut out = vec![0f32; n_tok * s.n_head * dv];
+            attention_f16_accumulate(&c.q, &c.k, &c.v, pos0, s, c.scale, &mut out);
+            let exact = reference(&c.q, &c.k, &c.v, pos0, s, c.scale);
+            for (i, (g, w)) in out.iter().zip(&exact).enumerate() {
+                // f16 rounding of Q and of the running sum: a few f16 ulps of |v| ≤ 2.
+                assert!((*g as f64 - w).abs() < 5e-3, "dk {dk} element {i}: {g} vs {w}");
+            }
+            // The same algorithm written plainly, with the half crate's conversions and libm's expf.
+            for t in 0..n_tok {
+                for h in 0..s.n_head {
+                    let kvh = h / 2;
+                    let q16: Vec<f32> =
+                        c.q[(t * 4 + h) * dk..][..dk].iter().map(|x| f16::from_f32(*x).to_f32()).collect();
+                    let mut acc = vec![f16::ZERO; dv];
+                    let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
+                    for j in 0..=pos0 + t {
+                        let kj = &c.k[(j * 2 + kvh) * dk..][..dk];
+                        let dot: f64 = kj.iter().zip(&q16).map(|(a, b)| a.to_f64() * *b as f64).sum();
+                        let sc = dot as f32 * c.scale;
+                        let (mut ms, mut vs) = (1f32, 1f32);
+                        if sc > m {
+                            ms = (m - sc).exp();
+                            m = sc;
+                            acc.iter_mut().for_each(|a| *a = f16::from_f32(a.to_f32() * ms));
+                        } else {
+                            vs = (sc - m).exp();
+                        }
+                        for (a, x) in acc.iter_mut().zip(&c.v[(j * 2 + kvh) * dv..][..dv]) {
+                            *a = f16::from_f32(x.to_f32().mul_add(vs, a.to_f32()));
+                        }
+                        sum = sum * ms + vs;
+                    }
+                    for d in 0..dv {
+                        let want = acc[d].to_f32() / sum;
+                        let got = out[(t * 4 + h) * dv + d];
+                        // Only the f32 dot-product order differs, which can flip an f16 rounding.
+                        assert!((got - want).abs() <= 2e-3 * want.abs().max(1e-2), "{got} vs {want}");
+                    }
                 }
             }
         }

@@ -1,14 +1,9 @@
 //! The SwiGLU feed-forward block: `down(silu(gate(x)) · up(x))` (`ffn_gate-{il}`, `ffn_up-{il}`,
 //! `ffn_swiglu-{il}`, `ffn_out-{il}`).
 
-use super::matmul::{linear, Linear};
+use super::matmul::{linear, linear_per_row, Linear};
 
-/// `gate[i] = silu(gate[i]) · up[i]` with `silu(x) = x / (1 + e^-x)`.
-pub fn swiglu(gate: &mut [f32], up: &[f32]) {
-    for (g, u) in gate.iter_mut().zip(up) {
-        *g = *g / (1.0 + (-*g).exp()) * u;
-    }
-}
+pub use crate::cpu::vexp::swiglu;
 
 /// Weights of one SwiGLU FFN (a dense layer or one expert).
 pub struct FfnWeights<'a> {
@@ -22,14 +17,27 @@ pub struct FfnWeights<'a> {
 
 /// `x`: `[n_tok][n_embd]` → `out`: `[n_tok][n_embd]`.
 pub fn swiglu_ffn(x: &[f32], w: &FfnWeights<'_>, out: &mut [f32]) {
+    swiglu_ffn_by(x, w, out, linear)
+}
+
+/// [`swiglu_ffn`] for a routed expert: llama.cpp runs those matmuls as `mul_mat_id`, which sums
+/// each output like a one-token matmul (see `cpu::ggml_matmul`).
+pub fn swiglu_ffn_expert(x: &[f32], w: &FfnWeights<'_>, out: &mut [f32]) {
+    swiglu_ffn_by(x, w, out, linear_per_row)
+}
+
+fn swiglu_ffn_by(x: &[f32], w: &FfnWeights<'_>, out: &mut [f32], apply: fn(&[f32], &Linear<'_>, &mut [f32])) {
     let n_tok = x.len() / w.gate.n_in;
     let n_ff = w.gate.n_out;
     let mut gate = vec![0f32; n_tok * n_ff]; // [n_tok][n_ff]
     let mut up = vec![0f32; n_tok * n_ff]; // [n_tok][n_ff]
-    linear(x, &w.gate, &mut gate);
-    linear(x, &w.up, &mut up);
+    apply(x, &w.gate, &mut gate);
+    apply(x, &w.up, &mut up);
+    crate::exec::dump::tensor("ffn_gate", &gate);
+    crate::exec::dump::tensor("ffn_up", &up);
     swiglu(&mut gate, &up);
-    linear(&gate, &w.down, out);
+    crate::exec::dump::tensor("ffn_swiglu", &gate);
+    apply(&gate, &w.down, out);
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The linear layer `y = W x (+ b)` over a weight in its storage type (`Qcur-{il}`, `attn_out-{il}`,
 //! `result_output` ...).
 
-use crate::cpu::{matmul, WeightView};
+use crate::cpu::{matmul, matmul_per_row, WeightView};
 
 /// A linear layer's weight, ggml `[n_in, n_out]`, and optional bias `[n_out]`.
 #[derive(Debug, Clone, Copy)]
@@ -15,6 +15,16 @@ pub struct Linear<'a> {
 /// `x`: `[n_tok][n_in]` → `y`: `[n_tok][n_out]`.
 pub fn linear(x: &[f32], l: &Linear<'_>, y: &mut [f32]) {
     matmul(x, l.w, l.n_in, l.n_out, y);
+    add_bias(l, y);
+}
+
+/// [`linear`] summed as llama.cpp's `mul_mat_id` sums (an expert's matmul; see `cpu::ggml_matmul`).
+pub fn linear_per_row(x: &[f32], l: &Linear<'_>, y: &mut [f32]) {
+    matmul_per_row(x, l.w, l.n_in, l.n_out, y);
+    add_bias(l, y);
+}
+
+fn add_bias(l: &Linear<'_>, y: &mut [f32]) {
     if let Some(b) = l.bias {
         for row in y.chunks_exact_mut(l.n_out) {
             for (v, bv) in row.iter_mut().zip(b) {

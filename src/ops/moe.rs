@@ -1,5 +1,9 @@
 //! Mixture-of-experts routing (`ffn_moe_logits-{il}`, `ffn_moe_probs-{il}`, `ffn_moe_weights-{il}`).
 
+use crate::cpu::ggml_dot::vec_dot_f32;
+use crate::cpu::numerics::{self, Numerics};
+use crate::cpu::vexp::exp_shifted_sum;
+
 /// How router logits become expert probabilities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExpertGating {
@@ -32,7 +36,8 @@ pub fn route(logits: &[f32], n_expert: usize, k: usize, gating: ExpertGating, no
             order.truncate(k);
             let mut weights: Vec<f32> = order.iter().map(|&e| probs[e]).collect();
             if normalize {
-                let sum = weights.iter().sum::<f32>().max(MIN_WEIGHT_SUM);
+                // Summed in f64 and rounded once, as ggml's `sum_rows`.
+                let sum = (weights.iter().map(|w| *w as f64).sum::<f64>() as f32).max(MIN_WEIGHT_SUM);
                 weights.iter_mut().for_each(|w| *w /= sum);
             }
             Route { experts: order, weights }
@@ -41,21 +46,39 @@ pub fn route(logits: &[f32], n_expert: usize, k: usize, gating: ExpertGating, no
 }
 
 /// Qwen2-MoE's shared-expert gate per token: `sigmoid(gate_inp · x_t)`; `x` is `[n_tok][n_embd]`,
-/// `gate_inp` `[n_embd]`. The dot product is summed in f32, as the one-row matmul is.
+/// `gate_inp` `[n_embd]`. The dot product is a one-output matmul, which ggml always sums as its
+/// one-row f32 dot product.
 pub fn shared_expert_gate(x: &[f32], gate_inp: &[f32]) -> Vec<f32> {
+    let ggml = numerics::active() == Numerics::Ggml;
     x.chunks_exact(gate_inp.len())
         .map(|row| {
-            let g: f32 = row.iter().zip(gate_inp).map(|(a, b)| a * b).sum();
-            1.0 / (1.0 + (-g).exp())
+            if ggml {
+                // llama.cpp writes this sigmoid as silu(g) / g (NaN at g = 0, as there).
+                let g = vec_dot_f32(row, gate_inp);
+                (g / (1.0 + (-g).exp())) / g
+            } else {
+                let g: f32 = row.iter().zip(gate_inp).map(|(a, b)| a * b).sum();
+                1.0 / (1.0 + (-g).exp())
+            }
         })
         .collect()
 }
 
-/// f32 softmax; the normaliser is summed in f64.
+/// f32 softmax; the normaliser is summed in f64 and applied as one f32 reciprocal. Under `ggml`
+/// numerics the exponentials are ggml's vector `exp` (see `cpu::vexp`).
 pub fn softmax(row: &[f32]) -> Vec<f32> {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let e: Vec<f32> = row.iter().map(|&x| (x - max).exp()).collect();
-    let sum: f64 = e.iter().map(|&x| x as f64).sum();
+    let mut e = row.to_vec();
+    let sum = if numerics::active() == Numerics::Ggml {
+        exp_shifted_sum(&mut e, max)
+    } else {
+        e.iter_mut()
+            .map(|x| {
+                *x = (*x - max).exp();
+                *x as f64
+            })
+            .sum()
+    };
     let inv = (1.0 / sum) as f32;
     e.iter().map(|&x| x * inv).collect()
 }

@@ -2,13 +2,14 @@
 
 /// Normalise each row of `x` (`[n_tok][n]`) in place and multiply by `weight` (`[n]`).
 ///
-/// As ggml, the squares are accumulated in f64, `mean + eps` is rounded to f32 before the square root,
-/// and the scale is applied in f32.
+/// As ggml: f32 squares summed in f64, the mean rounded to f32, then `1 / sqrt(mean + eps)` and the
+/// scaling in f32 (which makes the result bit-identical to llama.cpp's).
 pub fn rms_norm(x: &mut [f32], weight: &[f32], eps: f32) {
     let n = weight.len();
     for row in x.chunks_exact_mut(n) {
         let sum: f64 = row.iter().map(|&v| (v * v) as f64).sum();
-        let scale = 1.0 / ((sum / n as f64 + eps as f64) as f32).sqrt();
+        let mean = (sum / n as f64) as f32;
+        let scale = 1.0 / (mean + eps).sqrt();
         for (v, w) in row.iter_mut().zip(weight) {
             *v = (*v * scale) * w;
         }

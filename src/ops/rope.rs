@@ -43,21 +43,54 @@ impl RopeParams {
 }
 
 /// Rotate `x` (`[n_tok][n_heads][head_dim]`) in place; token `t` sits at position `positions[t]`.
+///
+/// llama.cpp built for an x86-64 CPU with FMA (every SIMD path here) contracts each rotation into one
+/// fused multiply-add: `x0·c − x1·s` becomes `fma(x0, c, −(x1·s))` and `x0·s + x1·c` becomes
+/// `fma(x0, s, x1·c)`. We round the same way, so Q and K match it bit for bit.
 pub fn rope(x: &mut [f32], positions: &[usize], n_heads: usize, head_dim: usize, p: &RopeParams) {
-    let half = p.n_rot / 2;
+    #[cfg(target_arch = "x86_64")]
+    let fused = crate::cpu::path::active() != crate::cpu::path::CpuPath::Scalar;
+    #[cfg(not(target_arch = "x86_64"))]
+    let fused = false;
     for (tok, &pos) in x.chunks_exact_mut(n_heads * head_dim).zip(positions) {
         let cs = p.angles(pos);
         for head in tok.chunks_exact_mut(head_dim) {
-            for (i, &(c, s)) in cs.iter().enumerate() {
-                let (a, b) = match p.style {
-                    RopeStyle::Norm => (2 * i, 2 * i + 1),
-                    RopeStyle::Neox => (i, i + half),
-                };
-                let (x0, x1) = (head[a], head[b]);
-                head[a] = x0 * c - x1 * s;
-                head[b] = x0 * s + x1 * c;
+            #[cfg(target_arch = "x86_64")]
+            if fused {
+                // SAFETY: every non-scalar path was chosen after detecting FMA.
+                unsafe { rotate_fused(head, &cs, p.style) };
+                continue;
             }
+            rotate_plain(head, &cs, p.style);
         }
+    }
+}
+
+/// The dims of rotated pair `i` among `n_pairs`.
+fn pair(style: RopeStyle, i: usize, n_pairs: usize) -> (usize, usize) {
+    match style {
+        RopeStyle::Norm => (2 * i, 2 * i + 1),
+        RopeStyle::Neox => (i, i + n_pairs),
+    }
+}
+
+fn rotate_plain(head: &mut [f32], cs: &[(f32, f32)], style: RopeStyle) {
+    for (i, &(c, s)) in cs.iter().enumerate() {
+        let (a, b) = pair(style, i, cs.len());
+        let (x0, x1) = (head[a], head[b]);
+        head[a] = x0 * c - x1 * s;
+        head[b] = x0 * s + x1 * c;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+unsafe fn rotate_fused(head: &mut [f32], cs: &[(f32, f32)], style: RopeStyle) {
+    for (i, &(c, s)) in cs.iter().enumerate() {
+        let (a, b) = pair(style, i, cs.len());
+        let (x0, x1) = (head[a], head[b]);
+        head[a] = x0.mul_add(c, -(x1 * s));
+        head[b] = x0.mul_add(s, x1 * c);
     }
 }
 

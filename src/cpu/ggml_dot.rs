@@ -1,0 +1,297 @@
+//! Dot products summed in the order llama.cpp's CPU backend sums them, so that rs-llama's logits
+//! match its bit for bit (`ggml` numerics). Activations arrive already rounded to the weight type.
+//!
+//! ggml has two kinds of matmul: one token (and every expert matmul) goes through `ggml_vec_dot_*`,
+//! one row at a time; two or more tokens through llamafile's tinyBLAS, one vector-lane chain per
+//! output reduced at the end (which is what `dot`'s f32/f16 kernels already do). Each kind has an
+//! AVX-512 and an AVX2 variant with its own accumulator layout; the one emulated is the one ggml
+//! would be compiled with on this CPU (the active kernel path). tinyBLAS for bf16 on CPUs with
+//! AVX-512 BF16 uses `vdpbf16ps`, which adds each lane's odd product before its even one.
+
+use half::{bf16, f16};
+
+use super::path::{active, CpuPath};
+
+/// Whether this CPU has `vdpbf16ps` (and the AVX-512 path is active), as ggml's bf16 kernels check.
+pub fn has_dpbf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        active() == CpuPath::Avx512 && is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `ggml_vec_dot_f16`: four accumulators over blocks of four vectors, folded 0+2, 1+3, then 0+1,
+/// reduced, and the products past the last whole block added in f64.
+pub fn vec_dot_f16(x: &[f16], y: &[f16]) -> f32 {
+    let n = x.len().min(y.len());
+    let (x, y) = (&x[..n], &y[..n]);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the active path's features were detected when it was chosen.
+    match active() {
+        CpuPath::Avx512 => return unsafe { x86::vec_dot_f16_avx512(x, y) },
+        CpuPath::Avx2 => return unsafe { x86::vec_dot_f16_avx2(x, y) },
+        CpuPath::Scalar => {}
+    }
+    x.iter().zip(y).map(|(a, b)| (a.to_f32() * b.to_f32()) as f64).sum::<f64>() as f32
+}
+
+/// `ggml_vec_dot_bf16`: with `vdpbf16ps`, two accumulators over 64-element blocks; with AVX-512F
+/// only, two over 32-element blocks by multiply then add (no FMA); with AVX2, four over 32-element
+/// blocks; then the rest in f64.
+pub fn vec_dot_bf16(x: &[bf16], y: &[bf16]) -> f32 {
+    let n = x.len().min(y.len());
+    let (x, y) = (&x[..n], &y[..n]);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the active path's features were detected when it was chosen (and BF16 just now).
+    match active() {
+        CpuPath::Avx512 if has_dpbf16() => return unsafe { x86::vec_dot_bf16_dp(x, y) },
+        CpuPath::Avx512 => return unsafe { x86::vec_dot_bf16_avx512(x, y) },
+        CpuPath::Avx2 => return unsafe { x86::vec_dot_bf16_avx2(x, y) },
+        CpuPath::Scalar => {}
+    }
+    x.iter().zip(y).map(|(a, b)| (a.to_f32() * b.to_f32()) as f64).sum::<f64>() as f32
+}
+
+/// `ggml_vec_dot_f32`: four accumulators over blocks of four vectors, folded like f16's, then the
+/// rest added in f32.
+pub fn vec_dot_f32(x: &[f32], y: &[f32]) -> f32 {
+    let n = x.len().min(y.len());
+    let (x, y) = (&x[..n], &y[..n]);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the active path's features were detected when it was chosen.
+    match active() {
+        CpuPath::Avx512 => return unsafe { x86::vec_dot_f32_avx512(x, y) },
+        CpuPath::Avx2 => return unsafe { x86::vec_dot_f32_avx2(x, y) },
+        CpuPath::Scalar => {}
+    }
+    x.iter().zip(y).map(|(a, b)| (a * b) as f64).sum::<f64>() as f32
+}
+
+/// tinyBLAS's bf16 dot with `vdpbf16ps`: one 16-lane chain over 32-element blocks (the last one
+/// zero-padded), reduced at the end. Only valid when [`has_dpbf16`].
+pub fn gemm_dot_bf16_dp(w: &[bf16], x: &[bf16]) -> f32 {
+    assert!(has_dpbf16(), "gemm_dot_bf16_dp without AVX-512 BF16");
+    let n = w.len().min(x.len());
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: features asserted above.
+    unsafe {
+        x86::gemm_dot_bf16_dp(&w[..n], &x[..n])
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!()
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use half::{bf16, f16};
+    use std::arch::x86_64::*;
+
+    fn tail_f64<T: Copy + Into<f32>>(x: &[T], y: &[T], from: usize) -> f64 {
+        x[from..].iter().zip(&y[from..]).map(|(a, b)| ((*a).into() * (*b).into()) as f64).sum()
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn vec_dot_f16_avx512(x: &[f16], y: &[f16]) -> f32 {
+        let np = x.len() / 64 * 64;
+        let load = |p: *const f16| _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()));
+        let mut acc = [_mm512_setzero_ps(); 4];
+        for i in (0..np).step_by(64) {
+            for (j, a) in acc.iter_mut().enumerate() {
+                *a = _mm512_fmadd_ps(load(x.as_ptr().add(i + 16 * j)), load(y.as_ptr().add(i + 16 * j)), *a);
+            }
+        }
+        let folded = _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
+        (_mm512_reduce_add_ps(folded) as f64 + tail_f64(x, y, np)) as f32
+    }
+
+    #[target_feature(enable = "avx2,f16c,fma")]
+    pub(super) unsafe fn vec_dot_f16_avx2(x: &[f16], y: &[f16]) -> f32 {
+        let np = x.len() / 32 * 32;
+        let load = |p: *const f16| _mm256_cvtph_ps(_mm_loadu_si128(p.cast()));
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for i in (0..np).step_by(32) {
+            for (j, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(load(x.as_ptr().add(i + 8 * j)), load(y.as_ptr().add(i + 8 * j)), *a);
+            }
+        }
+        (reduce_hadd(acc) as f64 + tail_f64(x, y, np)) as f32
+    }
+
+    /// ggml's AVX reduction: fold 0+2, 1+3, 0+1, then halves and two horizontal adds.
+    #[target_feature(enable = "avx2")]
+    unsafe fn reduce_hadd(acc: [__m256; 4]) -> f32 {
+        let f = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
+        let t0 = _mm_add_ps(_mm256_castps256_ps128(f), _mm256_extractf128_ps::<1>(f));
+        let t1 = _mm_hadd_ps(t0, t0);
+        _mm_cvtss_f32(_mm_hadd_ps(t1, t1))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn vec_dot_f32_avx512(x: &[f32], y: &[f32]) -> f32 {
+        let np = x.len() / 64 * 64;
+        let mut acc = [_mm512_setzero_ps(); 4];
+        for i in (0..np).step_by(64) {
+            for (j, a) in acc.iter_mut().enumerate() {
+                let (px, py) = (x.as_ptr().add(i + 16 * j), y.as_ptr().add(i + 16 * j));
+                *a = _mm512_fmadd_ps(_mm512_loadu_ps(px), _mm512_loadu_ps(py), *a);
+            }
+        }
+        let folded = _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
+        let mut sum = _mm512_reduce_add_ps(folded);
+        for i in np..x.len() {
+            sum = x[i].mul_add(y[i], sum);
+        }
+        sum
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn vec_dot_f32_avx2(x: &[f32], y: &[f32]) -> f32 {
+        let np = x.len() / 32 * 32;
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for i in (0..np).step_by(32) {
+            for (j, a) in acc.iter_mut().enumerate() {
+                let (px, py) = (x.as_ptr().add(i + 8 * j), y.as_ptr().add(i + 8 * j));
+                *a = _mm256_fmadd_ps(_mm256_loadu_ps(px), _mm256_loadu_ps(py), *a);
+            }
+        }
+        let mut sum = reduce_hadd(acc);
+        for i in np..x.len() {
+            sum = x[i].mul_add(y[i], sum);
+        }
+        sum
+    }
+
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn vec_dot_bf16_dp(x: &[bf16], y: &[bf16]) -> f32 {
+        let np = x.len() / 64 * 64;
+        let load = |p: *const bf16| -> __m512bh { std::mem::transmute(_mm512_loadu_si512(p.cast())) };
+        let (mut c1, mut c2) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        for i in (0..np).step_by(64) {
+            c1 = _mm512_dpbf16_ps(c1, load(x.as_ptr().add(i)), load(y.as_ptr().add(i)));
+            c2 = _mm512_dpbf16_ps(c2, load(x.as_ptr().add(i + 32)), load(y.as_ptr().add(i + 32)));
+        }
+        let sum = _mm512_reduce_add_ps(c1) as f64 + _mm512_reduce_add_ps(c2) as f64;
+        (sum + tail_f64(x, y, np)) as f32
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn widen512(p: *const bf16) -> __m512 {
+        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()))))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn vec_dot_bf16_avx512(x: &[bf16], y: &[bf16]) -> f32 {
+        let np = x.len() / 32 * 32;
+        let (mut c1, mut c2) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        for i in (0..np).step_by(32) {
+            let (px, py) = (x.as_ptr().add(i), y.as_ptr().add(i));
+            c1 = _mm512_add_ps(_mm512_mul_ps(widen512(px), widen512(py)), c1);
+            c2 = _mm512_add_ps(_mm512_mul_ps(widen512(px.add(16)), widen512(py.add(16))), c2);
+        }
+        let sum = _mm512_reduce_add_ps(c1) as f64 + _mm512_reduce_add_ps(c2) as f64;
+        (sum + tail_f64(x, y, np)) as f32
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn vec_dot_bf16_avx2(x: &[bf16], y: &[bf16]) -> f32 {
+        let widen = |p: *const bf16| {
+            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast()))))
+        };
+        let np = x.len() / 32 * 32;
+        let mut c = [_mm256_setzero_ps(); 4];
+        for i in (0..np).step_by(32) {
+            for (j, a) in c.iter_mut().enumerate() {
+                let (px, py) = (x.as_ptr().add(i + 8 * j), y.as_ptr().add(i + 8 * j));
+                *a = _mm256_add_ps(_mm256_mul_ps(widen(px), widen(py)), *a);
+            }
+        }
+        let f = _mm256_add_ps(_mm256_add_ps(c[0], c[2]), _mm256_add_ps(c[1], c[3]));
+        let g = _mm_add_ps(_mm256_extractf128_ps::<1>(f), _mm256_castps256_ps128(f));
+        let g = _mm_add_ps(g, _mm_movehl_ps(g, g));
+        let g = _mm_add_ss(g, _mm_movehdup_ps(g));
+        (_mm_cvtss_f32(g) as f64 + tail_f64(x, y, np)) as f32
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn gemm_dot_bf16_dp(w: &[bf16], x: &[bf16]) -> f32 {
+        let n = w.len();
+        let load = |p: *const bf16| -> __m512bh { std::mem::transmute(_mm512_loadu_si512(p.cast())) };
+        let mut acc = _mm512_setzero_ps();
+        let mut i = 0;
+        while i + 32 <= n {
+            acc = _mm512_dpbf16_ps(acc, load(w.as_ptr().add(i)), load(x.as_ptr().add(i)));
+            i += 32;
+        }
+        if i < n {
+            let mask = (1u32 << (n - i)) - 1;
+            let part = |p: *const bf16| -> __m512bh {
+                std::mem::transmute(_mm512_maskz_loadu_epi16(mask, p.cast()))
+            };
+            acc = _mm512_dpbf16_ps(acc, part(w.as_ptr().add(i)), part(x.as_ptr().add(i)));
+        }
+        _mm512_reduce_add_ps(acc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(seed: u64, n: usize) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_dot_matches_f64_on_block_multiples_and_tails() {
+        for n in [1usize, 15, 32, 63, 64, 65, 130, 576] {
+            let (a, b) = (values(n as u64, n), values(7 + n as u64, n));
+            let ah: Vec<f16> = a.iter().map(|v| f16::from_f32(*v)).collect();
+            let bh: Vec<f16> = b.iter().map(|v| f16::from_f32(*v)).collect();
+            let ab: Vec<bf16> = a.iter().map(|v| bf16::from_f32(*v)).collect();
+            let bb: Vec<bf16> = b.iter().map(|v| bf16::from_f32(*v)).collect();
+            let tol = 1e-5 * (n as f64).sqrt();
+            let exact = |x: Vec<f64>, y: Vec<f64>| x.iter().zip(&y).map(|(p, q)| p * q).sum::<f64>();
+            let e32 = exact(a.iter().map(|v| *v as f64).collect(), b.iter().map(|v| *v as f64).collect());
+            let e16 = exact(ah.iter().map(|v| v.to_f64()).collect(), bh.iter().map(|v| v.to_f64()).collect());
+            let eb = exact(ab.iter().map(|v| v.to_f64()).collect(), bb.iter().map(|v| v.to_f64()).collect());
+            assert!((vec_dot_f32(&a, &b) as f64 - e32).abs() < tol, "f32 n={n}");
+            assert!((vec_dot_f16(&ah, &bh) as f64 - e16).abs() < tol, "f16 n={n}");
+            assert!((vec_dot_bf16(&ab, &bb) as f64 - eb).abs() < tol, "bf16 n={n}");
+            if has_dpbf16() {
+                let got = gemm_dot_bf16_dp(&ab, &bb);
+                assert!((got as f64 - eb).abs() < tol, "dpbf16 n={n}");
+                // vdpbf16ps per lane: the odd element's product, then the even one's, each rounded.
+                let mut lanes = [0f32; 16];
+                for (c, (wa, wb)) in ab.chunks(32).zip(bb.chunks(32)).enumerate() {
+                    let _ = c;
+                    for (l, lane) in lanes.iter_mut().enumerate() {
+                        for idx in [2 * l + 1, 2 * l] {
+                            if idx < wa.len() {
+                                *lane = wa[idx].to_f32().mul_add(wb[idx].to_f32(), *lane);
+                            }
+                        }
+                    }
+                }
+                // The reduction tree of _mm512_reduce_add_ps: halves, then quarters, ...
+                let mut v = lanes.to_vec();
+                while v.len() > 1 {
+                    let h = v.len() / 2;
+                    v = (0..h).map(|i| v[i] + v[i + h]).collect();
+                }
+                assert_eq!(got.to_bits(), v[0].to_bits(), "dpbf16 order n={n}");
+            }
+        }
+    }
+}

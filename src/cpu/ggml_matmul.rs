@@ -1,0 +1,93 @@
+//! The matmul under `ggml` numerics: activations rounded to the weight's type (ggml's
+//! `vec_dot_type`), then summed in the order ggml would sum them (see `ggml_dot`):
+//! - one token, or an expert matmul (`mul_mat_id`): one `ggml_vec_dot_*` per output;
+//! - more tokens: tinyBLAS, whose f32/f16 order is the plain kernels' and whose bf16 order on
+//!   CPUs with `vdpbf16ps` is its own.
+
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+use super::dot::Kernels;
+use super::ggml_dot::{gemm_dot_bf16_dp, has_dpbf16, vec_dot_bf16, vec_dot_f16, vec_dot_f32};
+use super::matmul::{check_shapes, matmul_plain, transpose_into, WeightView};
+use super::numerics::{round_to_bf16, round_to_f16};
+
+/// Which of ggml's two matmul kinds a call stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowOrder {
+    /// `mul_mat`: one-row dot products for one token, tinyBLAS for more.
+    ByTokenCount,
+    /// `mul_mat_id`: one-row dot products always.
+    PerRow,
+}
+
+pub(super) fn matmul(
+    k: &Kernels,
+    x: &[f32],
+    w: WeightView<'_>,
+    n_in: usize,
+    n_out: usize,
+    y: &mut [f32],
+    order: RowOrder,
+) {
+    let n_tok = check_shapes(x, w, n_in, n_out, y);
+    if n_tok == 0 || n_out == 0 {
+        return;
+    }
+    let per_row = n_tok == 1 || order == RowOrder::PerRow;
+    match w {
+        WeightView::F16(ws) if per_row => {
+            let xh: Vec<f16> = x.iter().map(|v| f16::from_f32(*v)).collect();
+            each_output(ws, &xh, n_in, n_out, y, vec_dot_f16);
+        }
+        WeightView::BF16(ws) if per_row || has_dpbf16() => {
+            let xb: Vec<bf16> = x.iter().map(|v| bf16::from_f32(*v)).collect();
+            let dot = if per_row { vec_dot_bf16 } else { gemm_dot_bf16_dp };
+            each_output(ws, &xb, n_in, n_out, y, dot);
+        }
+        WeightView::F32(ws) if per_row => each_output(ws, x, n_in, n_out, y, vec_dot_f32),
+        WeightView::F16(_) => matmul_plain(k, &rounded(x, round_to_f16), w, n_in, n_out, y),
+        WeightView::BF16(_) => matmul_plain(k, &rounded(x, round_to_bf16), w, n_in, n_out, y),
+        WeightView::F32(_) => matmul_plain(k, x, w, n_in, n_out, y),
+    }
+}
+
+fn rounded(x: &[f32], round: fn(&mut [f32])) -> Vec<f32> {
+    let mut r = x.to_vec();
+    round(&mut r);
+    r
+}
+
+/// `y[t][o] = dot(w[o], x[t])`, parallel over blocks of output rows; each weight row meets every
+/// token while it is in cache.
+fn each_output<T: Sync>(
+    w: &[T],
+    x: &[T],
+    n_in: usize,
+    n_out: usize,
+    y: &mut [f32],
+    dot: fn(&[T], &[T]) -> f32,
+) {
+    const ROWS: usize = 16;
+    let n_tok = x.len() / n_in;
+    if n_tok == 1 {
+        y.par_chunks_mut(ROWS).enumerate().for_each(|(block, out)| {
+            let rows = &w[block * ROWS * n_in..][..out.len() * n_in];
+            for (o, wr) in out.iter_mut().zip(rows.chunks_exact(n_in)) {
+                *o = dot(wr, x);
+            }
+        });
+        return;
+    }
+    // yt: [n_out][n_tok]
+    let mut yt = vec![0f32; n_out * n_tok];
+    yt.par_chunks_mut(ROWS * n_tok).enumerate().for_each(|(block, out)| {
+        for (r, col) in out.chunks_exact_mut(n_tok).enumerate() {
+            let wr = &w[(block * ROWS + r) * n_in..][..n_in];
+            for (v, xt) in col.iter_mut().zip(x.chunks_exact(n_in)) {
+                *v = dot(wr, xt);
+            }
+        }
+    });
+    transpose_into(&yt, n_tok, n_out, y);
+}

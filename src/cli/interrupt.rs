@@ -5,7 +5,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
+/// Set while an interactive session waits for the user's line: Ctrl-C then ends the program at
+/// once (exit 130), as llama-completion does, since the blocked read would not see the flag.
+pub static EXIT_ON_SIGINT: AtomicBool = AtomicBool::new(false);
+
 extern "C" fn on_sigint(_signal: libc::c_int) {
+    if EXIT_ON_SIGINT.load(Ordering::SeqCst) {
+        // SAFETY: `write` and `_exit` are async-signal-safe; the buffer is a static byte string.
+        unsafe {
+            libc::write(1, b"\n".as_ptr().cast(), 1);
+            libc::_exit(130);
+        }
+    }
     // Only an atomic store: async-signal-safe.
     INTERRUPTED.store(true, Ordering::SeqCst);
 }

@@ -23,7 +23,12 @@ fn smollm2_template() -> String {
 
 /// SmolLM2's vocabulary: BOS is `<|im_start|>` (1), EOS `<|im_end|>` (2), neither added.
 fn smollm2_tokens() -> TokenTexts {
-    TokenTexts { bos: Some("<|im_start|>".into()), eos: Some("<|im_end|>".into()), add_bos: false, add_eos: false }
+    TokenTexts {
+        bos: Some("<|im_start|>".into()),
+        eos: Some("<|im_end|>".into()),
+        add_bos: false,
+        add_eos: false,
+    }
 }
 
 /// Templates as llama-completion builds them for `--chat-template NAME` ("model" = none given).
@@ -88,7 +93,8 @@ fn no_template_falls_back_to_chatml() {
 fn turn_deltas_equal_llama_completion() {
     for session in render_json()["sessions"].as_array().unwrap() {
         let jinja = session["jinja"].as_bool().unwrap();
-        let deltas: Vec<&str> = session["deltas"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
+        let deltas: Vec<&str> =
+            session["deltas"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
         let t = templates("model", jinja);
         // llama-completion formats: user 1 (with the assistant's opening), the assistant's reply
         // (logged, not fed), user 2 ... The replies are the model's text, read back from the deltas.
@@ -117,7 +123,8 @@ fn turn_deltas_equal_llama_completion() {
 fn bad_templates_are_errors_not_panics() {
     let err = verify_template("{% for m in messages %}{{ m.content }", true).unwrap_err().to_string();
     assert!(err.contains("syntax error") && !err.contains('\n'), "{err}");
-    let err = verify_template("{{ raise_exception('only user/assistant roles') }}", true).unwrap_err().to_string();
+    let err =
+        verify_template("{{ raise_exception('only user/assistant roles') }}", true).unwrap_err().to_string();
     assert!(err.contains("only user/assistant roles"), "{err}");
     // Without --jinja a template must be one of the built-in formats.
     assert!(verify_template("{{ messages }}", false).is_err());

@@ -174,7 +174,9 @@ fn detect_rarer(template: &str) -> Option<&'static str> {
         } else {
             "granite-4.1"
         }
-    } else if has("message['role'] + additional_special_tokens[0] + message['content'] + additional_special_tokens[1]") {
+    } else if has(
+        "message['role'] + additional_special_tokens[0] + message['content'] + additional_special_tokens[1]",
+    ) {
         "gigachat"
     } else if has("<|role_start|>") {
         "megrez"
@@ -287,7 +289,8 @@ pub fn apply(name: &str, messages: &[ChatMessage], add_assistant: bool) -> Resul
                 if m.role == "system" {
                     out += &format!("{}<|end_of_turn|>", m.content);
                 } else {
-                    out += &format!("GPT4 Correct {}: {}<|end_of_turn|>", capitalise_first(&m.role), m.content);
+                    out +=
+                        &format!("GPT4 Correct {}: {}<|end_of_turn|>", capitalise_first(&m.role), m.content);
                 }
             }
             "GPT4 Correct Assistant:"
@@ -329,7 +332,11 @@ pub fn apply(name: &str, messages: &[ChatMessage], add_assistant: bool) -> Resul
         }
         "llama3" => {
             for m in messages {
-                out += &format!("<|start_header_id|>{}<|end_header_id|>\n\n{}<|eot_id|>", m.role, trim(&m.content));
+                out += &format!(
+                    "<|start_header_id|>{}<|end_header_id|>\n\n{}<|eot_id|>",
+                    m.role,
+                    trim(&m.content)
+                );
             }
             "<|start_header_id|>assistant<|end_header_id|>\n\n"
         }

@@ -34,7 +34,7 @@ impl ChatMessage {
 pub enum ChatError {
     #[error("chat template error: {0}")]
     Jinja(String),
-    #[error("this chat template is not one of the built-in formats; run it as Jinja with --jinja, or pick a built-in with --chat-template NAME")]
+    #[error("the chat template is not one of the built-in formats: run it as Jinja with --jinja, pick a built-in with --chat-template NAME, or use -no-cnv for text completion")]
     NotBuiltin,
     #[error("the built-in chat template '{0}' is not implemented in rs-llama yet; use --jinja")]
     BuiltinNotImplemented(String),
@@ -108,7 +108,9 @@ impl ChatTemplates {
     /// Warnings llama.cpp gives at start-up (a template that uses a token the vocabulary lacks).
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for (text, name, var) in [(&self.tokens.bos, "BOS", "bos_token"), (&self.tokens.eos, "EOS", "eos_token")] {
+        for (text, name, var) in
+            [(&self.tokens.bos, "BOS", "bos_token"), (&self.tokens.eos, "EOS", "eos_token")]
+        {
             if text.is_none() && self.source.contains(var) {
                 out.push(format!(
                     "common_chat_templates_init: warning: vocab does not have a {name} token, jinja template won't work as intended."

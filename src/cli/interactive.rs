@@ -181,7 +181,10 @@ pub fn run_session<E: Engine, V: Vocab>(
             if batch.len() > max {
                 let skipped = batch.len() - max;
                 batch.truncate(max);
-                log_warn!("<<input too long: skipped {skipped} token{}>>", if skipped != 1 { "s" } else { "" });
+                log_warn!(
+                    "<<input too long: skipped {skipped} token{}>>",
+                    if skipped != 1 { "s" } else { "" }
+                );
             }
             if n_past + batch.len() >= n_ctx {
                 text(&out.finish());
@@ -305,7 +308,10 @@ pub fn run_session<E: Engine, V: Vocab>(
                     pending.extend(&line_tokens);
                     pending.extend(suffix);
                     if s.verbose_prompt {
-                        log_info!("llama_completion: number of tokens in prompt = {}\n", pending.len() - n_before);
+                        log_info!(
+                            "llama_completion: number of tokens in prompt = {}\n",
+                            pending.len() - n_before
+                        );
                         for &id in &pending[n_before..] {
                             log_info!("{id:6} -> '{}'\n", String::from_utf8_lossy(&vocab.piece(id, true)));
                         }

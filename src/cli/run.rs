@@ -4,11 +4,11 @@
 
 use super::args::{self, ConversationMode, GpuLayers, RunConfig};
 use super::completion::{self, LoopParts, LoopSettings, StopReason};
-use super::interactive::{self, Conversation, InteractiveError, InteractiveSettings};
-use crate::chat::{ChatError, ChatMessage, ChatTemplates, TokenTexts};
 use super::engine::{SessionEngine, Vocab};
+use super::interactive::{self, Conversation, InteractiveError, InteractiveSettings};
 use super::perf::{perf_lines, ContextPerf};
 use super::{interrupt, log, threads};
+use crate::chat::{ChatError, ChatMessage, ChatTemplates, TokenTexts};
 use crate::gpu;
 use crate::model::{LoadOptions, Model, ModelError};
 use crate::sample::{SampleError, SamplerChain};
@@ -319,17 +319,24 @@ fn gpu_layers(ngl: Option<GpuLayers>) -> Option<usize> {
 
 /// The chat templates as llama-completion sets them up: `--chat-template`, else the model's, else
 /// ChatML; with the vocabulary's BOS/EOS texts.
-fn chat_templates(cfg: &RunConfig, file: &GgufFile, tokenizer: &Tokenizer) -> Result<ChatTemplates, RunError> {
+fn chat_templates(
+    cfg: &RunConfig,
+    file: &GgufFile,
+    tokenizer: &Tokenizer,
+) -> Result<ChatTemplates, RunError> {
     let model_template = file.get_str(gguf::names::TOK_CHAT_TEMPLATE).ok().flatten();
     let tool_use = file.get_str(gguf::names::TOK_CHAT_TEMPLATE_TOOL_USE).ok().flatten();
-    let text = |id: Option<crate::TokenId>| id.map(|id| String::from_utf8_lossy(&tokenizer.token_to_piece(id, true)).into_owned());
+    let text = |id: Option<crate::TokenId>| {
+        id.map(|id| String::from_utf8_lossy(&tokenizer.token_to_piece(id, true)).into_owned())
+    };
     let tokens = TokenTexts {
         bos: text(tokenizer.bos()),
         eos: text(tokenizer.eos()),
         add_bos: tokenizer.add_bos(),
         add_eos: tokenizer.add_eos(),
     };
-    let templates = ChatTemplates::new(&cfg.chat.template, model_template, tool_use, tokens, cfg.chat.use_jinja)?;
+    let templates =
+        ChatTemplates::new(&cfg.chat.template, model_template, tool_use, tokens, cfg.chat.use_jinja)?;
     for w in templates.warnings() {
         log_warn!("{w}\n");
     }

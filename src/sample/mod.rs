@@ -435,7 +435,13 @@ impl SamplerChain {
                 }
             });
         }
-        Ok(SamplerChain { stages, rng: Mt19937::new(seed), seed, seed_param: params.seed, perf: SamplerPerf::default() })
+        Ok(SamplerChain {
+            stages,
+            rng: Mt19937::new(seed),
+            seed,
+            seed_param: params.seed,
+            perf: SamplerPerf::default(),
+        })
     }
 
     /// The seed in use (the drawn one when a random seed was asked for).

@@ -57,6 +57,8 @@ pub struct ChatTemplates {
     explicit: bool,
     /// Parsed only with `--jinja`: without it llama.cpp never runs the template.
     jinja: Option<JinjaTemplate>,
+    /// Whether the Jinja template shows a system message (else it is folded into the next one).
+    system_role: bool,
     inputs: RenderInputs,
     tokens: TokenTexts,
 }
@@ -93,7 +95,8 @@ impl ChatTemplates {
             bos_token: tokens.bos.clone().unwrap_or_default(),
             eos_token: tokens.eos.clone().unwrap_or_default(),
         };
-        Ok(ChatTemplates { source, explicit, jinja, inputs, tokens })
+        let system_role = jinja.as_ref().is_none_or(|t| shows_system_message(t, &inputs));
+        Ok(ChatTemplates { source, explicit, jinja, inputs, tokens, system_role })
     }
 
     /// Whether the model had a template or one was given (this turns conversation mode on).
@@ -125,6 +128,13 @@ impl ChatTemplates {
         match &self.jinja {
             Some(template) => {
                 let inputs = RenderInputs { add_generation_prompt, ..self.inputs.clone() };
+                let folded;
+                let messages = if self.system_role {
+                    messages
+                } else {
+                    folded = fold_system_message(messages);
+                    &folded
+                };
                 let mut text = template.render(messages, &inputs)?;
                 // The tokenizer adds BOS/EOS itself: drop the template's own copies.
                 if self.tokens.add_bos && text.starts_with(&inputs.bos_token) {
@@ -175,6 +185,37 @@ impl ChatTemplates {
             ChatMessage::new("user", "How are you?"),
         ];
         self.apply(&messages, true)
+    }
+}
+
+/// llama.cpp's probe of a Jinja template: render a system and a user message and see whether the
+/// system text is used. llama.cpp watches the template read it; rs-llama looks for it in the output,
+/// letters and digits only and in any case (so `upper()` or `split()|join` still count), which agrees
+/// for templates that either show the system message or reject or drop it.
+fn shows_system_message(template: &JinjaTemplate, inputs: &RenderInputs) -> bool {
+    let probe = [ChatMessage::new("system", "System message"), ChatMessage::new("user", "User message")];
+    let squeeze = |text: &str| -> String {
+        text.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
+    };
+    template.render(&probe, inputs).is_ok_and(|text| squeeze(&text).contains("systemmessage"))
+}
+
+/// For templates without a system role: the system text opens the next message (joined by a
+/// newline), or is dropped when it is the only message.
+fn fold_system_message(messages: &[ChatMessage]) -> Vec<ChatMessage> {
+    match messages {
+        [first, second, rest @ ..] if first.role == "system" => {
+            let joined = ChatMessage {
+                role: second.role.clone(),
+                content: format!("{}\n{}", first.content, second.content),
+            };
+            std::iter::once(joined).chain(rest.iter().cloned()).collect()
+        }
+        [first] if first.role == "system" => {
+            crate::log_warn!("Removing system prompt due to template not supporting system role\n");
+            Vec::new()
+        }
+        _ => messages.to_vec(),
     }
 }
 

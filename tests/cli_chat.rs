@@ -187,3 +187,55 @@ fn reverse_prompt_hands_control_to_the_user() {
 fn interactive_first_waits_for_input() {
     session("interactive_first");
 }
+
+/// Ctrl-C while rs-llama waits for the user's second line: timings, "Interrupted by user", exit 130,
+/// and the same stdout as llama-completion (session_sigint.out).
+#[cfg(unix)]
+#[test]
+fn ctrl_c_while_waiting_for_input_ends_like_llama_completion() {
+    use std::io::Read;
+    let Some(model) = model() else { return };
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("sessions.json")).unwrap()).unwrap();
+    let mut args = vec!["-m".to_string(), model.display().to_string()];
+    for key in ["common_args", "sigint_args"] {
+        args.extend(doc[key].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()));
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rs-llama"))
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rs-llama starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"What is 2+2?\n").expect("stdin written");
+    stdin.flush().expect("stdin flushed");
+    let mut stdout = child.stdout.take().expect("stdout");
+    // Read until the second "> " (waiting for the second line); stdin stays open meanwhile.
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while seen.windows(3).filter(|w| w == b"\n> ").count() < 2 {
+            let n = stdout.read(&mut buf).expect("stdout read");
+            assert!(n > 0, "stdout ended early: {:?}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+        (seen, stdout)
+    });
+    let start = Instant::now();
+    while !reader.is_finished() {
+        assert!(start.elapsed() < DEADLINE, "no second prompt within {DEADLINE:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (mut seen, mut stdout) = reader.join().expect("reader");
+    // SAFETY: sending a signal to our own child process by its id.
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(sent, 0);
+    stdout.read_to_end(&mut seen).expect("rest of stdout");
+    let status = child.wait().expect("wait");
+    drop(stdin);
+    assert_eq!(status.code(), Some(130));
+    let expected = std::fs::read(fixture("session_sigint.out")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&seen), String::from_utf8_lossy(&expected));
+}

@@ -18,7 +18,7 @@ use crate::sample::SamplerChain;
 use crate::{log_debug, log_info, log_warn, TokenId};
 use std::collections::VecDeque;
 use std::io::BufRead;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// How much accepted history the reverse-prompt check reads (llama.cpp: 32 tokens).
@@ -76,18 +76,53 @@ impl Conversation<'_> {
     }
 }
 
+/// What one read of the user's input gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineRead {
+    /// A line (possibly empty at end of input); `more`: another line follows.
+    Line { more: bool },
+    /// Ctrl-C while waiting.
+    Interrupted,
+}
+
 /// One line of input as llama.cpp's simple console reads it: the newline is dropped, then a final
 /// `/` returns control at once, a final `\` flips "another line follows", and `\n` is appended.
-/// Returns whether another line follows; `line` is empty at end of input.
-fn read_line(input: &mut dyn BufRead, line: &mut String, multiline: bool) -> bool {
+/// `line` is empty at end of input. A read broken by Ctrl-C (EINTR with the flag set) is reported.
+fn read_line(
+    input: &mut dyn BufRead,
+    line: &mut String,
+    multiline: bool,
+    interrupted: &AtomicBool,
+) -> LineRead {
     line.clear();
     let mut bytes = Vec::new();
-    match input.read_until(b'\n', &mut bytes) {
-        Ok(0) | Err(_) => return false,
-        Ok(_) => {}
+    let mut got_any = false;
+    loop {
+        let available = match input.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                if interrupted.load(Ordering::SeqCst) {
+                    return LineRead::Interrupted;
+                }
+                continue;
+            }
+            Err(_) => &[],
+        };
+        if available.is_empty() {
+            break;
+        }
+        got_any = true;
+        if let Some(end) = available.iter().position(|&b| b == b'\n') {
+            bytes.extend_from_slice(&available[..end]);
+            input.consume(end + 1);
+            break;
+        }
+        let n = available.len();
+        bytes.extend_from_slice(available);
+        input.consume(n);
     }
-    if bytes.last() == Some(&b'\n') {
-        bytes.pop();
+    if !got_any {
+        return LineRead::Line { more: false };
     }
     *line = String::from_utf8_lossy(&bytes).into_owned();
     let mut more = multiline;
@@ -95,7 +130,7 @@ fn read_line(input: &mut dyn BufRead, line: &mut String, multiline: bool) -> boo
         Some('/') => {
             line.pop();
             line.push('\n');
-            return false;
+            return LineRead::Line { more: false };
         }
         Some('\\') => {
             line.pop();
@@ -104,7 +139,7 @@ fn read_line(input: &mut dyn BufRead, line: &mut String, multiline: bool) -> boo
         _ => {}
     }
     line.push('\n');
-    more
+    LineRead::Line { more }
 }
 
 fn timed_decode<E: Engine>(
@@ -268,15 +303,23 @@ pub fn run_session<E: Engine, V: Vocab>(
                 // (llama.cpp switches `display` to the user-input colour here; the input is not echoed.)
                 let mut buffer = String::new();
                 let mut line = String::new();
-                super::interrupt::EXIT_ON_SIGINT.store(true, Ordering::SeqCst);
                 loop {
-                    let more = read_line(input, &mut line, s.multiline_input);
-                    buffer.push_str(&line);
-                    if !more {
-                        break;
+                    match read_line(input, &mut line, s.multiline_input, interrupted) {
+                        LineRead::Interrupted => {
+                            reason = StopReason::Interrupted;
+                            break;
+                        }
+                        LineRead::Line { more } => {
+                            buffer.push_str(&line);
+                            if !more {
+                                break;
+                            }
+                        }
                     }
                 }
-                super::interrupt::EXIT_ON_SIGINT.store(false, Ordering::SeqCst);
+                if reason == StopReason::Interrupted {
+                    break;
+                }
                 display = true;
                 if buffer.is_empty() {
                     text(b"EOF by user\n");
@@ -378,10 +421,13 @@ mod tests {
 
     fn lines(input: &str, multiline: bool) -> Vec<(String, bool)> {
         let mut reader = std::io::Cursor::new(input.as_bytes().to_vec());
+        let never = AtomicBool::new(false);
         let mut out = Vec::new();
         loop {
             let mut line = String::new();
-            let more = read_line(&mut reader, &mut line, multiline);
+            let LineRead::Line { more } = read_line(&mut reader, &mut line, multiline, &never) else {
+                panic!("not interrupted");
+            };
             if line.is_empty() {
                 break;
             }

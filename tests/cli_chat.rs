@@ -239,3 +239,8 @@ fn ctrl_c_while_waiting_for_input_ends_like_llama_completion() {
     let expected = std::fs::read(fixture("session_sigint.out")).unwrap();
     assert_eq!(String::from_utf8_lossy(&seen), String::from_utf8_lossy(&expected));
 }
+
+#[test]
+fn empty_first_line_samples_from_the_warm_up_logits_like_llama_completion() {
+    session("empty_first_line");
+}

@@ -154,9 +154,11 @@ fn timed_decode<E: Engine>(
 }
 
 /// Run the session from the initial prompt tokens (may be empty when waiting for the first input).
+/// `last_logits`: what the context holds before anything is decoded (the warm-up's last row).
 pub fn run_session<E: Engine, V: Vocab>(
     settings: &InteractiveSettings,
     initial: &[TokenId],
+    last_logits: Vec<f32>,
     mut chat: Option<Conversation<'_>>,
     input: &mut dyn BufRead,
     parts: LoopParts<'_, E, V>,
@@ -187,7 +189,7 @@ pub fn run_session<E: Engine, V: Vocab>(
     let mut n_consumed = 0usize;
     let mut pending: Vec<TokenId> = initial.to_vec();
     let mut batch: Vec<TokenId> = Vec::new();
-    let mut logits: Vec<f32> = Vec::new();
+    let mut logits = last_logits;
     let mut history: VecDeque<TokenId> = VecDeque::new();
     let mut reply: Vec<u8> = Vec::new();
     let mut out = Utf8Stream::new();

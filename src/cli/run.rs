@@ -134,9 +134,11 @@ pub fn run(cfg: &RunConfig) -> Result<i32, RunError> {
     let mut chain = SamplerChain::new(&sampling, &Vocab::eog_tokens(&tokenizer))?;
 
     let mut perf = ContextPerf::new(load_start);
-    if cfg.warmup {
-        completion::warm_up(&mut engine, &tokenizer, cfg.n_batch as usize, &mut perf)?;
-    }
+    let warm_up_logits = if cfg.warmup {
+        completion::warm_up(&mut engine, &tokenizer, cfg.n_batch as usize, &mut perf)?
+    } else {
+        Vec::new()
+    };
     perf.reset();
 
     if n_ctx > n_ctx_train {
@@ -250,7 +252,7 @@ pub fn run(cfg: &RunConfig) -> Result<i32, RunError> {
         };
         let stdin = std::io::stdin();
         let mut input = stdin.lock();
-        interactive::run_session(&session, &prompt, chat, &mut input, parts)?
+        interactive::run_session(&session, &prompt, warm_up_logits, chat, &mut input, parts)?
     } else {
         completion::generate(&settings, &prompt, parts)?
     };

@@ -105,7 +105,7 @@ fi
 greedy() { # model ngl out
     local model=$1 ngl=$2 out=$3
     step "greedy $(basename "$model") -ngl $ngl" 120 \
-        bash -c "'$LLAMA' -m '$model' -p '$PROMPT' -n $GEN_TOKENS --temp 0 -ngl $ngl --seed 1 > '$out' 2> '$out.log'; rc=\$?; tail -5 '$out.log'; exit \$rc"
+        bash -c "'$LLAMA' -m '$model' -p '$PROMPT' -n $GEN_TOKENS --temp 0 -no-cnv -ngl $ngl --seed 1 > '$out' 2> '$out.log'; rc=\$?; tail -5 '$out.log'; exit \$rc"
 }
 if [ -x "$LLAMA" ] && [ -f "$DENSE" ]; then
     greedy "$DENSE" 0 /tmp/cpu.txt

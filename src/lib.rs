@@ -8,6 +8,7 @@
 //! row-major `[n_tokens][n_embd]` for a batch.
 
 pub mod bench;
+pub mod chat;
 pub mod cli;
 pub mod cpu;
 pub mod exec;

@@ -30,6 +30,8 @@ fn sample_value(metavar: &str) -> &'static str {
         "TYPE" => "f16",
         "on|off|auto" => "off",
         "PROMPT" => "hi",
+        "JINJA_TEMPLATE" => "chatml",
+        "JINJA_TEMPLATE_FILE" => "tests/fixtures/chat/smollm2.jinja",
         _ => "1",
     }
 }
@@ -301,8 +303,16 @@ fn process_missing_or_bad_model_exits_1() {
 }
 
 #[test]
-fn process_conversation_mode_is_refused() {
-    let (code, _, stderr) = rs_llama(&["-m", "x.gguf", "-cnv"]);
-    assert_eq!(code, Some(1));
-    assert!(stderr.contains("conversation mode (-cnv) is not supported yet"), "{stderr}");
+fn process_conversation_flags_parse() {
+    let c = ok(&["-cnv", "-sys", "Be brief.", "--jinja", "--chat-template", "chatml", "-st", "-mli"]);
+    assert_eq!(c.conversation, ConversationMode::Enabled);
+    assert_eq!((c.chat.system_prompt.as_str(), c.chat.template.as_str()), ("Be brief.", "chatml"));
+    assert!(c.chat.use_jinja && c.chat.single_turn && c.chat.multiline_input && c.chat.enable_template);
+    let c = ok(&["-i", "--in-prefix", r"\tQ: ", "--in-suffix", "A:", "-r", "Q:", "-r", "User:"]);
+    assert!(c.chat.interactive && !c.chat.enable_template);
+    // --in-prefix and --in-suffix take escapes like -p; the system prompt does not (as llama.cpp).
+    assert_eq!((c.chat.input_prefix.as_str(), c.chat.input_suffix.as_str()), ("\tQ: ", "A:"));
+    assert_eq!(c.reverse_prompts, ["Q:", "User:"]);
+    assert_eq!(ok(&["--no-escape", "--in-prefix", r"\tQ"]).chat.input_prefix, r"\tQ");
+    assert_eq!(ok(&["-sys", r"a\nb"]).chat.system_prompt, r"a\nb");
 }

@@ -50,6 +50,8 @@ pub const TOK_ADD_EOS: &str = "tokenizer.ggml.add_eos_token";
 pub const TOK_ADD_SPACE_PREFIX: &str = "tokenizer.ggml.add_space_prefix";
 pub const TOK_REMOVE_EXTRA_WS: &str = "tokenizer.ggml.remove_extra_whitespaces";
 pub const TOK_CHAT_TEMPLATE: &str = "tokenizer.chat_template";
+/// The variant for tool use (`llama_model_chat_template(model, "tool_use")`).
+pub const TOK_CHAT_TEMPLATE_TOOL_USE: &str = "tokenizer.chat_template.tool_use";
 /// Every tokenizer key starts with this.
 pub const TOK_PREFIX: &str = "tokenizer.";
 

@@ -23,6 +23,42 @@ pub enum GpuLayers {
     Count(i32),
 }
 
+/// The conversation and interactive side of a run (llama-completion's chat and input flags).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatConfig {
+    pub system_prompt: String,
+    /// `--chat-template`: a built-in name or Jinja text ("" = the model's).
+    pub template: String,
+    pub use_jinja: bool,
+    /// Off once `--in-prefix`, `--in-suffix` or `--in-prefix-bos` is given.
+    pub enable_template: bool,
+    pub interactive: bool,
+    pub interactive_first: bool,
+    pub single_turn: bool,
+    pub multiline_input: bool,
+    pub input_prefix: String,
+    pub input_suffix: String,
+    pub input_prefix_bos: bool,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            system_prompt: String::new(),
+            template: String::new(),
+            use_jinja: false,
+            enable_template: true,
+            interactive: false,
+            interactive_first: false,
+            single_turn: false,
+            multiline_input: false,
+            input_prefix: String::new(),
+            input_suffix: String::new(),
+            input_prefix_bos: false,
+        }
+    }
+}
+
 /// Everything one `rs-llama` run needs, typed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunConfig {
@@ -45,6 +81,7 @@ pub struct RunConfig {
     pub reverse_prompts: Vec<String>,
     pub verbose_prompt: bool,
     pub conversation: ConversationMode,
+    pub chat: ChatConfig,
     pub gpu_layers: Option<GpuLayers>,
     /// `--gpu-mem`: cap on the GPU bytes rs-llama may use (None = free memory minus a margin).
     pub gpu_mem: Option<u64>,
@@ -77,6 +114,7 @@ impl Default for RunConfig {
             reverse_prompts: Vec::new(),
             verbose_prompt: false,
             conversation: ConversationMode::Auto,
+            chat: ChatConfig::default(),
             gpu_layers: None,
             gpu_mem: None,
             verbosity: super::log::DEFAULT_VERBOSITY,
@@ -116,6 +154,8 @@ pub enum ArgError {
     Unknown(String),
     #[error("error: argument {0} is not supported yet by rs-llama")]
     Unsupported(String),
+    #[error("error: the supplied chat template is not supported: {0}")]
+    BadChatTemplate(String),
     #[error("error while handling argument \"{flag}\": {reason}\n\nusage:\n{usage}\n\nto show complete usage, run with -h")]
     BadValue { flag: String, reason: String, usage: String },
 }
@@ -156,6 +196,20 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<RunConfig, ArgError> {
     if cfg.escape {
         cfg.prompt = process_escapes(&cfg.prompt);
         cfg.reverse_prompts = cfg.reverse_prompts.iter().map(|r| process_escapes(r)).collect();
+        cfg.chat.input_prefix = process_escapes(&cfg.chat.input_prefix);
+        cfg.chat.input_suffix = process_escapes(&cfg.chat.input_suffix);
+    }
+    if !cfg.chat.template.is_empty() {
+        crate::chat::verify_template(&cfg.chat.template, cfg.chat.use_jinja).map_err(|e| {
+            ArgError::BadChatTemplate(match e {
+                crate::chat::ChatError::NotBuiltin => format!(
+                    "{:?} (without --jinja only the built-in formats are recognised: {})",
+                    cfg.chat.template,
+                    crate::chat::builtin::BUILTIN_NAMES.join(", ")
+                ),
+                other => other.to_string(),
+            })
+        })?;
     }
     Ok(cfg)
 }
@@ -227,7 +281,7 @@ pub fn usage(program: &str) -> String {
         s += &format!("{:<width$}  {}\n", f.usage(), f.help);
     }
     s += &format!(
-        "\nexample usage:\n\n  text generation:     {program} -m your_model.gguf -p \"I believe the meaning of life is\" -n 128 -no-cnv\n"
+        "\nexample usage:\n\n  text generation:     {program} -m your_model.gguf -p \"I believe the meaning of life is\" -n 128 -no-cnv\n\n  chat (conversation): {program} -m your_model.gguf -sys \"You are a helpful assistant\"\n"
     );
     s
 }

@@ -35,21 +35,24 @@ pub enum StopReason {
     Interrupted,
 }
 
-/// Warm-up like llama.cpp: decode [BOS, EOS] (those that exist, else token 0), then forget it.
+/// Warm-up like llama.cpp: decode [BOS, EOS] (those that exist, else token 0), then forget the
+/// sequence. The last logits are returned: llama.cpp's context keeps them, and an interactive
+/// session that samples before decoding anything (the user passed the first turn back with an
+/// empty line) samples from them.
 pub fn warm_up<E: Engine, V: Vocab>(
     engine: &mut E,
     vocab: &V,
     n_batch: usize,
     perf: &mut ContextPerf,
-) -> Result<(), ModelError> {
+) -> Result<Vec<f32>, ModelError> {
     let mut tokens: Vec<TokenId> = vocab.bos().into_iter().chain(vocab.eos()).collect();
     if tokens.is_empty() {
         tokens.push(0);
     }
     tokens.truncate(n_batch.max(1));
-    timed_decode(engine, &tokens, perf)?;
+    let logits = timed_decode(engine, &tokens, perf)?;
     engine.clear();
-    Ok(())
+    Ok(logits)
 }
 
 fn timed_decode<E: Engine>(

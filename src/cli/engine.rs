@@ -27,6 +27,10 @@ pub trait Vocab {
     fn bos(&self) -> Option<TokenId>;
     fn eos(&self) -> Option<TokenId>;
     fn add_bos(&self) -> bool;
+    /// End-of-turn token (inserted when the user interrupts a reply in conversation mode).
+    fn eot(&self) -> Option<TokenId> {
+        None
+    }
 }
 
 /// A CPU or GPU session as an [`Engine`].
@@ -80,5 +84,9 @@ impl Vocab for Tokenizer {
 
     fn add_bos(&self) -> bool {
         Tokenizer::add_bos(self)
+    }
+
+    fn eot(&self) -> Option<TokenId> {
+        Tokenizer::eot(self)
     }
 }

@@ -216,7 +216,7 @@ pub static FLAGS: &[Flag] = &[
         c.special = true;
         Ok(())
     }),
-    flag!(["-r", "--reverse-prompt"], Some("PROMPT"), "stop generating when PROMPT appears at the end of the output (repeatable)", |c, v| {
+    flag!(["-r", "--reverse-prompt"], Some("PROMPT"), "halt generation at PROMPT, return control in interactive mode (repeatable)", |c, v| {
         c.reverse_prompts.push(v.to_string());
         Ok(())
     }),
@@ -224,14 +224,76 @@ pub static FLAGS: &[Flag] = &[
         c.verbose_prompt = true;
         Ok(())
     }),
-    flag!(["-cnv", "--conversation"], None, "conversation mode (not supported yet: rs-llama does raw completion)", |c, _| {
+    flag!(["-cnv", "--conversation"], None, "conversation mode: chat template, interactive (default: on when the model has a chat template)", |c, _| {
         c.conversation = ConversationMode::Enabled;
         Ok(())
     }),
-    flag!(["-no-cnv", "--no-conversation"], None, "raw text completion, no chat template (what rs-llama does)", |c, _| {
+    flag!(["-no-cnv", "--no-conversation"], None, "raw text completion, no chat template", |c, _| {
         c.conversation = ConversationMode::Disabled;
         Ok(())
     }),
+    flag!(["-sys", "--system-prompt"], Some("PROMPT"), "system prompt for conversation mode", |c, v| {
+        c.chat.system_prompt = v.to_string();
+        Ok(())
+    }),
+    flag!(["-sysf", "--system-prompt-file"], Some("FNAME"), "a file containing the system prompt (one trailing newline is dropped)", |c, v| {
+        let bytes = std::fs::read(v).map_err(|e| format!("error: failed to open file '{v}': {e}"))?;
+        let mut text = String::from_utf8_lossy(&bytes).into_owned();
+        if text.ends_with('\n') {
+            text.pop();
+        }
+        c.chat.system_prompt = text;
+        Ok(())
+    }),
+    flag!(["--chat-template"], Some("JINJA_TEMPLATE"), "chat template: a built-in name (chatml, llama2, llama3, phi3, zephyr, mistral-v7, gemma ...) or Jinja text (needs --jinja)", |c, v| {
+        c.chat.template = v.to_string();
+        Ok(())
+    }),
+    flag!(["--chat-template-file"], Some("JINJA_TEMPLATE_FILE"), "a file containing the chat template", |c, v| {
+        let bytes = std::fs::read(v).map_err(|e| format!("error: failed to open file '{v}': {e}"))?;
+        c.chat.template = String::from_utf8_lossy(&bytes).into_owned();
+        Ok(())
+    }),
+    flag!(["--jinja"], None, "run the chat template as Jinja (default: disabled: recognise it as a built-in format)", |c, _| {
+        c.chat.use_jinja = true;
+        Ok(())
+    }),
+    flag!(["--no-jinja"], None, "recognise the chat template as a built-in format (the default)", |c, _| {
+        c.chat.use_jinja = false;
+        Ok(())
+    }),
+    flag!(["-i", "--interactive"], None, "interactive mode: return control to the user at a reverse prompt or end of generation", |c, _| {
+        c.chat.interactive = true;
+        Ok(())
+    }),
+    flag!(["-if", "--interactive-first"], None, "interactive mode, waiting for input right away", |c, _| {
+        c.chat.interactive_first = true;
+        Ok(())
+    }),
+    flag!(["-st", "--single-turn"], None, "conversation of one turn, then exit", |c, _| {
+        c.chat.single_turn = true;
+        Ok(())
+    }),
+    flag!(["-mli", "--multiline-input"], None, "multi-line input without ending each line in '\\'", |c, _| {
+        c.chat.multiline_input = true;
+        Ok(())
+    }),
+    flag!(["--in-prefix-bos"], None, "prefix BOS to user inputs (disables the chat template)", |c, _| {
+        c.chat.input_prefix_bos = true;
+        c.chat.enable_template = false;
+        Ok(())
+    }),
+    flag!(["--in-prefix"], Some("STRING"), "string to prefix user inputs with (disables the chat template)", |c, v| {
+        c.chat.input_prefix = v.to_string();
+        c.chat.enable_template = false;
+        Ok(())
+    }),
+    flag!(["--in-suffix"], Some("STRING"), "string to suffix after user inputs with (disables the chat template)", |c, v| {
+        c.chat.input_suffix = v.to_string();
+        c.chat.enable_template = false;
+        Ok(())
+    }),
+    flag!(["--simple-io"], None, "plain line input (rs-llama always reads input this way)", |_, _| Ok(())),
     flag!(["-ngl", "--gpu-layers", "--n-gpu-layers"], N, "layers to store in VRAM: a number, 'auto' or 'all' (today the whole model or none: a smaller count runs on the CPU)", |c, v| {
         c.gpu_layers = Some(match v {
             "auto" => GpuLayers::Auto,

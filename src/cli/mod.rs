@@ -1,4 +1,5 @@
-//! The `rs-llama` command: llama-completion's command line and behaviour (text completion).
+//! The `rs-llama` command: llama-completion's command line and behaviour (text completion, and
+//! interactive and conversation mode through [`interactive`] and [`crate::chat`]).
 //!
 //! [`flags`] is the one table of flags; [`args`] turns argv into a typed [`args::RunConfig`];
 //! [`run`] loads the model and drives [`completion`]'s loop over the [`engine`] traits; [`perf`]
@@ -8,6 +9,7 @@ pub mod args;
 pub mod completion;
 pub mod engine;
 pub mod flags;
+pub mod interactive;
 pub mod interrupt;
 pub mod log;
 pub mod perf;

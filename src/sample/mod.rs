@@ -385,6 +385,8 @@ pub struct SamplerChain {
     stages: Vec<Stage>,
     rng: Mt19937,
     seed: u32,
+    /// The seed asked for ([`RANDOM_SEED`] = draw a fresh one at each reset).
+    seed_param: u32,
     perf: SamplerPerf,
 }
 
@@ -433,7 +435,13 @@ impl SamplerChain {
                 }
             });
         }
-        Ok(SamplerChain { stages, rng: Mt19937::new(seed), seed, perf: SamplerPerf::default() })
+        Ok(SamplerChain {
+            stages,
+            rng: Mt19937::new(seed),
+            seed,
+            seed_param: params.seed,
+            perf: SamplerPerf::default(),
+        })
     }
 
     /// The seed in use (the drawn one when a random seed was asked for).
@@ -489,6 +497,21 @@ impl SamplerChain {
         let spent = start.elapsed();
         self.perf.samplers += spent;
         self.perf.total += spent;
+    }
+
+    /// Forget the accepted history and restart the random streams from the seed (a random seed is
+    /// drawn again), as llama.cpp resets the chain when the user takes a turn.
+    pub fn reset(&mut self) {
+        let reseed = |param: u32| if param == RANDOM_SEED { rng::random_seed() } else { param };
+        for stage in self.stages.iter_mut() {
+            match stage {
+                Stage::Penalties(p) => p.reset(),
+                Stage::Xtc { rng, .. } => **rng = Mt19937::new(reseed(self.seed_param)),
+                _ => {}
+            }
+        }
+        self.seed = reseed(self.seed_param);
+        self.rng = Mt19937::new(self.seed);
     }
 
     pub fn perf(&self) -> SamplerPerf {

@@ -363,3 +363,35 @@ fn gguf_sampling_defaults_apply_unless_the_flag_was_given() {
     assert_eq!(params.min_p, 0.05, "absent keys keep the default");
     assert_eq!(params.samplers, [SamplerKind::TopK, SamplerKind::TopP, SamplerKind::Temperature]);
 }
+
+#[test]
+fn reset_restarts_the_draws_and_forgets_the_history() {
+    // llama.cpp's reset re-seeds the final draw (and XTC) from the seed and clears the penalty
+    // window: afterwards the chain draws exactly what a fresh chain with the same seed draws.
+    let params = SamplingParams {
+        seed: 1234,
+        penalty_repeat: 1.3,
+        xtc_probability: 0.5,
+        xtc_threshold: 0.05,
+        ..Default::default()
+    };
+    let rows: Vec<Vec<f32>> = (0..12).map(|i| random_logits(64, 100 + i)).collect();
+    let draw = |chain: &mut SamplerChain| -> Vec<TokenId> {
+        rows.iter()
+            .map(|row| {
+                let id = chain.sample(row).expect("a token");
+                chain.accept(id);
+                id
+            })
+            .collect()
+    };
+    let fresh = draw(&mut SamplerChain::new(&params, &[]).unwrap());
+    let mut used = SamplerChain::new(&params, &[]).unwrap();
+    let first = draw(&mut used);
+    assert_eq!(first, fresh);
+    used.reset();
+    assert_eq!(used.seed(), 1234);
+    assert_eq!(draw(&mut used), fresh);
+    // Without the reset the same rows give another sequence (the stream and the penalties moved on).
+    assert_ne!(draw(&mut used), fresh);
+}

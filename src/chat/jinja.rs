@@ -1,0 +1,135 @@
+//! Running a chat template as Jinja (llama-completion `--jinja`), with the environment HF templates
+//! expect: blocks trimmed (`trim_blocks`, `lstrip_blocks`), Python string and dict methods
+//! (`strip`, `startswith`, `split`, `items` ... from minijinja-contrib), `raise_exception`, and
+//! `strftime_now`.
+
+use super::{ChatError, ChatMessage};
+use minijinja::value::Value;
+use minijinja::{Environment, Error, ErrorKind};
+use std::collections::BTreeMap;
+
+const NAME: &str = "chat_template";
+
+/// A parsed chat template, ready to render.
+pub struct JinjaTemplate {
+    env: Environment<'static>,
+}
+
+/// What a template is rendered with besides the messages.
+#[derive(Debug, Clone, Default)]
+pub struct RenderInputs {
+    pub add_generation_prompt: bool,
+    pub bos_token: String,
+    pub eos_token: String,
+}
+
+impl JinjaTemplate {
+    /// Parse `source` (line ends normalised to `\n`, one trailing newline dropped, as llama.cpp's
+    /// lexer does); a syntax error is returned with its line.
+    pub fn new(source: &str) -> Result<JinjaTemplate, ChatError> {
+        let mut env = Environment::new();
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_keep_trailing_newline(false);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", raise_exception);
+        env.add_function("strftime_now", strftime_now);
+        let source = source.replace("\r\n", "\n").replace('\r', "\n");
+        env.add_template_owned(NAME, source).map_err(jinja_error)?;
+        Ok(JinjaTemplate { env })
+    }
+
+    /// Render the messages. llama.cpp's variables: `messages`, `bos_token`, `eos_token`,
+    /// `add_generation_prompt` (only set when true), `enable_thinking`, `preserve_reasoning`,
+    /// `datetime` and `date_string`.
+    pub fn render(&self, messages: &[ChatMessage], inputs: &RenderInputs) -> Result<String, ChatError> {
+        let messages: Vec<BTreeMap<&str, &str>> = messages
+            .iter()
+            .map(|m| BTreeMap::from([("role", m.role.as_str()), ("content", m.content.as_str())]))
+            .collect();
+        let mut vars: BTreeMap<&str, Value> = BTreeMap::new();
+        vars.insert("messages", Value::from_serialize(&messages));
+        vars.insert("bos_token", Value::from(inputs.bos_token.as_str()));
+        vars.insert("eos_token", Value::from(inputs.eos_token.as_str()));
+        vars.insert("enable_thinking", Value::from(true));
+        vars.insert("preserve_reasoning", Value::from(true));
+        vars.insert("datetime", Value::from(local_time("%b %d %Y")));
+        vars.insert("date_string", Value::from(local_time("%d %b %Y")));
+        if inputs.add_generation_prompt {
+            vars.insert("add_generation_prompt", Value::from(true));
+        }
+        let template = self.env.get_template(NAME).map_err(jinja_error)?;
+        template.render(vars).map_err(jinja_error)
+    }
+}
+
+/// One line: the error's own text, its line in the template, and its cause (for raise_exception).
+fn jinja_error(e: Error) -> ChatError {
+    let mut msg = e.to_string();
+    if let Some(line) = e.line() {
+        if !msg.contains("line ") {
+            msg += &format!(" (line {line})");
+        }
+    }
+    ChatError::Jinja(msg.replace('\n', " "))
+}
+
+fn raise_exception(message: String) -> Result<Value, Error> {
+    Err(Error::new(ErrorKind::InvalidOperation, format!("template raised an exception: {message}")))
+}
+
+fn strftime_now(format: String) -> String {
+    local_time(&format)
+}
+
+/// The local time formatted by C's `strftime` (what Python's `strftime` wraps).
+fn local_time(format: &str) -> String {
+    let Ok(c_format) = std::ffi::CString::new(format) else {
+        return String::new();
+    };
+    let mut buf = vec![0u8; 256];
+    // SAFETY: `time` accepts a null pointer; `localtime_r` writes only into `tm`; `strftime` writes
+    // at most `buf.len()` bytes into `buf` and reads the NUL-terminated format.
+    let written = unsafe {
+        let now = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&now, &mut tm).is_null() {
+            return String::new();
+        }
+        libc::strftime(buf.as_mut_ptr().cast(), buf.len(), c_format.as_ptr(), &tm)
+    };
+    buf.truncate(written);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(role: &str, content: &str) -> ChatMessage {
+        ChatMessage { role: role.into(), content: content.into() }
+    }
+
+    #[test]
+    fn python_methods_and_block_trimming() {
+        let t = JinjaTemplate::new(
+            "{% for m in messages %}\n  {{ m.role.upper() }}:{{ m.content.strip().split(',')|join('|') }}\n{% endfor %}\n",
+        )
+        .unwrap();
+        let out = t.render(&[msg("user", " a,b ")], &RenderInputs::default()).unwrap();
+        assert_eq!(out, "  USER:a|b\n");
+    }
+
+    #[test]
+    fn raise_exception_is_an_error_with_its_message() {
+        let t = JinjaTemplate::new("{{ raise_exception('no system role') }}").unwrap();
+        let err = t.render(&[], &RenderInputs::default()).unwrap_err().to_string();
+        assert!(err.contains("no system role"), "{err}");
+    }
+
+    #[test]
+    fn syntax_error_is_one_line() {
+        let err = JinjaTemplate::new("{% for m in messages %}{{ m.content }").err().unwrap().to_string();
+        assert!(!err.contains('\n') && err.contains("syntax error"), "{err}");
+    }
+}

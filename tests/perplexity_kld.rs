@@ -104,6 +104,14 @@ fn text_tokenizes_to_the_file_tokens_and_our_base_file_reads_back() {
     let theirs = std::fs::read(fixture("smollm2-f16-c48.kld")).unwrap();
     assert_eq!(ours.len(), theirs.len());
     assert_eq!(ours[..20 + 4 * 96], theirs[..20 + 4 * 96], "identical header and tokens");
+    // On a CPU with the features the fixture was made with (AVX-512 BF16), rs-llama's arithmetic is
+    // llama.cpp's, so every stored log-probability is the same u16 (see golden_parity).
+    let same_cpu = rs_llama::cpu::numerics::active() == rs_llama::cpu::numerics::Numerics::Ggml
+        && rs_llama::cpu::path::active() == rs_llama::cpu::path::CpuPath::Avx512
+        && rs_llama::cpu::ggml_dot::has_dpbf16();
+    if same_cpu {
+        assert!(ours == theirs, "base file differs from llama.cpp's");
+    }
 
     // llama.cpp's rows scored against our file: the mirror image of the first test.
     let mut ours_reader = BaseReader::new(ours.as_slice(), "ours").unwrap();

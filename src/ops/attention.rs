@@ -34,6 +34,18 @@ pub struct AttnShape {
     pub head_dim_v: usize,
 }
 
+impl AttnShape {
+    /// Interleave per-head results (`[n_head][n_tok][head_dim_v]`) into `out`: `[n_tok][n_head][head_dim_v]`.
+    pub(super) fn write_heads(&self, per_head: &[Vec<f32>], out: &mut [f32]) {
+        let dv = self.head_dim_v;
+        for (h, o) in per_head.iter().enumerate() {
+            for (t, ot) in o.chunks_exact(dv).enumerate() {
+                out[(t * self.n_head + h) * dv..][..dv].copy_from_slice(ot);
+            }
+        }
+    }
+}
+
 /// `q`: `[n_tok][n_head][head_dim_k]` for positions `pos0..pos0+n_tok`;
 /// `k`: `[n_kv][n_head_kv][head_dim_k]`, `v`: `[n_kv][n_head_kv][head_dim_v]` with
 /// `n_kv ≥ pos0 + n_tok`; `out`: `[n_tok][n_head][head_dim_v]`.
@@ -99,11 +111,7 @@ pub fn attention_f32(
             o
         })
         .collect();
-    for (h, o) in per_head.iter().enumerate() {
-        for (t, ot) in o.chunks_exact(dv).enumerate() {
-            out[(t * s.n_head + h) * dv..][..dv].copy_from_slice(ot);
-        }
-    }
+    s.write_heads(&per_head, out);
 }
 
 /// The f16-accumulating kernel of ggml's CPU flash attention for small batches: per query row, Q

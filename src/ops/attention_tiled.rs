@@ -84,11 +84,7 @@ pub fn attention_tiled(
             acc
         })
         .collect();
-    for (h, o) in per_head.iter().enumerate() {
-        for (t, ot) in o.chunks_exact(dv).enumerate() {
-            out[(t * s.n_head + h) * dv..][..dv].copy_from_slice(ot);
-        }
-    }
+    s.write_heads(&per_head, out);
 }
 
 /// `kq[j] = Σ_d q[d]·kt[d][j]`, one FMA chain per `j` in order of `d`, from zero.

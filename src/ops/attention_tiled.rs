@@ -4,16 +4,22 @@
 //! dims (K and Q in f32), scaled; the online softmax's running max, its `exp` rescale (libm), the
 //! tile's exponentials by ggml's vector `exp` summed per vector into f64; then the weighted V sum
 //! as one FMA chain over the tile's positions on top of the running f32 sum.
+//!
+//! Each query row's arithmetic depends on nothing but its own row, so the work is split into
+//! (head, chunk of query rows) tasks: nine heads on two threads would leave one idle a ninth of
+//! the time. The chains live in registers (`tile_kernels`), which is what makes this fast.
 
 use half::f16;
 use rayon::prelude::*;
 
 use super::attention::AttnShape;
+use super::attention_tile_kernels::{tile_kernels, TileKernels, KV_TILE};
 use crate::cpu::convert::f16_to_f32;
 use crate::cpu::vexp::exp_shifted_sum;
 
-/// KV positions per tile (`GGML_FA_TILE_KV`).
-const KV_TILE: usize = 64;
+/// Query rows per task: small enough for load balance, large enough that converting a KV tile
+/// to f32 (once per task) stays cheap next to the rows that use it.
+const Q_CHUNK: usize = 32;
 
 /// Same contract as [`super::attention::attention`].
 pub fn attention_tiled(
@@ -25,103 +31,96 @@ pub fn attention_tiled(
     scale: f32,
     out: &mut [f32],
 ) {
-    let (dk, dv) = (s.head_dim_k, s.head_dim_v);
-    let n_tok = q.len() / (s.n_head * dk);
-    let n_kv = pos0 + n_tok;
-    let group = s.n_head / s.n_head_kv;
-    let per_head: Vec<Vec<f32>> = (0..s.n_head)
-        .into_par_iter()
-        .map(|h| {
-            let kvh = h / group;
-            let (k_row, v_row) = (s.n_head_kv * dk, s.n_head_kv * dv);
-            // Per query token: running max, sum and V sum ([n_tok][dv]).
-            let mut max = vec![f32::NEG_INFINITY; n_tok];
-            let mut sum = vec![0f32; n_tok];
-            let mut acc = vec![0f32; n_tok * dv];
-            // kt: [dk][KV_TILE] (K transposed), vt: [KV_TILE][dv]
-            let mut kt = vec![0f32; dk * KV_TILE];
-            let mut vt = vec![0f32; KV_TILE * dv];
-            let mut kq = [0f32; KV_TILE];
-            let mut widened = vec![0f32; dk.max(dv)];
-            for c0 in (0..n_kv).step_by(KV_TILE) {
-                let len = KV_TILE.min(n_kv - c0);
-                kt.fill(0.0);
-                vt.fill(0.0);
-                for j in 0..len {
-                    f16_to_f32(&k[(c0 + j) * k_row + kvh * dk..][..dk], &mut widened[..dk]);
-                    for (d, x) in widened[..dk].iter().enumerate() {
-                        kt[d * KV_TILE + j] = *x;
-                    }
-                    f16_to_f32(&v[(c0 + j) * v_row + kvh * dv..][..dv], &mut vt[j * dv..][..dv]);
-                }
-                for t in 0..n_tok {
-                    let pos = pos0 + t;
-                    if pos < c0 {
-                        continue; // the whole tile is in this token's future
-                    }
-                    let qh = &q[(t * s.n_head + h) * dk..][..dk];
-                    scores(qh, &kt, &mut kq);
-                    for (j, x) in kq.iter_mut().enumerate() {
-                        *x = if j < len && c0 + j <= pos { *x * scale } else { f32::NEG_INFINITY };
-                    }
-                    let tile_max = kq.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let new_max = max[t].max(tile_max);
-                    let row = &mut acc[t * dv..][..dv];
-                    if new_max > max[t] {
-                        let rescale = (max[t] - new_max).exp();
-                        row.iter_mut().for_each(|x| *x *= rescale);
-                        sum[t] *= rescale;
-                    }
-                    max[t] = new_max;
-                    sum[t] = (sum[t] as f64 + exp_shifted_sum(&mut kq, new_max)) as f32;
-                    weighted_sum(&kq, &vt, row);
-                }
-            }
-            for (row, s) in acc.chunks_exact_mut(dv).zip(&sum) {
-                let inv = if *s == 0.0 { 0.0 } else { 1.0 / s };
-                row.iter_mut().for_each(|x| *x *= inv);
-            }
-            acc
+    let n_tok = q.len() / (s.n_head * s.head_dim_k);
+    let kernels = tile_kernels();
+    // Later chunks see more positions: hand them out first.
+    let mut tasks: Vec<(usize, usize)> =
+        (0..n_tok).step_by(Q_CHUNK).flat_map(|t0| (0..s.n_head).map(move |h| (h, t0))).collect();
+    tasks.reverse();
+    let results: Vec<Vec<f32>> = tasks
+        .par_iter()
+        .with_max_len(1)
+        .map(|&(h, t0)| {
+            let rows = t0..(t0 + Q_CHUNK).min(n_tok);
+            head_rows(&kernels, q, k, v, pos0, s, scale, h, rows)
         })
         .collect();
-    s.write_heads(&per_head, out);
-}
-
-/// `kq[j] = Σ_d q[d]·kt[d][j]`, one FMA chain per `j` in order of `d`, from zero.
-fn scores(q: &[f32], kt: &[f32], kq: &mut [f32; KV_TILE]) {
-    kq.fill(0.0);
-    for (d, &qd) in q.iter().enumerate() {
-        fma_row(kq, &kt[d * KV_TILE..][..KV_TILE], qd);
+    let dv = s.head_dim_v;
+    for (&(h, t0), res) in tasks.iter().zip(&results) {
+        for (i, row) in res.chunks_exact(dv).enumerate() {
+            out[((t0 + i) * s.n_head + h) * dv..][..dv].copy_from_slice(row);
+        }
     }
 }
 
-/// `row[d] += Σ_j p[j]·vt[j][d]`, one FMA chain per `d` in order of `j`.
-fn weighted_sum(p: &[f32; KV_TILE], vt: &[f32], row: &mut [f32]) {
-    let dv = row.len();
-    for (j, &pj) in p.iter().enumerate() {
-        fma_row(row, &vt[j * dv..][..dv], pj);
+/// Head `h`'s output for query rows `rows`: `[rows.len()][head_dim_v]`.
+#[allow(clippy::too_many_arguments)]
+fn head_rows(
+    kern: &TileKernels,
+    q: &[f32],
+    k: &[f16],
+    v: &[f16],
+    pos0: usize,
+    s: AttnShape,
+    scale: f32,
+    h: usize,
+    rows: std::ops::Range<usize>,
+) -> Vec<f32> {
+    let (dk, dv) = (s.head_dim_k, s.head_dim_v);
+    let kvh = h / (s.n_head / s.n_head_kv);
+    let (k_row, v_row) = (s.n_head_kv * dk, s.n_head_kv * dv);
+    let n = rows.len();
+    let n_kv = pos0 + rows.end;
+    // Per query row: running max, sum and V sum ([n][dv]).
+    let mut max = vec![f32::NEG_INFINITY; n];
+    let mut sum = vec![0f32; n];
+    let mut acc = vec![0f32; n * dv];
+    // kt: [dk][KV_TILE] (K transposed), vt: [KV_TILE][dv]
+    let mut kt = vec![0f32; dk * KV_TILE];
+    let mut vt = vec![0f32; KV_TILE * dv];
+    let mut kq = [0f32; KV_TILE];
+    let mut widened = vec![0f32; dk];
+    for c0 in (0..n_kv).step_by(KV_TILE) {
+        let len = KV_TILE.min(n_kv - c0);
+        if len < KV_TILE {
+            kt.fill(0.0);
+            vt.fill(0.0);
+        }
+        for j in 0..len {
+            f16_to_f32(&k[(c0 + j) * k_row + kvh * dk..][..dk], &mut widened);
+            for (d, x) in widened.iter().enumerate() {
+                kt[d * KV_TILE + j] = *x;
+            }
+            f16_to_f32(&v[(c0 + j) * v_row + kvh * dv..][..dv], &mut vt[j * dv..][..dv]);
+        }
+        for (i, t) in rows.clone().enumerate() {
+            let pos = pos0 + t;
+            if pos < c0 {
+                continue; // the whole tile is in this row's future
+            }
+            let qh = &q[(t * s.n_head + h) * dk..][..dk];
+            (kern.scores)(qh, &kt, &mut kq);
+            for (j, x) in kq.iter_mut().enumerate() {
+                *x = if j < len && c0 + j <= pos { *x * scale } else { f32::NEG_INFINITY };
+            }
+            let tile_max = kq.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let new_max = max[i].max(tile_max);
+            let row = &mut acc[i * dv..][..dv];
+            if new_max > max[i] {
+                let rescale = (max[i] - new_max).exp();
+                row.iter_mut().for_each(|x| *x *= rescale);
+                sum[i] *= rescale;
+            }
+            max[i] = new_max;
+            sum[i] = (sum[i] as f64 + exp_shifted_sum(&mut kq, new_max)) as f32;
+            (kern.weighted_sum)(&kq, &vt, row);
+        }
     }
-}
-
-/// `acc[i] = fma(x[i], s, acc[i])`.
-fn fma_row(acc: &mut [f32], x: &[f32], s: f32) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::cpu::path::active() != crate::cpu::path::CpuPath::Scalar {
-        // SAFETY: every non-scalar path was chosen after detecting FMA.
-        unsafe { fma_row_simd(acc, x, s) };
-        return;
+    for (row, s) in acc.chunks_exact_mut(dv).zip(&sum) {
+        let inv = if *s == 0.0 { 0.0 } else { 1.0 / s };
+        row.iter_mut().for_each(|x| *x *= inv);
     }
-    for (a, b) in acc.iter_mut().zip(x) {
-        *a = b.mul_add(s, *a);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn fma_row_simd(acc: &mut [f32], x: &[f32], s: f32) {
-    for (a, b) in acc.iter_mut().zip(x) {
-        *a = b.mul_add(s, *a);
-    }
+    acc
 }
 
 #[cfg(test)]

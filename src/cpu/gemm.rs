@@ -1,0 +1,146 @@
+//! Batched matmul (two or more tokens): register tiles of 4 weight rows × a few tokens, each
+//! output still one vector-lane chain over the inputs reduced at the end — tinyBLAS's order, so
+//! a row's result is the same whichever tile or leftover loop computed it.
+//!
+//! Work is split into (block of output rows, block of tokens) tasks, so that layers with few
+//! rows (K and V projections) still feed every thread; a task's weight rows stay in L2 while its
+//! tokens pass by, and results go straight to `y[t][o]` with no transpose.
+
+use std::cell::RefCell;
+use std::ops::Range;
+
+use half::bf16;
+use rayon::prelude::*;
+
+use super::dot::Kernels;
+use super::ggml_dot::{gemm_dot_bf16_dp, tile_bf16_dp};
+use super::matmul::WeightView;
+
+/// Output rows per task (a multiple of the tile's 4).
+const TASK_ROWS: usize = 64;
+/// Tokens per task.
+const TASK_TOKENS: usize = 64;
+
+thread_local! {
+    static ROW_BUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `y: [n_tok][n_out]`, written by tasks at disjoint `(t, o)` cells.
+struct Out {
+    ptr: *mut f32,
+    n_out: usize,
+}
+
+// SAFETY: tasks write disjoint cells (their own row block × token block) of a live `&mut [f32]`.
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// SAFETY: `(t, o)` in bounds and written by one task only.
+    unsafe fn set(&self, t: usize, o: usize, v: f32) {
+        *self.ptr.add(t * self.n_out + o) = v;
+    }
+}
+
+fn for_each_task(n_out: usize, n_tok: usize, y: &mut [f32], task: impl Fn(Range<usize>, Range<usize>, &Out) + Sync) {
+    assert_eq!(y.len(), n_out * n_tok, "gemm: output size");
+    let out = Out { ptr: y.as_mut_ptr(), n_out };
+    let row_blocks = n_out.div_ceil(TASK_ROWS);
+    let tok_blocks = n_tok.div_ceil(TASK_TOKENS);
+    (0..row_blocks * tok_blocks).into_par_iter().with_max_len(1).for_each(|i| {
+        let (rb, tb) = (i % row_blocks, i / row_blocks);
+        let rows = rb * TASK_ROWS..((rb + 1) * TASK_ROWS).min(n_out);
+        let toks = tb * TASK_TOKENS..((tb + 1) * TASK_TOKENS).min(n_tok);
+        task(rows, toks, &out);
+    });
+}
+
+/// `y = x · Wᵀ` with f32 activations, weight rows widened to f32 once per task, the path's
+/// 4-row tile and its dot product for the leftovers.
+pub(super) fn gemm_f32(k: &Kernels, x: &[f32], w: WeightView<'_>, n_in: usize, n_out: usize, y: &mut [f32]) {
+    let n_tok = x.len() / n_in;
+    let dot = k.dot;
+    for_each_task(n_out, n_tok, y, |rows, toks, out| {
+        ROW_BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            let block: &[f32] = match w {
+                WeightView::F32(ws) => &ws[rows.start * n_in..rows.end * n_in],
+                _ => {
+                    buf.resize(rows.len() * n_in, 0.0);
+                    w.to_f32_into(rows.start * n_in, &mut buf);
+                    &buf
+                }
+            };
+            let mut t = toks.start;
+            if let Some(tile) = k.tile {
+                let tt = tile.tokens;
+                let mut res = [0f32; 4 * 8];
+                while t + tt <= toks.end {
+                    let xs = &x[t * n_in..(t + tt) * n_in];
+                    let mut r = 0;
+                    while r + 4 <= rows.len() {
+                        (tile.f)(&block[r * n_in..(r + 4) * n_in], xs, n_in, &mut res);
+                        for (i, v) in res[..4 * tt].iter().enumerate() {
+                            // SAFETY: this task owns rows × toks.
+                            unsafe { out.set(t + i % tt, rows.start + r + i / tt, *v) };
+                        }
+                        r += 4;
+                    }
+                    for r in r..rows.len() {
+                        for j in 0..tt {
+                            let v = dot(&block[r * n_in..][..n_in], &xs[j * n_in..][..n_in]);
+                            // SAFETY: as above.
+                            unsafe { out.set(t + j, rows.start + r, v) };
+                        }
+                    }
+                    t += tt;
+                }
+            }
+            for t in t..toks.end {
+                let xt = &x[t * n_in..][..n_in];
+                for (r, wr) in block.chunks_exact(n_in).enumerate() {
+                    // SAFETY: as above.
+                    unsafe { out.set(t, rows.start + r, dot(wr, xt)) };
+                }
+            }
+        });
+    });
+}
+
+/// `y = x · Wᵀ` for bf16 weights and bf16-rounded activations on `vdpbf16ps`, in tinyBLAS's bf16
+/// order (see `ggml_dot::gemm_dot_bf16_dp`). Only valid when `ggml_dot::has_dpbf16()`.
+pub(super) fn gemm_bf16_dp(x: &[bf16], w: &[bf16], n_in: usize, n_out: usize, y: &mut [f32]) {
+    let n_tok = x.len() / n_in;
+    const TT: usize = 4;
+    for_each_task(n_out, n_tok, y, |rows, toks, out| {
+        let block = &w[rows.start * n_in..rows.end * n_in];
+        let mut res = [0f32; 4 * TT];
+        let mut t = toks.start;
+        while t + TT <= toks.end {
+            let xs = &x[t * n_in..(t + TT) * n_in];
+            let mut r = 0;
+            while r + 4 <= rows.len() {
+                tile_bf16_dp::<TT>(&block[r * n_in..(r + 4) * n_in], xs, n_in, &mut res);
+                for (i, v) in res.iter().enumerate() {
+                    // SAFETY: this task owns rows × toks.
+                    unsafe { out.set(t + i % TT, rows.start + r + i / TT, *v) };
+                }
+                r += 4;
+            }
+            for r in r..rows.len() {
+                for j in 0..TT {
+                    let v = gemm_dot_bf16_dp(&block[r * n_in..][..n_in], &xs[j * n_in..][..n_in]);
+                    // SAFETY: as above.
+                    unsafe { out.set(t + j, rows.start + r, v) };
+                }
+            }
+            t += TT;
+        }
+        for t in t..toks.end {
+            let xt = &x[t * n_in..][..n_in];
+            for (r, wr) in block.chunks_exact(n_in).enumerate() {
+                // SAFETY: as above.
+                unsafe { out.set(t, rows.start + r, gemm_dot_bf16_dp(wr, xt)) };
+            }
+        }
+    });
+}

@@ -41,7 +41,12 @@ impl Out {
     }
 }
 
-fn for_each_task(n_out: usize, n_tok: usize, y: &mut [f32], task: impl Fn(Range<usize>, Range<usize>, &Out) + Sync) {
+fn for_each_task(
+    n_out: usize,
+    n_tok: usize,
+    y: &mut [f32],
+    task: impl Fn(Range<usize>, Range<usize>, &Out) + Sync,
+) {
     assert_eq!(y.len(), n_out * n_tok, "gemm: output size");
     let out = Out { ptr: y.as_mut_ptr(), n_out };
     let row_blocks = n_out.div_ceil(TASK_ROWS);

@@ -85,6 +85,20 @@ pub fn gemm_dot_bf16_dp(w: &[bf16], x: &[bf16]) -> f32 {
     unreachable!()
 }
 
+/// [`gemm_dot_bf16_dp`] for 4 weight rows × `T` tokens at once: `out[r*T + t] = dot(w[r], x[t])`
+/// with `w`: `[4][n]`, `x`: `[T][n]`. Only valid when [`has_dpbf16`].
+pub fn tile_bf16_dp<const T: usize>(w: &[bf16], x: &[bf16], n: usize, out: &mut [f32]) {
+    assert!(has_dpbf16(), "tile_bf16_dp without AVX-512 BF16");
+    assert!(w.len() >= 4 * n && x.len() >= T * n && out.len() >= 4 * T, "tile_bf16_dp: short buffers");
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: features and lengths asserted above.
+    unsafe {
+        x86::tile_bf16_dp::<T>(w.as_ptr(), x.as_ptr(), n, out)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!()
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use half::{bf16, f16};
@@ -217,6 +231,46 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn tile_bf16_dp<const T: usize>(
+        w: *const bf16,
+        x: *const bf16,
+        n: usize,
+        out: &mut [f32],
+    ) {
+        let load = |p: *const bf16| -> __m512bh { std::mem::transmute(_mm512_loadu_si512(p.cast())) };
+        let mut acc = [[_mm512_setzero_ps(); T]; 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            let xs: [__m512bh; T] = std::array::from_fn(|t| load(x.add(t * n + i)));
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let wv = load(w.add(r * n + i));
+                for (a, xv) in acc_r.iter_mut().zip(xs) {
+                    *a = _mm512_dpbf16_ps(*a, wv, xv);
+                }
+            }
+            i += 32;
+        }
+        if i < n {
+            let mask = (1u32 << (n - i)) - 1;
+            let part = |p: *const bf16| -> __m512bh {
+                std::mem::transmute(_mm512_maskz_loadu_epi16(mask, p.cast()))
+            };
+            let xs: [__m512bh; T] = std::array::from_fn(|t| part(x.add(t * n + i)));
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let wv = part(w.add(r * n + i));
+                for (a, xv) in acc_r.iter_mut().zip(xs) {
+                    *a = _mm512_dpbf16_ps(*a, wv, xv);
+                }
+            }
+        }
+        for (r, acc_r) in acc.iter().enumerate() {
+            for (t, a) in acc_r.iter().enumerate() {
+                out[r * T + t] = _mm512_reduce_add_ps(*a);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub(super) unsafe fn gemm_dot_bf16_dp(w: &[bf16], x: &[bf16]) -> f32 {
         let n = w.len();
         let load = |p: *const bf16| -> __m512bh { std::mem::transmute(_mm512_loadu_si512(p.cast())) };
@@ -239,6 +293,25 @@ mod x86 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_bf16_tile_gives_each_outputs_own_dot() {
+        if !has_dpbf16() {
+            return;
+        }
+        for n in [32usize, 40, 576, 1000] {
+            let w: Vec<bf16> = values(n as u64, 4 * n).into_iter().map(bf16::from_f32).collect();
+            let x: Vec<bf16> = values(3 + n as u64, 4 * n).into_iter().map(bf16::from_f32).collect();
+            let mut out = [0f32; 16];
+            tile_bf16_dp::<4>(&w, &x, n, &mut out);
+            for r in 0..4 {
+                for t in 0..4 {
+                    let want = gemm_dot_bf16_dp(&w[r * n..][..n], &x[t * n..][..n]);
+                    assert_eq!(out[r * 4 + t].to_bits(), want.to_bits(), "n={n} r={r} t={t}");
+                }
+            }
+        }
+    }
+
     use super::*;
 
     fn values(seed: u64, n: usize) -> Vec<f32> {

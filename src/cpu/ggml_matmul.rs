@@ -8,7 +8,8 @@ use half::{bf16, f16};
 use rayon::prelude::*;
 
 use super::dot::Kernels;
-use super::ggml_dot::{gemm_dot_bf16_dp, has_dpbf16, vec_dot_bf16, vec_dot_f16, vec_dot_f32};
+use super::gemm::gemm_bf16_dp;
+use super::ggml_dot::{has_dpbf16, vec_dot_bf16, vec_dot_f16, vec_dot_f32};
 use super::matmul::{check_shapes, matmul_plain, transpose_into, WeightView};
 use super::numerics::{round_to_bf16, round_to_f16};
 
@@ -42,8 +43,11 @@ pub(super) fn matmul(
         }
         WeightView::BF16(ws) if per_row || has_dpbf16() => {
             let xb: Vec<bf16> = x.iter().map(|v| bf16::from_f32(*v)).collect();
-            let dot = if per_row { vec_dot_bf16 } else { gemm_dot_bf16_dp };
-            each_output(ws, &xb, n_in, n_out, y, dot);
+            if per_row {
+                each_output(ws, &xb, n_in, n_out, y, vec_dot_bf16);
+            } else {
+                gemm_bf16_dp(&xb, ws, n_in, n_out, y);
+            }
         }
         WeightView::F32(ws) if per_row => each_output(ws, x, n_in, n_out, y, vec_dot_f32),
         WeightView::F16(_) => matmul_plain(k, &rounded(x, round_to_f16), w, n_in, n_out, y),

@@ -5,8 +5,6 @@
 //! one weight pass per batch instead of one per token. Under the default `ggml` numerics,
 //! `ggml_matmul` rounds the activations to the weight's type first and sums in ggml's order.
 
-use std::cell::RefCell;
-
 use half::{bf16, f16};
 use rayon::prelude::*;
 
@@ -45,13 +43,6 @@ impl WeightView<'_> {
             WeightView::BF16(s) => bf16_to_f32(&s[start..end], out),
         }
     }
-}
-
-/// Bytes of f32 weight rows one task converts and keeps in L2 while every token passes by.
-const TASK_ROW_BYTES: usize = 192 * 1024;
-
-thread_local! {
-    static ROW_BUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// `y[t][o] = Σ_i w[o][i] · x[t][i]` with the active path's kernels.
@@ -97,17 +88,13 @@ pub(super) fn matmul_plain(
     if n_tok == 1 {
         // GEMV: convert in registers, no row buffer round trip.
         match (w, k.dot_f16, k.dot_bf16) {
-            (WeightView::F16(ws), Some(dot), _) => gemv(ws, x, n_in, y, dot),
-            (WeightView::BF16(ws), _, Some(dot)) => gemv(ws, x, n_in, y, dot),
-            (WeightView::F32(ws), _, _) => gemv(ws, x, n_in, y, k.dot),
-            _ => rows_times_tokens(k, x, w, n_in, n_tok, y),
+            (WeightView::F16(ws), Some(dot), _) => return gemv(ws, x, n_in, y, dot),
+            (WeightView::BF16(ws), _, Some(dot)) => return gemv(ws, x, n_in, y, dot),
+            (WeightView::F32(ws), _, _) => return gemv(ws, x, n_in, y, k.dot),
+            _ => {}
         }
-        return;
     }
-    // yt: [n_out][n_tok], so that each task owns a contiguous block of output rows.
-    let mut yt = vec![0f32; n_out * n_tok];
-    rows_times_tokens(k, x, w, n_in, n_tok, &mut yt);
-    transpose_into(&yt, n_tok, n_out, y);
+    super::gemm::gemm_f32(k, x, w, n_in, n_out, y);
 }
 
 /// Checks the shapes (a mismatch is a programming error: they are fixed at load) → `n_tok`.
@@ -136,62 +123,6 @@ fn gemv<T: Sync>(w: &[T], x: &[f32], n_in: usize, y: &mut [f32], dot: fn(&[T], &
         for (o, wr) in out.iter_mut().zip(rows.chunks_exact(n_in)) {
             *o = dot(wr, x);
         }
-    });
-}
-
-/// Weight rows per task: a multiple of 4 whose f32 copy fits `TASK_ROW_BYTES`, small enough that
-/// every thread gets a few tasks.
-fn rows_per_task(n_in: usize, n_out: usize) -> usize {
-    let by_cache = (TASK_ROW_BYTES / (4 * n_in)).clamp(4, 128);
-    let by_threads = n_out / (3 * rayon::current_num_threads().max(1));
-    (by_cache.min(by_threads.max(4)) / 4 * 4).max(4)
-}
-
-/// `yt[o][t] = w[o] · x[t]`, parallel over blocks of output rows.
-fn rows_times_tokens(k: &Kernels, x: &[f32], w: WeightView<'_>, n_in: usize, n_tok: usize, yt: &mut [f32]) {
-    let dot = k.dot;
-    let rows_per = rows_per_task(n_in, yt.len() / n_tok);
-    yt.par_chunks_mut(rows_per * n_tok).enumerate().for_each(|(block, out)| {
-        let first_row = block * rows_per;
-        let n_rows = out.len() / n_tok;
-        ROW_BUF.with(|buf| {
-            let mut buf = buf.borrow_mut();
-            if buf.len() < rows_per * n_in {
-                buf.resize(rows_per * n_in, 0.0);
-            }
-            let rows = &mut buf[..n_rows * n_in];
-            w.to_f32_into(first_row * n_in, rows);
-            // Token groups outermost: a group's activations stay in L1 while the block's weight
-            // rows (in L2) pass by, each loaded weight vector serving `tile.tokens` tokens.
-            let mut t = 0;
-            if let Some(tile) = k.tile {
-                let tt = tile.tokens;
-                let mut res = [0f32; 4 * 8];
-                while t + tt <= n_tok {
-                    let xs = &x[t * n_in..(t + tt) * n_in];
-                    let mut r = 0;
-                    while r + 4 <= n_rows {
-                        (tile.f)(&rows[r * n_in..(r + 4) * n_in], xs, n_in, &mut res);
-                        for i in 0..4 {
-                            out[(r + i) * n_tok + t..][..tt].copy_from_slice(&res[i * tt..][..tt]);
-                        }
-                        r += 4;
-                    }
-                    for r in r..n_rows {
-                        let wr = &rows[r * n_in..][..n_in];
-                        for (j, xt) in xs.chunks_exact(n_in).enumerate() {
-                            out[r * n_tok + t + j] = dot(wr, xt);
-                        }
-                    }
-                    t += tt;
-                }
-            }
-            for (t, xt) in x.chunks_exact(n_in).enumerate().skip(t) {
-                for (r, wr) in rows.chunks_exact(n_in).enumerate() {
-                    out[r * n_tok + t] = dot(wr, xt);
-                }
-            }
-        });
     });
 }
 

@@ -7,6 +7,7 @@
 mod avx512;
 pub mod convert;
 pub mod dot;
+mod gemm;
 pub mod ggml_dot;
 mod ggml_matmul;
 pub mod matmul;

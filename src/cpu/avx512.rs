@@ -33,6 +33,63 @@ pub(super) fn tile_4x4(w: &[f32], x: &[f32], n: usize, out: &mut [f32]) {
     unsafe { tile_4x4_impl(w, x, n, out) }
 }
 
+/// `ggml_vec_dot_f16`'s order on rows already widened to f32 (the values of f16 weights and
+/// f16-rounded activations): four 16-lane accumulators over blocks of 64, folded 0+2, 1+3, then
+/// 0+1, reduced, and the products past the last whole block added in f64.
+pub(super) fn vec_dot_f16_order(w: &[f32], x: &[f32]) -> f32 {
+    let n = w.len().min(x.len());
+    let mut out = [0f32; 1];
+    // SAFETY: as above; both rows hold n elements.
+    unsafe { tile_vec_dot_order::<1, 1>(w.as_ptr(), x.as_ptr(), n, &mut out) };
+    out[0]
+}
+
+/// [`vec_dot_f16_order`] for 4 weight rows × 4 tokens: `out[r*4 + t] = w[r] · x[t]`.
+pub(super) fn tile_4x4_vec_dot_order(w: &[f32], x: &[f32], n: usize, out: &mut [f32]) {
+    assert!(w.len() >= 4 * n && x.len() >= 4 * n && out.len() >= 16, "tile_4x4: short buffers");
+    // SAFETY: as above; lengths checked just now.
+    unsafe { tile_vec_dot_order::<4, 4>(w.as_ptr(), x.as_ptr(), n, out) }
+}
+
+/// One pass per accumulator of `ggml_vec_dot_f16` (the lanes at 16·j + 64·m), so that a tile
+/// needs R·T registers instead of 4·R·T.
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_vec_dot_order<const R: usize, const T: usize>(
+    w: *const f32,
+    x: *const f32,
+    n: usize,
+    out: &mut [f32],
+) {
+    let np = n / 64 * 64;
+    let mut parts = [[[_mm512_setzero_ps(); T]; R]; 4];
+    for (j, part) in parts.iter_mut().enumerate() {
+        let mut i = 16 * j;
+        while i < np {
+            let xs: [__m512; T] = std::array::from_fn(|t| _mm512_loadu_ps(x.add(t * n + i)));
+            for (r, acc_r) in part.iter_mut().enumerate() {
+                let wv = _mm512_loadu_ps(w.add(r * n + i));
+                for (a, xv) in acc_r.iter_mut().zip(xs) {
+                    *a = _mm512_fmadd_ps(wv, xv, *a);
+                }
+            }
+            i += 64;
+        }
+    }
+    for r in 0..R {
+        for t in 0..T {
+            let folded = _mm512_add_ps(
+                _mm512_add_ps(parts[0][r][t], parts[2][r][t]),
+                _mm512_add_ps(parts[1][r][t], parts[3][r][t]),
+            );
+            let mut tail = 0f64;
+            for i in np..n {
+                tail += (*w.add(r * n + i) * *x.add(t * n + i)) as f64;
+            }
+            out[r * T + t] = (_mm512_reduce_add_ps(folded) as f64 + tail) as f32;
+        }
+    }
+}
+
 #[target_feature(enable = "avx512f")]
 unsafe fn dot_f32_impl(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());

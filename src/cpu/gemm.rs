@@ -12,14 +12,14 @@ use std::ops::Range;
 use half::bf16;
 use rayon::prelude::*;
 
-use super::dot::Kernels;
+use super::dot::{DotFn, Kernels, Tile};
 use super::ggml_dot::{gemm_dot_bf16_dp, tile_bf16_dp};
 use super::matmul::WeightView;
 
 /// Output rows per task (a multiple of the tile's 4).
 const TASK_ROWS: usize = 64;
-/// Tokens per task.
-const TASK_TOKENS: usize = 64;
+/// Tasks per thread to aim for, so that uneven tasks still balance.
+const TASKS_PER_THREAD: usize = 8;
 
 thread_local! {
     static ROW_BUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -50,18 +50,43 @@ fn for_each_task(
     assert_eq!(y.len(), n_out * n_tok, "gemm: output size");
     let out = Out { ptr: y.as_mut_ptr(), n_out };
     let row_blocks = n_out.div_ceil(TASK_ROWS);
-    let tok_blocks = n_tok.div_ceil(TASK_TOKENS);
+    // Split tokens only as far as needed to give every thread tasks: each token block converts
+    // (or reloads) its weight rows again.
+    let wanted = TASKS_PER_THREAD * rayon::current_num_threads().max(1);
+    let tok_blocks = wanted.div_ceil(row_blocks).clamp(1, n_tok.div_ceil(32));
+    let tokens_per = n_tok.div_ceil(tok_blocks).next_multiple_of(8);
+    let tok_blocks = n_tok.div_ceil(tokens_per);
     (0..row_blocks * tok_blocks).into_par_iter().with_max_len(1).for_each(|i| {
         let (rb, tb) = (i % row_blocks, i / row_blocks);
         let rows = rb * TASK_ROWS..((rb + 1) * TASK_ROWS).min(n_out);
-        let toks = tb * TASK_TOKENS..((tb + 1) * TASK_TOKENS).min(n_tok);
+        let toks = tb * tokens_per..((tb + 1) * tokens_per).min(n_tok);
         task(rows, toks, &out);
     });
 }
 
-/// `y = x · Wᵀ` with f32 activations, weight rows widened to f32 once per task, the path's
-/// 4-row tile and its dot product for the leftovers.
-pub(super) fn gemm_f32(k: &Kernels, x: &[f32], w: WeightView<'_>, n_in: usize, n_out: usize, y: &mut [f32]) {
+/// A 4-row tile and the dot product that gives its order for leftover rows and tokens.
+#[derive(Clone, Copy)]
+pub(super) struct TileAndDot {
+    pub tile: Option<Tile>,
+    pub dot: DotFn,
+}
+
+impl From<&Kernels> for TileAndDot {
+    fn from(k: &Kernels) -> Self {
+        TileAndDot { tile: k.tile, dot: k.dot }
+    }
+}
+
+/// `y = x · Wᵀ` with f32 activations, weight rows widened to f32 once per task, the 4-row tile
+/// and its dot product for the leftovers.
+pub(super) fn gemm_f32(
+    k: TileAndDot,
+    x: &[f32],
+    w: WeightView<'_>,
+    n_in: usize,
+    n_out: usize,
+    y: &mut [f32],
+) {
     let n_tok = x.len() / n_in;
     let dot = k.dot;
     for_each_task(n_out, n_tok, y, |rows, toks, out| {
@@ -84,9 +109,11 @@ pub(super) fn gemm_f32(k: &Kernels, x: &[f32], w: WeightView<'_>, n_in: usize, n
                     let mut r = 0;
                     while r + 4 <= rows.len() {
                         (tile.f)(&block[r * n_in..(r + 4) * n_in], xs, n_in, &mut res);
-                        for (i, v) in res[..4 * tt].iter().enumerate() {
-                            // SAFETY: this task owns rows × toks.
-                            unsafe { out.set(t + i % tt, rows.start + r + i / tt, *v) };
+                        for (i, vals) in res[..4 * tt].chunks_exact(tt).enumerate() {
+                            for (j, v) in vals.iter().enumerate() {
+                                // SAFETY: this task owns rows × toks.
+                                unsafe { out.set(t + j, rows.start + r + i, *v) };
+                            }
                         }
                         r += 4;
                     }
@@ -125,9 +152,11 @@ pub(super) fn gemm_bf16_dp(x: &[bf16], w: &[bf16], n_in: usize, n_out: usize, y:
             let mut r = 0;
             while r + 4 <= rows.len() {
                 tile_bf16_dp::<TT>(&block[r * n_in..(r + 4) * n_in], xs, n_in, &mut res);
-                for (i, v) in res.iter().enumerate() {
-                    // SAFETY: this task owns rows × toks.
-                    unsafe { out.set(t + i % TT, rows.start + r + i / TT, *v) };
+                for (i, vals) in res.chunks_exact(TT).enumerate() {
+                    for (j, v) in vals.iter().enumerate() {
+                        // SAFETY: this task owns rows × toks.
+                        unsafe { out.set(t + j, rows.start + r + i, *v) };
+                    }
                 }
                 r += 4;
             }

@@ -8,10 +8,12 @@ use half::{bf16, f16};
 use rayon::prelude::*;
 
 use super::dot::Kernels;
-use super::gemm::gemm_bf16_dp;
+use super::dot::Tile;
+use super::gemm::{gemm_bf16_dp, gemm_f32, TileAndDot};
 use super::ggml_dot::{has_dpbf16, vec_dot_bf16, vec_dot_f16, vec_dot_f32};
 use super::matmul::{check_shapes, matmul_plain, transpose_into, WeightView};
 use super::numerics::{round_to_bf16, round_to_f16};
+use super::path::CpuPath;
 
 /// Which of ggml's two matmul kinds a call stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +39,9 @@ pub(super) fn matmul(
     }
     let per_row = n_tok == 1 || order == RowOrder::PerRow;
     match w {
+        WeightView::F16(_) if per_row && n_tok >= 4 && k.path == CpuPath::Avx512 => {
+            gemm_f32(vec_dot_order_tiles(), &rounded(x, round_to_f16), w, n_in, n_out, y)
+        }
         WeightView::F16(ws) if per_row => {
             let xh: Vec<f16> = x.iter().map(|v| f16::from_f32(*v)).collect();
             each_output(ws, &xh, n_in, n_out, y, vec_dot_f16);
@@ -54,6 +59,17 @@ pub(super) fn matmul(
         WeightView::BF16(_) => matmul_plain(k, &rounded(x, round_to_bf16), w, n_in, n_out, y),
         WeightView::F32(_) => matmul_plain(k, x, w, n_in, n_out, y),
     }
+}
+
+/// The AVX-512 tile that sums in `ggml_vec_dot_f16`'s order (expert matmuls over many tokens).
+fn vec_dot_order_tiles() -> TileAndDot {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use super::avx512::{tile_4x4_vec_dot_order, vec_dot_f16_order};
+        TileAndDot { tile: Some(Tile { tokens: 4, f: tile_4x4_vec_dot_order }), dot: vec_dot_f16_order }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("the AVX-512 path exists only on x86-64")
 }
 
 fn rounded(x: &[f32], round: fn(&mut [f32])) -> Vec<f32> {
@@ -94,4 +110,30 @@ fn each_output<T: Sync>(
         }
     });
     transpose_into(&yt, n_tok, n_out, y);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::dot::kernels;
+    use crate::ops::test_rng::Rng;
+
+    #[test]
+    fn batched_expert_matmul_sums_each_output_as_vec_dot_f16() {
+        // 7 tokens (a tile and leftovers), 13 rows (tiles and leftovers), 616 inputs (a tail
+        // past the last 64-block): every output must equal ggml's one-row dot, bit for bit.
+        let (n_tok, n_in, n_out) = (7, 616, 13);
+        let mut rng = Rng::new(9);
+        let x = rng.vec(n_tok * n_in, 2.0);
+        let w: Vec<f16> = rng.vec(n_in * n_out, 1.0).into_iter().map(f16::from_f32).collect();
+        let mut y = vec![0f32; n_tok * n_out];
+        matmul(&kernels(), &x, WeightView::F16(&w), n_in, n_out, &mut y, RowOrder::PerRow);
+        let xh: Vec<f16> = x.iter().map(|v| f16::from_f32(*v)).collect();
+        for t in 0..n_tok {
+            for o in 0..n_out {
+                let want = vec_dot_f16(&w[o * n_in..][..n_in], &xh[t * n_in..][..n_in]);
+                assert_eq!(y[t * n_out + o].to_bits(), want.to_bits(), "t={t} o={o}");
+            }
+        }
+    }
 }

@@ -94,7 +94,7 @@ pub(super) fn matmul_plain(
             _ => {}
         }
     }
-    super::gemm::gemm_f32(k, x, w, n_in, n_out, y);
+    super::gemm::gemm_f32(k.into(), x, w, n_in, n_out, y);
 }
 
 /// Checks the shapes (a mismatch is a programming error: they are fixed at load) → `n_tok`.

@@ -13,7 +13,7 @@ use super::gemm::{gemm_bf16_dp, gemm_f32, TileAndDot};
 use super::ggml_dot::{has_dpbf16, vec_dot_bf16, vec_dot_f16, vec_dot_f32};
 use super::matmul::{check_shapes, matmul_plain, transpose_into, WeightView};
 use super::numerics::{round_to_bf16, round_to_f16};
-use super::path::CpuPath;
+use super::path::{active, CpuPath};
 
 /// Which of ggml's two matmul kinds a call stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +37,10 @@ pub(super) fn matmul(
     if n_tok == 0 || n_out == 0 {
         return;
     }
-    let per_row = n_tok == 1 || order == RowOrder::PerRow;
+    if n_tok == 1 {
+        return matvec_many(x, &mut [(w, y)]);
+    }
+    let per_row = order == RowOrder::PerRow;
     match w {
         WeightView::F16(_) if per_row && n_tok >= 4 && k.path == CpuPath::Avx512 => {
             gemm_f32(vec_dot_order_tiles(), &rounded(x, round_to_f16), w, n_in, n_out, y)
@@ -59,6 +62,49 @@ pub(super) fn matmul(
         WeightView::BF16(_) => matmul_plain(k, &rounded(x, round_to_bf16), w, n_in, n_out, y),
         WeightView::F32(_) => matmul_plain(k, x, w, n_in, n_out, y),
     }
+}
+
+/// One token through several matmuls that read it (Q, K and V; gate and up): the activation is
+/// rounded once and one parallel dispatch covers all their rows, since in decode waking the
+/// threads costs about as much as a small matmul. `mats`: `(weight [n_in, n_out], y [n_out])`.
+pub(super) fn matvec_many(x: &[f32], mats: &mut [(WeightView<'_>, &mut [f32])]) {
+    const ROWS: usize = 16;
+    let n_in = x.len();
+    let avx512 = active() == CpuPath::Avx512;
+    let has = |f: fn(&WeightView<'_>) -> bool| mats.iter().any(|(w, _)| f(w));
+    let mut xh: Vec<f16> = Vec::new();
+    let mut xf: Vec<f32> = Vec::new();
+    if has(|w| matches!(w, WeightView::F16(_))) {
+        if avx512 {
+            xf = rounded(x, round_to_f16);
+        } else {
+            xh = x.iter().map(|v| f16::from_f32(*v)).collect();
+        }
+    }
+    let xb: Vec<bf16> = if has(|w| matches!(w, WeightView::BF16(_))) {
+        x.iter().map(|v| bf16::from_f32(*v)).collect()
+    } else {
+        Vec::new()
+    };
+    let mut items: Vec<(WeightView<'_>, &mut [f32])> = Vec::new();
+    for (w, y) in mats.iter_mut() {
+        assert_eq!(w.len(), n_in * y.len(), "matvec: weight size");
+        for (c, out) in y.chunks_mut(ROWS).enumerate() {
+            items.push((w.rows(c * ROWS, out.len(), n_in), out));
+        }
+    }
+    items.into_par_iter().for_each(|(w, out)| {
+        for (o, v) in out.iter_mut().enumerate() {
+            let r = o * n_in..(o + 1) * n_in;
+            *v = match w {
+                #[cfg(target_arch = "x86_64")]
+                WeightView::F16(ws) if avx512 => super::avx512::vec_dot_f16_order_h(&ws[r], &xf),
+                WeightView::F16(ws) => vec_dot_f16(&ws[r], &xh),
+                WeightView::BF16(ws) => vec_dot_bf16(&ws[r], &xb),
+                WeightView::F32(ws) => vec_dot_f32(&ws[r], x),
+            };
+        }
+    });
 }
 
 /// The AVX-512 tile that sums in `ggml_vec_dot_f16`'s order (expert matmuls over many tokens).
@@ -90,15 +136,6 @@ fn each_output<T: Sync>(
 ) {
     const ROWS: usize = 16;
     let n_tok = x.len() / n_in;
-    if n_tok == 1 {
-        y.par_chunks_mut(ROWS).enumerate().for_each(|(block, out)| {
-            let rows = &w[block * ROWS * n_in..][..out.len() * n_in];
-            for (o, wr) in out.iter_mut().zip(rows.chunks_exact(n_in)) {
-                *o = dot(wr, x);
-            }
-        });
-        return;
-    }
     // yt: [n_out][n_tok]
     let mut yt = vec![0f32; n_out * n_tok];
     yt.par_chunks_mut(ROWS * n_tok).enumerate().for_each(|(block, out)| {

@@ -34,6 +34,16 @@ impl WeightView<'_> {
         self.len() == 0
     }
 
+    /// Rows `first..first + n` of a weight with `n_in` columns.
+    pub fn rows(&self, first: usize, n: usize, n_in: usize) -> WeightView<'_> {
+        let r = first * n_in..(first + n) * n_in;
+        match self {
+            WeightView::F32(s) => WeightView::F32(&s[r]),
+            WeightView::F16(s) => WeightView::F16(&s[r]),
+            WeightView::BF16(s) => WeightView::BF16(&s[r]),
+        }
+    }
+
     /// Elements `[start, start + out.len())` as f32.
     pub fn to_f32_into(&self, start: usize, out: &mut [f32]) {
         let end = start + out.len();
@@ -58,6 +68,23 @@ pub fn matmul_with(k: &Kernels, x: &[f32], w: WeightView<'_>, n_in: usize, n_out
     match numerics::active() {
         Numerics::Ggml => ggml_matmul::matmul(k, x, w, n_in, n_out, y, RowOrder::ByTokenCount),
         Numerics::F32 => matmul_plain(k, x, w, n_in, n_out, y),
+    }
+}
+
+/// Several matmuls of the same activations (`x`: `[n_tok][n_in]`; `mats`: `(weight, y)` pairs):
+/// the same results as one [`matmul`] each, but one token under `ggml` numerics goes out as a
+/// single parallel dispatch. `per_row`: they are expert matmuls ([`matmul_per_row`]).
+pub fn matmul_many(x: &[f32], n_in: usize, mats: &mut [(WeightView<'_>, &mut [f32])], per_row: bool) {
+    if x.len() == n_in && numerics::active() == Numerics::Ggml {
+        return ggml_matmul::matvec_many(x, mats);
+    }
+    for (w, y) in mats.iter_mut() {
+        let n_out = y.len() / (x.len() / n_in);
+        if per_row {
+            matmul_per_row(x, *w, n_in, n_out, y);
+        } else {
+            matmul(x, *w, n_in, n_out, y);
+        }
     }
 }
 

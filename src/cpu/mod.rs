@@ -15,5 +15,5 @@ pub mod numerics;
 pub mod path;
 pub mod vexp;
 
-pub use matmul::{matmul, matmul_per_row, matmul_with, WeightView};
+pub use matmul::{matmul, matmul_many, matmul_per_row, matmul_with, WeightView};
 pub use path::CpuPath;

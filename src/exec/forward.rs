@@ -8,7 +8,7 @@ use crate::model::tensors::FfnBlock;
 use crate::model::Model;
 use crate::ops::attention::{attention, AttnShape};
 use crate::ops::ffn::swiglu_ffn;
-use crate::ops::matmul::{linear, Linear};
+use crate::ops::matmul::{linear, linear_many, Linear};
 use crate::ops::rmsnorm::{add_bias, rms_norm, rms_norm_heads};
 use crate::ops::rope::rope;
 use crate::TokenId;
@@ -75,9 +75,8 @@ pub fn forward(
         }
         dump::tensor(&format!("attn_norm-{il}"), &cur);
         // Qcur-{il}, Kcur-{il}, Vcur-{il}
-        linear(&cur, &layer.attn.q.linear(), &mut q);
-        linear(&cur, &layer.attn.k.linear(), &mut k);
-        linear(&cur, &layer.attn.v.linear(), &mut v);
+        let (lq, lk, lv) = (layer.attn.q.linear(), layer.attn.k.linear(), layer.attn.v.linear());
+        linear_many(&cur, &mut [(&lq, &mut q), (&lk, &mut k), (&lv, &mut v)], false);
         if let Some((q_norm, k_norm)) = &layer.qk_norm {
             rms_norm_heads(&mut q, q_norm, hp.rms_eps);
             rms_norm_heads(&mut k, k_norm, hp.rms_eps);

@@ -1,7 +1,7 @@
 //! The SwiGLU feed-forward block: `down(silu(gate(x)) · up(x))` (`ffn_gate-{il}`, `ffn_up-{il}`,
 //! `ffn_swiglu-{il}`, `ffn_out-{il}`).
 
-use super::matmul::{linear, linear_per_row, Linear};
+use super::matmul::{linear, linear_many, linear_per_row, Linear};
 
 pub use crate::cpu::vexp::swiglu;
 
@@ -17,27 +17,30 @@ pub struct FfnWeights<'a> {
 
 /// `x`: `[n_tok][n_embd]` → `out`: `[n_tok][n_embd]`.
 pub fn swiglu_ffn(x: &[f32], w: &FfnWeights<'_>, out: &mut [f32]) {
-    swiglu_ffn_by(x, w, out, linear)
+    swiglu_ffn_by(x, w, out, false)
 }
 
 /// [`swiglu_ffn`] for a routed expert: llama.cpp runs those matmuls as `mul_mat_id`, which sums
 /// each output like a one-token matmul (see `cpu::ggml_matmul`).
 pub fn swiglu_ffn_expert(x: &[f32], w: &FfnWeights<'_>, out: &mut [f32]) {
-    swiglu_ffn_by(x, w, out, linear_per_row)
+    swiglu_ffn_by(x, w, out, true)
 }
 
-fn swiglu_ffn_by(x: &[f32], w: &FfnWeights<'_>, out: &mut [f32], apply: fn(&[f32], &Linear<'_>, &mut [f32])) {
+fn swiglu_ffn_by(x: &[f32], w: &FfnWeights<'_>, out: &mut [f32], per_row: bool) {
     let n_tok = x.len() / w.gate.n_in;
     let n_ff = w.gate.n_out;
     let mut gate = vec![0f32; n_tok * n_ff]; // [n_tok][n_ff]
     let mut up = vec![0f32; n_tok * n_ff]; // [n_tok][n_ff]
-    apply(x, &w.gate, &mut gate);
-    apply(x, &w.up, &mut up);
+    linear_many(x, &mut [(&w.gate, &mut gate), (&w.up, &mut up)], per_row);
     crate::exec::dump::tensor("ffn_gate", &gate);
     crate::exec::dump::tensor("ffn_up", &up);
     swiglu(&mut gate, &up);
     crate::exec::dump::tensor("ffn_swiglu", &gate);
-    apply(&gate, &w.down, out);
+    if per_row {
+        linear_per_row(&gate, &w.down, out);
+    } else {
+        linear(&gate, &w.down, out);
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The linear layer `y = W x (+ b)` over a weight in its storage type (`Qcur-{il}`, `attn_out-{il}`,
 //! `result_output` ...).
 
-use crate::cpu::{matmul, matmul_per_row, WeightView};
+use crate::cpu::{matmul, matmul_many, matmul_per_row, WeightView};
 
 /// A linear layer's weight, ggml `[n_in, n_out]`, and optional bias `[n_out]`.
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +22,19 @@ pub fn linear(x: &[f32], l: &Linear<'_>, y: &mut [f32]) {
 pub fn linear_per_row(x: &[f32], l: &Linear<'_>, y: &mut [f32]) {
     matmul_per_row(x, l.w, l.n_in, l.n_out, y);
     add_bias(l, y);
+}
+
+/// Several [`linear`]s (or, with `per_row`, [`linear_per_row`]s) of the same `x`, as one
+/// parallel dispatch when `x` is one token.
+pub fn linear_many(x: &[f32], layers: &mut [(&Linear<'_>, &mut [f32])], per_row: bool) {
+    let Some(n_in) = layers.first().map(|(l, _)| l.n_in) else { return };
+    assert!(layers.iter().all(|(l, _)| l.n_in == n_in), "linear_many: inputs differ");
+    let mut mats: Vec<(WeightView<'_>, &mut [f32])> =
+        layers.iter_mut().map(|(l, y)| (l.w, &mut **y)).collect();
+    matmul_many(x, n_in, &mut mats, per_row);
+    for (l, y) in layers.iter_mut() {
+        add_bias(l, y);
+    }
 }
 
 fn add_bias(l: &Linear<'_>, y: &mut [f32]) {

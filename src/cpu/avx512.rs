@@ -103,19 +103,65 @@ unsafe fn tile_vec_dot_order<const R: usize, const T: usize>(
             i += 64;
         }
     }
+    let folded = |r: usize, t: usize| {
+        _mm512_add_ps(
+            _mm512_add_ps(parts[0][r][t], parts[2][r][t]),
+            _mm512_add_ps(parts[1][r][t], parts[3][r][t]),
+        )
+    };
+    let sums: [f32; 16] = if R * T == 16 {
+        reduce16(&std::array::from_fn(|k| folded(k / T, k % T)))
+    } else {
+        std::array::from_fn(|k| if k < R * T { _mm512_reduce_add_ps(folded(k / T, k % T)) } else { 0.0 })
+    };
     for r in 0..R {
         for t in 0..T {
-            let folded = _mm512_add_ps(
-                _mm512_add_ps(parts[0][r][t], parts[2][r][t]),
-                _mm512_add_ps(parts[1][r][t], parts[3][r][t]),
-            );
             let mut tail = 0f64;
             for i in np..n {
                 tail += (*w.add(r * n + i) * *x.add(t * n + i)) as f64;
             }
-            out[r * T + t] = (_mm512_reduce_add_ps(folded) as f64 + tail) as f32;
+            out[r * T + t] = (sums[r * T + t] as f64 + tail) as f32;
         }
     }
+}
+
+/// `_mm512_reduce_add_ps` of 16 vectors at once: `out[s]` is bit for bit the reduction of
+/// `v[s]`. The same pairs of lanes are added in the same order (halves, quarters, pairs, then the
+/// last two), but four vectors' worth of lanes share each instruction, which turns 16 serial
+/// reductions into 15 adds and a few shuffles.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn reduce16(v: &[__m512; 16]) -> [f32; 16] {
+    // Lanes 0..8 + 8..16 of a, then of b.
+    let halves = |a: __m512, b: __m512| {
+        _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0b01_00_01_00>(a, b),
+            _mm512_shuffle_f32x4::<0b11_10_11_10>(a, b),
+        )
+    };
+    // Within each 256-bit half: lanes 0..4 + 4..8.
+    let quarters = |a: __m512, b: __m512| {
+        _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b),
+            _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b),
+        )
+    };
+    // Within each 128-bit block: lanes 0,1 + 2,3.
+    let pairs = |a: __m512, b: __m512| {
+        _mm512_add_ps(_mm512_shuffle_ps::<0b01_00_01_00>(a, b), _mm512_shuffle_ps::<0b11_10_11_10>(a, b))
+    };
+    // Within each pair: lane 0 + lane 1.
+    let last = |a: __m512, b: __m512| {
+        _mm512_add_ps(_mm512_shuffle_ps::<0b10_00_10_00>(a, b), _mm512_shuffle_ps::<0b11_01_11_01>(a, b))
+    };
+    let c: [__m512; 8] = std::array::from_fn(|i| halves(v[2 * i], v[2 * i + 1]));
+    let e: [__m512; 4] = std::array::from_fn(|i| quarters(c[2 * i], c[2 * i + 1]));
+    let g = [pairs(e[0], e[1]), pairs(e[2], e[3])];
+    // Lane 4b + j now holds v[4j + b]'s sum; put source s at lane s.
+    let r = last(g[0], g[1]);
+    let idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    let mut out = [0f32; 16];
+    _mm512_storeu_ps(out.as_mut_ptr(), _mm512_permutexvar_ps(idx, r));
+    out
 }
 
 #[target_feature(enable = "avx512f")]
@@ -188,13 +234,46 @@ unsafe fn tile_4x4_impl(w: &[f32], x: &[f32], n: usize, out: &mut [f32]) {
         }
         i += 16;
     }
+    let sums = reduce16(&std::array::from_fn(|k| acc[k / 4][k % 4]));
     for r in 0..4 {
         for t in 0..4 {
-            let mut sum = _mm512_reduce_add_ps(acc[r][t]);
+            let mut sum = sums[r * 4 + t];
             for j in i..n {
                 sum += *pw.add(r * n + j) * *px.add(t * n + j);
             }
             out[r * 4 + t] = sum;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reduce16_gives_each_vectors_own_reduction() {
+        if !crate::cpu::CpuPath::Avx512.supported() {
+            return;
+        }
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            // Wide exponents, so that any change of summation order shows in the bits.
+            let bits = ((seed >> 41) as u32) | (((seed >> 20) as u32 % 40 + 107) << 23);
+            f32::from_bits(bits) * if seed & 1 == 0 { 1.0 } else { -1.0 }
+        };
+        for _ in 0..50 {
+            let vals: Vec<f32> = (0..256).map(|_| next()).collect();
+            // SAFETY: AVX-512F checked above.
+            unsafe {
+                let v: [__m512; 16] = std::array::from_fn(|k| _mm512_loadu_ps(vals[16 * k..].as_ptr()));
+                let got = reduce16(&v);
+                for (k, g) in got.iter().enumerate() {
+                    assert_eq!(g.to_bits(), _mm512_reduce_add_ps(v[k]).to_bits(), "vector {k}");
+                }
+            }
         }
     }
 }

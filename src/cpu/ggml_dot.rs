@@ -263,6 +263,12 @@ mod x86 {
                 }
             }
         }
+        if T == 4 {
+            out[..16].copy_from_slice(&super::super::avx512::reduce16(&std::array::from_fn(|k| {
+                acc[k / 4][k % 4]
+            })));
+            return;
+        }
         for (r, acc_r) in acc.iter().enumerate() {
             for (t, a) in acc_r.iter().enumerate() {
                 out[r * T + t] = _mm512_reduce_add_ps(*a);

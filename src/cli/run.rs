@@ -97,10 +97,15 @@ pub fn main_with_args(program: &str, args: &[String]) -> i32 {
 
 /// The run proper; Ok carries the exit status (0, or 130 after Ctrl-C).
 pub fn run(cfg: &RunConfig) -> Result<i32, RunError> {
-    let load_start = Instant::now();
-    let model_path = cfg.model.as_ref().ok_or(RunError::NoModel)?;
     let (n_threads, n_threads_batch) = (cfg.n_threads(), cfg.n_threads_batch());
     threads::init_pool(n_threads.max(n_threads_batch));
+    threads::on_pool(|| run_on_pool(cfg))
+}
+
+fn run_on_pool(cfg: &RunConfig) -> Result<i32, RunError> {
+    let (n_threads, n_threads_batch) = (cfg.n_threads(), cfg.n_threads_batch());
+    let load_start = Instant::now();
+    let model_path = cfg.model.as_ref().ok_or(RunError::NoModel)?;
     log_info!("llama_completion: llama backend init\n");
     log_info!("llama_completion: load the model and apply lora adapter, if any\n");
     let file =

@@ -32,6 +32,14 @@ pub fn count_physical_cores(cpuinfo: &str) -> Option<usize> {
     (!cores.is_empty()).then_some(cores.len())
 }
 
+/// Runs `f` on one of the global pool's threads, so that the thread that drives the model is one
+/// of those that compute: a parallel loop then starts without handing work to a sleeping pool
+/// and waiting on it, which costs a wake-up per loop (hundreds per generated token).
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    // `scope` called from outside the pool runs its body on a pool thread.
+    rayon::scope(|_| f())
+}
+
 /// Size rayon's global pool once; later calls are ignored by rayon (already built).
 pub fn init_pool(n_threads: usize) {
     let _ = rayon::ThreadPoolBuilder::new().num_threads(n_threads.max(1)).build_global();

@@ -145,6 +145,10 @@ fn run(args: &Args) -> Result<i32> {
         bail!("batch size {n_batch} must be a multiple of the context size {n_ctx} when larger than it");
     }
     threads::init_pool(args.threads.unwrap_or_else(threads::physical_cores));
+    threads::on_pool(|| run_on_pool(args, n_ctx, n_seq, n_batch))
+}
+
+fn run_on_pool(args: &Args, n_ctx: usize, n_seq: usize, n_batch: usize) -> Result<i32> {
     let text = match (&args.file, args.kl_divergence) {
         (Some(path), false) => {
             let bytes = std::fs::read(path).with_context(|| format!("failed to read {path}"))?;

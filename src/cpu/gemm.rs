@@ -13,7 +13,7 @@ use half::bf16;
 use rayon::prelude::*;
 
 use super::dot::{DotFn, Kernels, Tile};
-use super::ggml_dot::{gemm_dot_bf16_dp, tile_bf16_dp};
+use super::ggml_dot::{gemm_dot_bf16_dp, tile_4x4_bf16_dp, tile_4x4_vec_dot_bf16_dp, vec_dot_bf16};
 use super::matmul::WeightView;
 
 /// Output rows per task (a multiple of the tile's 4).
@@ -138,9 +138,21 @@ pub(super) fn gemm_f32(
     });
 }
 
-/// `y = x · Wᵀ` for bf16 weights and bf16-rounded activations on `vdpbf16ps`, in tinyBLAS's bf16
-/// order (see `ggml_dot::gemm_dot_bf16_dp`). Only valid when `ggml_dot::has_dpbf16()`.
-pub(super) fn gemm_bf16_dp(x: &[bf16], w: &[bf16], n_in: usize, n_out: usize, y: &mut [f32]) {
+/// A 4-row × 4-token bf16 tile and the one-output dot that gives its order.
+#[derive(Clone, Copy)]
+pub(super) struct Bf16Tile {
+    pub tile: fn(&[bf16], &[bf16], usize, &mut [f32]),
+    pub dot: fn(&[bf16], &[bf16]) -> f32,
+}
+
+/// tinyBLAS's bf16 order on `vdpbf16ps` (see `ggml_dot::gemm_dot_bf16_dp`).
+pub(super) const BF16_TINYBLAS: Bf16Tile = Bf16Tile { tile: tile_4x4_bf16_dp, dot: gemm_dot_bf16_dp };
+/// `ggml_vec_dot_bf16`'s order on `vdpbf16ps` (expert matmuls).
+pub(super) const BF16_VEC_DOT: Bf16Tile = Bf16Tile { tile: tile_4x4_vec_dot_bf16_dp, dot: vec_dot_bf16 };
+
+/// `y = x · Wᵀ` for bf16 weights and bf16-rounded activations on `vdpbf16ps`, each output summed
+/// in `k`'s order. Only valid when `ggml_dot::has_dpbf16()`.
+pub(super) fn gemm_bf16_dp(k: Bf16Tile, x: &[bf16], w: &[bf16], n_in: usize, n_out: usize, y: &mut [f32]) {
     let n_tok = x.len() / n_in;
     const TT: usize = 4;
     for_each_task(n_out, n_tok, y, |rows, toks, out| {
@@ -151,7 +163,7 @@ pub(super) fn gemm_bf16_dp(x: &[bf16], w: &[bf16], n_in: usize, n_out: usize, y:
             let xs = &x[t * n_in..(t + TT) * n_in];
             let mut r = 0;
             while r + 4 <= rows.len() {
-                tile_bf16_dp::<TT>(&block[r * n_in..(r + 4) * n_in], xs, n_in, &mut res);
+                (k.tile)(&block[r * n_in..(r + 4) * n_in], xs, n_in, &mut res);
                 for (i, vals) in res.chunks_exact(TT).enumerate() {
                     for (j, v) in vals.iter().enumerate() {
                         // SAFETY: this task owns rows × toks.
@@ -162,7 +174,7 @@ pub(super) fn gemm_bf16_dp(x: &[bf16], w: &[bf16], n_in: usize, n_out: usize, y:
             }
             for r in r..rows.len() {
                 for j in 0..TT {
-                    let v = gemm_dot_bf16_dp(&block[r * n_in..][..n_in], &xs[j * n_in..][..n_in]);
+                    let v = (k.dot)(&block[r * n_in..][..n_in], &xs[j * n_in..][..n_in]);
                     // SAFETY: as above.
                     unsafe { out.set(t + j, rows.start + r, v) };
                 }
@@ -173,7 +185,7 @@ pub(super) fn gemm_bf16_dp(x: &[bf16], w: &[bf16], n_in: usize, n_out: usize, y:
             let xt = &x[t * n_in..][..n_in];
             for (r, wr) in block.chunks_exact(n_in).enumerate() {
                 // SAFETY: as above.
-                unsafe { out.set(t, rows.start + r, gemm_dot_bf16_dp(wr, xt)) };
+                unsafe { out.set(t, rows.start + r, (k.dot)(wr, xt)) };
             }
         }
     });

@@ -99,6 +99,28 @@ pub fn tile_bf16_dp<const T: usize>(w: &[bf16], x: &[bf16], n: usize, out: &mut 
     unreachable!()
 }
 
+/// [`vec_dot_bf16`]'s order with `vdpbf16ps` (the expert matmuls' order) for 4 weight rows × 4
+/// tokens: `out[r*4 + t] = vec_dot_bf16(w[r], x[t])`. Only valid when [`has_dpbf16`].
+pub fn tile_4x4_vec_dot_bf16_dp(w: &[bf16], x: &[bf16], n: usize, out: &mut [f32]) {
+    assert!(has_dpbf16(), "tile_4x4_vec_dot_bf16_dp without AVX-512 BF16");
+    assert!(
+        w.len() >= 4 * n && x.len() >= 4 * n && out.len() >= 16,
+        "tile_4x4_vec_dot_bf16_dp: short buffers"
+    );
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: features and lengths asserted above.
+    unsafe {
+        x86::tile_4x4_vec_dot_bf16_dp(w, x, n, out)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!()
+}
+
+/// [`tile_bf16_dp`] with 4 tokens, as a plain function pointer.
+pub fn tile_4x4_bf16_dp(w: &[bf16], x: &[bf16], n: usize, out: &mut [f32]) {
+    tile_bf16_dp::<4>(w, x, n, out)
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use half::{bf16, f16};
@@ -276,6 +298,38 @@ mod x86 {
         }
     }
 
+    /// One pass per accumulator of `vec_dot_bf16_dp` (the first and the second 32 elements of
+    /// every 64), each pass's 16 chains reduced together.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn tile_4x4_vec_dot_bf16_dp(w: &[bf16], x: &[bf16], n: usize, out: &mut [f32]) {
+        let np = n / 64 * 64;
+        let load = |p: *const bf16| -> __m512bh { std::mem::transmute(_mm512_loadu_si512(p.cast())) };
+        let (pw, px) = (w.as_ptr(), x.as_ptr());
+        let mut sums = [[0f32; 16]; 2];
+        for (half, s) in sums.iter_mut().enumerate() {
+            let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+            let mut i = 32 * half;
+            while i < np {
+                let xs: [__m512bh; 4] = std::array::from_fn(|t| load(px.add(t * n + i)));
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    let wv = load(pw.add(r * n + i));
+                    for (a, xv) in acc_r.iter_mut().zip(xs) {
+                        *a = _mm512_dpbf16_ps(*a, wv, xv);
+                    }
+                }
+                i += 64;
+            }
+            *s = super::super::avx512::reduce16(&std::array::from_fn(|k| acc[k / 4][k % 4]));
+        }
+        for r in 0..4 {
+            for t in 0..4 {
+                let k = r * 4 + t;
+                let tail = tail_f64(&w[r * n..][..n], &x[t * n..][..n], np);
+                out[k] = (sums[0][k] as f64 + sums[1][k] as f64 + tail) as f32;
+            }
+        }
+    }
+
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub(super) unsafe fn gemm_dot_bf16_dp(w: &[bf16], x: &[bf16]) -> f32 {
         let n = w.len();
@@ -299,6 +353,25 @@ mod x86 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_expert_bf16_tile_gives_each_outputs_vec_dot() {
+        if !has_dpbf16() {
+            return;
+        }
+        for n in [64usize, 100, 576, 1000] {
+            let w: Vec<bf16> = values(n as u64, 4 * n).into_iter().map(bf16::from_f32).collect();
+            let x: Vec<bf16> = values(5 + n as u64, 4 * n).into_iter().map(bf16::from_f32).collect();
+            let mut out = [0f32; 16];
+            tile_4x4_vec_dot_bf16_dp(&w, &x, n, &mut out);
+            for r in 0..4 {
+                for t in 0..4 {
+                    let want = vec_dot_bf16(&w[r * n..][..n], &x[t * n..][..n]);
+                    assert_eq!(out[r * 4 + t].to_bits(), want.to_bits(), "n={n} r={r} t={t}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_bf16_tile_gives_each_outputs_own_dot() {
         if !has_dpbf16() {

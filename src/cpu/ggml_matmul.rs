@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::dot::Kernels;
 use super::dot::Tile;
-use super::gemm::{gemm_bf16_dp, gemm_f32, TileAndDot};
+use super::gemm::{gemm_bf16_dp, gemm_f32, TileAndDot, BF16_TINYBLAS, BF16_VEC_DOT};
 use super::ggml_dot::{has_dpbf16, vec_dot_bf16, vec_dot_f16, vec_dot_f32};
 use super::matmul::{check_shapes, matmul_plain, transpose_into, WeightView};
 use super::numerics::{round_to_bf16, round_to_f16};
@@ -51,10 +51,10 @@ pub(super) fn matmul(
         }
         WeightView::BF16(ws) if per_row || has_dpbf16() => {
             let xb: Vec<bf16> = x.iter().map(|v| bf16::from_f32(*v)).collect();
-            if per_row {
-                each_output(ws, &xb, n_in, n_out, y, vec_dot_bf16);
-            } else {
-                gemm_bf16_dp(&xb, ws, n_in, n_out, y);
+            match (per_row, has_dpbf16() && n_tok >= 4) {
+                (true, false) => each_output(ws, &xb, n_in, n_out, y, vec_dot_bf16),
+                (true, true) => gemm_bf16_dp(BF16_VEC_DOT, &xb, ws, n_in, n_out, y),
+                (false, _) => gemm_bf16_dp(BF16_TINYBLAS, &xb, ws, n_in, n_out, y),
             }
         }
         WeightView::F32(ws) if per_row => each_output(ws, x, n_in, n_out, y, vec_dot_f32),

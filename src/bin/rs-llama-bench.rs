@@ -24,6 +24,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    rs_llama::cli::threads::keep_freed_memory();
     match run(&a) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -40,8 +40,21 @@ pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     rayon::scope(|_| f())
 }
 
+/// Asks glibc's malloc to keep freed memory for reuse: a forward pass allocates activation
+/// buffers of megabytes, which by default come from fresh `mmap`s (page faults and zeroing on
+/// every pass) and go back to the kernel when freed.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before the worker threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
 /// Size rayon's global pool once; later calls are ignored by rayon (already built).
 pub fn init_pool(n_threads: usize) {
+    keep_freed_memory();
     let _ = rayon::ThreadPoolBuilder::new().num_threads(n_threads.max(1)).build_global();
 }
 

@@ -72,7 +72,8 @@ impl CostModel {
     }
 
     pub fn cpu_time(&self, bytes: f64, flops: f64) -> f64 {
-        let bw = self.cpu.mem_gbs.min(self.dram_gbs) * 1e9;
+        let streamed = self.cpu.gemv_gbs.filter(|g| *g > 0.0).unwrap_or(f64::INFINITY);
+        let bw = self.cpu.mem_gbs.min(self.dram_gbs).min(streamed) * 1e9;
         (bytes / bw).max(flops / self.cpu_flops()) + CPU_TASK_OVERHEAD_S
     }
 

@@ -23,6 +23,7 @@ fn cpu_zen3_ddr4() -> (CpuProfile, f64) {
             f16_gflops: 122.0,
             bf16_gflops: 122.0,
             gemm_gflops: None,
+            gemv_gbs: None,
         },
         CpuPoint {
             threads: 16,
@@ -31,6 +32,7 @@ fn cpu_zen3_ddr4() -> (CpuProfile, f64) {
             f16_gflops: 1946.0,
             bf16_gflops: 1946.0,
             gemm_gflops: None,
+            gemv_gbs: None,
         },
     ];
     (
@@ -54,6 +56,7 @@ fn cpu_zen4_ddr5() -> (CpuProfile, f64) {
             f16_gflops: 144.0,
             bf16_gflops: 288.0,
             gemm_gflops: None,
+            gemv_gbs: None,
         },
         CpuPoint {
             threads: 16,
@@ -62,6 +65,7 @@ fn cpu_zen4_ddr5() -> (CpuProfile, f64) {
             f16_gflops: 2304.0,
             bf16_gflops: 4608.0,
             gemm_gflops: None,
+            gemv_gbs: None,
         },
     ];
     (
@@ -131,6 +135,7 @@ pub fn preset(name: &str) -> Result<HwProfile, PlanError> {
                     f16_gflops: 96.0,
                     bf16_gflops: 192.0,
                     gemm_gflops: None,
+                    gemv_gbs: None,
                 },
                 CpuPoint {
                     threads: 16,
@@ -139,6 +144,7 @@ pub fn preset(name: &str) -> Result<HwProfile, PlanError> {
                     f16_gflops: 1536.0,
                     bf16_gflops: 3072.0,
                     gemm_gflops: None,
+                    gemv_gbs: None,
                 },
             ];
             let cpu = CpuProfile {

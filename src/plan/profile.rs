@@ -43,6 +43,10 @@ pub struct CpuPoint {
     /// (`--profile`); the cost model then uses it instead of a fraction of the FMA ceiling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gemm_gflops: Option<GemmRates>,
+    /// GB/s of f16 weights that rs-llama's own one-token matmul (decode) streams here, when
+    /// measured; below `mem_gbs`, since a GEMV also stops between matrices and reduces rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gemv_gbs: Option<f64>,
 }
 
 /// Achieved GEMM rates (GFLOP/s) of rs-llama's CPU kernels.
@@ -82,6 +86,7 @@ impl CpuProfile {
             f16_gflops: 50.0,
             bf16_gflops: 50.0,
             gemm_gflops: None,
+            gemv_gbs: None,
         });
         for p in &self.points {
             if p.threads <= self.threads.max(1) {
@@ -166,6 +171,7 @@ pub fn measure_cpu() -> CpuProfile {
                 f16_gflops: f32_gflops,
                 bf16_gflops: if bf16_native { 2.0 * f32_gflops } else { f32_gflops },
                 gemm_gflops: Some(gemm_rates(t as usize)),
+                gemv_gbs: Some(gemv_gbs(t as usize)),
             }
         })
         .collect();
@@ -258,6 +264,37 @@ unsafe fn fma_loop_avx2(iters: usize, seed: f32) -> f64 {
     }
     std::hint::black_box(acc);
     (iters * 10 * 8 * 2) as f64
+}
+
+/// Times rs-llama's own one-token matmul over decode-sized f16 matrices (a layer's worth, 1024 →
+/// 4096 and back, 16 MiB) cycled through 64 MiB of distinct weights so that they come from DRAM.
+fn gemv_gbs(threads: usize) -> f64 {
+    use crate::cpu::matmul::{matmul, WeightView};
+    use half::f16;
+    const N_IN: usize = 1024;
+    const N_OUT: usize = 4096;
+    const MATS: usize = 8;
+    let w: Vec<f16> = (0..MATS * N_IN * N_OUT).map(|i| f16::from_f32(((i % 2000) as f32 - 1000.0) * 1e-4)).collect();
+    let x: Vec<f32> = (0..N_OUT).map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-3).collect();
+    let mut y = vec![0f32; N_OUT];
+    let Ok(pool) = rayon::ThreadPoolBuilder::new().num_threads(threads).build() else { return 0.0 };
+    pool.install(|| {
+        let mut pass = || {
+            for (m, wm) in w.chunks_exact(N_IN * N_OUT).enumerate() {
+                // Alternate the shapes as a layer does (up, then down).
+                let (n_in, n_out) = if m % 2 == 0 { (N_IN, N_OUT) } else { (N_OUT, N_IN) };
+                matmul(&x[..n_in], WeightView::F16(wm), n_in, n_out, &mut y[..n_out]);
+            }
+        };
+        pass(); // warm-up
+        let reps = 4;
+        let start = std::time::Instant::now();
+        for _ in 0..reps {
+            pass();
+        }
+        let secs = start.elapsed().as_secs_f64().max(1e-9);
+        (w.len() * 2 * reps) as f64 / secs / 1e9
+    })
 }
 
 /// Times rs-llama's own CPU matmul on a prefill-sized problem (64 tokens, 1024 → 1024) with `threads`

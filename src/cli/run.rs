@@ -98,12 +98,9 @@ pub fn main_with_args(program: &str, args: &[String]) -> i32 {
 /// The run proper; Ok carries the exit status (0, or 130 after Ctrl-C).
 pub fn run(cfg: &RunConfig) -> Result<i32, RunError> {
     let (n_threads, n_threads_batch) = (cfg.n_threads(), cfg.n_threads_batch());
+    // Not on a pool thread (see `threads::on_pool`): Ctrl-C must interrupt the blocking read of
+    // the user's input, and SIGINT goes to the main thread.
     threads::init_pool(n_threads.max(n_threads_batch));
-    threads::on_pool(|| run_on_pool(cfg))
-}
-
-fn run_on_pool(cfg: &RunConfig) -> Result<i32, RunError> {
-    let (n_threads, n_threads_batch) = (cfg.n_threads(), cfg.n_threads_batch());
     let load_start = Instant::now();
     let model_path = cfg.model.as_ref().ok_or(RunError::NoModel)?;
     log_info!("llama_completion: llama backend init\n");

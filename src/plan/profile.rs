@@ -274,7 +274,8 @@ fn gemv_gbs(threads: usize) -> f64 {
     const N_IN: usize = 1024;
     const N_OUT: usize = 4096;
     const MATS: usize = 8;
-    let w: Vec<f16> = (0..MATS * N_IN * N_OUT).map(|i| f16::from_f32(((i % 2000) as f32 - 1000.0) * 1e-4)).collect();
+    let w: Vec<f16> =
+        (0..MATS * N_IN * N_OUT).map(|i| f16::from_f32(((i % 2000) as f32 - 1000.0) * 1e-4)).collect();
     let x: Vec<f32> = (0..N_OUT).map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-3).collect();
     let mut y = vec![0f32; N_OUT];
     let Ok(pool) = rayon::ThreadPoolBuilder::new().num_threads(threads).build() else { return 0.0 };

@@ -88,7 +88,6 @@ pub(super) fn gemm_f32(
     y: &mut [f32],
 ) {
     let n_tok = x.len() / n_in;
-    let dot = k.dot;
     for_each_task(n_out, n_tok, y, |rows, toks, out| {
         ROW_BUF.with(|buf| {
             let mut buf = buf.borrow_mut();
@@ -100,40 +99,8 @@ pub(super) fn gemm_f32(
                     &buf
                 }
             };
-            let mut t = toks.start;
-            if let Some(tile) = k.tile {
-                let tt = tile.tokens;
-                let mut res = [0f32; 4 * 8];
-                while t + tt <= toks.end {
-                    let xs = &x[t * n_in..(t + tt) * n_in];
-                    let mut r = 0;
-                    while r + 4 <= rows.len() {
-                        (tile.f)(&block[r * n_in..(r + 4) * n_in], xs, n_in, &mut res);
-                        for (i, vals) in res[..4 * tt].chunks_exact(tt).enumerate() {
-                            for (j, v) in vals.iter().enumerate() {
-                                // SAFETY: this task owns rows × toks.
-                                unsafe { out.set(t + j, rows.start + r + i, *v) };
-                            }
-                        }
-                        r += 4;
-                    }
-                    for r in r..rows.len() {
-                        for j in 0..tt {
-                            let v = dot(&block[r * n_in..][..n_in], &xs[j * n_in..][..n_in]);
-                            // SAFETY: as above.
-                            unsafe { out.set(t + j, rows.start + r, v) };
-                        }
-                    }
-                    t += tt;
-                }
-            }
-            for t in t..toks.end {
-                let xt = &x[t * n_in..][..n_in];
-                for (r, wr) in block.chunks_exact(n_in).enumerate() {
-                    // SAFETY: as above.
-                    unsafe { out.set(t, rows.start + r, dot(wr, xt)) };
-                }
-            }
+            let tile = k.tile.map(|t| (t.tokens, t.f));
+            block_times_tokens(block, x, n_in, rows, toks, out, tile, k.dot);
         });
     });
 }
@@ -154,17 +121,38 @@ pub(super) const BF16_VEC_DOT: Bf16Tile = Bf16Tile { tile: tile_4x4_vec_dot_bf16
 /// in `k`'s order. Only valid when `ggml_dot::has_dpbf16()`.
 pub(super) fn gemm_bf16_dp(k: Bf16Tile, x: &[bf16], w: &[bf16], n_in: usize, n_out: usize, y: &mut [f32]) {
     let n_tok = x.len() / n_in;
-    const TT: usize = 4;
     for_each_task(n_out, n_tok, y, |rows, toks, out| {
         let block = &w[rows.start * n_in..rows.end * n_in];
-        let mut res = [0f32; 4 * TT];
-        let mut t = toks.start;
-        while t + TT <= toks.end {
-            let xs = &x[t * n_in..(t + TT) * n_in];
+        block_times_tokens(block, x, n_in, rows, toks, out, Some((4, k.tile)), k.dot);
+    });
+}
+
+/// A 4-row tile over `W` weights and `X` activations: `f(w: [4][n], x: [T][n], n, out)`.
+type TileFn<W, X> = fn(&[W], &[X], usize, &mut [f32]);
+
+/// One task: `y[t][o] = dot(block[o - rows.start], x[t])` for `o` in `rows`, `t` in `toks`; whole
+/// groups of 4 rows × `tokens` through the tile (`tile = (tokens, f)`, at most 8 tokens), the rest
+/// through `dot`, which sums in the tile's order.
+#[allow(clippy::too_many_arguments)]
+fn block_times_tokens<W, X>(
+    block: &[W],
+    x: &[X],
+    n_in: usize,
+    rows: Range<usize>,
+    toks: Range<usize>,
+    out: &Out,
+    tile: Option<(usize, TileFn<W, X>)>,
+    dot: fn(&[W], &[X]) -> f32,
+) {
+    let mut t = toks.start;
+    if let Some((tt, f)) = tile {
+        let mut res = [0f32; 4 * 8];
+        while t + tt <= toks.end {
+            let xs = &x[t * n_in..(t + tt) * n_in];
             let mut r = 0;
             while r + 4 <= rows.len() {
-                (k.tile)(&block[r * n_in..(r + 4) * n_in], xs, n_in, &mut res);
-                for (i, vals) in res.chunks_exact(TT).enumerate() {
+                f(&block[r * n_in..(r + 4) * n_in], xs, n_in, &mut res);
+                for (i, vals) in res[..4 * tt].chunks_exact(tt).enumerate() {
                     for (j, v) in vals.iter().enumerate() {
                         // SAFETY: this task owns rows × toks.
                         unsafe { out.set(t + j, rows.start + r + i, *v) };
@@ -173,20 +161,20 @@ pub(super) fn gemm_bf16_dp(k: Bf16Tile, x: &[bf16], w: &[bf16], n_in: usize, n_o
                 r += 4;
             }
             for r in r..rows.len() {
-                for j in 0..TT {
-                    let v = (k.dot)(&block[r * n_in..][..n_in], &xs[j * n_in..][..n_in]);
+                for j in 0..tt {
+                    let v = dot(&block[r * n_in..][..n_in], &xs[j * n_in..][..n_in]);
                     // SAFETY: as above.
                     unsafe { out.set(t + j, rows.start + r, v) };
                 }
             }
-            t += TT;
+            t += tt;
         }
-        for t in t..toks.end {
-            let xt = &x[t * n_in..][..n_in];
-            for (r, wr) in block.chunks_exact(n_in).enumerate() {
-                // SAFETY: as above.
-                unsafe { out.set(t, rows.start + r, (k.dot)(wr, xt)) };
-            }
+    }
+    for t in t..toks.end {
+        let xt = &x[t * n_in..][..n_in];
+        for (r, wr) in block.chunks_exact(n_in).enumerate() {
+            // SAFETY: as above.
+            unsafe { out.set(t, rows.start + r, dot(wr, xt)) };
         }
-    });
+    }
 }

@@ -33,6 +33,7 @@ pub fn attention_tiled(
 ) {
     let n_tok = q.len() / (s.n_head * s.head_dim_k);
     let kernels = tile_kernels();
+    let wide = WideKv::new(k, v, pos0 + n_tok, s);
     // Later chunks see more positions: hand them out first.
     let mut tasks: Vec<(usize, usize)> =
         (0..n_tok).step_by(Q_CHUNK).flat_map(|t0| (0..s.n_head).map(move |h| (h, t0))).collect();
@@ -42,7 +43,7 @@ pub fn attention_tiled(
         .with_max_len(1)
         .map(|&(h, t0)| {
             let rows = t0..(t0 + Q_CHUNK).min(n_tok);
-            head_rows(&kernels, q, k, v, pos0, s, scale, h, rows)
+            head_rows(&kernels, q, &wide, pos0, s, scale, h, rows)
         })
         .collect();
     let dv = s.head_dim_v;
@@ -53,13 +54,53 @@ pub fn attention_tiled(
     }
 }
 
+/// The KV cache's first `n_kv` positions widened to f32 once per call, in the layout the tile
+/// kernels read: K tiles transposed (`[n_head_kv][n_tiles][dk][KV_TILE]`), V tiles as they are
+/// (`[n_head_kv][n_tiles][KV_TILE][dv]`), zero past `n_kv`. Every query head of a group and every
+/// chunk of query rows shares them; widening per task cost as much as the FMAs.
+struct WideKv {
+    kt: Vec<f32>,
+    vt: Vec<f32>,
+    n_tiles: usize,
+    tile_k: usize,
+    tile_v: usize,
+}
+
+impl WideKv {
+    fn new(k: &[f16], v: &[f16], n_kv: usize, s: AttnShape) -> WideKv {
+        let (dk, dv) = (s.head_dim_k, s.head_dim_v);
+        let (k_row, v_row) = (s.n_head_kv * dk, s.n_head_kv * dv);
+        let n_tiles = n_kv.div_ceil(KV_TILE);
+        let (tile_k, tile_v) = (dk * KV_TILE, KV_TILE * dv);
+        let mut kt = vec![0f32; s.n_head_kv * n_tiles * tile_k];
+        let mut vt = vec![0f32; s.n_head_kv * n_tiles * tile_v];
+        kt.par_chunks_mut(tile_k).zip(vt.par_chunks_mut(tile_v)).enumerate().for_each(|(i, (kt, vt))| {
+            let (kvh, c0) = (i / n_tiles, (i % n_tiles) * KV_TILE);
+            let mut widened = vec![0f32; dk];
+            for j in 0..KV_TILE.min(n_kv - c0) {
+                f16_to_f32(&k[(c0 + j) * k_row + kvh * dk..][..dk], &mut widened);
+                for (d, x) in widened.iter().enumerate() {
+                    kt[d * KV_TILE + j] = *x;
+                }
+                f16_to_f32(&v[(c0 + j) * v_row + kvh * dv..][..dv], &mut vt[j * dv..][..dv]);
+            }
+        });
+        WideKv { kt, vt, n_tiles, tile_k, tile_v }
+    }
+
+    /// KV head `kvh`'s tile `tile`: (K transposed, V).
+    fn tile(&self, kvh: usize, tile: usize) -> (&[f32], &[f32]) {
+        let i = kvh * self.n_tiles + tile;
+        (&self.kt[i * self.tile_k..][..self.tile_k], &self.vt[i * self.tile_v..][..self.tile_v])
+    }
+}
+
 /// Head `h`'s output for query rows `rows`: `[rows.len()][head_dim_v]`.
 #[allow(clippy::too_many_arguments)]
 fn head_rows(
     kern: &TileKernels,
     q: &[f32],
-    k: &[f16],
-    v: &[f16],
+    wide: &WideKv,
     pos0: usize,
     s: AttnShape,
     scale: f32,
@@ -68,42 +109,31 @@ fn head_rows(
 ) -> Vec<f32> {
     let (dk, dv) = (s.head_dim_k, s.head_dim_v);
     let kvh = h / (s.n_head / s.n_head_kv);
-    let (k_row, v_row) = (s.n_head_kv * dk, s.n_head_kv * dv);
     let n = rows.len();
     let n_kv = pos0 + rows.end;
     // Per query row: running max, sum and V sum ([n][dv]).
     let mut max = vec![f32::NEG_INFINITY; n];
     let mut sum = vec![0f32; n];
     let mut acc = vec![0f32; n * dv];
-    // kt: [dk][KV_TILE] (K transposed), vt: [KV_TILE][dv]
-    let mut kt = vec![0f32; dk * KV_TILE];
-    let mut vt = vec![0f32; KV_TILE * dv];
     let mut kq = [0f32; KV_TILE];
-    let mut widened = vec![0f32; dk];
-    for c0 in (0..n_kv).step_by(KV_TILE) {
+    for (tile, c0) in (0..n_kv).step_by(KV_TILE).enumerate() {
         let len = KV_TILE.min(n_kv - c0);
-        if len < KV_TILE {
-            kt.fill(0.0);
-            vt.fill(0.0);
-        }
-        for j in 0..len {
-            f16_to_f32(&k[(c0 + j) * k_row + kvh * dk..][..dk], &mut widened);
-            for (d, x) in widened.iter().enumerate() {
-                kt[d * KV_TILE + j] = *x;
-            }
-            f16_to_f32(&v[(c0 + j) * v_row + kvh * dv..][..dv], &mut vt[j * dv..][..dv]);
-        }
+        let (kt, vt) = wide.tile(kvh, tile);
         for (i, t) in rows.clone().enumerate() {
             let pos = pos0 + t;
             if pos < c0 {
                 continue; // the whole tile is in this row's future
             }
             let qh = &q[(t * s.n_head + h) * dk..][..dk];
-            (kern.scores)(qh, &kt, &mut kq);
-            for (j, x) in kq.iter_mut().enumerate() {
-                *x = if j < len && c0 + j <= pos { *x * scale } else { f32::NEG_INFINITY };
-            }
-            let tile_max = kq.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            (kern.scores)(qh, kt, &mut kq);
+            let tile_max = if len == KV_TILE && c0 + KV_TILE <= pos + 1 {
+                scale_and_max(&mut kq, scale)
+            } else {
+                for (j, x) in kq.iter_mut().enumerate() {
+                    *x = if j < len && c0 + j <= pos { *x * scale } else { f32::NEG_INFINITY };
+                }
+                kq.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+            };
             let new_max = max[i].max(tile_max);
             let row = &mut acc[i * dv..][..dv];
             if new_max > max[i] {
@@ -113,7 +143,7 @@ fn head_rows(
             }
             max[i] = new_max;
             sum[i] = (sum[i] as f64 + exp_shifted_sum(&mut kq, new_max)) as f32;
-            (kern.weighted_sum)(&kq, &vt, row);
+            (kern.weighted_sum)(&kq, vt, row);
         }
     }
     for (row, s) in acc.chunks_exact_mut(dv).zip(&sum) {
@@ -121,6 +151,19 @@ fn head_rows(
         row.iter_mut().for_each(|x| *x *= inv);
     }
     acc
+}
+
+/// Scales a tile wholly in the row's past and returns its max, in lanes the compiler vectorises
+/// (the max of a set does not depend on the order it is taken in).
+fn scale_and_max(kq: &mut [f32; KV_TILE], scale: f32) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    for chunk in kq.chunks_exact_mut(16) {
+        for (m, x) in lanes.iter_mut().zip(chunk) {
+            *x *= scale;
+            *m = if *x > *m { *x } else { *m };
+        }
+    }
+    lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max)
 }
 
 #[cfg(test)]

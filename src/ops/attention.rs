@@ -14,10 +14,10 @@
 use half::f16;
 use rayon::prelude::*;
 
+use super::attention_decode::{decode_row, fused_row_available, portable_row, DecodeRow};
 use crate::cpu::convert::f16_to_f32;
 use crate::cpu::dot::best_dot;
-use crate::cpu::ggml_dot::vec_dot_f16;
-use crate::cpu::numerics::{self, mad_f16, scale_f16, Numerics};
+use crate::cpu::numerics::{self, Numerics};
 
 /// llama.cpp's CPU flash attention switches to its f32 tiled kernel from this many query tokens
 /// per micro-batch (`GGML_FA_TILE_Q`); below it, it accumulates in f16.
@@ -131,32 +131,25 @@ pub fn attention_f16_accumulate(
     let n_tok = q.len() / (s.n_head * dk);
     let group = s.n_head / s.n_head_kv;
     let (k_row, v_row) = (s.n_head_kv * dk, s.n_head_kv * dv);
-    let fused = crate::cpu::path::active() != crate::cpu::path::CpuPath::Scalar;
+    let fused_row = fused_row_available(dk, dv);
     // One task per (token, head) row; rows: [n_tok][n_head][dv]
     out[..n_tok * s.n_head * dv].par_chunks_mut(dv).enumerate().for_each(|(row, o)| {
         let (t, h) = (row / s.n_head, row % s.n_head);
         let kvh = h / group;
         let q16: Vec<f16> = q[row * dk..][..dk].iter().map(|v| f16::from_f32(*v)).collect();
-        let mut acc = vec![f16::ZERO; dv];
-        let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
-        for j in 0..=pos0 + t {
-            let kj = &k[j * k_row + kvh * dk..][..dk];
-            let score = vec_dot_f16(kj, &q16) * scale;
-            let (mut rescale, mut weight) = (1f32, 1f32);
-            if score > max {
-                rescale = (max - score).exp();
-                max = score;
-                scale_f16(&mut acc, rescale);
-            } else {
-                weight = (score - max).exp();
-            }
-            mad_f16(&mut acc, &v[j * v_row + kvh * dv..][..dv], weight);
-            // ggml's `S = S*ms + vs`, contracted to one FMA where the CPU has it.
-            sum = if fused { sum.mul_add(rescale, weight) } else { sum * rescale + weight };
-        }
-        let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
-        for (d, a) in o.iter_mut().zip(&acc) {
-            *d = a.to_f32() * inv;
+        let r = DecodeRow {
+            q16: &q16,
+            k: &k[kvh * dk..],
+            v: &v[kvh * dv..],
+            k_stride: k_row,
+            v_stride: v_row,
+            n_pos: pos0 + t + 1,
+            scale,
+        };
+        if fused_row {
+            decode_row(&r, o);
+        } else {
+            portable_row(&r, o);
         }
     });
 }

@@ -3,6 +3,7 @@
 //! Every op has a unit test against a naive f64 implementation on seeded random inputs.
 
 pub mod attention;
+mod attention_decode;
 pub mod attention_tile_kernels;
 pub mod attention_tiled;
 pub mod ffn;

@@ -1,6 +1,8 @@
 //! The llama-family forward pass over one micro-batch. Intermediates are named as llama.cpp's
 //! graph names them, so dumps of the two can be compared layer by layer.
 
+use rayon::prelude::*;
+
 use super::dump;
 use super::kv_cache::KvCache;
 use super::moe::{moe_ffn, MoeConfig};
@@ -148,7 +150,10 @@ pub fn forward(
 }
 
 fn add_into(x: &mut [f32], y: &[f32]) {
-    for (a, b) in x.iter_mut().zip(y) {
-        *a += b;
-    }
+    const CHUNK: usize = 1 << 14;
+    x.par_chunks_mut(CHUNK).zip(y.par_chunks(CHUNK)).for_each(|(x, y)| {
+        for (a, b) in x.iter_mut().zip(y) {
+            *a += b;
+        }
+    });
 }

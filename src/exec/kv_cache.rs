@@ -2,6 +2,7 @@
 //! stored as f16 like llama.cpp's default `-ctk f16 -ctv f16`.
 
 use half::f16;
+use rayon::prelude::*;
 
 pub struct KvCache {
     n_ctx: usize,
@@ -37,13 +38,15 @@ impl KvCache {
     /// Write `k` (`[n_tok][k_row]`) and `v` (`[n_tok][v_row]`) at positions `pos0..`, rounding to f16.
     pub fn store(&mut self, il: usize, pos0: usize, k: &[f32], v: &[f32]) {
         let kd = &mut self.k[il][pos0 * self.k_row..][..k.len()];
-        for (d, s) in kd.iter_mut().zip(k) {
-            *d = f16::from_f32(*s);
-        }
         let vd = &mut self.v[il][pos0 * self.v_row..][..v.len()];
-        for (d, s) in vd.iter_mut().zip(v) {
-            *d = f16::from_f32(*s);
-        }
+        // A prompt's rows are converted on every thread; one token's stay on this one.
+        const CHUNK: usize = 1 << 14;
+        let pairs = kd.par_chunks_mut(CHUNK).zip(k.par_chunks(CHUNK));
+        pairs.chain(vd.par_chunks_mut(CHUNK).zip(v.par_chunks(CHUNK))).for_each(|(d, s)| {
+            for (d, s) in d.iter_mut().zip(s) {
+                *d = f16::from_f32(*s);
+            }
+        });
     }
 
     /// Layer `il`'s K and V, all `n_ctx` positions.

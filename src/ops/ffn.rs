@@ -1,6 +1,8 @@
 //! The SwiGLU feed-forward block: `down(silu(gate(x)) · up(x))` (`ffn_gate-{il}`, `ffn_up-{il}`,
 //! `ffn_swiglu-{il}`, `ffn_out-{il}`).
 
+use rayon::prelude::*;
+
 use super::matmul::{linear, linear_many, linear_per_row, Linear};
 
 pub use crate::cpu::vexp::swiglu;
@@ -34,13 +36,20 @@ fn swiglu_ffn_by(x: &[f32], w: &FfnWeights<'_>, out: &mut [f32], per_row: bool) 
     linear_many(x, &mut [(&w.gate, &mut gate), (&w.up, &mut up)], per_row);
     crate::exec::dump::tensor("ffn_gate", &gate);
     crate::exec::dump::tensor("ffn_up", &up);
-    swiglu(&mut gate, &up);
+    swiglu_parallel(&mut gate, &up);
     crate::exec::dump::tensor("ffn_swiglu", &gate);
     if per_row {
         linear_per_row(&gate, &w.down, out);
     } else {
         linear(&gate, &w.down, out);
     }
+}
+
+/// [`swiglu`] in chunks across threads. The chunks are whole multiples of every path's vector
+/// width, so each element takes the same (vector or scalar-tail) route as in one call.
+fn swiglu_parallel(gate: &mut [f32], up: &[f32]) {
+    const CHUNK: usize = 1 << 14;
+    gate.par_chunks_mut(CHUNK).zip(up.par_chunks(CHUNK)).for_each(|(g, u)| swiglu(g, u));
 }
 
 #[cfg(test)]

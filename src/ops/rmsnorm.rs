@@ -1,20 +1,26 @@
 //! RMSNorm (`attn_norm-{il}`, `ffn_norm-{il}`, `result_norm`): `y = x / sqrt(mean(x²) + eps) · w`.
 
+use rayon::prelude::*;
+
 /// Normalise each row of `x` (`[n_tok][n]`) in place and multiply by `weight` (`[n]`).
 ///
 /// As ggml: f32 squares summed in f64, the mean rounded to f32, then `1 / sqrt(mean + eps)` and the
 /// scaling in f32 (which makes the result bit-identical to llama.cpp's).
 pub fn rms_norm(x: &mut [f32], weight: &[f32], eps: f32) {
     let n = weight.len();
-    for row in x.chunks_exact_mut(n) {
+    // Rows are independent: a prompt's rows go to every thread, a token's stay on this one.
+    x.par_chunks_exact_mut(n).with_min_len(PAR_MIN_ELEMS.div_ceil(n.max(1))).for_each(|row| {
         let sum: f64 = row.iter().map(|&v| (v * v) as f64).sum();
         let mean = (sum / n as f64) as f32;
         let scale = 1.0 / (mean + eps).sqrt();
         for (v, w) in row.iter_mut().zip(weight) {
             *v = (*v * scale) * w;
         }
-    }
+    });
 }
+
+/// Below this many elements an elementwise op stays on the calling thread.
+pub(crate) const PAR_MIN_ELEMS: usize = 1 << 15;
 
 /// Add `bias` (`[n]`) to each row of `x` (`[n_tok][n]`): the bias of a norm or a linear layer.
 pub fn add_bias(x: &mut [f32], bias: &[f32]) {

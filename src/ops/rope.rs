@@ -5,6 +5,8 @@
 //! repeated multiplication in f32 (`theta *= base^(-2/n_rot)`); we do the same so that positions far
 //! into the context rotate by the same angles as llama.cpp.
 
+use rayon::prelude::*;
+
 /// Which dimensions form a rotated pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RopeStyle {
@@ -52,7 +54,9 @@ pub fn rope(x: &mut [f32], positions: &[usize], n_heads: usize, head_dim: usize,
     let fused = crate::cpu::path::active() != crate::cpu::path::CpuPath::Scalar;
     #[cfg(not(target_arch = "x86_64"))]
     let fused = false;
-    for (tok, &pos) in x.chunks_exact_mut(n_heads * head_dim).zip(positions) {
+    let row = n_heads * head_dim;
+    let min_rows = super::rmsnorm::PAR_MIN_ELEMS.div_ceil(row.max(1));
+    x.par_chunks_exact_mut(row).zip(positions).with_min_len(min_rows).for_each(|(tok, &pos)| {
         let cs = p.angles(pos);
         for head in tok.chunks_exact_mut(head_dim) {
             #[cfg(target_arch = "x86_64")]
@@ -63,7 +67,7 @@ pub fn rope(x: &mut [f32], positions: &[usize], n_heads: usize, head_dim: usize,
             }
             rotate_plain(head, &cs, p.style);
         }
-    }
+    });
 }
 
 /// The dims of rotated pair `i` among `n_pairs`.

@@ -1,8 +1,6 @@
 //! The llama-family forward pass over one micro-batch. Intermediates are named as llama.cpp's
 //! graph names them, so dumps of the two can be compared layer by layer.
 
-use rayon::prelude::*;
-
 use super::dump;
 use super::kv_cache::KvCache;
 use super::moe::{moe_ffn, MoeConfig};
@@ -11,7 +9,7 @@ use crate::model::Model;
 use crate::ops::attention::{attention, AttnShape};
 use crate::ops::ffn::swiglu_ffn;
 use crate::ops::matmul::{linear, linear_many, Linear};
-use crate::ops::rmsnorm::{add_bias, rms_norm, rms_norm_heads};
+use crate::ops::rmsnorm::{add_bias, add_into, rms_norm, rms_norm_heads};
 use crate::ops::rope::rope;
 use crate::TokenId;
 
@@ -147,13 +145,4 @@ pub fn forward(
     linear(&rows, &Linear { w: head.view(), n_in: head.n_in, n_out: head.n_out, bias }, &mut logits);
     dump::tensor("result_output", &logits);
     logits
-}
-
-fn add_into(x: &mut [f32], y: &[f32]) {
-    const CHUNK: usize = 1 << 14;
-    x.par_chunks_mut(CHUNK).zip(y.par_chunks(CHUNK)).for_each(|(x, y)| {
-        for (a, b) in x.iter_mut().zip(y) {
-            *a += b;
-        }
-    });
 }

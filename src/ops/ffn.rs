@@ -47,7 +47,7 @@ fn swiglu_ffn_by(x: &[f32], w: &FfnWeights<'_>, out: &mut [f32], per_row: bool) 
 
 /// [`swiglu`] in chunks across threads. The chunks are whole multiples of every path's vector
 /// width, so each element takes the same (vector or scalar-tail) route as in one call.
-fn swiglu_parallel(gate: &mut [f32], up: &[f32]) {
+pub fn swiglu_parallel(gate: &mut [f32], up: &[f32]) {
     const CHUNK: usize = 1 << 14;
     gate.par_chunks_mut(CHUNK).zip(up.par_chunks(CHUNK)).for_each(|(g, u)| swiglu(g, u));
 }

@@ -22,6 +22,16 @@ pub fn rms_norm(x: &mut [f32], weight: &[f32], eps: f32) {
 /// Below this many elements an elementwise op stays on the calling thread.
 pub(crate) const PAR_MIN_ELEMS: usize = 1 << 15;
 
+/// `x += y` elementwise (the residual adds), on every thread when the rows are many.
+pub fn add_into(x: &mut [f32], y: &[f32]) {
+    const CHUNK: usize = 1 << 14;
+    x.par_chunks_mut(CHUNK).zip(y.par_chunks(CHUNK)).for_each(|(x, y)| {
+        for (a, b) in x.iter_mut().zip(y) {
+            *a += b;
+        }
+    });
+}
+
 /// Add `bias` (`[n]`) to each row of `x` (`[n_tok][n]`): the bias of a norm or a linear layer.
 pub fn add_bias(x: &mut [f32], bias: &[f32]) {
     for row in x.chunks_exact_mut(bias.len()) {

@@ -1,12 +1,16 @@
 //! The cost model: seconds for a task on the CPU, on the GPU, and to copy it over PCIe.
 //!
-//! CPU time = max(bytes / cpu_bw, flops / cpu_flops) + per-task overhead;
+//! CPU time = max(bytes / cpu_bw, flops / cpu_flops) + per-task overhead, and with a measured
+//! profile (our kernels' own rates) + attention flops / attention rate + elementwise elements /
+//! elementwise rate;
 //! GPU time = max(bytes / gpu_bw, flops / gpu_flops) + launches; copy = bytes / pcie_bw + latency.
 //! Host DRAM sharing between the CPU and PCIe lanes is the simulator's job.
 
 use serde::{Deserialize, Serialize};
 
-use super::profile::{CpuPoint, GpuProfile, HwProfile, PcieProfile};
+use crate::ops::attention::GGML_TILE_TOKENS;
+
+use super::profile::{CpuPoint, GpuProfile, HwProfile, KernelRates, PcieProfile, TypeRates};
 use super::shapes::WeightType;
 use super::tasks::{TaskGraph, TaskKind};
 
@@ -54,14 +58,25 @@ impl CostModel {
         self.gpu.is_some() && self.pcie.is_some()
     }
 
+    /// The profile's measured kernel rates, when it has usable ones.
+    fn kernels(&self) -> Option<KernelRates> {
+        self.cpu.kernels.filter(|k| {
+            let types = [k.gemm_gflops, k.gemv_gbs].iter().all(|r| r.f32 > 0.0 && r.f16 > 0.0 && r.bf16 > 0.0);
+            types && k.attn_prefill_gflops > 0.0 && k.attn_decode_gflops > 0.0 && k.elementwise_gelems > 0.0
+        })
+    }
+
+    fn of_type(&self, r: &TypeRates) -> f64 {
+        match self.wtype {
+            WeightType::F16 => r.f16,
+            WeightType::Bf16 => r.bf16,
+            WeightType::F32 => r.f32,
+        }
+    }
+
     fn cpu_flops(&self) -> f64 {
-        if let Some(g) = self.cpu.gemm_gflops.filter(|g| g.f32 > 0.0 && g.f16 > 0.0 && g.bf16 > 0.0) {
-            let achieved = match self.wtype {
-                WeightType::F16 => g.f16,
-                WeightType::Bf16 => g.bf16,
-                WeightType::F32 => g.f32,
-            };
-            return achieved * 1e9;
+        if let Some(k) = self.kernels() {
+            return self.of_type(&k.gemm_gflops) * 1e9;
         }
         let peak = match self.wtype {
             WeightType::F16 => self.cpu.f16_gflops,
@@ -71,10 +86,29 @@ impl CostModel {
         peak * 1e9 * CPU_FLOP_EFFICIENCY
     }
 
+    /// Bytes per second the CPU streams weights at: the DRAM figure, or below it the rate our
+    /// one-token matmul reaches (it also stops between matrices and reduces rows).
+    fn cpu_stream_bw(&self) -> f64 {
+        let dram = self.cpu.mem_gbs.min(self.dram_gbs);
+        let gemv = self.kernels().map_or(f64::INFINITY, |k| self.of_type(&k.gemv_gbs));
+        dram.min(gemv) * 1e9
+    }
+
     pub fn cpu_time(&self, bytes: f64, flops: f64) -> f64 {
-        let streamed = self.cpu.gemv_gbs.filter(|g| *g > 0.0).unwrap_or(f64::INFINITY);
-        let bw = self.cpu.mem_gbs.min(self.dram_gbs).min(streamed) * 1e9;
-        (bytes / bw).max(flops / self.cpu_flops()) + CPU_TASK_OVERHEAD_S
+        (bytes / self.cpu_stream_bw()).max(flops / self.cpu_flops()) + CPU_TASK_OVERHEAD_S
+    }
+
+    /// Task `id`'s CPU time for `n` tokens. With measured kernels: its matmuls as [`Self::cpu_time`],
+    /// plus its attention at the measured attention rate (tiled from a prompt's worth of tokens,
+    /// as the engine switches) and its elementwise work at the measured elementwise rate.
+    fn cpu_task_time(&self, g: &TaskGraph, id: usize, n: u64, bytes: f64, flops: f64) -> f64 {
+        let Some(k) = self.kernels() else { return self.cpu_time(bytes, flops) };
+        let matmul_flops = 2.0 * g.tasks[id].params as f64 * n as f64;
+        let attn_gflops =
+            if n as usize >= GGML_TILE_TOKENS { k.attn_prefill_gflops } else { k.attn_decode_gflops };
+        let attention = (flops - matmul_flops).max(0.0) / (attn_gflops * 1e9);
+        let elementwise = n as f64 * g.elementwise_elems(id) / (k.elementwise_gelems * 1e9);
+        self.cpu_time(bytes, matmul_flops) + attention + elementwise
     }
 
     pub fn gpu_time(&self, bytes: f64, flops: f64, kernels: f64) -> f64 {
@@ -124,7 +158,7 @@ impl CostModel {
             _ => 3.0,
         };
         TaskCost {
-            cpu: self.cpu_time(bytes, flops),
+            cpu: self.cpu_task_time(g, id, n, bytes, flops),
             gpu: self.gpu_time(bytes, flops, kernels),
             // A streamed attention block brings its host-side KV cache along.
             copy: self.copy_time(bytes),

@@ -4,7 +4,7 @@
 //! The plan is a plain value: it never launches anything. [`predict`] runs it through the
 //! event-driven simulator ([`simulate`]) to give prefill and decode tokens per second.
 //!
-//! - [`profile`], [`presets`]: hardware figures (measured or named);
+//! - [`profile`], [`presets`]: hardware figures (measured or named); [`probe`]: our kernels' rates;
 //! - [`shapes`], [`tasks`]: model → tasks with bytes and flops;
 //! - [`cost`]: seconds per task on each lane;
 //! - [`policy`]: `layers` (llama.cpp), `fiddler`, `auto` (ours);
@@ -16,6 +16,7 @@ pub mod cost;
 pub mod policy;
 pub mod presets;
 pub mod print;
+pub mod probe;
 pub mod profile;
 pub mod shapes;
 pub mod simulate;

@@ -22,8 +22,7 @@ fn cpu_zen3_ddr4() -> (CpuProfile, f64) {
             f32_gflops: 122.0,
             f16_gflops: 122.0,
             bf16_gflops: 122.0,
-            gemm_gflops: None,
-            gemv_gbs: None,
+            kernels: None,
         },
         CpuPoint {
             threads: 16,
@@ -31,8 +30,7 @@ fn cpu_zen3_ddr4() -> (CpuProfile, f64) {
             f32_gflops: 1946.0,
             f16_gflops: 1946.0,
             bf16_gflops: 1946.0,
-            gemm_gflops: None,
-            gemv_gbs: None,
+            kernels: None,
         },
     ];
     (
@@ -55,8 +53,7 @@ fn cpu_zen4_ddr5() -> (CpuProfile, f64) {
             f32_gflops: 144.0,
             f16_gflops: 144.0,
             bf16_gflops: 288.0,
-            gemm_gflops: None,
-            gemv_gbs: None,
+            kernels: None,
         },
         CpuPoint {
             threads: 16,
@@ -64,8 +61,7 @@ fn cpu_zen4_ddr5() -> (CpuProfile, f64) {
             f32_gflops: 2304.0,
             f16_gflops: 2304.0,
             bf16_gflops: 4608.0,
-            gemm_gflops: None,
-            gemv_gbs: None,
+            kernels: None,
         },
     ];
     (
@@ -134,8 +130,7 @@ pub fn preset(name: &str) -> Result<HwProfile, PlanError> {
                     f32_gflops: 96.0,
                     f16_gflops: 96.0,
                     bf16_gflops: 192.0,
-                    gemm_gflops: None,
-                    gemv_gbs: None,
+                    kernels: None,
                 },
                 CpuPoint {
                     threads: 16,
@@ -143,8 +138,7 @@ pub fn preset(name: &str) -> Result<HwProfile, PlanError> {
                     f32_gflops: 1536.0,
                     f16_gflops: 1536.0,
                     bf16_gflops: 3072.0,
-                    gemm_gflops: None,
-                    gemv_gbs: None,
+                    kernels: None,
                 },
             ];
             let cpu = CpuProfile {

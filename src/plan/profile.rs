@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::probe::{KernelRates, TypeRates};
+use super::probe::measure_kernels;
 use super::PlanError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,22 +41,10 @@ pub struct CpuPoint {
     pub f32_gflops: f64,
     pub f16_gflops: f64,
     pub bf16_gflops: f64,
-    /// GFLOP/s that rs-llama's own prefill GEMM reaches here, per weight type, when measured
-    /// (`--profile`); the cost model then uses it instead of a fraction of the FMA ceiling.
+    /// What rs-llama's own kernels reach here, when measured (`--profile`); the cost model then
+    /// uses these instead of fractions of the ceilings above.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gemm_gflops: Option<GemmRates>,
-    /// GB/s of f16 weights that rs-llama's own one-token matmul (decode) streams here, when
-    /// measured; below `mem_gbs`, since a GEMV also stops between matrices and reduces rows.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gemv_gbs: Option<f64>,
-}
-
-/// Achieved GEMM rates (GFLOP/s) of rs-llama's CPU kernels.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct GemmRates {
-    pub f32: f64,
-    pub f16: f64,
-    pub bf16: f64,
+    pub kernels: Option<KernelRates>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,8 +75,7 @@ impl CpuProfile {
             f32_gflops: 50.0,
             f16_gflops: 50.0,
             bf16_gflops: 50.0,
-            gemm_gflops: None,
-            gemv_gbs: None,
+            kernels: None,
         });
         for p in &self.points {
             if p.threads <= self.threads.max(1) {
@@ -170,8 +159,7 @@ pub fn measure_cpu() -> CpuProfile {
                 // dot product (two FMAs per lane) only with AVX512-BF16.
                 f16_gflops: f32_gflops,
                 bf16_gflops: if bf16_native { 2.0 * f32_gflops } else { f32_gflops },
-                gemm_gflops: Some(gemm_rates(t as usize)),
-                gemv_gbs: Some(gemv_gbs(t as usize)),
+                kernels: measure_kernels(t as usize),
             }
         })
         .collect();
@@ -264,70 +252,4 @@ unsafe fn fma_loop_avx2(iters: usize, seed: f32) -> f64 {
     }
     std::hint::black_box(acc);
     (iters * 10 * 8 * 2) as f64
-}
-
-/// Times rs-llama's own one-token matmul over decode-sized f16 matrices (a layer's worth, 1024 →
-/// 4096 and back, 16 MiB) cycled through 64 MiB of distinct weights so that they come from DRAM.
-fn gemv_gbs(threads: usize) -> f64 {
-    use crate::cpu::matmul::{matmul, WeightView};
-    use half::f16;
-    const N_IN: usize = 1024;
-    const N_OUT: usize = 4096;
-    const MATS: usize = 8;
-    let w: Vec<f16> =
-        (0..MATS * N_IN * N_OUT).map(|i| f16::from_f32(((i % 2000) as f32 - 1000.0) * 1e-4)).collect();
-    let x: Vec<f32> = (0..N_OUT).map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-3).collect();
-    let mut y = vec![0f32; N_OUT];
-    let Ok(pool) = rayon::ThreadPoolBuilder::new().num_threads(threads).build() else { return 0.0 };
-    pool.install(|| {
-        let mut pass = || {
-            for (m, wm) in w.chunks_exact(N_IN * N_OUT).enumerate() {
-                // Alternate the shapes as a layer does (up, then down).
-                let (n_in, n_out) = if m % 2 == 0 { (N_IN, N_OUT) } else { (N_OUT, N_IN) };
-                matmul(&x[..n_in], WeightView::F16(wm), n_in, n_out, &mut y[..n_out]);
-            }
-        };
-        pass(); // warm-up
-        let reps = 4;
-        let start = std::time::Instant::now();
-        for _ in 0..reps {
-            pass();
-        }
-        let secs = start.elapsed().as_secs_f64().max(1e-9);
-        (w.len() * 2 * reps) as f64 / secs / 1e9
-    })
-}
-
-/// Times rs-llama's own CPU matmul on a prefill-sized problem (64 tokens, 1024 → 1024) with `threads`
-/// threads, per weight type: what the executor will really get, kernels and threading included.
-fn gemm_rates(threads: usize) -> GemmRates {
-    use crate::cpu::matmul::{matmul, WeightView};
-    use half::{bf16, f16};
-    const N_TOK: usize = 64;
-    const N: usize = 1024;
-    let x: Vec<f32> = (0..N_TOK * N).map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-3).collect();
-    let w32: Vec<f32> = (0..N * N).map(|i| ((i * 104729 % 2000) as f32 - 1000.0) * 1e-4).collect();
-    let w16: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
-    let wb16: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
-    let mut y = vec![0f32; N_TOK * N];
-    let Ok(pool) = rayon::ThreadPoolBuilder::new().num_threads(threads).build() else {
-        return GemmRates { f32: 0.0, f16: 0.0, bf16: 0.0 };
-    };
-    let mut rate = |w: WeightView<'_>| {
-        pool.install(|| {
-            matmul(&x, w, N, N, &mut y); // warm-up
-            let reps = 8;
-            let start = std::time::Instant::now();
-            for _ in 0..reps {
-                matmul(&x, w, N, N, &mut y);
-            }
-            let secs = start.elapsed().as_secs_f64().max(1e-9);
-            (2 * N_TOK * N * N * reps) as f64 / secs / 1e9
-        })
-    };
-    GemmRates {
-        f32: rate(WeightView::F32(&w32)),
-        f16: rate(WeightView::F16(&w16)),
-        bf16: rate(WeightView::BF16(&wb16)),
-    }
 }

@@ -5,6 +5,17 @@ use serde::{Deserialize, Serialize};
 
 use super::shapes::ModelShape;
 
+/// Elements per token of a layer's elementwise work on the attention side: two RMSNorms and two
+/// residual adds over the embedding, rope over Q and K, the KV store of K and V.
+pub fn attention_elementwise(n_embd: usize, q_dims: usize, k_dims: usize, v_dims: usize) -> usize {
+    4 * n_embd + q_dims + 2 * k_dims + v_dims
+}
+
+/// Elements per token of an FFN block's elementwise work: SwiGLU over its rows.
+pub fn ffn_elementwise(rows: usize) -> usize {
+    rows
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TaskKind {
@@ -140,6 +151,29 @@ impl TaskGraph {
             }
             _ => matmul,
         }
+    }
+
+    /// Elements of elementwise work (norms, adds, rope, KV store, SwiGLU, expert weighting) per
+    /// token the task processes; `cost` turns them into time with the measured elementwise rate.
+    pub fn elementwise_elems(&self, id: usize) -> f64 {
+        let s = &self.shape;
+        let dims = |heads: u64, dim: u64| (heads * dim) as usize;
+        let rows = match self.tasks[id].kind {
+            TaskKind::Attention => {
+                let (q, k, v) =
+                    (dims(s.n_head, s.head_dim_k), dims(s.n_head_kv, s.head_dim_k), dims(s.n_head_kv, s.head_dim_v));
+                return attention_elementwise(s.n_embd as usize, q, k, v) as f64;
+            }
+            TaskKind::Router => return 0.0,
+            TaskKind::FfnRows { block, blocks } => {
+                s.n_ff * u64::from(block + 1) / u64::from(blocks) - s.n_ff * u64::from(block) / u64::from(blocks)
+            }
+            // The weighted sum into the layer's output adds one embedding row per token.
+            TaskKind::Expert { .. } => return (ffn_elementwise(s.n_ff_exp as usize) + s.n_embd as usize) as f64,
+            TaskKind::SharedExpert => return (ffn_elementwise(s.n_ff_shexp as usize) + s.n_embd as usize) as f64,
+            TaskKind::Output => return s.n_embd as f64,
+        };
+        ffn_elementwise(rows as usize) as f64
     }
 
     /// KV cache bytes read and written for `n` new tokens after `ctx` (attention only).

@@ -61,7 +61,9 @@ impl CostModel {
     /// The profile's measured kernel rates, when it has usable ones.
     fn kernels(&self) -> Option<KernelRates> {
         self.cpu.kernels.filter(|k| {
-            let types = [k.gemm_gflops, k.gemv_gbs].iter().all(|r| r.f32 > 0.0 && r.f16 > 0.0 && r.bf16 > 0.0);
+            let types = [k.gemm_gflops, k.expert_gflops, k.gemv_gbs]
+                .iter()
+                .all(|r| r.f32 > 0.0 && r.f16 > 0.0 && r.bf16 > 0.0);
             types && k.attn_prefill_gflops > 0.0 && k.attn_decode_gflops > 0.0 && k.elementwise_gelems > 0.0
         })
     }
@@ -95,20 +97,40 @@ impl CostModel {
     }
 
     pub fn cpu_time(&self, bytes: f64, flops: f64) -> f64 {
-        (bytes / self.cpu_stream_bw()).max(flops / self.cpu_flops()) + CPU_TASK_OVERHEAD_S
+        self.cpu_time_at(bytes, flops, self.cpu_flops(), CPU_TASK_OVERHEAD_S)
+    }
+
+    fn cpu_time_at(&self, bytes: f64, flops: f64, flops_per_s: f64, overhead: f64) -> f64 {
+        (bytes / self.cpu_stream_bw()).max(flops / flops_per_s) + overhead
+    }
+
+    /// A layer's CPU row blocks run as one matmul per weight, so they share one dispatch.
+    fn dispatch_overhead(kind: TaskKind) -> f64 {
+        match kind {
+            TaskKind::FfnRows { blocks, .. } => CPU_TASK_OVERHEAD_S / f64::from(blocks.max(1)),
+            _ => CPU_TASK_OVERHEAD_S,
+        }
     }
 
     /// Task `id`'s CPU time for `n` tokens. With measured kernels: its matmuls as [`Self::cpu_time`],
     /// plus its attention at the measured attention rate (tiled from a prompt's worth of tokens,
     /// as the engine switches) and its elementwise work at the measured elementwise rate.
     fn cpu_task_time(&self, g: &TaskGraph, id: usize, n: u64, bytes: f64, flops: f64) -> f64 {
-        let Some(k) = self.kernels() else { return self.cpu_time(bytes, flops) };
+        let overhead = Self::dispatch_overhead(g.tasks[id].kind);
+        let Some(k) = self.kernels() else {
+            return self.cpu_time_at(bytes, flops, self.cpu_flops(), overhead);
+        };
         let matmul_flops = 2.0 * g.tasks[id].params as f64 * n as f64;
         let attn_gflops =
             if n as usize >= GGML_TILE_TOKENS { k.attn_prefill_gflops } else { k.attn_decode_gflops };
         let attention = (flops - matmul_flops).max(0.0) / (attn_gflops * 1e9);
         let elementwise = n as f64 * g.elementwise_elems(id) / (k.elementwise_gelems * 1e9);
-        self.cpu_time(bytes, matmul_flops) + attention + elementwise
+        // Routed experts run as `mul_mat_id`, whose order needs its own (slower) tile.
+        let matmul_rate = match g.tasks[id].kind {
+            TaskKind::Expert { .. } => self.of_type(&k.expert_gflops) * 1e9,
+            _ => self.cpu_flops(),
+        };
+        self.cpu_time_at(bytes, matmul_flops, matmul_rate, overhead) + attention + elementwise
     }
 
     pub fn gpu_time(&self, bytes: f64, flops: f64, kernels: f64) -> f64 {
@@ -188,5 +210,74 @@ mod tests {
         assert!((one.cpu - 352e6 / 64e9).abs() < 0.001, "cpu {}", one.cpu);
         let crossover = (1..200).find(|&n| c.task(&g, e, n, 0).cpu > one.copy + c.task(&g, e, n, 0).gpu);
         assert!(matches!(crossover, Some(20..=60)), "{crossover:?}");
+    }
+}
+
+#[cfg(test)]
+mod measured_tests {
+    use super::*;
+    use crate::plan::presets::preset;
+    use crate::plan::probe::{KernelRates, TypeRates};
+    use crate::plan::shapes::ModelShape;
+
+    /// A CPU-only profile whose kernel rates are round numbers, so every term can be written out.
+    fn measured() -> CostModel {
+        let mut hw = preset("rtx4090-ddr5").unwrap();
+        hw.gpu = None;
+        hw.pcie = None;
+        let same = |v: f64| TypeRates { f32: v, f16: v, bf16: v };
+        for p in &mut hw.cpu.points {
+            p.mem_gbs = 100.0;
+            p.kernels = Some(KernelRates {
+                gemm_gflops: same(100.0),
+                expert_gflops: same(50.0),
+                gemv_gbs: same(20.0),
+                attn_prefill_gflops: 40.0,
+                attn_decode_gflops: 10.0,
+                elementwise_gelems: 2.0,
+            });
+        }
+        CostModel::new(&hw, WeightType::F16, true)
+    }
+
+    #[test]
+    fn measured_cpu_time_adds_matmul_attention_and_elementwise_terms() {
+        let c = measured();
+        let s = ModelShape::named("mixtral-8x7b", WeightType::F16).unwrap();
+        let g = TaskGraph::build(&s, 8, 4096);
+        let a = g.layers[0].attention;
+        let (params, bytes) = (g.tasks[a].params as f64, g.tasks[a].bytes as f64);
+        let elems = g.elementwise_elems(a);
+        // 4096 wide, 32 heads of 128, 8 KV heads: 4·4096 + 4096 + 2·1024 + 1024 elements per token.
+        assert_eq!(elems, (4 * 4096 + 4096 + 2 * 1024 + 1024) as f64);
+        for (n, ctx, attn_rate) in [(512u64, 0u64, 40e9), (1, 600, 10e9)] {
+            let attn_flops = g.flops(a, n, ctx) - 2.0 * params * n as f64;
+            let kv = g.kv_bytes(a, n, ctx);
+            let matmul = ((bytes + kv) / 20e9).max(2.0 * params * n as f64 / 100e9);
+            let want = matmul + CPU_TASK_OVERHEAD_S + attn_flops / attn_rate + n as f64 * elems / 2e9;
+            let got = c.task(&g, a, n, ctx).cpu;
+            assert!((got - want).abs() < 1e-12 * want.max(1.0), "n={n}: {got} vs {want}");
+        }
+        // A routed expert's matmuls run at the expert rate; it also adds its rows' SwiGLU and its
+        // embedding row of the weighted sum.
+        let e = g.layers[0].ffn[0];
+        let (eparams, ebytes) = (g.tasks[e].params as f64, g.tasks[e].bytes as f64);
+        let want = (ebytes / 20e9).max(2.0 * eparams * 128.0 / 50e9)
+            + CPU_TASK_OVERHEAD_S
+            + 128.0 * (14336.0 + 4096.0) / 2e9;
+        let got = c.task(&g, e, 128, 0).cpu;
+        assert!((got - want).abs() < 1e-12 * want, "{got} vs {want}");
+    }
+
+    #[test]
+    fn a_layers_cpu_row_blocks_share_one_dispatch() {
+        let c = measured();
+        let s = ModelShape::named("llama-2-13b", WeightType::F16).unwrap();
+        let g = TaskGraph::build(&s, 8, 4096);
+        let blocks = &g.layers[0].ffn;
+        let sum: f64 = blocks.iter().map(|&b| c.task(&g, b, 1, 0).cpu).sum();
+        let bytes: f64 = blocks.iter().map(|&b| g.tasks[b].bytes as f64).sum();
+        let want = bytes / 20e9 + CPU_TASK_OVERHEAD_S + s.n_ff as f64 / 2e9;
+        assert!((sum - want).abs() < 1e-9, "{sum} vs {want}");
     }
 }

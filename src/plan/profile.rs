@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-pub use super::probe::{KernelRates, TypeRates};
 use super::probe::measure_kernels;
+pub use super::probe::{KernelRates, TypeRates};
 use super::PlanError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

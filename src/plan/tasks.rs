@@ -157,23 +157,21 @@ impl TaskGraph {
     /// token the task processes; `cost` turns them into time with the measured elementwise rate.
     pub fn elementwise_elems(&self, id: usize) -> f64 {
         let s = &self.shape;
-        let dims = |heads: u64, dim: u64| (heads * dim) as usize;
-        let rows = match self.tasks[id].kind {
-            TaskKind::Attention => {
-                let (q, k, v) =
-                    (dims(s.n_head, s.head_dim_k), dims(s.n_head_kv, s.head_dim_k), dims(s.n_head_kv, s.head_dim_v));
-                return attention_elementwise(s.n_embd as usize, q, k, v) as f64;
-            }
-            TaskKind::Router => return 0.0,
+        let (embd, q) = (s.n_embd as usize, (s.n_head * s.head_dim_k) as usize);
+        let (k, v) = ((s.n_head_kv * s.head_dim_k) as usize, (s.n_head_kv * s.head_dim_v) as usize);
+        let elems = match self.tasks[id].kind {
+            TaskKind::Attention => attention_elementwise(embd, q, k, v),
+            TaskKind::Router => 0,
             TaskKind::FfnRows { block, blocks } => {
-                s.n_ff * u64::from(block + 1) / u64::from(blocks) - s.n_ff * u64::from(block) / u64::from(blocks)
+                let edge = |b: u32| (s.n_ff * u64::from(b) / u64::from(blocks)) as usize;
+                ffn_elementwise(edge(block + 1) - edge(block))
             }
-            // The weighted sum into the layer's output adds one embedding row per token.
-            TaskKind::Expert { .. } => return (ffn_elementwise(s.n_ff_exp as usize) + s.n_embd as usize) as f64,
-            TaskKind::SharedExpert => return (ffn_elementwise(s.n_ff_shexp as usize) + s.n_embd as usize) as f64,
-            TaskKind::Output => return s.n_embd as f64,
+            // An expert's output is also weighted into the layer's: one embedding row per token.
+            TaskKind::Expert { .. } => ffn_elementwise(s.n_ff_exp as usize) + embd,
+            TaskKind::SharedExpert => ffn_elementwise(s.n_ff_shexp as usize) + embd,
+            TaskKind::Output => embd,
         };
-        ffn_elementwise(rows as usize) as f64
+        elems as f64
     }
 
     /// KV cache bytes read and written for `n` new tokens after `ctx` (attention only).

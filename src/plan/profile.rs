@@ -133,9 +133,9 @@ impl HwProfile {
     }
 }
 
-/// Measures this machine's CPU: read bandwidth and FMA ceiling with 1 thread and with all threads.
-/// Takes about a second. The FMA figure is a ceiling (a register-resident loop); real GEMM kernels
-/// reach a fraction of it, which the cost model applies (`cost::CPU_FLOP_EFFICIENCY`).
+/// Measures this machine's CPU with 1 thread and with all threads: read bandwidth and FMA ceiling
+/// (a register-resident loop), then what rs-llama's own kernels reach (`probe`), which the cost
+/// model uses in place of fractions of the ceilings. Takes about eight seconds.
 pub fn measure_cpu() -> CpuProfile {
     let n_threads = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
     let mut counts = vec![1];

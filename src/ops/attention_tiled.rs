@@ -115,35 +115,41 @@ fn head_rows(
     let mut max = vec![f32::NEG_INFINITY; n];
     let mut sum = vec![0f32; n];
     let mut acc = vec![0f32; n * dv];
-    let mut kq = [0f32; KV_TILE];
+    let mut kq = [[0f32; KV_TILE]; 2];
     for (tile, c0) in (0..n_kv).step_by(KV_TILE).enumerate() {
         let len = KV_TILE.min(n_kv - c0);
         let (kt, vt) = wide.tile(kvh, tile);
-        for (i, t) in rows.clone().enumerate() {
-            let pos = pos0 + t;
-            if pos < c0 {
-                continue; // the whole tile is in this row's future
-            }
-            let qh = &q[(t * s.n_head + h) * dk..][..dk];
-            (kern.scores)(qh, kt, &mut kq);
-            let tile_max = if len == KV_TILE && c0 + KV_TILE <= pos + 1 {
-                scale_and_max(&mut kq, scale)
+        // Rows see the tile from the first whose position reaches it; they go through in pairs.
+        let first = (c0.saturating_sub(pos0)).max(rows.start) - rows.start;
+        let mut i = first;
+        while i < n {
+            let pair = i + 1 < n;
+            let q_of = |i: usize| &q[((rows.start + i) * s.n_head + h) * dk..][..dk];
+            if pair {
+                let [a, b] = &mut kq;
+                (kern.scores_pair)([q_of(i), q_of(i + 1)], kt, [a, b]);
             } else {
-                for (j, x) in kq.iter_mut().enumerate() {
-                    *x = if j < len && c0 + j <= pos { *x * scale } else { f32::NEG_INFINITY };
-                }
-                kq.iter().copied().fold(f32::NEG_INFINITY, f32::max)
-            };
-            let new_max = max[i].max(tile_max);
-            let row = &mut acc[i * dv..][..dv];
-            if new_max > max[i] {
-                let rescale = (max[i] - new_max).exp();
-                row.iter_mut().for_each(|x| *x *= rescale);
-                sum[i] *= rescale;
+                (kern.scores)(q_of(i), kt, &mut kq[0]);
             }
-            max[i] = new_max;
-            sum[i] = (sum[i] as f64 + exp_shifted_sum(&mut kq, new_max)) as f32;
-            (kern.weighted_sum)(&kq, vt, row);
+            for (r, scores) in kq.iter_mut().take(1 + usize::from(pair)).enumerate() {
+                let row = i + r;
+                let tile_max = mask_scale_max(scores, c0, len, pos0 + rows.start + row, scale);
+                let new_max = max[row].max(tile_max);
+                if new_max > max[row] {
+                    let rescale = (max[row] - new_max).exp();
+                    acc[row * dv..][..dv].iter_mut().for_each(|x| *x *= rescale);
+                    sum[row] *= rescale;
+                }
+                max[row] = new_max;
+                sum[row] = (sum[row] as f64 + exp_shifted_sum(scores, new_max)) as f32;
+            }
+            if pair {
+                let (a, b) = acc[i * dv..][..2 * dv].split_at_mut(dv);
+                (kern.weighted_sum_pair)([&kq[0], &kq[1]], vt, [a, b]);
+            } else {
+                (kern.weighted_sum)(&kq[0], vt, &mut acc[i * dv..][..dv]);
+            }
+            i += 1 + usize::from(pair);
         }
     }
     for (row, s) in acc.chunks_exact_mut(dv).zip(&sum) {
@@ -151,6 +157,18 @@ fn head_rows(
         row.iter_mut().for_each(|x| *x *= inv);
     }
     acc
+}
+
+/// The tile's scores for the row at `pos`: scaled, positions past `pos` (or past the cache) masked
+/// to −∞; returns their max.
+fn mask_scale_max(kq: &mut [f32; KV_TILE], c0: usize, len: usize, pos: usize, scale: f32) -> f32 {
+    if len == KV_TILE && c0 + KV_TILE <= pos + 1 {
+        return scale_and_max(kq, scale);
+    }
+    for (j, x) in kq.iter_mut().enumerate() {
+        *x = if j < len && c0 + j <= pos { *x * scale } else { f32::NEG_INFINITY };
+    }
+    kq.iter().copied().fold(f32::NEG_INFINITY, f32::max)
 }
 
 /// Scales a tile wholly in the row's past and returns its max, in lanes the compiler vectorises

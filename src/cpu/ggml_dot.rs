@@ -353,39 +353,30 @@ mod x86 {
 
 #[cfg(test)]
 mod tests {
+    /// Each bf16 tile against the one-output dot whose order it keeps: the expert tile
+    /// (`ggml_vec_dot_bf16`) and the tinyBLAS tile.
     #[test]
-    fn the_expert_bf16_tile_gives_each_outputs_vec_dot() {
+    fn the_bf16_tiles_give_each_outputs_own_dot() {
         if !has_dpbf16() {
             return;
         }
-        for n in [64usize, 100, 576, 1000] {
-            let w: Vec<bf16> = values(n as u64, 4 * n).into_iter().map(bf16::from_f32).collect();
-            let x: Vec<bf16> = values(5 + n as u64, 4 * n).into_iter().map(bf16::from_f32).collect();
-            let mut out = [0f32; 16];
-            tile_4x4_vec_dot_bf16_dp(&w, &x, n, &mut out);
-            for r in 0..4 {
-                for t in 0..4 {
-                    let want = vec_dot_bf16(&w[r * n..][..n], &x[t * n..][..n]);
-                    assert_eq!(out[r * 4 + t].to_bits(), want.to_bits(), "n={n} r={r} t={t}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn the_bf16_tile_gives_each_outputs_own_dot() {
-        if !has_dpbf16() {
-            return;
-        }
-        for n in [32usize, 40, 576, 1000] {
-            let w: Vec<bf16> = values(n as u64, 4 * n).into_iter().map(bf16::from_f32).collect();
-            let x: Vec<bf16> = values(3 + n as u64, 4 * n).into_iter().map(bf16::from_f32).collect();
-            let mut out = [0f32; 16];
-            tile_bf16_dp::<4>(&w, &x, n, &mut out);
-            for r in 0..4 {
-                for t in 0..4 {
-                    let want = gemm_dot_bf16_dp(&w[r * n..][..n], &x[t * n..][..n]);
-                    assert_eq!(out[r * 4 + t].to_bits(), want.to_bits(), "n={n} r={r} t={t}");
+        type Tile = fn(&[bf16], &[bf16], usize, &mut [f32]);
+        type Dot = fn(&[bf16], &[bf16]) -> f32;
+        let cases: [(&str, Tile, Dot, [usize; 4], u64); 2] = [
+            ("expert", tile_4x4_vec_dot_bf16_dp, vec_dot_bf16, [64, 100, 576, 1000], 5),
+            ("tinyBLAS", tile_bf16_dp::<4>, gemm_dot_bf16_dp, [32, 40, 576, 1000], 3),
+        ];
+        for (name, tile, dot, sizes, seed) in cases {
+            for n in sizes {
+                let w: Vec<bf16> = values(n as u64, 4 * n).into_iter().map(bf16::from_f32).collect();
+                let x: Vec<bf16> = values(seed + n as u64, 4 * n).into_iter().map(bf16::from_f32).collect();
+                let mut out = [0f32; 16];
+                tile(&w, &x, n, &mut out);
+                for r in 0..4 {
+                    for t in 0..4 {
+                        let want = dot(&w[r * n..][..n], &x[t * n..][..n]);
+                        assert_eq!(out[r * 4 + t].to_bits(), want.to_bits(), "{name} n={n} r={r} t={t}");
+                    }
                 }
             }
         }

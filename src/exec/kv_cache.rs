@@ -42,7 +42,9 @@ impl KvCache {
         // A prompt's rows are converted on every thread; one token's stay on this one.
         const CHUNK: usize = 1 << 14;
         let pairs = kd.par_chunks_mut(CHUNK).zip(k.par_chunks(CHUNK));
-        pairs.chain(vd.par_chunks_mut(CHUNK).zip(v.par_chunks(CHUNK))).for_each(|(d, s)| {
+        let all = pairs.chain(vd.par_chunks_mut(CHUNK).zip(v.par_chunks(CHUNK)));
+        // One token's K and V are a chunk each: keep the two together.
+        all.with_min_len(2).for_each(|(d, s)| {
             for (d, s) in d.iter_mut().zip(s) {
                 *d = f16::from_f32(*s);
             }

@@ -149,6 +149,9 @@ fn run(args: Args) -> Result<()> {
 }
 
 fn profile() -> Result<()> {
+    // The kernels allocate scratch of megabytes per call: probe them under the allocator settings
+    // that rs-llama and rs-llama-bench run them with, or every call pays fresh page faults.
+    rs_llama::cli::threads::keep_freed_memory();
     let start = std::time::Instant::now();
     let cpu = measure_cpu();
     let dram = cpu.at().mem_gbs;

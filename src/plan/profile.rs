@@ -146,11 +146,15 @@ pub fn measure_cpu() -> CpuProfile {
     let words = 32usize << 20;
     let buffer: Vec<u64> = (0..words as u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
     let bf16_native = has_avx512_bf16();
+    let ceilings: Vec<(f64, f64)> =
+        counts.iter().map(|&t| (read_bandwidth_gbs(&buffer, t as usize), fma_gflops(t as usize))).collect();
+    drop(buffer);
+    let kernels = measure_kernels(&counts.iter().map(|&t| t as usize).collect::<Vec<_>>());
     let points = counts
         .iter()
-        .map(|&t| {
-            let mem_gbs = read_bandwidth_gbs(&buffer, t as usize);
-            let f32_gflops = fma_gflops(t as usize);
+        .zip(ceilings)
+        .zip(kernels)
+        .map(|((&t, (mem_gbs, f32_gflops)), kernels)| {
             CpuPoint {
                 threads: t,
                 mem_gbs,
@@ -159,7 +163,7 @@ pub fn measure_cpu() -> CpuProfile {
                 // dot product (two FMAs per lane) only with AVX512-BF16.
                 f16_gflops: f32_gflops,
                 bf16_gflops: if bf16_native { 2.0 * f32_gflops } else { f32_gflops },
-                kernels: measure_kernels(t as usize),
+                kernels,
             }
         })
         .collect();

@@ -20,8 +20,12 @@ pub const CPU_FLOP_EFFICIENCY: f64 = 0.5;
 pub const GPU_FLOP_EFFICIENCY: f64 = 0.7;
 pub const GPU_BW_EFFICIENCY: f64 = 0.85;
 /// Thread wake-up and barrier per parallel dispatch on the CPU (rayon on this 2-core machine:
-/// 8–11 µs when the workers have gone idle between dispatches, as they do between decode ops).
+/// 8–11 µs when the workers have gone idle between dispatches, as they do between decode ops),
+/// where the profile has not measured it.
 pub const CPU_TASK_OVERHEAD_S: f64 = 10e-6;
+/// Parallel dispatches of a dense layer's decode step: Q/K/V, attention, O, gate/up, down; the
+/// profile's `decode_layer_us` is shared among them.
+pub const DECODE_LAYER_DISPATCHES: f64 = 5.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TaskCost {
@@ -98,7 +102,17 @@ impl CostModel {
     }
 
     pub fn cpu_time(&self, bytes: f64, flops: f64) -> f64 {
-        self.cpu_time_at(bytes, flops, self.cpu_flops(), CPU_TASK_OVERHEAD_S)
+        self.cpu_time_at(bytes, flops, self.cpu_flops(), self.dispatch_secs())
+    }
+
+    /// One parallel dispatch: the measured fixed cost of a decode layer over its dispatches (it
+    /// also holds the layer's small ops between them, a few µs that the elementwise term counts
+    /// again), or [`CPU_TASK_OVERHEAD_S`].
+    fn dispatch_secs(&self) -> f64 {
+        match self.kernels() {
+            Some(k) if k.decode_layer_us > 0.0 => k.decode_layer_us * 1e-6 / DECODE_LAYER_DISPATCHES,
+            _ => CPU_TASK_OVERHEAD_S,
+        }
     }
 
     fn cpu_time_at(&self, bytes: f64, flops: f64, flops_per_s: f64, overhead: f64) -> f64 {
@@ -108,21 +122,21 @@ impl CostModel {
     /// Parallel dispatches a task costs the CPU executor: attention is Q/K/V, the attention
     /// itself and O; an FFN gate with up, then down; a layer's CPU row blocks run as one matmul
     /// per weight, so they share their layer's two.
-    fn dispatch_overhead(kind: TaskKind) -> f64 {
+    fn dispatch_overhead(&self, kind: TaskKind) -> f64 {
         let dispatches = match kind {
             TaskKind::Attention => 3.0,
             TaskKind::FfnRows { blocks, .. } => 2.0 / f64::from(blocks.max(1)),
             TaskKind::Expert { .. } | TaskKind::SharedExpert => 2.0,
             TaskKind::Router | TaskKind::Output => 1.0,
         };
-        dispatches * CPU_TASK_OVERHEAD_S
+        dispatches * self.dispatch_secs()
     }
 
     /// Task `id`'s CPU time for `n` tokens. With measured kernels: its matmuls as [`Self::cpu_time`],
     /// plus its attention at the measured attention rate (tiled from a prompt's worth of tokens,
     /// as the engine switches) and its elementwise work at the measured elementwise rate.
     fn cpu_task_time(&self, g: &TaskGraph, id: usize, n: u64, bytes: f64, flops: f64) -> f64 {
-        let overhead = Self::dispatch_overhead(g.tasks[id].kind);
+        let overhead = self.dispatch_overhead(g.tasks[id].kind);
         let Some(k) = self.kernels() else {
             return self.cpu_time_at(bytes, flops, self.cpu_flops(), overhead);
         };
@@ -238,6 +252,8 @@ mod measured_tests {
                 gemm_gflops: same(100.0),
                 expert_gflops: same(50.0),
                 gemv_gbs: same(20.0),
+                // 10 µs for each of a decode layer's five dispatches.
+                decode_layer_us: 50.0,
                 attn_prefill_gflops: 40.0,
                 attn_decode_gflops: 10.0,
                 elementwise_gelems: 2.0,
@@ -260,7 +276,7 @@ mod measured_tests {
             let attn_flops = g.flops(a, n, ctx) - 2.0 * params * n as f64;
             let kv = g.kv_bytes(a, n, ctx);
             let matmul = ((bytes + kv) / 20e9).max(2.0 * params * n as f64 / 100e9);
-            let want = matmul + 3.0 * CPU_TASK_OVERHEAD_S + attn_flops / attn_rate + n as f64 * elems / 2e9;
+            let want = matmul + 3.0 * 10e-6 + attn_flops / attn_rate + n as f64 * elems / 2e9;
             let got = c.task(&g, a, n, ctx).cpu;
             assert!((got - want).abs() < 1e-12 * want.max(1.0), "n={n}: {got} vs {want}");
         }
@@ -269,7 +285,7 @@ mod measured_tests {
         let e = g.layers[0].ffn[0];
         let (eparams, ebytes) = (g.tasks[e].params as f64, g.tasks[e].bytes as f64);
         let want = (ebytes / 20e9).max(2.0 * eparams * 128.0 / 50e9)
-            + 2.0 * CPU_TASK_OVERHEAD_S
+            + 2.0 * 10e-6
             + 128.0 * (14336.0 + 4096.0) / 2e9;
         let got = c.task(&g, e, 128, 0).cpu;
         assert!((got - want).abs() < 1e-12 * want, "{got} vs {want}");
@@ -283,7 +299,7 @@ mod measured_tests {
         let blocks = &g.layers[0].ffn;
         let sum: f64 = blocks.iter().map(|&b| c.task(&g, b, 1, 0).cpu).sum();
         let bytes: f64 = blocks.iter().map(|&b| g.tasks[b].bytes as f64).sum();
-        let want = bytes / 20e9 + 2.0 * CPU_TASK_OVERHEAD_S + s.n_ff as f64 / 2e9;
+        let want = bytes / 20e9 + 2.0 * 10e-6 + s.n_ff as f64 / 2e9;
         assert!((sum - want).abs() < 1e-9, "{sum} vs {want}");
     }
 }

@@ -10,7 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::tasks::{attention_elementwise, ffn_elementwise};
 use crate::cpu::matmul::{matmul, matmul_many, matmul_per_row, WeightView};
+use crate::exec::kv_cache::KvCache;
 use crate::ops::attention::{attention, AttnShape};
+use crate::ops::ffn::swiglu_parallel;
+use crate::ops::rmsnorm::{add_into, rms_norm};
+use crate::ops::rope::{rope, RopeParams, RopeStyle};
 
 /// Achieved rates of rs-llama's CPU kernels with one thread count.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -19,8 +23,14 @@ pub struct KernelRates {
     pub gemm_gflops: TypeRates,
     /// Routed-expert matmuls (`mul_mat_id` order, 128 tokens, 1024 → 2816 → 1024), GFLOP/s per type.
     pub expert_gflops: TypeRates,
-    /// One-token matmuls streaming weights from DRAM in a decode step's pattern, GB/s of weights.
+    /// One-token matmuls streaming weights from DRAM, GB/s of weights: decode steps of probe
+    /// layers, less their fixed cost (`decode_layer_us` per layer).
     pub gemv_gbs: TypeRates,
+    /// The fixed cost of one layer's decode step, µs: its five parallel dispatches and the small
+    /// ops between them, measured on a layer whose matmuls cost next to nothing. 0 in profiles
+    /// written before it was measured (the cost model then assumes 10 µs per dispatch).
+    #[serde(default)]
+    pub decode_layer_us: f64,
     /// Attention, GFLOP/s (QK and PV): a 512-token prompt, and one token over 512 cached positions.
     pub attn_prefill_gflops: f64,
     pub attn_decode_gflops: f64,
@@ -48,34 +58,57 @@ const PROMPT: usize = 512;
 /// Runs every probe with each thread count (one pool each): about four seconds per count, after
 /// a second or two of building the probes' buffers (about 700 MB), which all counts share.
 pub fn measure_kernels(thread_counts: &[usize]) -> Vec<Option<KernelRates>> {
-    let Some(elementwise) = elementwise_probe() else { return vec![None; thread_counts.len()] };
-    let mut probes = [
-        gemm_probe(WeightKind::F32),
-        gemm_probe(WeightKind::F16),
-        gemm_probe(WeightKind::Bf16),
-        expert_probe(WeightKind::F32),
-        expert_probe(WeightKind::F16),
-        expert_probe(WeightKind::Bf16),
-        gemv_probe(WeightKind::F32),
-        gemv_probe(WeightKind::F16),
-        gemv_probe(WeightKind::Bf16),
-        attention_probe(PROMPT, 0),
-        attention_probe(1, PROMPT - 1),
-        elementwise,
-    ];
+    let built = (|| {
+        Some([
+            gemm_probe(WeightKind::F32),
+            gemm_probe(WeightKind::F16),
+            gemm_probe(WeightKind::Bf16),
+            expert_probe(WeightKind::F32),
+            expert_probe(WeightKind::F16),
+            expert_probe(WeightKind::Bf16),
+            gemv_probe(WeightKind::F32)?,
+            gemv_probe(WeightKind::F16)?,
+            gemv_probe(WeightKind::Bf16)?,
+            attention_probe(PROMPT, 0),
+            attention_probe(1, PROMPT - 1),
+            elementwise_probe()?,
+            decode_overhead_probe()?,
+        ])
+    })();
+    let Some(mut probes) = built else { return vec![None; thread_counts.len()] };
     let mut at = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().ok()?;
         let rates = pool.install(|| interleaved_medians(&mut probes));
+        let layer_secs = 1e-9 / rates[12];
+        let stream = |gbs: f64, width: usize| streaming_rate(gbs, PROBE_LAYER.weights() * width, layer_secs);
         Some(KernelRates {
             gemm_gflops: TypeRates { f32: rates[0], f16: rates[1], bf16: rates[2] },
             expert_gflops: TypeRates { f32: rates[3], f16: rates[4], bf16: rates[5] },
-            gemv_gbs: TypeRates { f32: rates[6], f16: rates[7], bf16: rates[8] },
+            gemv_gbs: TypeRates {
+                f32: stream(rates[6], 4),
+                f16: stream(rates[7], 2),
+                bf16: stream(rates[8], 2),
+            },
+            decode_layer_us: layer_secs * 1e6,
             attn_prefill_gflops: rates[9],
             attn_decode_gflops: rates[10],
             elementwise_gelems: rates[11],
         })
     };
     thread_counts.iter().map(|&t| at(t)).collect()
+}
+
+/// GB/s of a decode step's weight streaming alone, from the rate `gbs` of whole steps of layers
+/// of `layer_bytes` whose fixed cost is `fixed_secs` per layer. Where the fixed cost would leave
+/// under a fifth of the step (a probe hit by a slow spell), the whole-step rate is kept.
+fn streaming_rate(gbs: f64, layer_bytes: usize, fixed_secs: f64) -> f64 {
+    let layer_secs = layer_bytes as f64 / (gbs * 1e9);
+    let streaming = layer_secs - fixed_secs;
+    if streaming > 0.2 * layer_secs {
+        layer_bytes as f64 / streaming / 1e9
+    } else {
+        gbs
+    }
 }
 
 /// A kernel call over buffers the probe owns, and the work (×1e9 flops, bytes or elements) one
@@ -206,46 +239,152 @@ fn expert_probe(kind: WeightKind) -> Probe {
     }
 }
 
-/// `(n_in, n_out)` of a probe layer's matrices in execution order: Q, K, V, O, gate, up, down.
-const LAYER_MATS: [(usize, usize); 7] = [
-    (EMBD, HEADS * HEAD_DIM),
-    (EMBD, KV_HEADS * HEAD_DIM),
-    (EMBD, KV_HEADS * HEAD_DIM),
-    (HEADS * HEAD_DIM, EMBD),
-    (EMBD, FF),
-    (EMBD, FF),
-    (FF, EMBD),
-];
-const LAYER_WEIGHTS: usize = 2 * EMBD * (HEADS + KV_HEADS) * HEAD_DIM + 3 * EMBD * FF;
-const GEMV_LAYERS: usize = (64 << 20) / LAYER_WEIGHTS;
+/// A layer's widths for the decode-step probes (heads of [`HEAD_DIM`]).
+#[derive(Clone, Copy)]
+struct LayerDims {
+    embd: usize,
+    heads: usize,
+    kv_heads: usize,
+    ff: usize,
+}
 
-/// A decode step's matmuls over probe layers (Q, K and V in one dispatch, O, gate and up in one,
-/// down), cycled through 64 Mi weights, more than a last-level cache holds, so that every pass
-/// reads them from DRAM and pays the dispatches a decode step pays. Work: GB of weights.
-fn gemv_probe(kind: WeightKind) -> Probe {
-    let w = OwnedWeights::new(kind, values(GEMV_LAYERS * LAYER_WEIGHTS, 4));
-    let x = values(FF, 3);
-    let mut ys: Vec<Vec<f32>> = LAYER_MATS.iter().map(|&(_, n_out)| vec![0f32; n_out]).collect();
-    Probe {
+const PROBE_LAYER: LayerDims = LayerDims { embd: EMBD, heads: HEADS, kv_heads: KV_HEADS, ff: FF };
+/// A layer so small that its matmuls cost next to nothing: what is left of its decode step is the
+/// dispatches and the small ops between them.
+const TINY_LAYER: LayerDims = LayerDims { embd: 64, heads: 1, kv_heads: 1, ff: 128 };
+/// Cached positions the decode-step probes attend over.
+const DECODE_CTX: usize = 64;
+
+impl LayerDims {
+    /// `(n_in, n_out)` of the matrices in execution order: Q, K, V, O, gate, up, down.
+    fn mats(self) -> [(usize, usize); 7] {
+        let (q, kv) = (self.heads * HEAD_DIM, self.kv_heads * HEAD_DIM);
+        let e = self.embd;
+        [(e, q), (e, kv), (e, kv), (q, e), (e, self.ff), (e, self.ff), (self.ff, e)]
+    }
+
+    fn weights(self) -> usize {
+        self.mats().iter().map(|&(i, o)| i * o).sum()
+    }
+}
+
+/// One token through a layer the way the engine runs it: norm, Q/K/V in one dispatch, rope, KV
+/// store, attention over [`DECODE_CTX`] positions, O, residual add, norm, gate and up in one
+/// dispatch, SwiGLU, down, residual add.
+struct DecodeLayer {
+    dims: LayerDims,
+    norm_w: Vec<f32>,
+    resid: Vec<f32>,
+    cur: Vec<f32>,
+    /// Q, K, V, attention output, O output, gate, up, down output.
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    attn: Vec<f32>,
+    o: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    down: Vec<f32>,
+    kv: KvCache,
+}
+
+impl DecodeLayer {
+    fn new(dims: LayerDims) -> Option<DecodeLayer> {
+        let (q, kv) = (dims.heads * HEAD_DIM, dims.kv_heads * HEAD_DIM);
+        let mut cache = KvCache::new(1, DECODE_CTX, kv, kv).ok()?;
+        let (k0, v0) = (values(DECODE_CTX * kv, 6), values(DECODE_CTX * kv, 7));
+        cache.store(0, 0, &k0, &v0);
+        Some(DecodeLayer {
+            dims,
+            norm_w: vec![1.0; dims.embd],
+            resid: values(dims.embd, 8),
+            cur: vec![0.0; dims.embd],
+            q: vec![0.0; q],
+            k: vec![0.0; kv],
+            v: vec![0.0; kv],
+            attn: vec![0.0; q],
+            o: vec![0.0; dims.embd],
+            gate: vec![0.0; dims.ff],
+            up: vec![0.0; dims.ff],
+            down: vec![0.0; dims.embd],
+            kv: cache,
+        })
+    }
+
+    /// `weights`: the layer's matrices back to back in [`LayerDims::mats`] order.
+    fn run(&mut self, w: &OwnedWeights, first: usize) {
+        let d = self.dims;
+        let mut at = first;
+        let mut next = |(n_in, n_out): (usize, usize)| {
+            let view = w.elements(at, n_in * n_out);
+            at += n_in * n_out;
+            view
+        };
+        let m = d.mats();
+        let (wq, wk, wv, wo) = (next(m[0]), next(m[1]), next(m[2]), next(m[3]));
+        let (wg, wu, wd) = (next(m[4]), next(m[5]), next(m[6]));
+        let pos = [DECODE_CTX - 1];
+        let rope_p = RopeParams {
+            style: RopeStyle::Norm,
+            n_rot: HEAD_DIM,
+            freq_base: 10_000.0,
+            freq_scale: 1.0,
+            freq_factors: None,
+        };
+        let shape =
+            AttnShape { n_head: d.heads, n_head_kv: d.kv_heads, head_dim_k: HEAD_DIM, head_dim_v: HEAD_DIM };
+        self.cur.copy_from_slice(&self.resid);
+        rms_norm(&mut self.cur, &self.norm_w, 1e-5);
+        matmul_many(&self.cur, d.embd, &mut [(wq, &mut self.q), (wk, &mut self.k), (wv, &mut self.v)], false);
+        rope(&mut self.q, &pos, d.heads, HEAD_DIM, &rope_p);
+        rope(&mut self.k, &pos, d.kv_heads, HEAD_DIM, &rope_p);
+        self.kv.store(0, DECODE_CTX - 1, &self.k, &self.v);
+        let (kc, vc) = self.kv.layer(0);
+        attention(&self.q, kc, vc, DECODE_CTX - 1, shape, 0.125, &mut self.attn);
+        matmul_many(&self.attn, d.heads * HEAD_DIM, &mut [(wo, &mut self.o)], false);
+        add_into(&mut self.resid, &self.o);
+        self.cur.copy_from_slice(&self.resid);
+        rms_norm(&mut self.cur, &self.norm_w, 1e-5);
+        matmul_many(&self.cur, d.embd, &mut [(wg, &mut self.gate), (wu, &mut self.up)], false);
+        swiglu_parallel(&mut self.gate, &self.up);
+        matmul_many(&self.gate, d.ff, &mut [(wd, &mut self.down)], false);
+        add_into(&mut self.resid, &self.down);
+        // Keep the residual stream bounded however many passes run.
+        rms_norm(&mut self.resid, &self.norm_w, 1e-5);
+    }
+}
+
+/// Decode steps over probe layers cycled through 64 Mi weights, more than a last-level cache
+/// holds, so that every pass reads them from DRAM. Work: GB of weights; the rate includes the
+/// layers' fixed costs, which [`decode_overhead_probe`] measures alone.
+fn gemv_probe(kind: WeightKind) -> Option<Probe> {
+    let layers = (64 << 20) / PROBE_LAYER.weights();
+    let w = OwnedWeights::new(kind, values(layers * PROBE_LAYER.weights(), 4));
+    let mut step = DecodeLayer::new(PROBE_LAYER)?;
+    Some(Probe {
         giga_work: w.bytes() as f64 / 1e9,
         run: Box::new(move || {
-            for layer in 0..GEMV_LAYERS {
-                let mut mats: Vec<(WeightView<'_>, &mut [f32])> = Vec::with_capacity(LAYER_MATS.len());
-                let mut at = layer * LAYER_WEIGHTS;
-                for (&(n_in, n_out), y) in LAYER_MATS.iter().zip(ys.iter_mut()) {
-                    mats.push((w.elements(at, n_in * n_out), &mut y[..]));
-                    at += n_in * n_out;
-                }
-                let (qkv, rest) = mats.split_at_mut(3);
-                let (o, rest) = rest.split_at_mut(1);
-                let (gate_up, down) = rest.split_at_mut(2);
-                matmul_many(&x[..EMBD], EMBD, qkv, false);
-                matmul_many(&x[..HEADS * HEAD_DIM], HEADS * HEAD_DIM, o, false);
-                matmul_many(&x[..EMBD], EMBD, gate_up, false);
-                matmul_many(&x[..FF], FF, down, false);
+            for layer in 0..layers {
+                step.run(&w, layer * PROBE_LAYER.weights());
             }
         }),
-    }
+    })
+}
+
+/// Decode steps of a tiny layer whose weights stay in cache: its time is the fixed cost of a
+/// decode layer (dispatches, wake-ups, the small ops between them). Work: ×1e9 layers.
+fn decode_overhead_probe() -> Option<Probe> {
+    const LAYERS: usize = 64;
+    let w = OwnedWeights::new(WeightKind::F16, values(TINY_LAYER.weights(), 4));
+    let mut step = DecodeLayer::new(TINY_LAYER)?;
+    Some(Probe {
+        giga_work: LAYERS as f64 / 1e9,
+        run: Box::new(move || {
+            for _ in 0..LAYERS {
+                step.run(&w, 0);
+            }
+        }),
+    })
 }
 
 /// Attention of `n_tok` query tokens after `pos0` cached ones, with the kernel the engine picks.
@@ -269,10 +408,6 @@ fn attention_probe(n_tok: usize, pos0: usize) -> Probe {
 /// The probe layer's elementwise work for a 512-token prompt. Work: elements, as
 /// [`super::tasks::TaskGraph::elementwise_elems`] counts them; `None` if the cache can't be made.
 fn elementwise_probe() -> Option<Probe> {
-    use crate::exec::kv_cache::KvCache;
-    use crate::ops::ffn::swiglu_parallel;
-    use crate::ops::rmsnorm::{add_into, rms_norm};
-    use crate::ops::rope::{rope, RopeParams, RopeStyle};
     let (q_dims, kv_dims) = (HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM);
     let x = values(PROMPT * EMBD, 8);
     let norm_w = vec![1.0f32; EMBD];
@@ -324,8 +459,56 @@ mod tests {
         assert_eq!(gemm_probe(WeightKind::F16).giga_work, 2.0 * 512.0 * 1024.0 * 1024.0 / 1e9);
         assert_eq!(expert_probe(WeightKind::Bf16).giga_work, 4.0 * 128.0 * 1024.0 * 2816.0 / 1e9);
         let layers = (64 << 20) / 11_272_192;
-        assert_eq!(gemv_probe(WeightKind::F32).giga_work, (4 * layers * 11_272_192) as f64 / 1e9);
+        assert_eq!(PROBE_LAYER.weights(), 11_272_192);
+        assert_eq!(
+            gemv_probe(WeightKind::F32).map(|p| p.giga_work),
+            Some((4 * layers * 11_272_192) as f64 / 1e9)
+        );
         assert_eq!(attention_probe(512, 0).giga_work, (4 * 64 * 16 * (512 * 513 / 2)) as f64 / 1e9);
         assert_eq!(attention_probe(1, 511).giga_work, (4 * 64 * 16 * 512) as f64 / 1e9);
+    }
+
+    #[test]
+    fn streaming_rate_takes_the_fixed_cost_out_of_a_decode_step() {
+        // 20 MB per layer at 20 GB/s whole-step: 1000 µs, of which 200 µs fixed: 25 GB/s streaming.
+        assert!((streaming_rate(20.0, 20_000_000, 200e-6) - 25.0).abs() < 1e-9);
+        // A fixed cost that would leave under a fifth of the step is a measuring accident.
+        assert_eq!(streaming_rate(20.0, 20_000_000, 900e-6), 20.0);
+    }
+
+    #[test]
+    fn a_decode_layer_step_matches_the_ops_it_stands_for() {
+        // The tiny layer's step, checked against the ops one by one with the same inputs.
+        let w = OwnedWeights::new(WeightKind::F32, values(TINY_LAYER.weights(), 4));
+        let mut step = DecodeLayer::new(TINY_LAYER).unwrap();
+        let resid0 = step.resid.clone();
+        step.run(&w, 0);
+        let OwnedWeights::F32(ws) = &w else { unreachable!() };
+        let (e, q, ff) = (64, 64, 128);
+        let norm = |x: &[f32]| {
+            let ms = x.iter().map(|v| f64::from(*v) * f64::from(*v)).sum::<f64>() / x.len() as f64;
+            x.iter().map(|v| (f64::from(*v) / (ms + 1e-5).sqrt()) as f32).collect::<Vec<f32>>()
+        };
+        let gemv = |w: &[f32], x: &[f32], n_out: usize| -> Vec<f32> {
+            (0..n_out).map(|o| w[o * x.len()..][..x.len()].iter().zip(x).map(|(a, b)| a * b).sum()).collect()
+        };
+        // Q/K/V and O weights come first; the FFN's start after them.
+        let attn_w = e * q + 2 * e * 64 + q * e;
+        let mut resid = resid0.clone();
+        for (o, a) in resid.iter_mut().zip(&step.o) {
+            *o += a;
+        }
+        let x = norm(&resid);
+        let gate = gemv(&ws[attn_w..], &x, ff);
+        let up = gemv(&ws[attn_w + e * ff..], &x, ff);
+        let act: Vec<f32> = gate.iter().zip(&up).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
+        let down = gemv(&ws[attn_w + 2 * e * ff..], &act, e);
+        for (i, (want, got)) in down.iter().zip(&step.down).enumerate() {
+            assert!((want - got).abs() < 1e-4 * (1.0 + want.abs()), "down[{i}]: {want} vs {got}");
+        }
+        let after: Vec<f32> = resid.iter().zip(&down).map(|(r, d)| r + d).collect();
+        for (i, (want, got)) in norm(&after).iter().zip(&step.resid).enumerate() {
+            assert!((want - got).abs() < 1e-4 * (1.0 + want.abs()), "resid[{i}]: {want} vs {got}");
+        }
     }
 }

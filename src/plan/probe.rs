@@ -324,13 +324,7 @@ impl DecodeLayer {
         let (wq, wk, wv, wo) = (next(m[0]), next(m[1]), next(m[2]), next(m[3]));
         let (wg, wu, wd) = (next(m[4]), next(m[5]), next(m[6]));
         let pos = [DECODE_CTX - 1];
-        let rope_p = RopeParams {
-            style: RopeStyle::Norm,
-            n_rot: HEAD_DIM,
-            freq_base: 10_000.0,
-            freq_scale: 1.0,
-            freq_factors: None,
-        };
+        let rope_p = probe_rope();
         let shape =
             AttnShape { n_head: d.heads, n_head_kv: d.kv_heads, head_dim_k: HEAD_DIM, head_dim_v: HEAD_DIM };
         self.cur.copy_from_slice(&self.resid);
@@ -351,6 +345,17 @@ impl DecodeLayer {
         add_into(&mut self.resid, &self.down);
         // Keep the residual stream bounded however many passes run.
         rms_norm(&mut self.resid, &self.norm_w, 1e-5);
+    }
+}
+
+/// LLaMA's rope over whole heads.
+fn probe_rope() -> RopeParams {
+    RopeParams {
+        style: RopeStyle::Norm,
+        n_rot: HEAD_DIM,
+        freq_base: 10_000.0,
+        freq_scale: 1.0,
+        freq_factors: None,
     }
 }
 
@@ -419,13 +424,7 @@ fn elementwise_probe() -> Option<Probe> {
     let mut gate = values(PROMPT * FF, 12);
     let up = values(PROMPT * FF, 13);
     let positions: Vec<usize> = (0..PROMPT).collect();
-    let rope_p = RopeParams {
-        style: RopeStyle::Norm,
-        n_rot: HEAD_DIM,
-        freq_base: 10_000.0,
-        freq_scale: 1.0,
-        freq_factors: None,
-    };
+    let rope_p = probe_rope();
     let mut kv = KvCache::new(1, PROMPT, kv_dims, kv_dims).ok()?;
     let per_token = attention_elementwise(EMBD, q_dims, kv_dims, kv_dims) + ffn_elementwise(FF);
     let run = move || {
@@ -480,7 +479,7 @@ mod tests {
     fn a_decode_layer_step_matches_the_ops_it_stands_for() {
         // The tiny layer's step, checked against the ops one by one with the same inputs.
         let w = OwnedWeights::new(WeightKind::F32, values(TINY_LAYER.weights(), 4));
-        let mut step = DecodeLayer::new(TINY_LAYER).unwrap();
+        let Some(mut step) = DecodeLayer::new(TINY_LAYER) else { panic!("a 64-position KV cache") };
         let resid0 = step.resid.clone();
         step.run(&w, 0);
         let OwnedWeights::F32(ws) = &w else { unreachable!() };

@@ -149,9 +149,6 @@ fn run(args: Args) -> Result<()> {
 }
 
 fn profile() -> Result<()> {
-    // The kernels allocate scratch of megabytes per call: probe them under the allocator settings
-    // that rs-llama and rs-llama-bench run them with, or every call pays fresh page faults.
-    rs_llama::cli::threads::keep_freed_memory();
     let start = std::time::Instant::now();
     let cpu = measure_cpu();
     let dram = cpu.at().mem_gbs;
@@ -170,6 +167,10 @@ fn profile() -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    // `--profile` and `--hw host` probe our kernels, which allocate scratch of megabytes per call:
+    // probe them under the allocator settings that rs-llama and rs-llama-bench run them with, or
+    // every call pays fresh page faults.
+    rs_llama::cli::threads::keep_freed_memory();
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

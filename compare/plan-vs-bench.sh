@@ -1,6 +1,6 @@
 #!/bin/bash
 # rs-llama-plan's CPU-only predictions against what rs-llama-bench measures, on a machine whose
-# speed drifts: every bench is bracketed by two fresh profiles (`rs-llama-plan --profile`, ~14 s),
+# speed drifts: every bench is bracketed by two fresh profiles (`rs-llama-plan --profile`, ~16 s),
 # a test is predicted from each and the two predictions' geometric mean is set against the bench,
 # and rounds repeat so that the median ratio and its spread can be reported. The spread of the two
 # bracketing predictions says how much the machine moved during the bench.

@@ -26,9 +26,10 @@ pub struct KernelRates {
     /// One-token matmuls streaming weights from DRAM, GB/s of weights: decode steps of probe
     /// layers, less their fixed cost (`decode_layer_us` per layer).
     pub gemv_gbs: TypeRates,
-    /// The fixed cost of one layer's decode step, µs: its five parallel dispatches and the small
-    /// ops between them, measured on a layer whose matmuls cost next to nothing. 0 in profiles
-    /// written before it was measured (the cost model then assumes 10 µs per dispatch).
+    /// The fixed cost of one layer's decode step, µs: its five parallel dispatches, the small ops
+    /// between them and each matmul's cold start, from decode steps of layers of two sizes (see
+    /// `layer_fixed_secs`). 0 in profiles written before it was measured (the cost model then
+    /// assumes 10 µs per dispatch).
     #[serde(default)]
     pub decode_layer_us: f64,
     /// Attention, GFLOP/s (QK and PV): a 512-token prompt, and one token over 512 cached positions.
@@ -55,8 +56,8 @@ const HEAD_DIM: usize = 64;
 const FF: usize = 2816;
 const PROMPT: usize = 512;
 
-/// Runs every probe with each thread count (one pool each): about four seconds per count, after
-/// a second or two of building the probes' buffers (about 700 MB), which all counts share.
+/// Runs every probe with each thread count (one pool each): about five seconds per count, after
+/// a second or two of building the probes' buffers (about 900 MB), which all counts share.
 pub fn measure_kernels(thread_counts: &[usize]) -> Vec<Option<KernelRates>> {
     let built = (|| {
         Some([
@@ -73,13 +74,18 @@ pub fn measure_kernels(thread_counts: &[usize]) -> Vec<Option<KernelRates>> {
             attention_probe(1, PROMPT - 1),
             elementwise_probe()?,
             decode_overhead_probe()?,
+            gemv_probe_of(WeightKind::F16, SMALL_LAYER)?,
         ])
     })();
     let Some(mut probes) = built else { return vec![None; thread_counts.len()] };
     let mut at = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().ok()?;
         let rates = pool.install(|| interleaved_medians(&mut probes));
-        let layer_secs = 1e-9 / rates[12];
+        let layer_secs = layer_fixed_secs(
+            (PROBE_LAYER.weights() * 2, rates[7]),
+            (SMALL_LAYER.weights() * 2, rates[13]),
+            1e-9 / rates[12],
+        );
         let stream = |gbs: f64, width: usize| streaming_rate(gbs, PROBE_LAYER.weights() * width, layer_secs);
         Some(KernelRates {
             gemm_gflops: TypeRates { f32: rates[0], f16: rates[1], bf16: rates[2] },
@@ -96,6 +102,22 @@ pub fn measure_kernels(thread_counts: &[usize]) -> Vec<Option<KernelRates>> {
         })
     };
     thread_counts.iter().map(|&t| at(t)).collect()
+}
+
+/// The fixed cost of a decode layer, seconds: where the decode-step time of layers of two sizes
+/// (`(bytes per layer, GB/s)`, both streaming from DRAM) extrapolates to at zero bytes. A step
+/// that streams pays more per matmul than one over cached weights (its first rows wait on DRAM
+/// before the prefetchers catch up), and a model of small layers (SmolLM2: 576 wide) pays that
+/// on every dispatch. The tiny cached layer's cost `floor` is the least it can be, and is what
+/// is kept when noise in the two steps leaves no slope or a lower intercept.
+fn layer_fixed_secs(big: (usize, f64), small: (usize, f64), floor: f64) -> f64 {
+    let secs = |(bytes, gbs): (usize, f64)| bytes as f64 / (gbs * 1e9);
+    let (t_big, t_small) = (secs(big), secs(small));
+    let secs_per_byte = (t_big - t_small) / (big.0 as f64 - small.0 as f64);
+    if secs_per_byte.is_nan() || secs_per_byte <= 0.0 {
+        return floor;
+    }
+    (t_small - small.0 as f64 * secs_per_byte).max(floor)
 }
 
 /// GB/s of a decode step's weight streaming alone, from the rate `gbs` of whole steps of layers
@@ -249,6 +271,9 @@ struct LayerDims {
 }
 
 const PROBE_LAYER: LayerDims = LayerDims { embd: EMBD, heads: HEADS, kv_heads: KV_HEADS, ff: FF };
+/// A quarter of the probe layer's width: the second size of [`layer_fixed_secs`], small enough
+/// that its fixed cost is most of its step and the extrapolation to zero bytes is short.
+const SMALL_LAYER: LayerDims = LayerDims { embd: 256, heads: 4, kv_heads: 1, ff: 704 };
 /// A layer so small that its matmuls cost next to nothing: what is left of its decode step is the
 /// dispatches and the small ops between them.
 const TINY_LAYER: LayerDims = LayerDims { embd: 64, heads: 1, kv_heads: 1, ff: 128 };
@@ -361,23 +386,27 @@ fn probe_rope() -> RopeParams {
 
 /// Decode steps over probe layers cycled through 64 Mi weights, more than a last-level cache
 /// holds, so that every pass reads them from DRAM. Work: GB of weights; the rate includes the
-/// layers' fixed costs, which [`decode_overhead_probe`] measures alone.
+/// layers' fixed costs, which [`layer_fixed_secs`] takes out.
 fn gemv_probe(kind: WeightKind) -> Option<Probe> {
-    let layers = (64 << 20) / PROBE_LAYER.weights();
-    let w = OwnedWeights::new(kind, values(layers * PROBE_LAYER.weights(), 4));
-    let mut step = DecodeLayer::new(PROBE_LAYER)?;
+    gemv_probe_of(kind, PROBE_LAYER)
+}
+
+fn gemv_probe_of(kind: WeightKind, dims: LayerDims) -> Option<Probe> {
+    let layers = (64 << 20) / dims.weights();
+    let w = OwnedWeights::new(kind, values(layers * dims.weights(), 4));
+    let mut step = DecodeLayer::new(dims)?;
     Some(Probe {
         giga_work: w.bytes() as f64 / 1e9,
         run: Box::new(move || {
             for layer in 0..layers {
-                step.run(&w, layer * PROBE_LAYER.weights());
+                step.run(&w, layer * dims.weights());
             }
         }),
     })
 }
 
-/// Decode steps of a tiny layer whose weights stay in cache: its time is the fixed cost of a
-/// decode layer (dispatches, wake-ups, the small ops between them). Work: ×1e9 layers.
+/// Decode steps of a tiny layer whose weights stay in cache: its time is the least fixed cost
+/// a decode layer has (dispatches, wake-ups, the small ops between them). Work: ×1e9 layers.
 fn decode_overhead_probe() -> Option<Probe> {
     const LAYERS: usize = 64;
     let w = OwnedWeights::new(WeightKind::F16, values(TINY_LAYER.weights(), 4));
@@ -473,6 +502,16 @@ mod tests {
         assert!((streaming_rate(20.0, 20_000_000, 200e-6) - 25.0).abs() < 1e-9);
         // A fixed cost that would leave under a fifth of the step is a measuring accident.
         assert_eq!(streaming_rate(20.0, 20_000_000, 900e-6), 20.0);
+    }
+
+    #[test]
+    fn the_fixed_cost_is_the_intercept_of_two_layer_sizes() {
+        // 1000 µs for 20 MB and 300 µs for 5 MB: 46.7 ns/kB, so 66.7 µs at zero bytes.
+        let (big, small) = ((20_000_000, 20.0), (5_000_000, 5e6 / 300e-6 / 1e9));
+        assert!((layer_fixed_secs(big, small, 30e-6) - 200e-6 / 3.0).abs() < 1e-12);
+        // Never below the cached layer's cost, and that cost when noise leaves no slope.
+        assert_eq!(layer_fixed_secs(big, small, 80e-6), 80e-6);
+        assert_eq!(layer_fixed_secs(big, (5_000_000, 4.0), 30e-6), 30e-6);
     }
 
     #[test]

@@ -135,7 +135,7 @@ impl HwProfile {
 
 /// Measures this machine's CPU with 1 thread and with all threads: read bandwidth and FMA ceiling
 /// (a register-resident loop), then what rs-llama's own kernels reach (`probe`), which the cost
-/// model uses in place of fractions of the ceilings. Takes about fourteen seconds.
+/// model uses in place of fractions of the ceilings. Takes about sixteen seconds.
 pub fn measure_cpu() -> CpuProfile {
     let n_threads = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
     let mut counts = vec![1];

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use rs_llama::gguf::synth::{to_writer_arch, ArchSynth, ExpertLayout, FfnKind, SynthArch, SynthSpec, Vocab};
 use rs_llama::gguf::writer::GgufWriter;
 use rs_llama::gguf::GgufFile;
-use rs_llama::model::{Arch, LoadOptions, Logits, Model, Session};
+use rs_llama::exec::Session;
+use rs_llama::model::{Arch, LoadOptions, Logits, Model};
 
 const ARCHS: [(SynthArch, Arch); 6] = [
     (SynthArch::Qwen2, Arch::Qwen2),

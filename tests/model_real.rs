@@ -11,7 +11,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use rs_llama::model::{LoadOptions, Logits, Model, Session};
+use rs_llama::exec::Session;
+use rs_llama::model::{LoadOptions, Logits, Model};
 
 const PROMPT: [u32; 5] = [504, 3575, 282, 4649, 314];
 const PARIS: u32 = 7042;

@@ -4,7 +4,8 @@ mod model_support;
 
 use model_support::{build, load, max_abs_diff, reference, Spec};
 use rs_llama::gguf::DType;
-use rs_llama::model::{Logits, Session};
+use rs_llama::exec::Session;
+use rs_llama::model::Logits;
 
 /// f32 activations against f64 ones; K/V are rounded to f16 in both, so a value next to an f16
 /// rounding boundary may round differently. Observed: 3.6e-4 (f16, tied head, |logits| up to 22),

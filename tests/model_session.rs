@@ -4,7 +4,8 @@
 mod model_support;
 
 use model_support::{build, load, Spec};
-use rs_llama::model::{Logits, ModelError, Session};
+use rs_llama::exec::Session;
+use rs_llama::model::{Logits, ModelError};
 
 const PROMPT: [u32; 10] = [9, 2, 71, 33, 33, 80, 14, 5, 62, 1];
 

@@ -8,7 +8,8 @@ pub mod work;
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::model::{Logits, Model, ModelError, Session};
+use crate::exec::Session;
+use crate::model::{Logits, Model, ModelError};
 use crate::TokenId;
 pub use args::{BenchArgs, OutputFormat};
 pub use ceilings::Ceilings;

@@ -1,7 +1,7 @@
 //! What the completion loop needs from a model and a vocabulary, as two small traits, so that the
 //! loop can be tested with a fake model; the real ones wrap [`Session`] and [`Tokenizer`].
 
-use crate::gpu::EngineSession;
+use crate::exec::EngineSession;
 use crate::model::{Logits, ModelError};
 use crate::tokenizer::Tokenizer;
 use crate::TokenId;

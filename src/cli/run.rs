@@ -121,9 +121,9 @@ pub fn run(cfg: &RunConfig) -> Result<i32, RunError> {
     }
     let resident = gpu_layers(cfg.gpu_layers).and_then(|n_gpu_layers| {
         let opts = gpu::GpuOptions { device: 0, mem_limit: cfg.gpu_mem };
-        gpu::load_on_gpu(&model, &opts, n_gpu_layers)
+        crate::exec::engine::load_on_gpu(&model, &opts, n_gpu_layers)
     });
-    let session = gpu::EngineSession::new(&model, resident.as_ref(), n_ctx, cfg.n_ubatch as usize)?;
+    let session = crate::exec::EngineSession::new(&model, resident.as_ref(), n_ctx, cfg.n_ubatch as usize)?;
     log_info!("llama_completion: running on the {}\n", session.engine());
     let mut engine = SessionEngine { session, n_vocab: model.n_vocab() };
 

@@ -1,10 +1,34 @@
-//! Execution of the forward pass: the f16 KV cache and the llama-family layer loop on the CPU.
-//! (The hybrid CPU/GPU plan executor will run the same layer tasks over lanes.)
+//! Execution: sessions (a KV cache and a position counter), the layer tasks every lane runs, the
+//! CPU forward pass that composes them, and the hybrid executor that runs a plan's steps on the
+//! CPU, GPU and copy lanes of a [`device::Device`].
+//!
+//! - [`tasks`]: one function per sub-layer task over a step's activations; [`forward`]: the CPU
+//!   composition (bit-exact with llama.cpp); [`binding`]: task ids → weights;
+//! - [`device`]: the device trait, the simulated GPU and (with `cuda`) the CUDA device;
+//! - [`lanes`]: lane workers with FIFO queues and fences; [`hybrid`]: a plan's steps on them;
+//!   [`trace`]: Chrome trace-event JSON of the lanes;
+//! - [`session`], [`engine`]: what callers hold.
 
+pub mod binding;
 pub mod dump;
+pub mod engine;
 pub mod forward;
 pub mod kv_cache;
-pub mod moe;
+pub mod session;
+pub mod tasks;
 
+pub use engine::EngineSession;
 pub use forward::{forward, OutputRows};
 pub use kv_cache::KvCache;
+pub use session::Session;
+
+/// Why the executor cannot run a plan.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("plan does not match the model: {0}")]
+    PlanMismatch(String),
+    #[error("device: {0}")]
+    Device(String),
+    #[error("{0}")]
+    Plan(#[from] crate::plan::PlanError),
+}

@@ -10,10 +10,9 @@
 mod budget;
 pub mod kernels;
 pub mod reference;
-mod session;
+
 
 pub use budget::{default_budget, parse_size, MemLedger, BUDGET_MARGIN};
-pub use session::{load_on_gpu, EngineSession};
 
 #[cfg(feature = "cuda")]
 mod cuda;

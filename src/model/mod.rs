@@ -1,5 +1,5 @@
-//! Models: the `Arch` enum with typed properties, hyperparameters parsed once, weights, and the
-//! forward pass over a KV cache.
+//! Models: the `Arch` enum with typed properties, hyperparameters parsed once, and the weights the
+//! layer tasks of [`crate::exec`] compute with.
 
 pub mod arch;
 mod blocks;
@@ -8,7 +8,6 @@ pub mod llama;
 pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;
-mod session;
 pub mod tensors;
 pub mod weights;
 
@@ -19,7 +18,6 @@ use gguf::GgufFile;
 
 pub use arch::Arch;
 pub use hparams::HParams;
-pub use session::Session;
 
 use crate::ops::rope::RopeParams;
 use tensors::{FfnBlock, ModelWeights};

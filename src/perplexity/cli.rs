@@ -18,7 +18,8 @@ use super::stats::{chunk_row, summary, CHUNK_HEADER, MIN_TOKENS_FOR_SUMMARY};
 use crate::cli::perf::ContextPerf;
 use crate::cli::threads;
 use crate::gguf::GgufFile;
-use crate::model::{LoadOptions, Model, Session};
+use crate::exec::Session;
+use crate::model::{LoadOptions, Model};
 use crate::tokenizer::Tokenizer;
 use crate::{log_error, log_info, log_warn};
 

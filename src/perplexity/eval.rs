@@ -1,7 +1,8 @@
 //! Evaluating one chunk through the public [`Session`] API: the context half without logits, the
 //! scored half with all of them.
 
-use crate::model::{Logits, ModelError, Session};
+use crate::exec::Session;
+use crate::model::{Logits, ModelError};
 use crate::TokenId;
 
 use super::n_scored;

@@ -12,7 +12,7 @@ use super::eval::{scored_logits, ChunkPlan};
 use super::logprobs::{accumulate, compare_row, nll, quantize_row, row_len};
 use super::stats::KldSums;
 use super::{n_scored, PerplexityError};
-use crate::model::Session;
+use crate::exec::Session;
 use crate::TokenId;
 
 /// Negative log-likelihood sums of the perplexity pass.

@@ -49,6 +49,12 @@ pub struct Op {
     pub host_bytes: f64,
     /// (op index, delay after that op's end); indices must be smaller than this op's.
     pub deps: Vec<(usize, f64)>,
+    /// The staging slot a streamed task's copy fills and its GPU compute reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<u32>,
+    /// Tokens the task processes (for an expert: the tokens routed to it).
+    #[serde(default)]
+    pub tokens: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -205,7 +211,7 @@ mod tests {
     use super::*;
 
     fn op(lane: Lane, dur: f64, host_bytes: f64, deps: Vec<(usize, f64)>) -> Op {
-        Op { lane, task: None, label: String::new(), dur, host_bytes, deps }
+        Op { lane, task: None, label: String::new(), dur, host_bytes, deps, slot: None, tokens: 0 }
     }
 
     #[test]

@@ -1,5 +1,10 @@
-//! One step (a prefill chunk or a decode token) of a plan as lane operations for the simulator,
-//! following the plan's [`ExecRule`].
+//! One step (a prefill chunk or a decode token) of a plan as lane operations, following the plan's
+//! [`ExecRule`]. The same builder serves the planner, which knows every layer's routing up front
+//! ([`build_step`]), and the executor, which learns a layer's routing from its router and asks for
+//! that layer's FFN operations only then ([`StepBuilder`]): what is predicted and what is run are
+//! one schedule.
+
+use std::ops::Range;
 
 use super::assign::{route, Backlog, Route};
 use super::cost::{CostModel, TaskCost};
@@ -27,7 +32,7 @@ enum Side {
 struct Builder<'a> {
     g: &'a TaskGraph,
     cost: &'a CostModel,
-    step: &'a StepSpec,
+    step: StepSpec,
     ops: Vec<Op>,
     est_end: Vec<f64>,
     side: Vec<Side>,
@@ -36,19 +41,6 @@ struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
-    fn new(g: &'a TaskGraph, cost: &'a CostModel, step: &'a StepSpec) -> Self {
-        Builder {
-            g,
-            cost,
-            step,
-            ops: Vec::new(),
-            est_end: Vec::new(),
-            side: Vec::new(),
-            lane_free: [0.0; 3],
-            dram_free: 0.0,
-        }
-    }
-
     /// Tokens task `id` processes in this step.
     fn tokens(&self, id: usize) -> u64 {
         let t = &self.g.tasks[id];
@@ -81,6 +73,7 @@ impl<'a> Builder<'a> {
         deps.iter().map(|&(d, delay)| self.est_end[d] + delay).fold(0.0, f64::max)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn emit(
         &mut self,
         lane: Lane,
@@ -89,6 +82,7 @@ impl<'a> Builder<'a> {
         host_bytes: f64,
         deps: Vec<(usize, f64)>,
         side: Side,
+        slot: Option<u32>,
     ) -> usize {
         let start = self.ready(&deps).max(self.lane_free[lane.index()]);
         let end = start + dur;
@@ -100,7 +94,8 @@ impl<'a> Builder<'a> {
             Lane::Pcie => format!("copy {}", self.g.tasks[task].name),
             _ => self.g.tasks[task].name.clone(),
         };
-        self.ops.push(Op { lane, task: Some(task), label, dur, host_bytes, deps });
+        let tokens = self.tokens(task);
+        self.ops.push(Op { lane, task: Some(task), label, dur, host_bytes, deps, slot, tokens });
         self.est_end.push(end);
         self.side.push(side);
         self.ops.len() - 1
@@ -109,63 +104,178 @@ impl<'a> Builder<'a> {
     fn gpu(&mut self, task: usize, inputs: &[usize]) -> usize {
         let c = self.task_cost(task);
         let deps = self.deps_from(inputs, Side::Gpu);
-        self.emit(Lane::Gpu, task, c.gpu, 0.0, deps, Side::Gpu)
+        self.emit(Lane::Gpu, task, c.gpu, 0.0, deps, Side::Gpu, None)
     }
 
     fn cpu(&mut self, task: usize, inputs: &[usize]) -> usize {
         let c = self.task_cost(task);
         let deps = self.deps_from(inputs, Side::Cpu);
-        self.emit(Lane::Cpu, task, c.cpu, c.host_bytes, deps, Side::Cpu)
+        self.emit(Lane::Cpu, task, c.cpu, c.host_bytes, deps, Side::Cpu, None)
     }
 
-    /// Copy then compute on the GPU; the copy waits for `copy_deps` only.
-    fn stream(&mut self, task: usize, copy_deps: Vec<(usize, f64)>, inputs: &[usize]) -> usize {
+    /// Copy into staging slot `slot`, then compute on the GPU; the copy waits for `copy_deps` only.
+    fn stream(&mut self, task: usize, slot: u32, copy_deps: Vec<(usize, f64)>, inputs: &[usize]) -> usize {
         let c = self.task_cost(task);
-        let copy = self.emit(Lane::Pcie, task, c.copy, c.host_bytes, copy_deps, Side::Gpu);
+        let copy = self.emit(Lane::Pcie, task, c.copy, c.host_bytes, copy_deps, Side::Gpu, Some(slot));
         let mut deps = self.deps_from(inputs, Side::Gpu);
         deps.push((copy, 0.0));
-        self.emit(Lane::Gpu, task, c.gpu, 0.0, deps, Side::Gpu)
+        self.emit(Lane::Gpu, task, c.gpu, 0.0, deps, Side::Gpu, Some(slot))
+    }
+
+    /// The layer's FFN-side tasks with work this step: routed experts with tokens, row blocks, shared.
+    fn ffn_tasks(&self, layer: usize) -> Vec<usize> {
+        let lt = &self.g.layers[layer];
+        lt.ffn.iter().copied().chain(lt.shared).filter(|&t| self.tokens(t) > 0).collect()
     }
 }
 
-/// The step's operations under `plan`.
+/// What each rule carries from one layer to the next.
+enum Schedule {
+    Overlap(Overlap),
+    Serial(Serial),
+    Fiddler(Fiddler),
+}
+
+/// The step's operations, built layer by layer.
+pub struct StepBuilder<'a> {
+    b: Builder<'a>,
+    plan: &'a Plan,
+    schedule: Schedule,
+}
+
+impl<'a> StepBuilder<'a> {
+    /// A step of `n_tokens` after `ctx` cached tokens; expert routing is given per layer with
+    /// [`StepBuilder::set_routed`] before that layer's [`StepBuilder::ffn`].
+    pub fn new(plan: &'a Plan, g: &'a TaskGraph, cost: &'a CostModel, n_tokens: u64, ctx: u64) -> Self {
+        let step = StepSpec { n_tokens, ctx, routed: vec![Vec::new(); g.layers.len()] };
+        let b = Builder {
+            g,
+            cost,
+            step,
+            ops: Vec::new(),
+            est_end: Vec::new(),
+            side: Vec::new(),
+            lane_free: [0.0; 3],
+            dram_free: 0.0,
+        };
+        let schedule = match plan.exec {
+            ExecRule::Overlap { slots, .. } => Schedule::Overlap(Overlap::new(&b, slots as usize)),
+            ExecRule::Serial { min_batch } => Schedule::Serial(Serial { min_batch, last: None }),
+            ExecRule::Fiddler { .. } => Schedule::Fiddler(Fiddler { prev: Vec::new(), last_stream: None, head: 0 }),
+        };
+        StepBuilder { b, plan, schedule }
+    }
+
+    /// Tokens routed to each expert of `layer` (empty for a dense layer).
+    pub fn set_routed(&mut self, layer: usize, counts: Vec<u64>) {
+        if let Some(r) = self.b.step.routed.get_mut(layer) {
+            *r = counts;
+        }
+    }
+
+    /// The layer's attention and router: what must run before its routing is known.
+    pub fn head(&mut self, layer: usize) -> Range<usize> {
+        let first = self.b.ops.len();
+        let (b, plan) = (&mut self.b, self.plan);
+        match &mut self.schedule {
+            Schedule::Overlap(s) => s.head(b, plan, layer),
+            Schedule::Serial(s) => s.head(b, plan, layer),
+            Schedule::Fiddler(s) => s.head(b, plan, layer),
+        }
+        first..self.b.ops.len()
+    }
+
+    /// The layer's FFN: row blocks, or routed experts with tokens and the shared expert.
+    pub fn ffn(&mut self, layer: usize) -> Range<usize> {
+        let first = self.b.ops.len();
+        let (b, plan) = (&mut self.b, self.plan);
+        match &mut self.schedule {
+            Schedule::Overlap(s) => s.ffn(b, plan, layer),
+            Schedule::Serial(s) => s.ffn(b, plan, layer),
+            Schedule::Fiddler(s) => s.ffn(b, plan, layer),
+        }
+        first..self.b.ops.len()
+    }
+
+    /// The output head, after the last layer.
+    pub fn output(&mut self) -> Range<usize> {
+        let first = self.b.ops.len();
+        let (b, plan) = (&mut self.b, self.plan);
+        match &mut self.schedule {
+            Schedule::Overlap(s) => s.output(b, plan),
+            Schedule::Serial(s) => s.output(b, plan),
+            Schedule::Fiddler(s) => s.output(b, plan),
+        }
+        first..self.b.ops.len()
+    }
+
+    pub fn ops(&self) -> &[Op] {
+        &self.b.ops
+    }
+
+    pub fn into_ops(self) -> Vec<Op> {
+        self.b.ops
+    }
+}
+
+/// The step's operations under `plan`, every layer's routing given.
 pub fn build_step(plan: &Plan, g: &TaskGraph, cost: &CostModel, step: &StepSpec) -> Vec<Op> {
-    let mut b = Builder::new(g, cost, step);
-    match plan.exec {
-        ExecRule::Overlap { slots, .. } => overlap(&mut b, plan, slots as usize),
-        ExecRule::Serial { min_batch } => serial(&mut b, plan, min_batch),
-        ExecRule::Fiddler { .. } => fiddler(&mut b, plan),
+    let mut sb = StepBuilder::new(plan, g, cost, step.n_tokens, step.ctx);
+    for layer in 0..g.layers.len() {
+        sb.head(layer);
+        sb.set_routed(layer, step.routed.get(layer).cloned().unwrap_or_default());
+        sb.ffn(layer);
     }
-    b.ops
+    sb.output();
+    sb.into_ops()
 }
 
-/// The layer's FFN-side tasks with work this step: routed experts with tokens, row blocks, shared.
-fn ffn_tasks(b: &Builder, layer: usize) -> Vec<usize> {
-    let lt = &b.g.layers[layer];
-    lt.ffn.iter().copied().chain(lt.shared).filter(|&t| b.tokens(t) > 0).collect()
+/// An attention block computes over its layer's KV cache, which lives where the block is
+/// resident: a host attention block always runs on the CPU, it is never streamed.
+fn never_streamed(b: &Builder, task: usize) -> bool {
+    matches!(b.g.tasks[task].kind, TaskKind::Attention)
 }
 
-fn overlap(b: &mut Builder, plan: &Plan, slots: usize) {
-    let can_stream = b.cost.has_gpu() && slots > 0;
-    let s = b.g.shape.clone();
-    // Experts are known only after the router unless the batch is big enough to use them all.
-    let experts_certain =
-        s.is_moe() && b.step.n_tokens * u64::from(s.n_expert_used) >= 4 * u64::from(s.n_expert);
-    let mut slot_users: Vec<usize> = Vec::new();
-    let mut prev: Vec<usize> = Vec::new();
-    let run = |b: &mut Builder,
-               task: usize,
-               inputs: &[usize],
-               copy_after: Option<usize>,
-               slot_users: &mut Vec<usize>| {
+/// Ours: each host task is computed on the CPU or streamed, whichever [`route`] expects to finish
+/// first; streamed weights go through a ring of `slots` staging slots.
+struct Overlap {
+    slots: usize,
+    can_stream: bool,
+    /// Experts are known only after the router unless the batch is big enough to use them all.
+    experts_certain: bool,
+    /// The GPU op of each stream so far, in order (ring slot `i % slots`).
+    slot_users: Vec<usize>,
+    /// The previous layer's outputs.
+    prev: Vec<usize>,
+    head: usize,
+    router_op: Option<usize>,
+}
+
+impl Overlap {
+    fn new(b: &Builder, slots: usize) -> Overlap {
+        let s = &b.g.shape;
+        Overlap {
+            slots,
+            can_stream: b.cost.has_gpu() && slots > 0,
+            experts_certain: s.is_moe()
+                && b.step.n_tokens * u64::from(s.n_expert_used) >= 4 * u64::from(s.n_expert),
+            slot_users: Vec::new(),
+            prev: Vec::new(),
+            head: 0,
+            router_op: None,
+        }
+    }
+
+    fn run(&mut self, b: &mut Builder, plan: &Plan, task: usize, inputs: &[usize], copy_after: Option<usize>) -> usize {
         if plan.resident(task) {
             return b.gpu(task, inputs);
         }
-        if !can_stream {
+        if !self.can_stream || never_streamed(b, task) {
             return b.cpu(task, inputs);
         }
         let c = b.task_cost(task);
-        let slot_dep = (slot_users.len() >= slots).then(|| slot_users[slot_users.len() - slots]);
+        let users = self.slot_users.len();
+        let slot_dep = (users >= self.slots).then(|| self.slot_users[users - self.slots]);
         let mut copy_deps: Vec<(usize, f64)> = slot_dep.map(|d| (d, 0.0)).into_iter().collect();
         if let Some(r) = copy_after {
             copy_deps.push((r, 0.0));
@@ -182,24 +292,29 @@ fn overlap(b: &mut Builder, plan: &Plan, slots: usize) {
         match route(&c, ready, copy_ready, &mut backlog, b.cost.dram_gbs) {
             Route::Cpu => b.cpu(task, inputs),
             Route::Stream => {
-                let op = b.stream(task, copy_deps, inputs);
-                slot_users.push(op);
+                let op = b.stream(task, (users % self.slots) as u32, copy_deps, inputs);
+                self.slot_users.push(op);
                 op
             }
         }
-    };
-    for layer in 0..s.n_layer as usize {
+    }
+
+    fn head(&mut self, b: &mut Builder, plan: &Plan, layer: usize) {
         let lt = b.g.layers[layer].clone();
-        let attn = run(b, lt.attention, &prev, None, &mut slot_users);
-        let (head, router_op) = match lt.router {
+        let prev = std::mem::take(&mut self.prev);
+        let attn = self.run(b, plan, lt.attention, &prev, None);
+        (self.head, self.router_op) = match lt.router {
             Some(r) => {
-                let op = run(b, r, &[attn], None, &mut slot_users);
+                let op = self.run(b, plan, r, &[attn], None);
                 (op, Some(op))
             }
             None => (attn, None),
         };
-        let copy_after = if experts_certain { None } else { router_op };
-        let mut work = ffn_tasks(b, layer);
+    }
+
+    fn ffn(&mut self, b: &mut Builder, plan: &Plan, layer: usize) {
+        let copy_after = if self.experts_certain { None } else { self.router_op };
+        let mut work = b.ffn_tasks(layer);
         // Resident work first so that it never waits behind a copy on the GPU lane; host work in
         // decreasing CPU time (longest first balances the lanes best).
         work.sort_by(|&x, &y| {
@@ -207,84 +322,115 @@ fn overlap(b: &mut Builder, plan: &Plan, slots: usize) {
             let (kx, ky) = (key(x), key(y));
             kx.0.cmp(&ky.0).then(kx.1.total_cmp(&ky.1))
         });
-        prev = work
+        let head = self.head;
+        self.prev = work
             .iter()
             .map(|&t| {
                 let after =
                     if matches!(b.g.tasks[t].kind, TaskKind::Expert { .. }) { copy_after } else { None };
-                run(b, t, &[head], after, &mut slot_users)
+                self.run(b, plan, t, &[head], after)
             })
             .collect();
-        if prev.is_empty() {
-            prev = vec![head];
+        if self.prev.is_empty() {
+            self.prev = vec![head];
         }
     }
-    let out = b.g.output;
-    run(b, out, &prev, None, &mut slot_users);
+
+    fn output(&mut self, b: &mut Builder, plan: &Plan) {
+        let prev = std::mem::take(&mut self.prev);
+        self.run(b, plan, b.g.output, &prev, None);
+    }
 }
 
-fn serial(b: &mut Builder, plan: &Plan, min_batch: u64) {
-    let mut last: Option<usize> = None;
-    let mut order: Vec<usize> = Vec::new();
-    for layer in 0..b.g.layers.len() {
-        let lt = b.g.layers[layer].clone();
-        order.push(lt.attention);
-        order.extend(lt.router);
-        order.extend(ffn_tasks(b, layer));
-    }
-    order.push(b.g.output);
-    for task in order {
-        let inputs: Vec<usize> = last.into_iter().collect();
+/// llama.cpp: one op after another; an op with host weights runs on the GPU after a synchronous
+/// copy (on the compute stream, one staging buffer) when its batch is at least `min_batch`.
+struct Serial {
+    min_batch: u64,
+    last: Option<usize>,
+}
+
+impl Serial {
+    fn one(&mut self, b: &mut Builder, plan: &Plan, task: usize) {
+        let inputs: Vec<usize> = self.last.into_iter().collect();
         let op = if plan.resident(task) {
             b.gpu(task, &inputs)
-        } else if b.cost.has_gpu() && b.g.tokens_for(task, b.step.n_tokens) >= min_batch {
+        } else if b.cost.has_gpu()
+            && !never_streamed(b, task)
+            && b.g.tokens_for(task, b.step.n_tokens) >= self.min_batch
+        {
             // The copy is on the compute stream: it waits for everything before it.
             let copy_deps = b.deps_from(&inputs, Side::Gpu);
-            b.stream(task, copy_deps, &inputs)
+            b.stream(task, 0, copy_deps, &inputs)
         } else {
             b.cpu(task, &inputs)
         };
-        last = Some(op);
+        self.last = Some(op);
+    }
+
+    fn head(&mut self, b: &mut Builder, plan: &Plan, layer: usize) {
+        let lt = b.g.layers[layer].clone();
+        self.one(b, plan, lt.attention);
+        if let Some(r) = lt.router {
+            self.one(b, plan, r);
+        }
+    }
+
+    fn ffn(&mut self, b: &mut Builder, plan: &Plan, layer: usize) {
+        for t in b.ffn_tasks(layer) {
+            self.one(b, plan, t);
+        }
+    }
+
+    fn output(&mut self, b: &mut Builder, plan: &Plan) {
+        self.one(b, plan, b.g.output);
     }
 }
 
-fn fiddler(b: &mut Builder, plan: &Plan) {
-    let mut prev: Vec<usize> = Vec::new();
-    let mut last_stream: Option<usize> = None;
-    // Fiddler's rule for a host task with n tokens: CPU iff n·t_cpu(1) ≤ t_copy + t_gpu(n).
-    let on_cpu = |b: &Builder, t: usize| {
+/// Fiddler: per expert, CPU iff n·t_cpu(1) ≤ t_copy + t_gpu(n); one placeholder slot whose copies
+/// block the host thread; CPU experts run after the layer's GPU work is issued.
+struct Fiddler {
+    prev: Vec<usize>,
+    last_stream: Option<usize>,
+    head: usize,
+}
+
+impl Fiddler {
+    fn on_cpu(b: &Builder, t: usize) -> bool {
         let n = b.tokens(t);
         let one = b.cost.task(b.g, t, 1, b.step.ctx);
         let c = b.task_cost(t);
         !b.cost.has_gpu() || n as f64 * one.cpu <= c.copy + c.gpu
-    };
-    for layer in 0..b.g.layers.len() {
+    }
+
+    fn head(&mut self, b: &mut Builder, plan: &Plan, layer: usize) {
         let lt = b.g.layers[layer].clone();
-        let mut head_inputs = prev.clone();
-        let mut nonexpert = vec![lt.attention];
-        nonexpert.extend(lt.router);
-        for t in nonexpert {
-            let op = if plan.resident(t) { b.gpu(t, &head_inputs) } else { b.cpu(t, &head_inputs) };
-            head_inputs = vec![op];
+        let mut inputs = std::mem::take(&mut self.prev);
+        for t in std::iter::once(lt.attention).chain(lt.router) {
+            let op = if plan.resident(t) { b.gpu(t, &inputs) } else { b.cpu(t, &inputs) };
+            inputs = vec![op];
         }
-        let head = head_inputs[0];
+        self.head = inputs[0];
+    }
+
+    fn ffn(&mut self, b: &mut Builder, plan: &Plan, layer: usize) {
+        let head = self.head;
         let mut outs = Vec::new();
         let mut cpu_tasks = Vec::new();
         let mut last_copy: Option<usize> = None;
-        for t in ffn_tasks(b, layer) {
+        for t in b.ffn_tasks(layer) {
             if plan.resident(t) {
                 outs.push(b.gpu(t, &[head]));
-            } else if on_cpu(b, t) {
+            } else if Self::on_cpu(b, t) {
                 cpu_tasks.push(t);
             } else {
                 // The host thread blocks on each copy into the single placeholder, which must
                 // first be freed by the previous streamed expert's compute.
                 let mut copy_deps = vec![(head, 0.0)];
                 copy_deps.extend(last_copy.map(|c| (c, 0.0)));
-                copy_deps.extend(last_stream.map(|c| (c, 0.0)));
-                let op = b.stream(t, copy_deps, &[head]);
+                copy_deps.extend(self.last_stream.map(|c| (c, 0.0)));
+                let op = b.stream(t, 0, copy_deps, &[head]);
                 last_copy = Some(op - 1);
-                last_stream = Some(op);
+                self.last_stream = Some(op);
                 outs.push(op);
             }
         }
@@ -293,12 +439,16 @@ fn fiddler(b: &mut Builder, plan: &Plan) {
             inputs.extend(last_copy);
             outs.push(b.cpu(t, &inputs));
         }
-        prev = if outs.is_empty() { vec![head] } else { outs };
+        self.prev = if outs.is_empty() { vec![head] } else { outs };
     }
-    let out = b.g.output;
-    if plan.resident(out) {
-        b.gpu(out, &prev);
-    } else {
-        b.cpu(out, &prev);
+
+    fn output(&mut self, b: &mut Builder, plan: &Plan) {
+        let prev = std::mem::take(&mut self.prev);
+        let out = b.g.output;
+        if plan.resident(out) {
+            b.gpu(out, &prev);
+        } else {
+            b.cpu(out, &prev);
+        }
     }
 }

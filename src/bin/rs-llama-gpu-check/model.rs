@@ -5,7 +5,8 @@
 use crate::Checks;
 use rs_llama::gpu::reference::{rel_error, Rng};
 use rs_llama::gpu::{Gpu, GpuError, GpuLlama, GpuLlamaSession};
-use rs_llama::model::{LoadOptions, Logits, Model, Session};
+use rs_llama::exec::Session;
+use rs_llama::model::{LoadOptions, Logits, Model};
 use std::path::Path;
 use std::time::Instant;
 

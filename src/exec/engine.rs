@@ -3,8 +3,9 @@
 //! [`EngineSession`] and need no `#[cfg]`: without the `cuda` feature the GPU variant cannot be
 //! built.
 
-use super::{start_or_fall_back, Gpu, GpuLlama, GpuLlamaSession, GpuOptions};
-use crate::model::{Logits, Model, ModelError, Session};
+use crate::gpu::{start_or_fall_back, Gpu, GpuLlama, GpuLlamaSession, GpuOptions};
+use super::Session;
+use crate::model::{Logits, Model, ModelError};
 use crate::TokenId;
 
 /// Put `model` on the GPU for `-ngl n_gpu_layers`, or say in one line on stderr why the CPU is

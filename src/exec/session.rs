@@ -1,13 +1,16 @@
 //! One sequence being evaluated: the KV cache and the position counter.
 
-use super::{Logits, Model, ModelError};
-use crate::exec::{forward, KvCache, OutputRows};
+use std::sync::Mutex;
+
+use super::{forward, KvCache, OutputRows};
+use crate::model::{Logits, Model, ModelError};
 use crate::TokenId;
 
 /// One sequence being evaluated: a KV cache (f16) of `n_ctx` positions plus scratch buffers.
 pub struct Session<'m> {
     model: &'m Model,
-    kv: KvCache,
+    kv: Mutex<KvCache>,
+    n_ctx: usize,
     n_past: usize,
     n_ubatch: usize,
 }
@@ -23,7 +26,7 @@ impl<'m> Session<'m> {
         let hp = model.hparams();
         let kv = KvCache::new(hp.n_layer, n_ctx, hp.n_embd_k_gqa(), hp.n_embd_v_gqa())
             .map_err(ModelError::Invalid)?;
-        Ok(Session { model, kv, n_past: 0, n_ubatch })
+        Ok(Session { model, kv: Mutex::new(kv), n_ctx, n_past: 0, n_ubatch })
     }
 
     /// Evaluate `tokens` at positions `n_past..n_past + len` and append them to the KV cache.
@@ -31,7 +34,7 @@ impl<'m> Session<'m> {
         if tokens.is_empty() {
             return Err(ModelError::Invalid("decode called with no tokens".into()));
         }
-        let n_ctx = self.kv.n_ctx();
+        let n_ctx = self.n_ctx();
         if self.n_past + tokens.len() > n_ctx {
             return Err(ModelError::ContextFull { n_past: self.n_past, n_new: tokens.len(), n_ctx });
         }
@@ -47,7 +50,7 @@ impl<'m> Session<'m> {
                 Logits::Last if i + 1 == n_chunks => OutputRows::Last,
                 Logits::Last => OutputRows::None,
             };
-            out.extend(forward(self.model, &mut self.kv, chunk, self.n_past, rows));
+            out.extend(forward(self.model, &self.kv, chunk, self.n_past, rows));
             self.n_past += chunk.len();
         }
         Ok(out)
@@ -59,7 +62,7 @@ impl<'m> Session<'m> {
     }
 
     pub fn n_ctx(&self) -> usize {
-        self.kv.n_ctx()
+        self.n_ctx
     }
 
     /// Empty the KV cache.

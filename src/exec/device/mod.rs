@@ -1,0 +1,54 @@
+//! The device the executor's GPU and copy lanes drive, behind one trait: memory under a budget,
+//! weights made resident or copied into staging slots on the copy lane, tasks run on the compute
+//! lane over the step's activations. Every call blocks its lane's thread until the work has
+//! completed (a CUDA device waits on an event with blocking sync, never spinning a core away from
+//! the CPU lane); the order between lanes is the executor's fences.
+//!
+//! [`sim::SimDevice`] is always built: it runs the GPU's tasks with the CPU kernels on its own lane
+//! thread, so its tokens equal the CPU path's, enforces the budget and poisons staging slots until
+//! their copy lands.
+
+pub mod sim;
+
+use std::sync::Mutex;
+
+use super::kv_cache::KvCache;
+use super::tasks::{StepState, TaskRef};
+use super::ExecError;
+use crate::ops::matmul::Linear;
+
+/// Where a GPU task finds its weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightsAt {
+    Resident,
+    Slot(u32),
+}
+
+pub trait Device: Send + Sync {
+    /// One line for the load log.
+    fn describe(&self) -> String;
+    /// Bytes the device may hold, and holds now.
+    fn budget(&self) -> u64;
+    fn used(&self) -> u64;
+    /// Reserve `bytes` for the run (activations, a resident layer's KV cache); `what` names it in
+    /// the out-of-memory error.
+    fn reserve(&self, what: &str, bytes: u64) -> Result<(), ExecError>;
+    /// Upload task `id`'s matrices to stay for the run.
+    fn upload_resident(&self, id: usize, mats: &[Linear<'_>]) -> Result<(), ExecError>;
+    /// Make `n` staging slots of `bytes` each.
+    fn create_slots(&self, n: u32, bytes: u64) -> Result<(), ExecError>;
+    /// Copy lane: task `id`'s host matrices into staging slot `slot`.
+    fn fill_slot(&self, slot: u32, id: usize, mats: &[Linear<'_>]) -> Result<(), ExecError>;
+    /// The task that last read `slot` has ended: the slot may be refilled.
+    fn release_slot(&self, slot: u32);
+    /// Compute lane: task `id` with its weights `at` (biases and norms as in `host_mats`).
+    fn run(
+        &self,
+        id: usize,
+        task: TaskRef,
+        host_mats: &[Linear<'_>],
+        at: WeightsAt,
+        st: &StepState<'_>,
+        kv: &Mutex<KvCache>,
+    ) -> Result<(), ExecError>;
+}

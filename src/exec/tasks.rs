@@ -1,0 +1,385 @@
+//! The one description of a layer: a function per sub-layer task of the planner's
+//! [`TaskGraph`](crate::plan::tasks::TaskGraph) — attention block, router, one expert over its
+//! routed rows, a dense FFN row block, the shared expert, the output head — over the activations of
+//! one step ([`StepState`]). The CPU lane runs them with the model's weights, the simulated GPU with
+//! its own copies; the CPU forward is their composition ([`super::forward`]).
+//!
+//! The state is shared by the lanes of a step. The schedule's dependencies decide who may touch
+//! what when: an attention block runs alone (every FFN task of the layer before has ended), the
+//! FFN tasks of a layer run at the same time and each writes only its own output, which the next
+//! attention block (or the output head) sums in llama.cpp's order. So the result does not depend
+//! on which lane ran a task.
+
+use std::sync::{Mutex, MutexGuard, RwLock};
+
+use super::dump;
+use super::kv_cache::KvCache;
+use super::OutputRows;
+use crate::model::Model;
+use crate::ops::attention::{attention, AttnShape};
+use crate::ops::ffn::{swiglu_ffn, swiglu_ffn_expert, FfnWeights};
+use crate::ops::matmul::{linear, linear_many, Linear};
+use crate::ops::moe::{route, shared_expert_gate, Route};
+use crate::ops::rmsnorm::{add_bias, add_into, rms_norm, rms_norm_heads};
+use crate::ops::rope::rope;
+use crate::plan::tasks::TaskKind;
+use crate::TokenId;
+
+/// What a task of one layer (or the head) is, with its layer: the executor's view of a task id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskRef {
+    /// `n_layer` for the output head.
+    pub layer: usize,
+    pub kind: TaskKind,
+}
+
+/// The FFN outputs of the layer being computed, each written by its own task.
+#[derive(Default)]
+struct FfnOutputs {
+    /// Routed experts: `[n_rows][k][n_embd]`, each expert's weighted rows in its routing slots.
+    slots: Vec<f32>,
+    /// Dense row blocks' partial `down` sums, `[n_rows][n_embd]` each, by block.
+    parts: Vec<Option<Vec<f32>>>,
+    /// The shared expert `[n_rows][n_embd]` and its gates `[n_rows]`.
+    shared: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+/// The activations of one step (a micro-batch at positions `pos0..`), shared by the lanes.
+pub struct StepState<'m> {
+    model: &'m Model,
+    pos0: usize,
+    positions: Vec<usize>,
+    rows: OutputRows,
+    /// Residual stream `[n_rows][n_embd]` (one row after the last layer's attention unless every
+    /// row's logits are wanted).
+    x: Mutex<Vec<f32>>,
+    /// FFN input of the current layer (`ffn_norm-{il}`), `[n_rows][n_embd]`.
+    cur: RwLock<Vec<f32>>,
+    routes: RwLock<Vec<Route>>,
+    ffn: Mutex<FfnOutputs>,
+    logits: Mutex<Vec<f32>>,
+}
+
+/// A poisoned lock only means another lane panicked; its data is still what it wrote.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<'m> StepState<'m> {
+    /// The step's embeddings (`inp_embd`); token ids are checked by the caller.
+    pub fn new(model: &'m Model, tokens: &[TokenId], pos0: usize, rows: OutputRows) -> StepState<'m> {
+        let n_embd = model.hparams().n_embd;
+        dump::next_pass();
+        let mut x = vec![0f32; tokens.len() * n_embd];
+        for (row, &tok) in x.chunks_exact_mut(n_embd).zip(tokens) {
+            model.weights().tok_embd.row_to_f32(tok as usize, row);
+        }
+        StepState {
+            model,
+            pos0,
+            positions: (pos0..pos0 + tokens.len()).collect(),
+            rows,
+            x: Mutex::new(x),
+            cur: RwLock::new(Vec::new()),
+            routes: RwLock::new(Vec::new()),
+            ffn: Mutex::new(FfnOutputs::default()),
+            logits: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Tokens routed to each expert of the current layer (after its router ran).
+    pub fn expert_counts(&self) -> Vec<u64> {
+        let mut counts = vec![0u64; self.model.hparams().n_expert];
+        for r in self.routes.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            for &e in &r.experts {
+                if let Some(c) = counts.get_mut(e) {
+                    *c += 1;
+                }
+            }
+        }
+        counts
+    }
+
+    /// The routes of the current layer, token by token.
+    pub fn routes(&self) -> Vec<Route> {
+        self.routes.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The logits the step produced, `[n_rows][n_vocab]` (empty for [`OutputRows::None`]).
+    pub fn take_logits(&self) -> Vec<f32> {
+        std::mem::take(&mut *lock(&self.logits))
+    }
+
+    /// Run one task with the matrices `mats` (in [`super::binding::TaskMats`] order).
+    pub fn run(&self, task: TaskRef, mats: &[Linear<'_>], kv: &Mutex<KvCache>) {
+        match task.kind {
+            TaskKind::Attention => self.attention(task.layer, mats, kv),
+            TaskKind::Router => self.router(mats),
+            TaskKind::Expert { expert } => self.expert(expert as usize, mats),
+            TaskKind::FfnRows { block, blocks } => self.ffn_rows(block as usize, blocks as usize, mats),
+            TaskKind::SharedExpert => self.shared_expert(task.layer, mats),
+            TaskKind::Output => self.output(mats),
+        }
+    }
+
+    fn ffn_weights<'a>(mats: &[Linear<'a>]) -> FfnWeights<'a> {
+        FfnWeights { gate: mats[0], up: mats[1], down: mats[2] }
+    }
+
+    /// The layer before's FFN output (`ffn_out-{il}`), summed in llama.cpp's order: routed slots
+    /// in slot order, then the gated shared expert; or the row blocks' partial sums in block order.
+    fn finish_ffn(&self, il: usize, x: &mut [f32]) {
+        let n_embd = self.model.hparams().n_embd;
+        let k = self.model.hparams().n_expert_used;
+        let mut outs = lock(&self.ffn);
+        let mut out = vec![0f32; x.len()]; // ffn_out: [n_rows][n_embd]
+        if self.model.hparams().is_moe() {
+            for (o, tok_slots) in out.chunks_exact_mut(n_embd).zip(outs.slots.chunks_exact(k * n_embd)) {
+                o.copy_from_slice(&tok_slots[..n_embd]);
+                for s in tok_slots.chunks_exact(n_embd).skip(1) {
+                    for (a, b) in o.iter_mut().zip(s) {
+                        *a += b;
+                    }
+                }
+            }
+            dump::tensor("ffn_moe_out", &out);
+            if let Some((y, gates)) = outs.shared.take() {
+                for ((o, yr), g) in out.chunks_exact_mut(n_embd).zip(y.chunks_exact(n_embd)).zip(gates) {
+                    for (a, b) in o.iter_mut().zip(yr) {
+                        *a += b * g;
+                    }
+                }
+            }
+        } else {
+            let mut parts = outs.parts.iter_mut().map(|p| p.take().unwrap_or_default());
+            if let Some(first) = parts.next() {
+                out = first;
+            }
+            for p in parts {
+                add_into(&mut out, &p);
+            }
+        }
+        dump::tensor(&format!("ffn_out-{il}"), &out);
+        add_into(x, &out);
+        dump::tensor(&format!("l_out-{il}"), x);
+    }
+
+    /// `mats`: Q, K, V, O. Adds the layer before's FFN output to the residual first.
+    fn attention(&self, il: usize, mats: &[Linear<'_>], kv: &Mutex<KvCache>) {
+        let model = self.model;
+        let hp = model.hparams();
+        let layer = &model.weights().layers[il];
+        let n_embd = hp.n_embd;
+        let mut x = lock(&self.x);
+        if il > 0 {
+            self.finish_ffn(il - 1, &mut x);
+        }
+        let n_tok = x.len() / n_embd;
+        let shape = AttnShape {
+            n_head: hp.n_head,
+            n_head_kv: hp.n_head_kv,
+            head_dim_k: hp.head_dim_k,
+            head_dim_v: hp.head_dim_v,
+        };
+        let mut kv = lock(kv);
+        let rope_p = model.rope_for(kv.n_ctx());
+        // Phi-3 scales Q after rope and attends with scale 1; the others scale the scores.
+        let head_scale = 1.0 / (hp.head_dim_k as f32).sqrt();
+        let (q_scale, kq_scale) =
+            if model.arch().prescales_q() { (Some(head_scale), 1.0) } else { (None, head_scale) };
+
+        // attn_norm-{il}: [n_tok][n_embd]
+        let mut cur = x.clone();
+        rms_norm(&mut cur, &layer.attn_norm, hp.rms_eps);
+        if let Some(b) = &layer.attn_norm_b {
+            add_bias(&mut cur, b);
+        }
+        dump::tensor(&format!("attn_norm-{il}"), &cur);
+        let mut q = vec![0f32; n_tok * hp.n_embd_q()]; // Qcur: [n_tok][n_head][head_dim_k]
+        let mut k = vec![0f32; n_tok * hp.n_embd_k_gqa()]; // Kcur: [n_tok][n_head_kv][head_dim_k]
+        let mut v = vec![0f32; n_tok * hp.n_embd_v_gqa()]; // Vcur: [n_tok][n_head_kv][head_dim_v]
+        linear_many(&cur, &mut [(&mats[0], &mut q), (&mats[1], &mut k), (&mats[2], &mut v)], false);
+        if let Some((q_norm, k_norm)) = &layer.qk_norm {
+            rms_norm_heads(&mut q, q_norm, hp.rms_eps);
+            rms_norm_heads(&mut k, k_norm, hp.rms_eps);
+        }
+        rope(&mut q, &self.positions, hp.n_head, hp.head_dim_k, rope_p);
+        rope(&mut k, &self.positions, hp.n_head_kv, hp.head_dim_k, rope_p);
+        if let Some(s) = q_scale {
+            q.iter_mut().for_each(|x| *x *= s);
+        }
+        dump::tensor(&format!("Qcur-{il}"), &q);
+        dump::tensor(&format!("Kcur-{il}"), &k);
+        dump::tensor(&format!("Vcur-{il}"), &v);
+        kv.store(il, self.pos0, &k, &v);
+        // kqv_out-{il}: [n_tok][n_head][head_dim_v]
+        let mut kqv = vec![0f32; n_tok * hp.n_embd_attn_out()];
+        let (kc, vc) = kv.layer(il);
+        attention(&q, kc, vc, self.pos0, shape, kq_scale, &mut kqv);
+        drop(kv);
+        dump::tensor(&format!("kqv_out-{il}"), &kqv);
+        // attn_out-{il}: [n_tok][n_embd]
+        let mut out = vec![0f32; n_tok * n_embd];
+        linear(&kqv, &mats[3], &mut out);
+        dump::tensor(&format!("attn_out-{il}"), &out);
+        if il + 1 == hp.n_layer && self.rows != OutputRows::All {
+            // As llama.cpp: the last layer's FFN runs only on the rows whose logits are wanted
+            // (one token sums in a different order than a batch, so this is also for parity).
+            if self.rows == OutputRows::None || n_tok == 0 {
+                x.clear();
+                self.start_ffn(Vec::new());
+                return;
+            }
+            let last = (n_tok - 1) * n_embd;
+            x.drain(..last);
+            out.drain(..last);
+        }
+        // ffn_inp-{il} = attn_out + inpSA
+        add_into(&mut x, &out);
+        dump::tensor(&format!("ffn_inp-{il}"), &x);
+        // ffn_norm-{il}
+        let mut cur = x.clone();
+        rms_norm(&mut cur, &layer.ffn_norm, hp.rms_eps);
+        if let Some(b) = &layer.ffn_norm_b {
+            add_bias(&mut cur, b);
+        }
+        dump::tensor(&format!("ffn_norm-{il}"), &cur);
+        self.start_ffn(cur);
+    }
+
+    /// The layer's FFN input is `cur`; its outputs start empty.
+    fn start_ffn(&self, cur: Vec<f32>) {
+        let hp = self.model.hparams();
+        let n_rows = cur.len() / hp.n_embd;
+        let mut outs = lock(&self.ffn);
+        outs.slots = if hp.is_moe() { vec![0f32; n_rows * hp.n_expert_used * hp.n_embd] } else { Vec::new() };
+        outs.parts.clear();
+        outs.shared = None;
+        *self.routes.write().unwrap_or_else(|e| e.into_inner()) = Vec::new();
+        *self.cur.write().unwrap_or_else(|e| e.into_inner()) = cur;
+    }
+
+    /// `mats`: the router `[n_embd, n_expert]`. `ffn_moe_logits-{il}` → each row's experts.
+    fn router(&self, mats: &[Linear<'_>]) {
+        let hp = self.model.hparams();
+        let arch = self.model.arch();
+        let cur = self.cur.read().unwrap_or_else(|e| e.into_inner());
+        let n_rows = cur.len() / hp.n_embd;
+        if n_rows == 0 {
+            return;
+        }
+        let mut logits = vec![0f32; n_rows * hp.n_expert]; // [n_rows][n_expert]
+        linear(&cur, &mats[0], &mut logits);
+        dump::tensor("ffn_moe_logits", &logits);
+        let routes = route(
+            &logits,
+            hp.n_expert,
+            hp.n_expert_used,
+            arch.expert_gating(),
+            arch.normalizes_expert_weights(),
+        );
+        *self.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
+    }
+
+    /// `mats`: gate, up, down of expert `e`, run on the rows routed to it (`ffn_moe_weighted`).
+    fn expert(&self, e: usize, mats: &[Linear<'_>]) {
+        let hp = self.model.hparams();
+        let (n_embd, k) = (hp.n_embd, hp.n_expert_used);
+        // (row, slot, weight) of the rows routed to e
+        let picked: Vec<(usize, usize, f32)> = self
+            .routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .enumerate()
+            .flat_map(|(t, r)| {
+                r.experts
+                    .iter()
+                    .zip(&r.weights)
+                    .enumerate()
+                    .filter(|(_, (&ex, _))| ex == e)
+                    .map(move |(slot, (_, &w))| (t, slot, w))
+            })
+            .collect();
+        if picked.is_empty() {
+            return;
+        }
+        // xe, ye: [n_picked][n_embd]
+        let mut xe = Vec::with_capacity(picked.len() * n_embd);
+        {
+            let cur = self.cur.read().unwrap_or_else(|e| e.into_inner());
+            for &(t, _, _) in &picked {
+                xe.extend_from_slice(&cur[t * n_embd..(t + 1) * n_embd]);
+            }
+        }
+        let mut ye = vec![0f32; picked.len() * n_embd];
+        swiglu_ffn_expert(&xe, &Self::ffn_weights(mats), &mut ye);
+        let mut outs = lock(&self.ffn);
+        for (row, &(t, slot, w)) in ye.chunks_exact(n_embd).zip(&picked) {
+            let dst = &mut outs.slots[(t * k + slot) * n_embd..][..n_embd];
+            for (d, v) in dst.iter_mut().zip(row) {
+                *d = v * w;
+            }
+        }
+    }
+
+    /// `mats`: gate and up rows of block `block` with the matching `down` columns (one block: the
+    /// whole dense FFN).
+    fn ffn_rows(&self, block: usize, blocks: usize, mats: &[Linear<'_>]) {
+        let cur = self.cur.read().unwrap_or_else(|e| e.into_inner());
+        let mut out = vec![0f32; cur.len()]; // [n_rows][n_embd]
+        if !cur.is_empty() {
+            swiglu_ffn(&cur, &Self::ffn_weights(mats), &mut out);
+        }
+        drop(cur);
+        let mut outs = lock(&self.ffn);
+        if outs.parts.len() < blocks {
+            outs.parts.resize_with(blocks, || None);
+        }
+        outs.parts[block] = Some(out);
+    }
+
+    /// `mats`: gate, up, down of the shared expert (`ffn_shexp`), gated by `ffn_gate_inp_shexp`.
+    fn shared_expert(&self, il: usize, mats: &[Linear<'_>]) {
+        let crate::model::tensors::FfnBlock::Moe { shared: Some(sh), .. } =
+            &self.model.weights().layers[il].ffn
+        else {
+            return;
+        };
+        let cur = self.cur.read().unwrap_or_else(|e| e.into_inner());
+        if cur.is_empty() {
+            return;
+        }
+        let mut y = vec![0f32; cur.len()]; // [n_rows][n_embd]
+        swiglu_ffn(&cur, &Self::ffn_weights(mats), &mut y);
+        dump::tensor("ffn_shexp", &y);
+        let gates = shared_expert_gate(&cur, &sh.gate_inp);
+        dump::tensor("ffn_shexp_gate", &gates);
+        drop(cur);
+        lock(&self.ffn).shared = Some((y, gates));
+    }
+
+    /// `mats`: the output head. The last layer's FFN is summed first, then `result_norm` and
+    /// `result_output` for the rows kept.
+    fn output(&self, mats: &[Linear<'_>]) {
+        let hp = self.model.hparams();
+        let w = self.model.weights();
+        let mut x = lock(&self.x);
+        if self.rows == OutputRows::None || x.is_empty() {
+            return;
+        }
+        self.finish_ffn(hp.n_layer - 1, &mut x);
+        // result_norm: [n_rows][n_embd]
+        let mut rows = std::mem::take(&mut *x);
+        rms_norm(&mut rows, &w.output_norm, hp.rms_eps);
+        if let Some(b) = &w.output_norm_b {
+            add_bias(&mut rows, b);
+        }
+        dump::tensor("result_norm", &rows);
+        // result_output: [n_rows][n_vocab]
+        let mut logits = vec![0f32; rows.len() / hp.n_embd * hp.n_vocab];
+        linear(&rows, &mats[0], &mut logits);
+        dump::tensor("result_output", &logits);
+        *lock(&self.logits) = logits;
+    }
+}

@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
+use rs_llama::exec::Session;
 use rs_llama::gguf::synth::{to_writer_arch, ArchSynth, ExpertLayout, FfnKind, SynthArch, SynthSpec, Vocab};
 use rs_llama::gguf::writer::GgufWriter;
 use rs_llama::gguf::GgufFile;
-use rs_llama::exec::Session;
 use rs_llama::model::{Arch, LoadOptions, Logits, Model};
 
 const ARCHS: [(SynthArch, Arch); 6] = [

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rs_llama::gguf::GgufFile;
 use rs_llama::exec::Session;
+use rs_llama::gguf::GgufFile;
 use rs_llama::model::{LoadOptions, Logits, Model};
 use rs_llama::tokenizer::Tokenizer;
 use serde_json::Value;

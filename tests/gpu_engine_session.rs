@@ -7,10 +7,10 @@ mod model_support;
 use model_support::{build, load, Spec};
 use rs_llama::exec::engine::load_on_gpu;
 use rs_llama::exec::EngineSession;
+use rs_llama::exec::Session;
 use rs_llama::gpu::GpuOptions as Options;
 #[cfg(feature = "cuda")]
 use rs_llama::gpu::{Gpu, GpuLlama, GpuLlamaSession, GpuOptions};
-use rs_llama::exec::Session;
 use rs_llama::model::{Logits, ModelError};
 
 const PROMPT: [u32; 10] = [9, 2, 71, 33, 33, 80, 14, 5, 62, 1];

@@ -3,8 +3,8 @@
 mod model_support;
 
 use model_support::{build, load, max_abs_diff, reference, Spec};
-use rs_llama::gguf::DType;
 use rs_llama::exec::Session;
+use rs_llama::gguf::DType;
 use rs_llama::model::Logits;
 
 /// f32 activations against f64 ones; K/V are rounded to f16 in both, so a value next to an f16

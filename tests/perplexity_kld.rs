@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use rs_llama::gguf::GgufFile;
 use rs_llama::exec::Session;
+use rs_llama::gguf::GgufFile;
 use rs_llama::model::{LoadOptions, Model};
 use rs_llama::perplexity::base_file::{BaseReader, BaseWriter};
 use rs_llama::perplexity::eval::ChunkPlan;

@@ -33,6 +33,7 @@ fn check_instance(shape: &ModelShape, hw_name: &str, budget: u64, w: Workload, s
         ngl: None,
         n_cpu_moe: None,
         min_batch: 32,
+        slots: None,
     };
     for policy in POLICIES {
         let what = format!("{} {hw_name} budget {budget} {:?} {policy:?}", shape.name, w);
@@ -121,6 +122,7 @@ fn a_budget_too_small_for_anything_keeps_everything_on_the_host() {
         ngl: None,
         n_cpu_moe: None,
         min_batch: 32,
+        slots: None,
     };
     for policy in POLICIES {
         let plan = make_plan(policy, &g, &cost, &opts, "x").unwrap();

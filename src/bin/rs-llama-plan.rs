@@ -109,6 +109,7 @@ fn run(args: Args) -> Result<()> {
         ngl: args.ngl,
         n_cpu_moe: args.n_cpu_moe,
         min_batch: 32,
+        slots: None,
     };
     let plan = make_plan(policy, &graph, &cost, &opts, &hw.name)?;
     let pred = predict(&plan, &graph, &cost, &opts.popularity, &workload)?;

@@ -85,6 +85,8 @@ pub struct RunConfig {
     pub gpu_layers: Option<GpuLayers>,
     /// `--gpu-mem`: cap on the GPU bytes rs-llama may use (None = free memory minus a margin).
     pub gpu_mem: Option<u64>,
+    /// `-dev`, `--policy`, `--sim-hw`, `--trace` ... (see [`super::device`]).
+    pub device: super::device::DeviceConfig,
     pub verbosity: i32,
     pub log_disable: bool,
     pub warmup: bool,
@@ -117,6 +119,7 @@ impl Default for RunConfig {
             chat: ChatConfig::default(),
             gpu_layers: None,
             gpu_mem: None,
+            device: super::device::DeviceConfig::default(),
             verbosity: super::log::DEFAULT_VERBOSITY,
             log_disable: false,
             warmup: true,

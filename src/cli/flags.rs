@@ -3,6 +3,7 @@
 //! [`RunConfig`]; parsing, help and tests all read this table.
 
 use super::args::{parse_f32, parse_i32, ConversationMode, GpuLayers, RunConfig};
+use super::device::DeviceChoice;
 use crate::sample::SamplerKind;
 
 pub struct Flag {
@@ -294,7 +295,7 @@ pub static FLAGS: &[Flag] = &[
         Ok(())
     }),
     flag!(["--simple-io"], None, "plain line input (rs-llama always reads input this way)", |_, _| Ok(())),
-    flag!(["-ngl", "--gpu-layers", "--n-gpu-layers"], N, "layers to store in VRAM: a number, 'auto' or 'all' (today the whole model or none: a smaller count runs on the CPU)", |c, v| {
+    flag!(["-ngl", "--gpu-layers", "--n-gpu-layers"], N, "layers to store in VRAM: a number, 'auto' or 'all' (--policy layers: llama.cpp's split; auto: a cap on what is resident)", |c, v| {
         c.gpu_layers = Some(match v {
             "auto" => GpuLayers::Auto,
             "all" => GpuLayers::All,
@@ -304,6 +305,44 @@ pub static FLAGS: &[Flag] = &[
     }),
     flag!(["--gpu-mem"], Some("SIZE"), "cap on GPU memory, e.g. 8G or 512M (default: free memory minus a margin)", |c, v| {
         c.gpu_mem = Some(crate::gpu::parse_size(v).map_err(|e| e.to_string())?);
+        Ok(())
+    }),
+    flag!(["-dev", "--device"], Some("DEV"), "where the GPU lane runs: none, sim (the simulated GPU of --sim-hw) or cuda0", |c, v| {
+        c.device.device = DeviceChoice::parse(v)?;
+        Ok(())
+    }),
+    flag!(["--list-devices"], None, "print the available devices and exit", |c, _| {
+        c.device.list_devices = true;
+        Ok(())
+    }),
+    flag!(["--sim-hw"], Some("PRESET|FILE"), "hardware the simulated GPU plays: a preset (rtx4090-ddr5 ...) or a profile JSON (default: rtx4090-ddr5)", |c, v| {
+        c.device.sim_hw = v.to_string();
+        Ok(())
+    }),
+    flag!(["--policy"], Some("POLICY"), "placement policy: auto (ours), layers (llama.cpp -ngl) or fiddler (default: auto)", |c, v| {
+        c.device.policy = crate::plan::PolicyKind::parse(v).map_err(|e| format!("error: {e}"))?;
+        Ok(())
+    }),
+    flag!(["-ncmoe", "--n-cpu-moe"], N, "keep the experts of the first N layers in host memory", |c, v| {
+        c.device.n_cpu_moe = Some(parse_i32(v)?.max(0) as u32);
+        Ok(())
+    }),
+    flag!(["-cmoe", "--cpu-moe"], None, "keep every expert in host memory", |c, _| {
+        c.device.cpu_moe = true;
+        Ok(())
+    }),
+    flag!(["-fa", "--flash-attn"], Some("on|off|auto"), "flash attention (rs-llama's CPU kernels are always flash attention, as llama.cpp's 'auto' picks there)", |_, v| {
+        match v {
+            "on" | "off" | "auto" | "1" | "0" => Ok(()),
+            _ => Err(format!("error: unknown value for --flash-attn: '{v}'")),
+        }
+    }),
+    flag!(["--print-plan"], None, "print every task's placement with its reason (hybrid runs)", |c, _| {
+        c.device.print_plan = true;
+        Ok(())
+    }),
+    flag!(["--trace"], Some("FILE"), "write the lanes' operations as Chrome trace-event JSON (Perfetto)", |c, v| {
+        c.device.trace = Some(v.into());
         Ok(())
     }),
     flag!(["-ctk", "--cache-type-k"], Some("TYPE"), "KV cache type for K (only f16)", |_, v| kv_type(v)),

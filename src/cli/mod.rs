@@ -3,10 +3,12 @@
 //!
 //! [`flags`] is the one table of flags; [`args`] turns argv into a typed [`args::RunConfig`];
 //! [`run`] loads the model and drives [`completion`]'s loop over the [`engine`] traits; [`perf`]
-//! formats llama.cpp's timing block; [`log`] routes text to stdout and logs to stderr.
+//! formats llama.cpp's timing block; [`log`] routes text to stdout and logs to stderr; [`device`]
+//! sets up the device and the hybrid executor (`-dev sim`, `--policy`, `--trace`).
 
 pub mod args;
 pub mod completion;
+pub mod device;
 pub mod engine;
 pub mod flags;
 pub mod interactive;

@@ -77,6 +77,10 @@ pub fn main_with_args(program: &str, args: &[String]) -> i32 {
         print!("{}", args::usage(program));
         return 0;
     }
+    if cfg.device.list_devices {
+        print!("{}", super::device::list_devices());
+        return 0;
+    }
     if cfg.show_version {
         eprintln!("version: {} (rs-llama)", env!("CARGO_PKG_VERSION"));
         eprintln!("built with rustc for {}-{}", std::env::consts::ARCH, std::env::consts::OS);
@@ -119,11 +123,15 @@ pub fn run(cfg: &RunConfig) -> Result<i32, RunError> {
         log_warn!("llama_completion: warning: minimum context size is 8, using minimum size.\n");
         n_ctx = 8;
     }
-    let resident = gpu_layers(cfg.gpu_layers).and_then(|n_gpu_layers| {
-        let opts = gpu::GpuOptions { device: 0, mem_limit: cfg.gpu_mem };
+    let resident = gpu_layers(cfg).and_then(|n_gpu_layers| {
+        let device = match cfg.device.device {
+            super::device::DeviceChoice::Cuda(n) => n,
+            _ => 0,
+        };
+        let opts = gpu::GpuOptions { device, mem_limit: cfg.gpu_mem };
         crate::exec::engine::load_on_gpu(&model, &opts, n_gpu_layers)
     });
-    let session = crate::exec::EngineSession::new(&model, resident.as_ref(), n_ctx, cfg.n_ubatch as usize)?;
+    let session = super::device::open_session(cfg, &model, resident.as_ref(), n_ctx)?;
     log_info!("llama_completion: running on the {}\n", session.engine());
     let mut engine = SessionEngine { session, n_vocab: model.n_vocab() };
 
@@ -142,6 +150,7 @@ pub fn run(cfg: &RunConfig) -> Result<i32, RunError> {
         Vec::new()
     };
     perf.reset();
+    super::device::reset_clock(&mut engine.session);
 
     if n_ctx > n_ctx_train {
         log_warn!(
@@ -259,6 +268,7 @@ pub fn run(cfg: &RunConfig) -> Result<i32, RunError> {
         completion::generate(&settings, &prompt, parts)?
     };
     let lines = perf_lines(&chain.perf(), &perf, perf.start.elapsed());
+    super::device::finish(cfg, &engine.session).map_err(RunError::Load)?;
     if stop == StopReason::Interrupted {
         log::text(b"\n");
         print_perf(&lines);
@@ -309,10 +319,15 @@ fn checked_length(tokens: Vec<crate::TokenId>, n_ctx: usize) -> Result<Vec<crate
     Ok(tokens)
 }
 
-/// Layers `-ngl` asks to put on the GPU, or `None` for the CPU. Without `-ngl`, a `cuda` build tries
-/// the whole model (llama.cpp's default `-ngl auto` with room to spare) and a CPU build stays quiet.
-fn gpu_layers(ngl: Option<GpuLayers>) -> Option<usize> {
-    match ngl {
+/// Layers `-ngl` asks to put on the GPU (whole-model CUDA path), or `None` for the CPU. Without
+/// `-ngl`, a `cuda` build tries the whole model (llama.cpp's default `-ngl auto` with room to
+/// spare) and a CPU build stays quiet; `-dev none` and `-dev sim` never touch a CUDA GPU.
+fn gpu_layers(cfg: &RunConfig) -> Option<usize> {
+    use super::device::DeviceChoice;
+    if matches!(cfg.device.device, DeviceChoice::Cpu | DeviceChoice::Sim) {
+        return None;
+    }
+    match cfg.gpu_layers {
         None if cfg!(feature = "cuda") => Some(usize::MAX),
         None => None,
         Some(GpuLayers::Auto | GpuLayers::All) => Some(usize::MAX),

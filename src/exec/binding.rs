@@ -105,7 +105,8 @@ impl<'m> Binding<'m> {
     pub fn host_mats(&self, id: usize) -> Vec<Linear<'m>> {
         let w = self.model.weights();
         let t = self.tasks[id];
-        let ffn = |m: &'m crate::model::tensors::FfnMats| vec![m.gate.linear(), m.up.linear(), m.down.linear()];
+        let ffn =
+            |m: &'m crate::model::tensors::FfnMats| vec![m.gate.linear(), m.up.linear(), m.down.linear()];
         let plain = |m: &'m crate::model::weights::Weight, bias: Option<&'m [f32]>| Linear {
             w: m.view(),
             n_in: m.n_in,

@@ -3,8 +3,8 @@
 //! [`EngineSession`] and need no `#[cfg]`: without the `cuda` feature the GPU variant cannot be
 //! built.
 
-use crate::gpu::{start_or_fall_back, Gpu, GpuLlama, GpuLlamaSession, GpuOptions};
 use super::Session;
+use crate::gpu::{start_or_fall_back, Gpu, GpuLlama, GpuLlamaSession, GpuOptions};
 use crate::model::{Logits, Model, ModelError};
 use crate::TokenId;
 

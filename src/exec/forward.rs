@@ -23,7 +23,13 @@ pub enum OutputRows {
 
 /// Evaluate `tokens` at positions `pos0..pos0+len`, appending their K/V to `kv`. Token ids and the
 /// cache size are checked by the caller. Returns logits `[n_rows][n_vocab]`.
-pub fn forward(model: &Model, kv: &Mutex<KvCache>, tokens: &[TokenId], pos0: usize, rows: OutputRows) -> Vec<f32> {
+pub fn forward(
+    model: &Model,
+    kv: &Mutex<KvCache>,
+    tokens: &[TokenId],
+    pos0: usize,
+    rows: OutputRows,
+) -> Vec<f32> {
     let w = model.weights();
     let st = StepState::new(model, tokens, pos0, rows);
     let run = |layer: usize, kind: TaskKind, mats: &[Linear<'_>]| st.run(TaskRef { layer, kind }, mats, kv);
@@ -31,9 +37,11 @@ pub fn forward(model: &Model, kv: &Mutex<KvCache>, tokens: &[TokenId], pos0: usi
         let a = &layer.attn;
         run(il, TaskKind::Attention, &[a.q.linear(), a.k.linear(), a.v.linear(), a.o.linear()]);
         match &layer.ffn {
-            FfnBlock::Dense(m) => {
-                run(il, TaskKind::FfnRows { block: 0, blocks: 1 }, &[m.gate.linear(), m.up.linear(), m.down.linear()])
-            }
+            FfnBlock::Dense(m) => run(
+                il,
+                TaskKind::FfnRows { block: 0, blocks: 1 },
+                &[m.gate.linear(), m.up.linear(), m.down.linear()],
+            ),
             FfnBlock::Moe { router, experts, shared } => {
                 let r = Linear { w: router.view(), n_in: router.n_in, n_out: router.n_out, bias: None };
                 run(il, TaskKind::Router, &[r]);
@@ -50,6 +58,10 @@ pub fn forward(model: &Model, kv: &Mutex<KvCache>, tokens: &[TokenId], pos0: usi
     }
     let head = w.output_head();
     let bias = w.output_b.as_deref();
-    run(w.layers.len(), TaskKind::Output, &[Linear { w: head.view(), n_in: head.n_in, n_out: head.n_out, bias }]);
+    run(
+        w.layers.len(),
+        TaskKind::Output,
+        &[Linear { w: head.view(), n_in: head.n_in, n_out: head.n_out, bias }],
+    );
     st.take_logits()
 }

@@ -57,16 +57,20 @@ impl<'scope, 'env> Lanes<'scope, 'env> {
         for lane in LANES {
             let (tx, rx) = channel::<Job<'env>>();
             queues.push(tx);
-            let worker = std::thread::Builder::new()
-                .name(format!("lane-{}", lane.name()))
-                .spawn_scoped(scope, move || {
+            let worker = std::thread::Builder::new().name(format!("lane-{}", lane.name())).spawn_scoped(
+                scope,
+                move || {
                     for job in rx {
                         let fenced: Result<(), String> = job.fences.iter().try_for_each(|f| f.wait());
                         let result = fenced.and_then(|()| (job.work)().map_err(|e| e.to_string()));
                         job.done.signal(result);
                     }
-                });
-            workers.push(worker.map_err(|e| ExecError::Device(format!("cannot start the {} lane: {e}", lane.name())))?);
+                },
+            );
+            workers.push(
+                worker
+                    .map_err(|e| ExecError::Device(format!("cannot start the {} lane: {e}", lane.name())))?,
+            );
         }
         Ok(Lanes { queues, workers })
     }

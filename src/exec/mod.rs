@@ -10,12 +10,16 @@
 //! - [`session`], [`engine`]: what callers hold.
 
 pub mod binding;
+pub mod device;
 pub mod dump;
 pub mod engine;
 pub mod forward;
+pub mod hybrid;
 pub mod kv_cache;
+pub mod lanes;
 pub mod session;
 pub mod tasks;
+pub mod trace;
 
 pub use engine::EngineSession;
 pub use forward::{forward, OutputRows};

@@ -1,7 +1,10 @@
-//! One sequence being evaluated: the KV cache and the position counter.
+//! One sequence being evaluated: the KV cache, the position counter, and what runs its steps —
+//! the CPU forward pass, or the hybrid executor over a device.
 
 use std::sync::Mutex;
 
+use super::device::Device;
+use super::hybrid::{Hybrid, HybridOptions};
 use super::{forward, KvCache, OutputRows};
 use crate::model::{Logits, Model, ModelError};
 use crate::TokenId;
@@ -13,6 +16,7 @@ pub struct Session<'m> {
     n_ctx: usize,
     n_past: usize,
     n_ubatch: usize,
+    hybrid: Option<Box<Hybrid<'m>>>,
 }
 
 impl<'m> Session<'m> {
@@ -26,7 +30,34 @@ impl<'m> Session<'m> {
         let hp = model.hparams();
         let kv = KvCache::new(hp.n_layer, n_ctx, hp.n_embd_k_gqa(), hp.n_embd_v_gqa())
             .map_err(ModelError::Invalid)?;
-        Ok(Session { model, kv: Mutex::new(kv), n_ctx, n_past: 0, n_ubatch })
+        Ok(Session { model, kv: Mutex::new(kv), n_ctx, n_past: 0, n_ubatch, hybrid: None })
+    }
+
+    /// A session whose steps the hybrid executor runs on `device` under a plan made for it.
+    pub fn hybrid(
+        model: &'m Model,
+        n_ctx: usize,
+        n_ubatch: usize,
+        opts: &HybridOptions,
+        device: Box<dyn Device + 'm>,
+    ) -> Result<Session<'m>, ModelError> {
+        let mut s = Session::new(model, n_ctx, n_ubatch)?;
+        let h = Hybrid::new(model, n_ctx, n_ubatch, opts, device)
+            .map_err(|e| ModelError::Invalid(e.to_string()))?;
+        s.hybrid = Some(Box::new(h));
+        Ok(s)
+    }
+
+    /// Starts the hybrid executor's virtual clock again, when this session has one.
+    pub fn reset_executor_clock(&mut self) {
+        if let Some(h) = &mut self.hybrid {
+            h.reset_clock();
+        }
+    }
+
+    /// The hybrid executor, when this session has one.
+    pub fn executor(&self) -> Option<&Hybrid<'m>> {
+        self.hybrid.as_deref()
     }
 
     /// Evaluate `tokens` at positions `n_past..n_past + len` and append them to the KV cache.
@@ -50,7 +81,13 @@ impl<'m> Session<'m> {
                 Logits::Last if i + 1 == n_chunks => OutputRows::Last,
                 Logits::Last => OutputRows::None,
             };
-            out.extend(forward(self.model, &self.kv, chunk, self.n_past, rows));
+            let logits = match &mut self.hybrid {
+                Some(h) => h
+                    .step(&self.kv, chunk, self.n_past, rows)
+                    .map_err(|e| ModelError::Invalid(e.to_string()))?,
+                None => forward(self.model, &self.kv, chunk, self.n_past, rows),
+            };
+            out.extend(logits);
             self.n_past += chunk.len();
         }
         Ok(out)

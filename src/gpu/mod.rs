@@ -11,7 +11,6 @@ mod budget;
 pub mod kernels;
 pub mod reference;
 
-
 pub use budget::{default_budget, parse_size, MemLedger, BUDGET_MARGIN};
 
 #[cfg(feature = "cuda")]

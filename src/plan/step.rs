@@ -161,7 +161,9 @@ impl<'a> StepBuilder<'a> {
         let schedule = match plan.exec {
             ExecRule::Overlap { slots, .. } => Schedule::Overlap(Overlap::new(&b, slots as usize)),
             ExecRule::Serial { min_batch } => Schedule::Serial(Serial { min_batch, last: None }),
-            ExecRule::Fiddler { .. } => Schedule::Fiddler(Fiddler { prev: Vec::new(), last_stream: None, head: 0 }),
+            ExecRule::Fiddler { .. } => {
+                Schedule::Fiddler(Fiddler { prev: Vec::new(), last_stream: None, head: 0 })
+            }
         };
         StepBuilder { b, plan, schedule }
     }
@@ -266,7 +268,14 @@ impl Overlap {
         }
     }
 
-    fn run(&mut self, b: &mut Builder, plan: &Plan, task: usize, inputs: &[usize], copy_after: Option<usize>) -> usize {
+    fn run(
+        &mut self,
+        b: &mut Builder,
+        plan: &Plan,
+        task: usize,
+        inputs: &[usize],
+        copy_after: Option<usize>,
+    ) -> usize {
         if plan.resident(task) {
             return b.gpu(task, inputs);
         }

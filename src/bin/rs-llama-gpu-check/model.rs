@@ -3,9 +3,9 @@
 //! top token at every step, with close logits. Also prints prefill and decode speed of both.
 
 use crate::Checks;
+use rs_llama::exec::Session;
 use rs_llama::gpu::reference::{rel_error, Rng};
 use rs_llama::gpu::{Gpu, GpuError, GpuLlama, GpuLlamaSession};
-use rs_llama::exec::Session;
 use rs_llama::model::{LoadOptions, Logits, Model};
 use std::path::Path;
 use std::time::Instant;

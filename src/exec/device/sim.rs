@@ -154,7 +154,8 @@ impl Device for SimDevice {
 
     fn fill_slot(&self, slot: u32, id: usize, mats: &[Linear<'_>]) -> Result<(), ExecError> {
         let slots = poisoned(self.slots.read());
-        let s = slots.get(slot as usize).ok_or_else(|| ExecError::Device(format!("no staging slot {slot}")))?;
+        let s =
+            slots.get(slot as usize).ok_or_else(|| ExecError::Device(format!("no staging slot {slot}")))?;
         let mut s = poisoned(s.lock());
         if let Some((holder, _)) = &s.filled {
             return Err(ExecError::Device(format!(
@@ -179,7 +180,11 @@ impl Device for SimDevice {
             // SAFETY: the destination words are inside the slot (checked above) and do not
             // overlap the source, which is host memory.
             unsafe {
-                std::ptr::copy_nonoverlapping(bytes.as_ptr(), s.words[at..].as_mut_ptr().cast::<u8>(), bytes.len());
+                std::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    s.words[at..].as_mut_ptr().cast::<u8>(),
+                    bytes.len(),
+                );
             }
             layout.push((at, n, elem));
             at += words;
@@ -209,9 +214,9 @@ impl Device for SimDevice {
         match at {
             WeightsAt::Resident => {
                 let resident = poisoned(self.resident.read());
-                let copies = resident
-                    .get(&id)
-                    .ok_or_else(|| ExecError::Device(format!("task {id} runs on the GPU but is not resident")))?;
+                let copies = resident.get(&id).ok_or_else(|| {
+                    ExecError::Device(format!("task {id} runs on the GPU but is not resident"))
+                })?;
                 let mats: Vec<Linear<'_>> =
                     copies.iter().zip(host_mats).map(|(c, h)| Linear { w: c.view(), ..*h }).collect();
                 st.run(task, &mats, kv);

@@ -61,9 +61,11 @@ struct Search<'a, 'b> {
 }
 
 impl Search<'_, '_> {
-    /// Staging needed for `slots` slots: the biggest host task.
+    /// Staging needed for `slots` slots: the biggest host task that may be streamed (an attention
+    /// block computes where its KV cache is, so it never is).
     fn staging(&self, resident: &[bool], slots: u32) -> u64 {
-        let biggest = self.ctx.g.tasks.iter().filter(|t| !resident[t.id]).map(|t| t.bytes).max().unwrap_or(0);
+        let streamable = |t: &&super::super::tasks::Task| !resident[t.id] && t.kind != TaskKind::Attention;
+        let biggest = self.ctx.g.tasks.iter().filter(streamable).map(|t| t.bytes).max().unwrap_or(0);
         u64::from(slots) * biggest
     }
 
@@ -232,7 +234,11 @@ pub fn plan(ctx: &Ctx) -> Result<Plan, PlanError> {
     // Fill by density for each slot count; on small instances refine every one of them, on large
     // ones only the best (each simulated candidate costs a full workload prediction).
     let mut starts: Vec<(f64, Vec<bool>, u32)> = Vec::new();
-    for slots in SLOT_CHOICES {
+    let slot_choices = match ctx.opts.slots {
+        Some(n) => vec![n],
+        None => SLOT_CHOICES.to_vec(),
+    };
+    for slots in slot_choices {
         let mut candidates = vec![vec![false; n]];
         search.fill(&mut candidates[0], slots, &[]);
         if n <= SMALL {

@@ -38,8 +38,18 @@ pub(super) fn placement(ctx: &Ctx, ngl: u32, n_cpu_moe: u32) -> (Vec<bool>, Vec<
     (resident, reasons)
 }
 
+/// llama.cpp copies an offloaded op's host weights into its compute buffer: room for the largest
+/// host task that may be copied (never an attention block: it computes where its KV cache is).
+fn staging(ctx: &Ctx, resident: &[bool]) -> u64 {
+    if !ctx.cost.has_gpu() {
+        return 0;
+    }
+    let copied = ctx.g.tasks.iter().filter(|t| !resident[t.id] && t.kind != TaskKind::Attention);
+    copied.map(|t| t.bytes).max().unwrap_or(0)
+}
+
 fn fits(ctx: &Ctx, resident: &[bool]) -> bool {
-    ctx.resident_bytes(resident) + ctx.scratch_bytes() <= ctx.budget()
+    ctx.resident_bytes(resident) + staging(ctx, resident) + ctx.scratch_bytes() <= ctx.budget()
 }
 
 fn build(ctx: &Ctx, ngl: u32, n_cpu_moe: u32) -> Result<Plan, PlanError> {
@@ -47,7 +57,7 @@ fn build(ctx: &Ctx, ngl: u32, n_cpu_moe: u32) -> Result<Plan, PlanError> {
     let moe = if ctx.g.shape.is_moe() { format!(" --n-cpu-moe {n_cpu_moe}") } else { String::new() };
     let exec = ExecRule::Serial { min_batch: ctx.opts.min_batch };
     let summary = format!("-ngl {ngl}{moe} (op offload at batch >= {})", ctx.opts.min_batch);
-    ctx.assemble(PolicyKind::Layers, &resident, reasons, exec, 0, summary)
+    ctx.assemble(PolicyKind::Layers, &resident, reasons, exec, staging(ctx, &resident), summary)
 }
 
 /// The largest -ngl that fits with this --n-cpu-moe.
@@ -110,6 +120,7 @@ mod tests {
             ngl: None,
             n_cpu_moe: None,
             min_batch: 32,
+            slots: None,
         };
         let ctx = Ctx { g: &g, cost: &cost, opts: &opts, hw_name: "x" };
         let (r, _) = placement(&ctx, 1, 0);

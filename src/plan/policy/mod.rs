@@ -50,6 +50,8 @@ pub struct PolicyOptions {
     pub n_cpu_moe: Option<u32>,
     /// `layers`: GGML_OP_OFFLOAD_MIN_BATCH.
     pub min_batch: u64,
+    /// `auto`: exactly this many staging slots (None: the best of 0–4).
+    pub slots: Option<u32>,
 }
 
 /// What every policy works from.
@@ -62,14 +64,14 @@ pub struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// GPU bytes for one micro-batch's activations (f32): residual stream, attention and FFN
-    /// intermediates, and one row of logits.
+    /// intermediates, and logits for every row of it (as the session allocates them).
     pub fn scratch_bytes(&self) -> u64 {
         if !self.cost.has_gpu() {
             return 0;
         }
         let s = &self.g.shape;
         let widest = s.n_ff.max(s.n_ff_shexp).max(u64::from(s.n_expert_used) * s.n_ff_exp);
-        4 * self.opts.workload.ubatch * (8 * s.n_embd + 3 * widest) + 4 * s.n_vocab
+        4 * self.opts.workload.ubatch * (8 * s.n_embd + 3 * widest + s.n_vocab)
     }
 
     /// GPU memory the policy may fill (0 without a GPU).

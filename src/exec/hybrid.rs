@@ -1,0 +1,288 @@
+//! The hybrid executor: a plan's steps run on the CPU, GPU and copy lanes of a [`Device`].
+//!
+//! At load the plan's resident tasks are uploaded and its staging slots made; a step is built layer
+//! by layer by the planner's own [`StepBuilder`] — attention and router first, then, once the
+//! router's choices are back, the layer's FFN with each host expert sent to the CPU or streamed by
+//! the same `assign::route` the planner uses — and every operation is queued on its lane behind the
+//! fences of the operations it depends on. Afterwards the same operations are timed by the
+//! planner's simulator, which is the simulated device's clock: a prediction and an execution are
+//! one schedule.
+
+use std::sync::{Arc, Mutex};
+
+use super::binding::Binding;
+use super::device::{Device, WeightsAt};
+use super::kv_cache::KvCache;
+use super::lanes::{Event, Lanes};
+use super::tasks::StepState;
+use super::trace::TraceLog;
+use super::{ExecError, OutputRows};
+use crate::model::Model;
+use crate::plan::cost::CostModel;
+use crate::plan::profile::HwProfile;
+use crate::plan::shapes::ModelShape;
+use crate::plan::simulate::{simulate, Lane, Op, Timeline};
+use crate::plan::step::StepBuilder;
+use crate::plan::tasks::{TaskGraph, TaskKind};
+use crate::plan::{make_plan, ExecRule, Plan, PolicyKind, PolicyOptions, Popularity, Workload};
+use crate::TokenId;
+
+/// How a hybrid session is set up.
+#[derive(Debug, Clone)]
+pub struct HybridOptions {
+    pub policy: PolicyKind,
+    /// The hardware the cost model (and the simulated device's clock) describes.
+    pub hw: HwProfile,
+    /// The GPU memory the plan may fill.
+    pub gpu_mem: u64,
+    /// `-ngl`: under `layers` llama.cpp's meaning; under `auto` a cap on what may be resident.
+    pub ngl: Option<u32>,
+    /// `-ncmoe`: experts of the first N layers stay in host memory.
+    pub n_cpu_moe: Option<u32>,
+    /// `auto`: exactly this many staging slots (None: the planner's choice).
+    pub slots: Option<u32>,
+    /// Keep every step's timeline for `--trace`.
+    pub trace: bool,
+}
+
+/// Virtual time and lane use, split by prefill steps (more than one token) and decode steps.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Clock {
+    pub prefill_s: f64,
+    pub prefill_tokens: u64,
+    pub decode_s: f64,
+    pub decode_tokens: u64,
+    /// Busy seconds of the cpu, gpu and copy lanes over every step.
+    pub busy: [f64; 3],
+}
+
+impl Clock {
+    pub fn prefill_tps(&self) -> f64 {
+        if self.prefill_s > 0.0 {
+            self.prefill_tokens as f64 / self.prefill_s
+        } else {
+            0.0
+        }
+    }
+
+    pub fn decode_tps(&self) -> f64 {
+        if self.decode_s > 0.0 {
+            self.decode_tokens as f64 / self.decode_s
+        } else {
+            0.0
+        }
+    }
+
+    /// Busy fraction of each lane over all the time the steps took.
+    pub fn busy_fractions(&self) -> [f64; 3] {
+        let total = (self.prefill_s + self.decode_s).max(1e-15);
+        self.busy.map(|b| b / total)
+    }
+}
+
+pub struct Hybrid<'m> {
+    binding: Binding<'m>,
+    graph: TaskGraph,
+    plan: Plan,
+    cost: CostModel,
+    device: Box<dyn Device + 'm>,
+    clock: Clock,
+    trace: Option<TraceLog>,
+}
+
+/// The largest host task a staging slot must hold under `plan`.
+fn slot_bytes_for(plan: &Plan, graph: &TaskGraph, binding: &Binding) -> u64 {
+    graph
+        .tasks
+        .iter()
+        .filter(|t| !plan.resident(t.id) && t.kind != TaskKind::Attention)
+        .map(|t| binding.bytes(t.id))
+        .max()
+        .unwrap_or(0)
+}
+
+impl<'m> Hybrid<'m> {
+    /// Plans `model` for `device` and loads the plan's resident weights and slots onto it.
+    pub fn new(
+        model: &'m Model,
+        n_ctx: usize,
+        n_ubatch: usize,
+        opts: &HybridOptions,
+        device: Box<dyn Device + 'm>,
+    ) -> Result<Hybrid<'m>, ExecError> {
+        let shape = ModelShape::from_gguf(model.file(), model.arch().name())?;
+        // Whole dense FFNs: see `Binding::new`.
+        let graph = TaskGraph::build(&shape, 1, n_ctx as u64);
+        let cost = CostModel::new(&opts.hw, shape.wtype, true);
+        let popts = PolicyOptions {
+            gpu_mem_bytes: opts.gpu_mem.min(device.budget()),
+            workload: Workload { ubatch: n_ubatch as u64, ..Workload::default() },
+            popularity: Popularity::uniform(shape.n_layer, shape.n_expert),
+            ngl: opts.ngl,
+            n_cpu_moe: opts.n_cpu_moe,
+            min_batch: 32,
+            slots: opts.slots,
+        };
+        let plan = make_plan(opts.policy, &graph, &cost, &popts, &opts.hw.name)?;
+        let binding = Binding::new(model, &shape, &graph)?;
+        let mut h = Hybrid { binding, graph, plan, cost, device, clock: Clock::default(), trace: None };
+        h.load()?;
+        h.trace = opts.trace.then(TraceLog::default);
+        Ok(h)
+    }
+
+    /// Resident weights (with a resident attention block's KV cache), activations and slots.
+    fn load(&mut self) -> Result<(), ExecError> {
+        let dev = &self.device;
+        dev.reserve("activations", self.plan.scratch_bytes)?;
+        let kv_per_layer = self.graph.n_ctx * self.graph.shape.kv_bytes_per_token_layer();
+        for t in &self.graph.tasks {
+            if !self.plan.resident(t.id) {
+                continue;
+            }
+            if t.kind == TaskKind::Attention {
+                dev.reserve(&format!("{}'s KV cache", t.name), kv_per_layer)?;
+            }
+            dev.upload_resident(t.id, &self.binding.host_mats(t.id))?;
+        }
+        let slots = match self.plan.exec {
+            ExecRule::Overlap { slots, .. } => slots,
+            // llama.cpp's op offload and Fiddler's placeholder: one buffer for the copied weights.
+            ExecRule::Serial { .. } | ExecRule::Fiddler { .. } => 1,
+        };
+        let bytes = slot_bytes_for(&self.plan, &self.graph, &self.binding);
+        if slots > 0 && bytes > 0 && self.cost.has_gpu() {
+            dev.create_slots(slots, bytes)?;
+        }
+        Ok(())
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn graph(&self) -> &TaskGraph {
+        &self.graph
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Starts the virtual clock and the trace again (after a warm-up run).
+    pub fn reset_clock(&mut self) {
+        self.clock = Clock::default();
+        if let Some(t) = &mut self.trace {
+            *t = TraceLog::default();
+        }
+    }
+
+    pub fn device(&self) -> &dyn Device {
+        self.device.as_ref()
+    }
+
+    pub fn trace(&self) -> Option<&TraceLog> {
+        self.trace.as_ref()
+    }
+
+    /// One step: `tokens` at positions `pos0..`, their K/V appended to `kv`. Returns the logits
+    /// `rows` asks for.
+    pub fn step(
+        &mut self,
+        kv: &Mutex<KvCache>,
+        tokens: &[TokenId],
+        pos0: usize,
+        rows: OutputRows,
+    ) -> Result<Vec<f32>, ExecError> {
+        let model = self.binding.model();
+        let st = StepState::new(model, tokens, pos0, rows);
+        let mut sb = StepBuilder::new(&self.plan, &self.graph, &self.cost, tokens.len() as u64, pos0 as u64);
+        let (binding, device, st_ref) = (&self.binding, self.device.as_ref(), &st);
+        let is_moe = self.graph.shape.is_moe();
+        let n_layer = self.graph.layers.len();
+        std::thread::scope(|scope| -> Result<(), ExecError> {
+            let lanes = Lanes::start(scope)?;
+            let mut events: Vec<Arc<Event>> = Vec::new();
+            let submit = |ops: &[Op], events: &mut Vec<Arc<Event>>| {
+                for op in &ops[events.len()..] {
+                    let fences = op.deps.iter().map(|&(d, _)| events[d].clone()).collect();
+                    let work = lane_work(op, binding, device, st_ref, kv);
+                    events.push(lanes.submit(op.lane, fences, work));
+                }
+            };
+            let mut result = Ok(());
+            for layer in 0..n_layer {
+                sb.head(layer);
+                submit(sb.ops(), &mut events);
+                if is_moe {
+                    // The router is the head's last operation: its choices decide the FFN's.
+                    if let Err(e) = events.last().map_or(Ok(()), |e| e.wait()) {
+                        result = Err(ExecError::Device(e));
+                        break;
+                    }
+                    sb.set_routed(layer, st_ref.expert_counts());
+                }
+                sb.ffn(layer);
+                submit(sb.ops(), &mut events);
+            }
+            if result.is_ok() {
+                sb.output();
+                submit(sb.ops(), &mut events);
+                result = events.iter().try_for_each(|e| e.wait()).map_err(ExecError::Device);
+            }
+            lanes.finish();
+            result
+        })?;
+        let timeline = simulate(sb.into_ops(), self.cost.dram_gbs)?;
+        self.record(&timeline, tokens.len() as u64);
+        Ok(st.take_logits())
+    }
+
+    fn record(&mut self, tl: &Timeline, n_tokens: u64) {
+        let c = &mut self.clock;
+        let start = c.prefill_s + c.decode_s;
+        if n_tokens > 1 {
+            c.prefill_s += tl.makespan;
+            c.prefill_tokens += n_tokens;
+        } else {
+            c.decode_s += tl.makespan;
+            c.decode_tokens += n_tokens;
+        }
+        for (b, t) in c.busy.iter_mut().zip(tl.busy) {
+            *b += t;
+        }
+        if let Some(trace) = &mut self.trace {
+            trace.push(start, tl, &self.graph);
+        }
+    }
+}
+
+/// What operation `op` does on its lane.
+fn lane_work<'env>(
+    op: &Op,
+    binding: &'env Binding<'env>,
+    device: &'env dyn Device,
+    st: &'env StepState<'env>,
+    kv: &'env Mutex<KvCache>,
+) -> Box<dyn FnOnce() -> Result<(), ExecError> + Send + 'env> {
+    let (lane, slot) = (op.lane, op.slot);
+    let Some(id) = op.task else { return Box::new(|| Ok(())) };
+    Box::new(move || {
+        let task = binding.task(id);
+        let mats = binding.host_mats(id);
+        match (lane, slot) {
+            (Lane::Cpu, _) => {
+                st.run(task, &mats, kv);
+                Ok(())
+            }
+            (Lane::Pcie, Some(s)) => device.fill_slot(s, id, &mats),
+            (Lane::Pcie, None) => Err(ExecError::Device(format!("copy of task {id} has no staging slot"))),
+            (Lane::Gpu, None) => device.run(id, task, &mats, WeightsAt::Resident, st, kv),
+            (Lane::Gpu, Some(s)) => {
+                let r = device.run(id, task, &mats, WeightsAt::Slot(s), st, kv);
+                device.release_slot(s);
+                r
+            }
+        }
+    })
+}

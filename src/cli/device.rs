@@ -99,6 +99,40 @@ fn ngl_for_plan(ngl: Option<GpuLayers>, n_layer: usize) -> Option<u32> {
     }
 }
 
+/// What a simulated run is planned with: the `--sim-hw` profile, `--gpu-mem` (capped at the
+/// profile's card), `--policy`, `-ngl`, `-ncmoe`. `None` when the profile has no GPU.
+pub fn sim_options(
+    sim_hw: &str,
+    policy: PolicyKind,
+    gpu_mem: Option<u64>,
+    ngl: Option<GpuLayers>,
+    n_cpu_moe: Option<u32>,
+    n_layer: usize,
+) -> Result<Option<HybridOptions>, String> {
+    let hw = presets::load(sim_hw).map_err(|e| format!("--sim-hw: {e}"))?;
+    let Some(card) = hw.gpu.as_ref() else { return Ok(None) };
+    Ok(Some(HybridOptions {
+        policy,
+        gpu_mem: gpu_mem.unwrap_or(card.mem_bytes).min(card.mem_bytes),
+        ngl: ngl_for_plan(ngl, n_layer),
+        n_cpu_moe,
+        slots: None,
+        trace: false,
+        hw,
+    }))
+}
+
+/// A session run by the hybrid executor on a simulated GPU of `opts.gpu_mem` bytes.
+pub fn sim_session<'m>(
+    model: &'m Model,
+    n_ctx: usize,
+    n_ubatch: usize,
+    opts: &HybridOptions,
+) -> Result<Session<'m>, ModelError> {
+    let device = Box::new(SimDevice::new(&opts.hw.name, opts.gpu_mem));
+    Session::hybrid(model, n_ctx, n_ubatch, opts, device)
+}
+
 /// The session for `cfg`: on the CPU, whole-model on a CUDA GPU, or the hybrid executor on the
 /// simulated GPU.
 pub fn open_session<'m>(
@@ -111,28 +145,21 @@ pub fn open_session<'m>(
     if cfg.device.device != DeviceChoice::Sim {
         return EngineSession::new(model, resident, n_ctx, n_ubatch);
     }
-    let hw = presets::load(&cfg.device.sim_hw).map_err(|e| ModelError::Invalid(format!("--sim-hw: {e}")))?;
-    let Some(card) = hw.gpu.as_ref() else {
-        log_warn!("sim: the profile '{}' has no GPU; running on the CPU\n", hw.name);
+    let n_layer = model.hparams().n_layer;
+    let d = &cfg.device;
+    let n_cpu_moe = if d.cpu_moe { Some(n_layer as u32) } else { d.n_cpu_moe };
+    let opts = sim_options(&d.sim_hw, d.policy, cfg.gpu_mem, cfg.gpu_layers, n_cpu_moe, n_layer)
+        .map_err(ModelError::Invalid)?;
+    let Some(mut opts) = opts else {
+        log_warn!("sim: the profile '{}' has no GPU; running on the CPU\n", d.sim_hw);
         return EngineSession::new(model, None, n_ctx, n_ubatch);
     };
-    let gpu_mem = cfg.gpu_mem.unwrap_or(card.mem_bytes).min(card.mem_bytes);
-    let n_layer = model.hparams().n_layer;
-    let opts = HybridOptions {
-        policy: cfg.device.policy,
-        gpu_mem,
-        ngl: ngl_for_plan(cfg.gpu_layers, n_layer),
-        n_cpu_moe: if cfg.device.cpu_moe { Some(n_layer as u32) } else { cfg.device.n_cpu_moe },
-        slots: None,
-        trace: cfg.device.trace.is_some(),
-        hw: hw.clone(),
-    };
-    let device = Box::new(SimDevice::new(&hw.name, gpu_mem));
-    let session = Session::hybrid(model, n_ctx, n_ubatch, &opts, device)?;
+    opts.trace = d.trace.is_some();
+    let session = sim_session(model, n_ctx, n_ubatch, &opts)?;
     if let Some(h) = session.executor() {
         log_info!("sim: {}\n", h.device().describe());
         log_info!("sim: plan ({}): {}\n", h.plan().policy.name(), h.plan().summary);
-        if cfg.device.print_plan {
+        if d.print_plan {
             let g = h.graph();
             eprint!("{}", crate::plan::print::plan_text(h.plan(), &|i| g.tasks[i].layer));
         }

@@ -5,12 +5,11 @@
 //! the lanes overlap; executed virtual time equals the planner's prediction for the same routing.
 
 use rs_llama::exec::device::sim::SimDevice;
-use rs_llama::exec::device::Device;
+use rs_llama::exec::device::Device as _;
 use rs_llama::exec::hybrid::HybridOptions;
 use rs_llama::exec::Session;
 use rs_llama::model::{LoadOptions, Logits, Model};
 use rs_llama::plan::presets;
-use rs_llama::plan::simulate::Lane;
 use rs_llama::plan::PolicyKind;
 
 fn model(name: &str) -> Option<Model> {
@@ -124,4 +123,112 @@ fn moe_tokens_equal_the_cpu_path_under_every_policy() {
             Case { policy: PolicyKind::Fiddler, gpu_mem: 48 * MIB, slots: None },
         ],
     );
+}
+
+#[test]
+fn dense_and_upcycled_models_equal_the_cpu_path() {
+    // SmolLM2-135M: 30 layers of 576; its tasks of a few MB; 512 rows of logits need 100 MB.
+    for name in ["smollm2-135m-f16.gguf", "smollm2-135m-upcycled8x2-s42.f16.gguf"] {
+        check_model(
+            name,
+            &[
+                Case { policy: PolicyKind::Auto, gpu_mem: 64 * MIB, slots: Some(1) },
+                Case { policy: PolicyKind::Auto, gpu_mem: 96 * MIB, slots: Some(2) },
+                Case { policy: PolicyKind::Layers, gpu_mem: 64 * MIB, slots: None },
+                Case { policy: PolicyKind::Fiddler, gpu_mem: 64 * MIB, slots: None },
+            ],
+        );
+    }
+}
+
+/// Intervals `(track, start, end)` of one step's complete events in a trace.
+fn intervals(trace: &str, step: u64) -> Vec<(u64, f64, f64)> {
+    let v: serde_json::Value = serde_json::from_str(trace).expect("trace is JSON");
+    let events = v["traceEvents"].as_array().expect("traceEvents");
+    events
+        .iter()
+        .filter(|e| e["ph"] == "X" && e["args"]["step"] == step)
+        .map(|e| {
+            let ts = e["ts"].as_f64().expect("ts");
+            (e["tid"].as_u64().expect("tid"), ts, ts + e["dur"].as_f64().expect("dur"))
+        })
+        .collect()
+}
+
+fn overlap(a: &[(u64, f64, f64)], track_a: u64, track_b: u64) -> bool {
+    a.iter()
+        .filter(|x| x.0 == track_a)
+        .any(|x| a.iter().filter(|y| y.0 == track_b).any(|y| x.1.max(y.1) < x.2.min(y.2) - 1e-9 && x.2 > x.1))
+}
+
+#[test]
+fn decode_lanes_overlap_and_execution_matches_the_prediction() {
+    let Some(m) = model("synth-moe8x2-s42.f16.gguf") else { return };
+    let o = opts(PolicyKind::Auto, 48 * MIB, Some(2));
+    let dev = Box::new(SimDevice::new("rtx4090-ddr5", o.gpu_mem));
+    let mut s = Session::hybrid(&m, 256, UBATCH, &o, dev).expect("hybrid session");
+    let tokens = prompt(40);
+    s.decode(&tokens, Logits::Last).expect("prefill");
+    let mut next = 17;
+    for _ in 0..8 {
+        let l = s.decode(&[next], Logits::Last).expect("decode");
+        next = argmax(&l);
+        let h = s.executor().expect("executor");
+        // The planner's step builder and simulator, given the routing this step had, predict
+        // exactly what the executor's step took: they are one schedule.
+        let (spec, executed) = h.last_step().expect("a step ran").clone();
+        let predicted = rs_llama::plan::workload::run_step(h.plan(), h.graph(), h.cost(), &spec)
+            .expect("prediction")
+            .makespan;
+        assert!((executed / predicted - 1.0).abs() < 0.10, "executed {executed} s, predicted {predicted} s");
+        assert_eq!(spec.n_tokens, 1);
+        assert_eq!(
+            spec.routed.iter().map(|r| r.iter().sum::<u64>()).sum::<u64>(),
+            4 * 2,
+            "k picks per layer"
+        );
+    }
+    let h = s.executor().expect("executor");
+    let json = h.trace().expect("trace kept").to_json();
+    // Steps 1.. are decode steps: in some of them the CPU and GPU lanes compute at once and a copy
+    // runs under compute.
+    let decode: Vec<_> = (1..9).map(|st| intervals(&json, st)).collect();
+    assert!(decode.iter().all(|d| !d.is_empty()), "every decode step is traced");
+    assert!(decode.iter().any(|d| overlap(d, 0, 1)), "no decode step ran CPU and GPU work at once");
+    assert!(
+        decode.iter().any(|d| overlap(d, 2, 0) || overlap(d, 2, 1)),
+        "no decode step copied weights under compute"
+    );
+}
+
+#[test]
+fn a_plan_for_another_model_is_refused_and_an_impossible_budget_runs_on_the_cpu() {
+    let (Some(moe), Some(dense)) = (model("synth-moe8x2-s42.f16.gguf"), model("synth-dense-s42.f16.gguf"))
+    else {
+        return;
+    };
+    use rs_llama::exec::binding::Binding;
+    use rs_llama::plan::shapes::ModelShape;
+    use rs_llama::plan::tasks::TaskGraph;
+    let moe_shape = ModelShape::from_gguf(moe.file(), "moe").expect("shape");
+    let dense_shape = ModelShape::from_gguf(dense.file(), "dense").expect("shape");
+    let g = TaskGraph::build(&moe_shape, 1, 256);
+    let err = Binding::new(&dense, &dense_shape, &g).err().expect("refused").to_string();
+    assert!(err.starts_with("plan does not match the model: the plan is for 'moe'"), "{err}");
+    assert!(!err.contains('\n'), "one line: {err}");
+    let split = TaskGraph::build(&dense_shape, 4, 256);
+    assert!(Binding::new(&dense, &dense_shape, &split).is_err(), "row blocks > 1 are not executable yet");
+
+    // 1 MiB holds not even one micro-batch of activations: the plan is the CPU's, and so are the
+    // logits.
+    let o = opts(PolicyKind::Auto, MIB, None);
+    let dev = Box::new(SimDevice::new("rtx4090-ddr5", o.gpu_mem));
+    let mut s = Session::hybrid(&moe, 256, UBATCH, &o, dev).expect("hybrid session");
+    let h = s.executor().expect("executor");
+    assert!(h.plan().summary.starts_with("CPU only"), "{}", h.plan().summary);
+    let tokens = prompt(12);
+    let got = s.decode(&tokens, Logits::All).expect("prefill");
+    let mut cpu = Session::new(&moe, 256, UBATCH).expect("session");
+    assert_eq!(got, cpu.decode(&tokens, Logits::All).expect("prefill"));
+    assert_eq!(s.executor().expect("executor").device().used(), 0);
 }

@@ -157,6 +157,9 @@ pub fn open_session<'m>(
     opts.trace = d.trace.is_some();
     let session = sim_session(model, n_ctx, n_ubatch, &opts)?;
     if let Some(h) = session.executor() {
+        for note in h.notes() {
+            log_warn!("sim: {note}\n");
+        }
         log_info!("sim: {}\n", h.device().describe());
         log_info!("sim: plan ({}): {}\n", h.plan().policy.name(), h.plan().summary);
         if d.print_plan {

@@ -22,7 +22,7 @@ use crate::plan::cost::CostModel;
 use crate::plan::profile::HwProfile;
 use crate::plan::shapes::ModelShape;
 use crate::plan::simulate::{simulate, Lane, Op, Timeline};
-use crate::plan::step::StepBuilder;
+use crate::plan::step::{StepBuilder, StepSpec};
 use crate::plan::tasks::{TaskGraph, TaskKind};
 use crate::plan::{make_plan, ExecRule, Plan, PolicyKind, PolicyOptions, Popularity, Workload};
 use crate::TokenId;
@@ -88,6 +88,11 @@ pub struct Hybrid<'m> {
     device: Box<dyn Device + 'm>,
     clock: Clock,
     trace: Option<TraceLog>,
+    /// The last step as the planner would describe it (its routing as it came out), with its
+    /// executed virtual time.
+    last_step: Option<(StepSpec, f64)>,
+    /// What the load had to change (a plan that did not fit), one line each, for the log.
+    notes: Vec<String>,
 }
 
 /// The largest host task a staging slot must hold under `plan`.
@@ -123,11 +128,32 @@ impl<'m> Hybrid<'m> {
             min_batch: 32,
             slots: opts.slots,
         };
-        let plan = make_plan(opts.policy, &graph, &cost, &popts, &opts.hw.name)?;
         let binding = Binding::new(model, &shape, &graph)?;
-        let mut h = Hybrid { binding, graph, plan, cost, device, clock: Clock::default(), trace: None };
-        h.load()?;
-        h.trace = opts.trace.then(TraceLog::default);
+        let plan = make_plan(opts.policy, &graph, &cost, &popts, &opts.hw.name)?;
+        let mut h = Hybrid {
+            binding,
+            graph,
+            plan,
+            cost,
+            device,
+            clock: Clock::default(),
+            trace: opts.trace.then(TraceLog::default),
+            last_step: None,
+            notes: Vec::new(),
+        };
+        // A plan that does not fit what the device has free is replaced by smaller ones, down to
+        // the CPU's (which needs no device memory).
+        let mut budget = popts.gpu_mem_bytes;
+        while let Err(e) = h.load() {
+            h.device.reset();
+            if budget == 0 {
+                return Err(e);
+            }
+            budget = if budget > 1 << 20 { budget / 4 * 3 } else { 0 };
+            let smaller = PolicyOptions { gpu_mem_bytes: budget, ..popts.clone() };
+            h.plan = make_plan(opts.policy, &h.graph, &h.cost, &smaller, &opts.hw.name)?;
+            h.notes.push(format!("{e}: planned again for {:.1} MiB", budget as f64 / (1u64 << 20) as f64));
+        }
         Ok(h)
     }
 
@@ -175,6 +201,20 @@ impl<'m> Hybrid<'m> {
         if let Some(t) = &mut self.trace {
             *t = TraceLog::default();
         }
+    }
+
+    /// Lines for the load log: what was changed to make the plan fit.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    pub fn cost(&self) -> &CostModel {
+        &self.cost
+    }
+
+    /// The last step's size and routing, and its executed virtual seconds.
+    pub fn last_step(&self) -> Option<&(StepSpec, f64)> {
+        self.last_step.as_ref()
     }
 
     pub fn device(&self) -> &dyn Device {
@@ -233,7 +273,9 @@ impl<'m> Hybrid<'m> {
             lanes.finish();
             result
         })?;
+        let spec = sb.spec().clone();
         let timeline = simulate(sb.into_ops(), self.cost.dram_gbs)?;
+        self.last_step = Some((spec, timeline.makespan));
         self.record(&timeline, tokens.len() as u64);
         Ok(st.take_logits())
     }

@@ -215,6 +215,11 @@ impl<'a> StepBuilder<'a> {
         &self.b.ops
     }
 
+    /// The step as built so far: its size and the routing given.
+    pub fn spec(&self) -> &StepSpec {
+        &self.b.step
+    }
+
     pub fn into_ops(self) -> Vec<Op> {
         self.b.ops
     }

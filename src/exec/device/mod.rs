@@ -30,6 +30,9 @@ pub trait Device: Send + Sync {
     /// Bytes the device may hold, and holds now.
     fn budget(&self) -> u64;
     fn used(&self) -> u64;
+    /// Free everything: resident weights, slots and reservations (a plan that did not fit is
+    /// replaced by a smaller one).
+    fn reset(&self);
     /// Reserve `bytes` for the run (activations, a resident layer's KV cache); `what` names it in
     /// the out-of-memory error.
     fn reserve(&self, what: &str, bytes: u64) -> Result<(), ExecError>;

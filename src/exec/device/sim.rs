@@ -132,6 +132,12 @@ impl Device for SimDevice {
         self.ledger.used()
     }
 
+    fn reset(&self) {
+        poisoned(self.resident.write()).clear();
+        poisoned(self.slots.write()).clear();
+        self.ledger.release(self.ledger.used());
+    }
+
     fn reserve(&self, what: &str, bytes: u64) -> Result<(), ExecError> {
         self.reserve_bytes(what, bytes)
     }

@@ -55,9 +55,17 @@ fn fits(ctx: &Ctx, resident: &[bool]) -> bool {
 fn build(ctx: &Ctx, ngl: u32, n_cpu_moe: u32) -> Result<Plan, PlanError> {
     let (resident, reasons) = placement(ctx, ngl, n_cpu_moe);
     let moe = if ctx.g.shape.is_moe() { format!(" --n-cpu-moe {n_cpu_moe}") } else { String::new() };
+    let held = ctx.resident_bytes(&resident) + ctx.scratch_bytes();
+    let staging = staging(ctx, &resident);
+    if held + staging > ctx.budget() && held <= ctx.budget() {
+        // No room to copy the largest host op's weights: they all stay on the CPU.
+        let exec = ExecRule::Serial { min_batch: u64::MAX };
+        let summary = format!("-ngl {ngl}{moe} (no room for op offload's copy buffer: host ops on the CPU)");
+        return ctx.assemble(PolicyKind::Layers, &resident, reasons, exec, 0, summary);
+    }
     let exec = ExecRule::Serial { min_batch: ctx.opts.min_batch };
     let summary = format!("-ngl {ngl}{moe} (op offload at batch >= {})", ctx.opts.min_batch);
-    ctx.assemble(PolicyKind::Layers, &resident, reasons, exec, staging(ctx, &resident), summary)
+    ctx.assemble(PolicyKind::Layers, &resident, reasons, exec, staging, summary)
 }
 
 /// The largest -ngl that fits with this --n-cpu-moe.

@@ -3,6 +3,8 @@
 # It runs prebuilt binaries (built elsewhere with `--features cuda`, stripped) and writes ONE
 # results file, $OUT/device-check.txt (or ./device-check.txt when OUT is unset). Every step has a
 # timeout, a failing step does not stop the next one, and the results file is always written.
+# A binary or model that is missing is a failed step, not a skipped one: the exit status is 0 only
+# when every step ran and passed (FAILED = 0), 1 otherwise.
 #
 # Usage: bash scripts/device-check.sh [BIN_DIR]      (default BIN_DIR: .device/bin, then target/release)
 # Tunables (environment): STEP_TIMEOUT (s, default 240), DEADLINE (s after the start by which every
@@ -17,12 +19,22 @@ RESULTS="$OUT_DIR/device-check.txt"
 mkdir -p "$OUT_DIR"
 : > "$RESULTS"
 exec > >(tee -a "$RESULTS") 2>&1
-trap 'echo "== device-check ended $(date -u +%FT%TZ), failed steps: ${FAILED:-?}"' EXIT
+TEE_PID=$!
+# At exit: the last line, then close our end of the pipe and let tee finish writing the results
+# file before the script's status is returned.
+# shellcheck disable=SC2317  # run by the trap
+on_exit() {
+    echo "== device-check ended $(date -u +%FT%TZ), failed steps: ${FAILED:-?}"
+    exec >&- 2>&-
+    wait "$TEE_PID" 2>/dev/null || true
+}
+trap on_exit EXIT
 
 BIN_DIR=${1:-}
 for d in "$BIN_DIR" .device/bin target/release; do
     if [ -n "$d" ] && [ -x "$d/rs-llama-gpu-check" ]; then BIN_DIR=$d; break; fi
 done
+BIN_DIR=${BIN_DIR:-.device/bin}
 STEP_TIMEOUT=${STEP_TIMEOUT:-240}
 DEADLINE=${DEADLINE:-540}
 MODEL_DIR=${MODEL_DIR:-/tmp/rs-llama-models}
@@ -30,6 +42,12 @@ VOCAB=${VOCAB:-.device/ggml-vocab-llama-spm.gguf}
 GEN_TOKENS=${GEN_TOKENS:-32}
 PROMPT=${PROMPT:-"The quick brown fox"}
 FAILED=0
+
+# missing NAME WHAT: a step that cannot run because WHAT is not there counts as failed.
+missing() {
+    echo "== step: $1 FAILED (missing: $2)"
+    FAILED=$((FAILED + 1))
+}
 
 # step NAME TIMEOUT CMD...: run one step, log it, never abort the script. The timeout is cut so
 # that the step ends by DEADLINE; a step with under 10 s left is skipped.
@@ -52,6 +70,7 @@ step() {
 
 echo "== rs-llama device check $(date -u +%FT%TZ) on $(hostname)"
 echo "BIN_DIR=$BIN_DIR"
+# shellcheck disable=SC2012  # a listing for the reader
 ls -l "$BIN_DIR" 2>&1 | head -20
 uname -a
 step nvidia-smi 60 nvidia-smi
@@ -68,11 +87,18 @@ echo "cu13 wheel folder: ${NV:-none}"
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64${NV:+:$NV/lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 ldconfig -p 2>/dev/null | grep -E 'libcuda\.so|libcublas\.so|libcublasLt\.so|libnvrtc\.so' | head -20
+# shellcheck disable=SC2010  # a listing for the reader
 ls /usr/local/cuda/lib64 2>/dev/null | grep -E '^lib(cublas|cublasLt|nvrtc)' | head -20
+# shellcheck disable=SC2010
 ls /usr/local/nvidia/lib64 2>/dev/null | grep -E '^libcuda' | head
 
 # 1. Kernels and GEMMs against the CPU, bandwidth, throughput, loaded libraries.
-step gpu-check 180 "$BIN_DIR/rs-llama-gpu-check" --seed "$(date +%s)"
+GPU_CHECK="$BIN_DIR/rs-llama-gpu-check"
+if [ -x "$GPU_CHECK" ]; then
+    step gpu-check 180 "$GPU_CHECK" --seed "$(date +%s)"
+else
+    missing gpu-check "$GPU_CHECK"
+fi
 
 # 2. Seeded synthetic models, made here: GPU greedy tokens must equal CPU greedy tokens.
 GGUF_TOOL="$BIN_DIR/rs-llama-gguf"
@@ -91,14 +117,19 @@ if [ -x "$GGUF_TOOL" ]; then
         ${SYNTH_MOE_ARGS:---n-embd 4096 --n-layer 3 --n-head 32 --n-head-kv 8 --n-ff 14336 --n-expert 8 --n-expert-used 2} -o "$MOE"
     ls -l "$MODEL_DIR"
 else
-    echo "== no $GGUF_TOOL: synthetic models skipped"
+    missing synth-dense "$GGUF_TOOL"
+    missing synth-mixtral-9gb "$GGUF_TOOL"
 fi
 
 # GPU against the CPU engine on each model: greedy from a seeded random prompt, teacher forced.
 MODELS=()
-for model in "$DENSE" "$MOE"; do [ -f "$model" ] && MODELS+=(--model "$model"); done
-if [ ${#MODELS[@]} -gt 0 ]; then
-    step gpu-vs-cpu-models 300 "$BIN_DIR/rs-llama-gpu-check" --models-only --seed 7 "${MODELS[@]}"
+for model in "$DENSE" "$MOE"; do
+    if [ -f "$model" ]; then MODELS+=(--model "$model"); else missing "gpu-vs-cpu $(basename "$model")" "$model"; fi
+done
+if [ ! -x "$GPU_CHECK" ]; then
+    missing gpu-vs-cpu-models "$GPU_CHECK"
+elif [ ${#MODELS[@]} -gt 0 ]; then
+    step gpu-vs-cpu-models 300 "$GPU_CHECK" --models-only --seed 7 "${MODELS[@]}"
 fi
 
 # The CLI (when it drives the GPU with -ngl): greedy text on the GPU must equal the CPU's.
@@ -120,21 +151,30 @@ if [ -x "$LLAMA" ] && [ -f "$DENSE" ]; then
         echo "--- cpu:"; head -c 2000 /tmp/cpu.txt; echo; echo "--- gpu:"; head -c 2000 /tmp/gpu.txt; echo
     fi
 else
-    echo "== no $LLAMA or no dense model: CLI greedy comparison skipped"
+    [ -x "$LLAMA" ] || missing "CLI greedy GPU == CPU" "$LLAMA"
+    [ -f "$DENSE" ] || missing "CLI greedy GPU == CPU" "$DENSE"
 fi
 
-# 3. Benchmarks: all on the GPU, then two whole-layer splits.
+# 3. Benchmarks. rs-llama-bench has no -ngl/--policy yet (src/bench/args.rs): these runs are on the
+# CPU, one per model, with the bench's own defaults.
+# the bench gains -dev/--policy with the hybrid executor
 BENCH="$BIN_DIR/rs-llama-bench"
-if [ -x "$BENCH" ]; then
-    for model in "$DENSE" "$MOE"; do
-        [ -f "$model" ] || continue
-        for ngl in 999 16 8; do
-            step "bench $(basename "$model") -ngl $ngl" 120 "$BENCH" -m "$model" -ngl "$ngl" --policy layers
-        done
-    done
-else
-    echo "== no $BENCH: benchmarks skipped"
-fi
+for model in "$DENSE" "$MOE"; do
+    name="bench $(basename "$model")"
+    if [ ! -x "$BENCH" ]; then
+        missing "$name" "$BENCH"
+    elif [ ! -f "$model" ]; then
+        missing "$name" "$model"
+    else
+        step "$name" 120 "$BENCH" -m "$model"
+    fi
+done
 
 echo
-grep -E '^\[(PASS|FAIL)\]|^bench |^== [0-9]+ passed' "$RESULTS" | sed 's/^/summary: /'
+grep -E '^\[(PASS|FAIL)\]|^bench |^== [0-9]+ passed|^== step: .*(FAILED|SKIPPED)|^== step: .* rc=[1-9]' "$RESULTS" |
+    sed 's/^/summary: /'
+echo "summary: $FAILED failed step(s)"
+if [ "$FAILED" -gt 0 ]; then
+    exit 1
+fi
+exit 0

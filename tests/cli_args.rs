@@ -116,6 +116,18 @@ fn values_land_in_the_config() {
 }
 
 #[test]
+fn gpu_mem_reads_sizes_as_rs_llama_plan_does() {
+    // Binary units whatever the spelling: the one parser of rs_llama::gpu::parse_size.
+    for size in ["24G", "24GB", "24GiB", "24gb"] {
+        assert_eq!(ok(&["--gpu-mem", size]).gpu_mem, Some(24 << 30), "{size}");
+        assert_eq!(rs_llama::plan::parse_size(size).ok(), Some(24 << 30), "{size}");
+    }
+    assert_eq!(ok(&["--gpu-mem", "512MB"]).gpu_mem, Some(512 << 20));
+    assert_eq!(ok(&["--gpu-mem", "0"]).gpu_mem, Some(0));
+    assert!(matches!(err(&["--gpu-mem", "lots"]), ArgError::BadValue { .. }));
+}
+
+#[test]
 fn llama_cpp_single_dash_forms_and_aliases() {
     let c = ok(&["-ngl", "99", "-no-cnv", "-sp", "-lv", "1", "-ub", "8", "-tb", "2"]);
     assert_eq!(c.gpu_layers, Some(GpuLayers::Count(99)));

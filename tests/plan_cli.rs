@@ -30,11 +30,30 @@ fn json_report_has_the_documented_top_level_keys() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["policy"], "fiddler");
-    assert_eq!(v["gpu_mem_bytes"], 8_000_000_000u64);
+    // 8GB is 8 GiB, as rs-llama --gpu-mem reads it (binary units in every tool).
+    assert_eq!(v["gpu_mem_bytes"], 8u64 << 30);
     let resident = v["gpu_resident_bytes"].as_u64().unwrap();
-    assert!(resident > 0 && resident < 8_000_000_000);
+    assert!(resident > 0 && resident < 8 << 30);
     assert!(v["prefill_tps"].as_f64().unwrap() > 0.0 && v["decode_tps"].as_f64().unwrap() > 0.0);
     assert_eq!(v["plan"]["placements"].as_array().unwrap().len(), 24 * (1 + 1 + 60 + 1) + 1);
+}
+
+#[test]
+fn gpu_mem_units_are_binary_whatever_the_spelling() {
+    let gpu_mem_bytes = |size: &str| {
+        let out = plan_cmd(&["--shape", "mixtral-8x7b", "--hw", "rtx4090-ddr5", "--gpu-mem", size, "--json"]);
+        assert!(out.status.success(), "{size}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["gpu_mem_bytes"].as_u64().unwrap()
+    };
+    for size in ["20G", "20GB", "20GiB", "20gb", "20480M", "20480MB"] {
+        assert_eq!(gpu_mem_bytes(size), 20 << 30, "{size}");
+    }
+    assert_eq!(gpu_mem_bytes("1.5GB"), 3 << 29);
+    assert_eq!(gpu_mem_bytes("0"), 0);
+    // Capped at the preset's memory (24 GiB): 24GB is all of it.
+    assert_eq!(gpu_mem_bytes("24GB"), 24 << 30);
+    assert_eq!(gpu_mem_bytes("64GB"), 24 << 30);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use rs_llama::cpu::path;
 use rs_llama::model::{LoadOptions, Model};
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let argv = rs_llama::cli::lossy_args();
     let a = match args::parse(&argv, physical_cores()) {
         Ok(Some(a)) => a,
         Ok(None) => {

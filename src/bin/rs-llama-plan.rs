@@ -30,7 +30,8 @@ struct Args {
     /// Hardware preset or profile JSON file.
     #[arg(long, default_value = "host", help = format!("preset ({}) or profile JSON", PRESET_NAMES.join(", ")))]
     hw: String,
-    /// GPU memory budget (24GB = 24e9 bytes, 24GiB = 24·2^30); default: the GPU's memory.
+    /// GPU memory budget, binary units (24G = 24GB = 24GiB = 24·2^30 bytes, 512M = 512·2^20; 0 = a
+    /// CPU-only plan); default: the GPU's memory.
     #[arg(long = "gpu-mem")]
     gpu_mem: Option<String>,
     #[arg(long, default_value = "auto")]
@@ -85,7 +86,7 @@ fn run(args: Args) -> Result<()> {
     };
     let hw = presets::load(&args.hw)?;
     let gpu_mem = match (&args.gpu_mem, &hw.gpu) {
-        (Some(s), Some(g)) => parse_size(s)?.min(g.mem_bytes),
+        (Some(s), Some(g)) => parse_size(s).context("--gpu-mem")?.min(g.mem_bytes),
         (None, Some(g)) => g.mem_bytes,
         (_, None) => 0,
     };

@@ -303,7 +303,7 @@ pub static FLAGS: &[Flag] = &[
         });
         Ok(())
     }),
-    flag!(["--gpu-mem"], Some("SIZE"), "cap on GPU memory, e.g. 8G or 512M (default: free memory minus a margin)", |c, v| {
+    flag!(["--gpu-mem"], Some("SIZE"), "cap on GPU memory, e.g. 8G or 512M, binary units: 8G = 8GB = 8GiB = 8·2^30 bytes (default: free memory minus a margin)", |c, v| {
         c.gpu_mem = Some(crate::gpu::parse_size(v).map_err(|e| e.to_string())?);
         Ok(())
     }),

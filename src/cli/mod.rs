@@ -21,3 +21,11 @@ pub mod utf8;
 
 pub use args::RunConfig;
 pub use run::main_with_args;
+
+/// The process's arguments after the program name, as text. `std::env::args` panics on an
+/// argument that is not UTF-8; here such an argument is read lossily instead (each invalid byte
+/// sequence becomes U+FFFD), so that no command line can make a binary panic. A prompt given this
+/// way is tokenized as that text, as `-f` already reads a file that is not UTF-8.
+pub fn lossy_args() -> Vec<String> {
+    std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect()
+}

@@ -29,6 +29,10 @@ use serde::{Deserialize, Serialize};
 pub use policy::{make_plan, PolicyKind, PolicyOptions};
 pub use workload::{predict, Popularity, Prediction, Workload};
 
+/// Sizes (`--gpu-mem`) are read as everywhere else in rs-llama: binary units, `24GB` = 24 GiB (see
+/// [`crate::gpu::parse_size`], the one definition).
+pub use crate::gpu::parse_size;
+
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error("{0}")]
@@ -97,37 +101,19 @@ impl Plan {
     }
 }
 
-/// Parses `24GB` (1e9), `24GiB`/`24G` (2^30), `512MiB`, `1.5T`, or a plain byte count.
-pub fn parse_size(text: &str) -> Result<u64, PlanError> {
-    let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num.parse().map_err(|_| PlanError::BadArg(format!("bad size '{text}'")))?;
-    let mult = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kb" => 1e3,
-        "mb" => 1e6,
-        "gb" => 1e9,
-        "tb" => 1e12,
-        "k" | "kib" => 1024.0,
-        "m" | "mib" => 1024.0 * 1024.0,
-        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        "t" | "tib" => 1024.0f64.powi(4),
-        _ => return Err(PlanError::BadArg(format!("bad size unit in '{text}'"))),
-    };
-    Ok((value * mult).round() as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn sizes_parse_decimal_and_binary_units() {
-        assert_eq!(parse_size("24GB").unwrap(), 24_000_000_000);
+    fn sizes_parse_with_binary_units_as_in_rs_llama() {
+        assert_eq!(parse_size("24GB").unwrap(), 24 << 30);
         assert_eq!(parse_size("24GiB").unwrap(), 24 << 30);
+        assert_eq!(parse_size("24G").unwrap(), 24 << 30);
         assert_eq!(parse_size("1.5G").unwrap(), 3 << 29);
         assert_eq!(parse_size("4096").unwrap(), 4096);
+        // A CPU-only plan (compare/plan-vs-bench.sh).
+        assert_eq!(parse_size("0").unwrap(), 0);
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_size("GB").is_err());
     }

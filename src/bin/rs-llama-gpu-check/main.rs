@@ -24,7 +24,8 @@ struct Args {
     /// CUDA device ordinal.
     #[arg(long, default_value_t = 0)]
     device: usize,
-    /// GPU memory budget (e.g. 16G); default: free memory minus a margin.
+    /// GPU memory budget (e.g. 16G; binary units: 16G = 16GB = 16GiB = 16·2^30 bytes); default: free
+    /// memory minus a margin.
     #[arg(long = "gpu-mem")]
     gpu_mem: Option<String>,
     /// Skip the bandwidth and throughput measurements.

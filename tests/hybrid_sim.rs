@@ -5,7 +5,6 @@
 //! the lanes overlap; executed virtual time equals the planner's prediction for the same routing.
 
 use rs_llama::exec::device::sim::SimDevice;
-use rs_llama::exec::device::Device as _;
 use rs_llama::exec::hybrid::HybridOptions;
 use rs_llama::exec::Session;
 use rs_llama::model::{LoadOptions, Logits, Model};

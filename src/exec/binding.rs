@@ -65,7 +65,7 @@ impl<'m> Binding<'m> {
                 // Row blocks of one dense FFN: the partial `down` sums need column slices of
                 // `ffn_down`, which the executor does not cut yet; a plan splits a dense FFN
                 // only as a whole.
-                (TaskKind::FfnRows { blocks, .. }, Some(FfnBlock::Dense(_))) if blocks == 1 => true,
+                (TaskKind::FfnRows { blocks: 1, .. }, Some(FfnBlock::Dense(_))) => true,
                 (TaskKind::FfnRows { blocks, .. }, Some(FfnBlock::Dense(_))) => {
                     return Err(ExecError::PlanMismatch(format!(
                         "task {} splits a dense FFN into {blocks} row blocks; the executor runs whole FFNs (row blocks 1)",

@@ -44,11 +44,14 @@ impl DeviceMatrix {
     }
 }
 
+/// Where one matrix lies in a slot: first word, element count, element type.
+type Placed = (usize, usize, Elem);
+
 /// A staging slot: raw words, poisoned (all bits set: NaN in f32, f16 and bf16) while empty.
 struct Slot {
     words: Vec<u32>,
-    /// The task whose matrices it holds, with each matrix's (first word, element count, type).
-    filled: Option<(usize, Vec<(usize, usize, Elem)>)>,
+    /// The task whose matrices it holds, and where each lies.
+    filled: Option<(usize, Vec<Placed>)>,
 }
 
 #[derive(Clone, Copy)]

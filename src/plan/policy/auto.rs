@@ -238,8 +238,16 @@ pub fn plan(ctx: &Ctx) -> Result<Plan, PlanError> {
         Some(n) => vec![n],
         None => SLOT_CHOICES.to_vec(),
     };
+    // Also start from what the baselines hold: with the lanes overlapping, their residency can
+    // only run faster than under their own rules, so `auto` is never behind them on the objective.
+    let baselines: Vec<Vec<bool>> = [super::layers::plan(ctx), super::fiddler::plan(ctx)]
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|p| p.placements.iter().map(|x| x.gpu_resident).collect())
+        .collect();
     for slots in slot_choices {
         let mut candidates = vec![vec![false; n]];
+        candidates.extend(baselines.iter().cloned());
         search.fill(&mut candidates[0], slots, &[]);
         if n <= SMALL {
             for key in &orders {

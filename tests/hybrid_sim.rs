@@ -31,6 +31,7 @@ fn opts(policy: PolicyKind, gpu_mem: u64, slots: Option<u32>) -> HybridOptions {
         n_cpu_moe: None,
         slots,
         trace: true,
+        hot_experts: false,
     }
 }
 

@@ -54,6 +54,8 @@ pub struct DeviceConfig {
     pub cpu_moe: bool,
     pub print_plan: bool,
     pub trace: Option<PathBuf>,
+    /// `--hot-experts on|off` (default: on under `auto`).
+    pub hot_experts: Option<bool>,
 }
 
 impl Default for DeviceConfig {
@@ -67,6 +69,7 @@ impl Default for DeviceConfig {
             cpu_moe: false,
             print_plan: false,
             trace: None,
+            hot_experts: None,
         }
     }
 }
@@ -118,6 +121,7 @@ pub fn sim_options(
         n_cpu_moe,
         slots: None,
         trace: false,
+        hot_experts: policy == PolicyKind::Auto,
         hw,
     }))
 }
@@ -155,6 +159,9 @@ pub fn open_session<'m>(
         return EngineSession::new(model, None, n_ctx, n_ubatch);
     };
     opts.trace = d.trace.is_some();
+    if let Some(on) = d.hot_experts {
+        opts.hot_experts = on;
+    }
     let session = sim_session(model, n_ctx, n_ubatch, &opts)?;
     if let Some(h) = session.executor() {
         for note in h.notes() {
@@ -194,8 +201,9 @@ pub fn finish(cfg: &RunConfig, session: &EngineSession<'_>) -> Result<(), String
 pub fn report_line(h: &Hybrid<'_>) -> String {
     let c = h.clock();
     let [cpu, gpu, h2d] = c.busy_fractions().map(|f| f * 100.0);
+    let swaps = h.hot_swaps().map_or(String::new(), |n| format!("; hot-expert swaps {n}"));
     format!(
-        "sim ({}, {}): virtual prefill {:.1} t/s, decode {:.1} t/s; busy cpu {cpu:.0}% gpu {gpu:.0}% h2d {h2d:.0}%",
+        "sim ({}, {}): virtual prefill {:.1} t/s, decode {:.1} t/s; busy cpu {cpu:.0}% gpu {gpu:.0}% h2d {h2d:.0}%{swaps}",
         h.plan().hw,
         h.plan().policy.name(),
         c.prefill_tps(),

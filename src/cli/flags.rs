@@ -337,6 +337,14 @@ pub static FLAGS: &[Flag] = &[
             _ => Err(format!("error: unknown value for --flash-attn: '{v}'")),
         }
     }),
+    flag!(["--hot-experts"], Some("on|off"), "let measured expert popularity move experts on and off the GPU (default: on under --policy auto)", |c, v| {
+        c.device.hot_experts = Some(match v {
+            "on" | "1" => true,
+            "off" | "0" => false,
+            _ => return Err(format!("error: unknown value for --hot-experts: '{v}'")),
+        });
+        Ok(())
+    }),
     flag!(["--print-plan"], None, "print every task's placement with its reason (hybrid runs)", |c, _| {
         c.device.print_plan = true;
         Ok(())

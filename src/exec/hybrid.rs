@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use super::binding::Binding;
 use super::device::{Device, WeightsAt};
+use super::hot_experts::{HotExperts, Swap};
 use super::kv_cache::KvCache;
 use super::lanes::{Event, Lanes};
 use super::tasks::StepState;
@@ -43,6 +44,8 @@ pub struct HybridOptions {
     pub slots: Option<u32>,
     /// Keep every step's timeline for `--trace`.
     pub trace: bool,
+    /// Let measured expert popularity move experts on and off the GPU ([`HotExperts`]).
+    pub hot_experts: bool,
 }
 
 /// Virtual time and lane use, split by prefill steps (more than one token) and decode steps.
@@ -93,6 +96,9 @@ pub struct Hybrid<'m> {
     last_step: Option<(StepSpec, f64)>,
     /// What the load had to change (a plan that did not fit), one line each, for the log.
     notes: Vec<String>,
+    hot: Option<HotExperts>,
+    /// The swap the cache chose after the last step, made at the start of the next.
+    pending: Option<Swap>,
 }
 
 /// The largest host task a staging slot must hold under `plan`.
@@ -140,7 +146,12 @@ impl<'m> Hybrid<'m> {
             trace: opts.trace.then(TraceLog::default),
             last_step: None,
             notes: Vec::new(),
+            hot: None,
+            pending: None,
         };
+        if opts.hot_experts && h.graph.shape.is_moe() && h.cost.has_gpu() {
+            h.hot = Some(HotExperts::new(&h.graph));
+        }
         // A plan that does not fit what the device has free is replaced by smaller ones, down to
         // the CPU's (which needs no device memory).
         let mut budget = popts.gpu_mem_bytes;
@@ -203,6 +214,11 @@ impl<'m> Hybrid<'m> {
         }
     }
 
+    /// Hot-expert swaps made so far (None: no cache).
+    pub fn hot_swaps(&self) -> Option<u64> {
+        self.hot.as_ref().map(HotExperts::swaps)
+    }
+
     /// Lines for the load log: what was changed to make the plan fit.
     pub fn notes(&self) -> &[String] {
         &self.notes
@@ -235,8 +251,16 @@ impl<'m> Hybrid<'m> {
         rows: OutputRows,
     ) -> Result<Vec<f32>, ExecError> {
         let model = self.binding.model();
+        let swap = self.pending.take();
+        if let (Some(swap), Some(hot)) = (swap, &mut self.hot) {
+            self.device.evict(swap.evict);
+            hot.apply(&mut self.plan, swap);
+        }
         let st = StepState::new(model, tokens, pos0, rows);
         let mut sb = StepBuilder::new(&self.plan, &self.graph, &self.cost, tokens.len() as u64, pos0 as u64);
+        if let Some(swap) = swap {
+            sb.swap_in(swap.admit);
+        }
         let (binding, device, st_ref) = (&self.binding, self.device.as_ref(), &st);
         let is_moe = self.graph.shape.is_moe();
         let n_layer = self.graph.layers.len();
@@ -275,6 +299,10 @@ impl<'m> Hybrid<'m> {
         })?;
         let spec = sb.spec().clone();
         let timeline = simulate(sb.into_ops(), self.cost.dram_gbs)?;
+        if let Some(hot) = &mut self.hot {
+            hot.observe(&spec.routed);
+            self.pending = hot.choose(&self.plan, &self.graph);
+        }
         self.last_step = Some((spec, timeline.makespan));
         self.record(&timeline, tokens.len() as u64);
         Ok(st.take_logits())
@@ -318,7 +346,8 @@ fn lane_work<'env>(
                 Ok(())
             }
             (Lane::Pcie, Some(s)) => device.fill_slot(s, id, &mats),
-            (Lane::Pcie, None) => Err(ExecError::Device(format!("copy of task {id} has no staging slot"))),
+            // A copy with no staging slot makes the task resident (a hot-expert swap).
+            (Lane::Pcie, None) => device.upload_resident(id, &mats),
             (Lane::Gpu, None) => device.run(id, task, &mats, WeightsAt::Resident, st, kv),
             (Lane::Gpu, Some(s)) => {
                 let r = device.run(id, task, &mats, WeightsAt::Slot(s), st, kv);

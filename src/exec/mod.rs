@@ -6,6 +6,7 @@
 //!   composition (bit-exact with llama.cpp); [`binding`]: task ids → weights;
 //! - [`device`]: the device trait, the simulated GPU and (with `cuda`) the CUDA device;
 //! - [`lanes`]: lane workers with FIFO queues and fences; [`hybrid`]: a plan's steps on them;
+//!   [`hot_experts`]: which experts stay resident follows their measured popularity;
 //!   [`trace`]: Chrome trace-event JSON of the lanes;
 //! - [`session`], [`engine`]: what callers hold.
 
@@ -14,6 +15,7 @@ pub mod device;
 pub mod dump;
 pub mod engine;
 pub mod forward;
+pub mod hot_experts;
 pub mod hybrid;
 pub mod kv_cache;
 pub mod lanes;

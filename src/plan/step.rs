@@ -38,6 +38,8 @@ struct Builder<'a> {
     side: Vec<Side>,
     lane_free: [f64; 3],
     dram_free: f64,
+    /// Tasks whose weights arrive on the GPU during this step (hot-expert swaps), with the copy.
+    arrivals: Vec<(usize, usize)>,
 }
 
 impl<'a> Builder<'a> {
@@ -103,7 +105,8 @@ impl<'a> Builder<'a> {
 
     fn gpu(&mut self, task: usize, inputs: &[usize]) -> usize {
         let c = self.task_cost(task);
-        let deps = self.deps_from(inputs, Side::Gpu);
+        let mut deps = self.deps_from(inputs, Side::Gpu);
+        deps.extend(self.arrivals.iter().filter(|a| a.0 == task).map(|a| (a.1, 0.0)));
         self.emit(Lane::Gpu, task, c.gpu, 0.0, deps, Side::Gpu, None)
     }
 
@@ -157,6 +160,7 @@ impl<'a> StepBuilder<'a> {
             side: Vec::new(),
             lane_free: [0.0; 3],
             dram_free: 0.0,
+            arrivals: Vec::new(),
         };
         let schedule = match plan.exec {
             ExecRule::Overlap { slots, .. } => Schedule::Overlap(Overlap::new(&b, slots as usize)),
@@ -166,6 +170,18 @@ impl<'a> StepBuilder<'a> {
             }
         };
         StepBuilder { b, plan, schedule }
+    }
+
+    /// Copy `task`'s weights to stay on the GPU (a hot-expert swap), first on the copy lane; the
+    /// plan must already count it resident. Its GPU work this step waits for the copy. A copy
+    /// with no staging slot is an upload to residency.
+    pub fn swap_in(&mut self, task: usize) -> usize {
+        let b = &mut self.b;
+        let bytes = b.g.tasks[task].bytes as f64;
+        let op = b.emit(Lane::Pcie, task, b.cost.copy_time(bytes), bytes, Vec::new(), Side::Gpu, None);
+        b.ops[op].label = format!("swap in {}", b.g.tasks[task].name);
+        b.arrivals.push((task, op));
+        op
     }
 
     /// Tokens routed to each expert of `layer` (empty for a dense layer).

@@ -36,8 +36,10 @@ pub trait Device: Send + Sync {
     /// Reserve `bytes` for the run (activations, a resident layer's KV cache); `what` names it in
     /// the out-of-memory error.
     fn reserve(&self, what: &str, bytes: u64) -> Result<(), ExecError>;
-    /// Upload task `id`'s matrices to stay for the run.
+    /// Upload task `id`'s matrices to stay resident (at load, or on the copy lane for a swap).
     fn upload_resident(&self, id: usize, mats: &[Linear<'_>]) -> Result<(), ExecError>;
+    /// Drop task `id`'s resident weights (a hot-expert swap), freeing their memory.
+    fn evict(&self, id: usize);
     /// Make `n` staging slots of `bytes` each.
     fn create_slots(&self, n: u32, bytes: u64) -> Result<(), ExecError>;
     /// Copy lane: task `id`'s host matrices into staging slot `slot`.

@@ -153,6 +153,13 @@ impl Device for SimDevice {
         Ok(())
     }
 
+    fn evict(&self, id: usize) {
+        if let Some(copies) = poisoned(self.resident.write()).remove(&id) {
+            let bytes: u64 = copies.iter().map(|c| view_bytes(&c.view())).sum();
+            self.ledger.release(bytes);
+        }
+    }
+
     fn create_slots(&self, n: u32, bytes: u64) -> Result<(), ExecError> {
         self.reserve_bytes(&format!("{n} staging slots"), u64::from(n) * bytes)?;
         let words = bytes.div_ceil(4) as usize;

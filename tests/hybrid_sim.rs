@@ -232,3 +232,31 @@ fn a_plan_for_another_model_is_refused_and_an_impossible_budget_runs_on_the_cpu(
     assert_eq!(got, cpu.decode(&tokens, Logits::All).expect("prefill"));
     assert_eq!(s.executor().expect("executor").device().used(), 0);
 }
+
+#[test]
+fn the_hot_expert_cache_moves_experts_and_keeps_the_logits() {
+    let Some(m) = model("synth-moe8x2-s42.f16.gguf") else { return };
+    let tokens = prompt(80);
+    let (want, greedy) = cpu_reference(&m, &tokens, 24);
+    let mut o = opts(PolicyKind::Auto, 48 * MIB, Some(1));
+    o.hot_experts = true;
+    let dev = Box::new(SimDevice::new("rtx4090-ddr5", o.gpu_mem));
+    let mut s = Session::hybrid(&m, 256, UBATCH, &o, dev).expect("hybrid session");
+    let resident_before: Vec<bool> =
+        s.executor().expect("executor").plan().placements.iter().map(|p| p.gpu_resident).collect();
+    let got = run(&mut s, &tokens, &greedy);
+    for (step, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!(g.iter().zip(w).all(|(a, b)| a.to_bits() == b.to_bits()), "step {step} differs");
+    }
+    let h = s.executor().expect("executor");
+    let swaps = h.hot_swaps().expect("cache on");
+    let resident_after: Vec<bool> = h.plan().placements.iter().map(|p| p.gpu_resident).collect();
+    assert!(swaps > 0, "the routing of 24 decode steps moved no expert");
+    assert_ne!(resident_before, resident_after);
+    assert_eq!(
+        resident_before.iter().filter(|&&r| r).count(),
+        resident_after.iter().filter(|&&r| r).count(),
+        "a swap trades one expert for one"
+    );
+    assert!(h.device().used() <= h.device().budget());
+}

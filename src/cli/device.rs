@@ -33,9 +33,7 @@ impl DeviceChoice {
             "sim" => Ok(DeviceChoice::Sim),
             _ => match t.strip_prefix("cuda").map(str::parse::<usize>) {
                 Some(Ok(n)) => Ok(DeviceChoice::Cuda(n)),
-                _ => {
-                    Err(format!("error: invalid device '{text}' (none, sim, cuda0, ...; see --list-devices)"))
-                }
+                _ => Err(format!("invalid device '{text}' (none, sim, cuda0, ...; see --list-devices)")),
             },
         }
     }
@@ -112,7 +110,8 @@ pub fn sim_options(
     n_cpu_moe: Option<u32>,
     n_layer: usize,
 ) -> Result<Option<HybridOptions>, String> {
-    let hw = presets::load(sim_hw).map_err(|e| format!("--sim-hw: {e}"))?;
+    let hw = presets::load(sim_hw)
+        .map_err(|e| format!("--sim-hw {}", e.to_string().trim_start_matches("--hw ")))?;
     let Some(card) = hw.gpu.as_ref() else { return Ok(None) };
     Ok(Some(HybridOptions {
         policy,

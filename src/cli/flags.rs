@@ -320,7 +320,7 @@ pub static FLAGS: &[Flag] = &[
         Ok(())
     }),
     flag!(["--policy"], Some("POLICY"), "placement policy: auto (ours), layers (llama.cpp -ngl) or fiddler (default: auto)", |c, v| {
-        c.device.policy = crate::plan::PolicyKind::parse(v).map_err(|e| format!("error: {e}"))?;
+        c.device.policy = crate::plan::PolicyKind::parse(v).map_err(|e| e.to_string())?;
         Ok(())
     }),
     flag!(["-ncmoe", "--n-cpu-moe"], N, "keep the experts of the first N layers in host memory", |c, v| {
@@ -334,14 +334,14 @@ pub static FLAGS: &[Flag] = &[
     flag!(["-fa", "--flash-attn"], Some("on|off|auto"), "flash attention (rs-llama's CPU kernels are always flash attention, as llama.cpp's 'auto' picks there)", |_, v| {
         match v {
             "on" | "off" | "auto" | "1" | "0" => Ok(()),
-            _ => Err(format!("error: unknown value for --flash-attn: '{v}'")),
+            _ => Err(format!("unknown value for --flash-attn: '{v}'")),
         }
     }),
     flag!(["--hot-experts"], Some("on|off"), "let measured expert popularity move experts on and off the GPU (default: on under --policy auto)", |c, v| {
         c.device.hot_experts = Some(match v {
             "on" | "1" => true,
             "off" | "0" => false,
-            _ => return Err(format!("error: unknown value for --hot-experts: '{v}'")),
+            _ => return Err(format!("unknown value for --hot-experts: '{v}'")),
         });
         Ok(())
     }),

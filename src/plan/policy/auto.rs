@@ -58,6 +58,8 @@ struct Search<'a, 'b> {
     evals: usize,
     /// `-ngl N` with `auto`: at most as many resident bytes as llama.cpp's `-ngl N` would hold.
     cap: u64,
+    /// `--n-cpu-moe N` with `auto`: the experts of the first N layers stay in host memory.
+    host_only: Vec<bool>,
 }
 
 impl Search<'_, '_> {
@@ -71,6 +73,9 @@ impl Search<'_, '_> {
 
     fn fits(&self, resident: &[bool], slots: u32) -> bool {
         let c = self.ctx;
+        if resident.iter().zip(&self.host_only).any(|(&r, &h)| r && h) {
+            return false;
+        }
         let held = c.resident_bytes(resident);
         held <= self.cap && held + self.staging(resident, slots) + c.scratch_bytes() <= c.budget()
     }
@@ -114,6 +119,8 @@ impl Search<'_, '_> {
                 };
                 if resident[t.id] {
                     format!("GPU: {what}, host cost per byte above the budget cut")
+                } else if self.host_only[t.id] {
+                    format!("host: {what}, --n-cpu-moe keeps it in RAM; per step CPU or streamed")
                 } else if !self.ctx.cost.has_gpu() {
                     format!("host: {what}; no GPU, CPU")
                 } else if slots == 0 {
@@ -226,7 +233,14 @@ pub fn plan(ctx: &Ctx) -> Result<Plan, PlanError> {
         Some(ngl) => ctx.resident_bytes(&super::layers::placement(ctx, ngl, 0).0),
         None => u64::MAX,
     };
-    let mut search = Search { ctx, density, evals: 0, cap };
+    let n_cpu_moe = ctx.opts.n_cpu_moe.unwrap_or(0);
+    let host_only = ctx
+        .g
+        .tasks
+        .iter()
+        .map(|t| matches!(t.kind, TaskKind::Expert { .. }) && t.layer < n_cpu_moe)
+        .collect();
+    let mut search = Search { ctx, density, evals: 0, cap, host_only };
     let n = ctx.g.tasks.len();
     if !ctx.cost.has_gpu() {
         return search.plan(&vec![false; n], 0);

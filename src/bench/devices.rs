@@ -187,6 +187,8 @@ pub struct SimRun {
     pub plan: String,
     /// `-ncmoe` as planned (`-cmoe` resolved).
     pub n_cpu_moe: Option<u32>,
+    /// What the load changed to fit the device (a smaller plan), one line each.
+    pub notes: Vec<String>,
 }
 
 /// One sim test: the same tokens as [`super::run_test`], but each repetition's time is the virtual
@@ -207,8 +209,9 @@ pub fn run_sim_test(
         let c = s.executor().map(|h| h.clock().clone()).unwrap_or_default();
         ((c.prefill_s + c.decode_s) * 1e9).round() as u64
     })?;
-    let plan = session.executor().map(|h| h.plan().summary.clone()).unwrap_or_default();
-    Ok((samples, SimRun { hw: opts.hw.name.clone(), plan, n_cpu_moe: opts.n_cpu_moe }))
+    let (plan, notes) =
+        session.executor().map(|h| (h.plan().summary.clone(), h.notes().to_vec())).unwrap_or_default();
+    Ok((samples, SimRun { hw: opts.hw.name.clone(), plan, n_cpu_moe: opts.n_cpu_moe, notes }))
 }
 
 #[cfg(test)]

@@ -347,7 +347,7 @@ mod tests {
     fn sim_result() -> TestResult {
         let mut r = result();
         r.spec.dev = DevSpec { device: BenchDevice::Sim, ..DevSpec::default() };
-        r.sim = Some(SimRun { hw: "rtx4090-ddr5".into(), plan: "p".into(), n_cpu_moe: None });
+        r.sim = Some(SimRun { hw: "rtx4090-ddr5".into(), plan: "p".into(), n_cpu_moe: None, notes: vec![] });
         r
     }
 

@@ -97,6 +97,10 @@ fn run(a: &bench::BenchArgs) -> anyhow::Result<()> {
                 let (samples, sim) = pool.install(|| {
                     bench::devices::run_sim_test(&model, spec, a.repetitions, a.warmup, &a.sim)
                 })?;
+                // A replanned load measures a smaller plan than asked for: always said.
+                for note in &sim.notes {
+                    eprintln!("rs-llama-bench: sim ({}, {}): {note}", sim.hw, spec.dev.policy.name());
+                }
                 if a.progress {
                     eprintln!("rs-llama-bench: sim ({}, {}): {}", sim.hw, spec.dev.policy.name(), sim.plan);
                 }

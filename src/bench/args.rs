@@ -3,6 +3,10 @@
 
 use std::path::PathBuf;
 
+use super::devices::{self, BenchDevice, DevSpec, SimConfig};
+use crate::cli::args::GpuLayers;
+use crate::plan::PolicyKind;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {
     Md,
@@ -25,6 +29,16 @@ pub struct BenchArgs {
     pub output_err: Option<OutputFormat>,
     pub warmup: bool,
     pub progress: bool,
+    /// `-dev`, `--policy`, `-ngl`, `-ncmoe`, `-cmoe`, `-fa`: lists like the other test parameters.
+    pub devices: Vec<BenchDevice>,
+    pub policies: Vec<PolicyKind>,
+    pub ngl: Vec<GpuLayers>,
+    /// Empty: not given (the planner's choice).
+    pub n_cpu_moe: Vec<u32>,
+    pub cpu_moe: Vec<bool>,
+    pub flash_attn: Vec<i8>,
+    /// `--sim-hw`, `--gpu-mem`: one value for every sim test.
+    pub sim: SimConfig,
 }
 
 pub const USAGE: &str = "usage: rs-llama-bench [options]
@@ -41,10 +55,19 @@ options:
   -r, --repetitions <n>             (default: 5)
   -o, --output <md|json|jsonl|csv>  (default: md)
   -oe, --output-err <fmt>           (default: none)
+  -dev, --device <none|sim|cuda0>   (default: none; sim: the simulated GPU, timed by its clock)
+  -ngl, --n-gpu-layers <n>          (default: auto; also all, -1 = all; sim only)
+  -ncmoe, --n-cpu-moe <n>           (default: the planner's choice; sim only)
+  -cmoe, --cpu-moe <0|1>            (default: 0; 1: every layer's experts in host memory)
+  -fa, --flash-attn <0|1>           (default: auto; no effect: the CPU kernels are flash attention)
+  --policy <auto|layers|fiddler>    (default: auto; sim only)
+  --gpu-mem <size>                  (default: the --sim-hw card; e.g. 48M, 8G)
+  --sim-hw <preset|file>            (default: rtx4090-ddr5)
   --no-warmup                       skip the warmup runs
   --progress                        print progress to stderr
 
 Lists (1,2,3) and ranges (first-last, first-last+step, first-last*mult) run every combination.
+Sim rows report virtual t/s: the time the planner's cost model gives the schedule on --sim-hw.
 Beyond llama-bench: GB/s and GFLOP/s achieved, and their fraction of this machine's ceilings.
 RS_LLAMA_CPU=avx512|avx2|scalar forces a kernel path.";
 
@@ -54,6 +77,40 @@ pub enum ArgError {
     Invalid(String),
     #[error("error: missing value for argument: {0}")]
     Missing(String),
+    /// A bad value of a device flag: one line, already worded, printed without the usage.
+    #[error("{0}")]
+    BadValue(String),
+}
+
+impl BenchArgs {
+    /// Every combination of the device parameters, in flag order; the CPU's collapse (see
+    /// [`DevSpec::normalized`]) and repeats are dropped, keeping the first.
+    pub fn dev_specs(&self) -> Vec<DevSpec> {
+        let ncmoe: Vec<Option<u32>> = if self.n_cpu_moe.is_empty() {
+            vec![None]
+        } else {
+            self.n_cpu_moe.iter().map(|&n| Some(n)).collect()
+        };
+        let mut out: Vec<DevSpec> = Vec::new();
+        for &device in &self.devices {
+            for &policy in &self.policies {
+                for &ngl in &self.ngl {
+                    for &n_cpu_moe in &ncmoe {
+                        for &cpu_moe in &self.cpu_moe {
+                            for &flash_attn in &self.flash_attn {
+                                let d = DevSpec { device, policy, ngl, n_cpu_moe, cpu_moe, flash_attn }
+                                    .normalized();
+                                if !out.contains(&d) {
+                                    out.push(d);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
 }
 
 /// `None` on `-h`.
@@ -71,6 +128,13 @@ pub fn parse(args: &[String], default_threads: usize) -> Result<Option<BenchArgs
         output_err: None,
         warmup: true,
         progress: false,
+        devices: Vec::new(),
+        policies: Vec::new(),
+        ngl: Vec::new(),
+        n_cpu_moe: Vec::new(),
+        cpu_moe: Vec::new(),
+        flash_attn: Vec::new(),
+        sim: SimConfig::default(),
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -94,6 +158,31 @@ pub fn parse(args: &[String], default_threads: usize) -> Result<Option<BenchArgs
             "-oe" | "--output-err" => a.output_err = Some(format(&value()?).ok_or_else(bad)?),
             "--no-warmup" => a.warmup = false,
             "--progress" => a.progress = true,
+            "-dev" | "--device" => {
+                a.devices.extend(devices::parse_devices(flag, &value()?).map_err(ArgError::BadValue)?)
+            }
+            "--policy" => {
+                a.policies.extend(devices::parse_policies(flag, &value()?).map_err(ArgError::BadValue)?)
+            }
+            "-ngl" | "--n-gpu-layers" => {
+                a.ngl.extend(devices::parse_ngl(flag, &value()?).map_err(ArgError::BadValue)?)
+            }
+            "-ncmoe" | "--n-cpu-moe" => {
+                a.n_cpu_moe.extend(devices::parse_counts(flag, &value()?).map_err(ArgError::BadValue)?)
+            }
+            "-cmoe" | "--cpu-moe" => {
+                a.cpu_moe.extend(devices::parse_bools(flag, &value()?).map_err(ArgError::BadValue)?)
+            }
+            "-fa" | "--flash-attn" => {
+                a.flash_attn.extend(devices::parse_flash_attn(flag, &value()?).map_err(ArgError::BadValue)?)
+            }
+            "--gpu-mem" => {
+                let v = value()?;
+                let bytes = crate::gpu::parse_size(&v)
+                    .map_err(|e| ArgError::BadValue(format!("error: invalid value for {flag}: {e}")))?;
+                a.sim.gpu_mem = Some(bytes);
+            }
+            "--sim-hw" => a.sim.sim_hw = value()?,
             _ => return Err(ArgError::Invalid(flag.clone())),
         }
     }
@@ -110,10 +199,22 @@ pub fn parse(args: &[String], default_threads: usize) -> Result<Option<BenchArgs
     or_default(&mut a.n_batch, 2048);
     or_default(&mut a.n_ubatch, 512);
     or_default(&mut a.threads, default_threads);
+    default_to(&mut a.devices, BenchDevice::Cpu);
+    default_to(&mut a.policies, PolicyKind::Auto);
+    default_to(&mut a.ngl, GpuLayers::Auto);
+    default_to(&mut a.cpu_moe, false);
+    default_to(&mut a.flash_attn, -1);
     if a.repetitions == 0 || a.n_batch.contains(&0) || a.n_ubatch.contains(&0) || a.threads.contains(&0) {
         return Err(ArgError::Invalid("-r/-b/-ub/-t must be > 0".into()));
     }
     Ok(Some(a))
+}
+
+/// An unset list parameter runs its default value once.
+fn default_to<T>(v: &mut Vec<T>, d: T) {
+    if v.is_empty() {
+        v.push(d)
+    }
 }
 
 fn format(s: &str) -> Option<OutputFormat> {
@@ -188,5 +289,22 @@ mod tests {
         assert_eq!(a.output, OutputFormat::Jsonl);
         let bad: Vec<String> = vec!["-m".into(), "a".into(), "--bogus".into()];
         assert!(matches!(parse(&bad, 2), Err(ArgError::Invalid(f)) if f == "--bogus"));
+    }
+
+    #[test]
+    fn device_lists_combine_and_the_cpu_runs_once() {
+        let args: Vec<String> =
+            ["-m", "a", "-dev", "none,sim", "--policy", "auto,layers", "-ngl", "2", "--gpu-mem", "48M"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        let a = parse(&args, 2).unwrap().unwrap();
+        let specs = a.dev_specs();
+        let sim: Vec<_> = specs.iter().filter(|d| d.is_sim()).map(|d| (d.policy, d.ngl)).collect();
+        assert_eq!(specs.len(), 3, "{specs:?}");
+        assert_eq!(sim, [(PolicyKind::Auto, GpuLayers::Count(2)), (PolicyKind::Layers, GpuLayers::Count(2))]);
+        assert_eq!(a.sim.gpu_mem, Some(48 << 20));
+        let bad: Vec<String> = ["-m", "a", "-dev", "tpu0"].iter().map(|s| s.to_string()).collect();
+        assert!(matches!(parse(&bad, 2), Err(ArgError::BadValue(e)) if e.contains("'tpu0'")));
     }
 }

@@ -3,16 +3,18 @@
 
 pub mod args;
 pub mod ceilings;
+pub mod devices;
 pub mod output;
 pub mod work;
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::exec::Session;
 use crate::model::{Logits, Model, ModelError};
 use crate::TokenId;
 pub use args::{BenchArgs, OutputFormat};
 pub use ceilings::Ceilings;
+pub use devices::{BenchDevice, DevSpec, SimConfig, SimRun};
 
 /// One combination of test parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +24,7 @@ pub struct TestSpec {
     pub n_batch: usize,
     pub n_ubatch: usize,
     pub threads: usize,
+    pub dev: DevSpec,
 }
 
 impl TestSpec {
@@ -74,6 +77,8 @@ pub struct TestResult {
     pub samples_ns: Vec<u64>,
     pub work: work::Work,
     pub ceilings: Ceilings,
+    /// Sim rows: the profile and plan; their samples are virtual time, not wall time.
+    pub sim: Option<SimRun>,
 }
 
 impl TestResult {
@@ -124,11 +129,25 @@ fn random_tokens(seed: u64, n: usize, n_vocab: usize) -> Vec<TokenId> {
         .collect()
 }
 
-/// Run one test (in the current rayon pool): optional warmup, then `reps` timed repetitions, each
-/// on an emptied KV cache. Returns the wall time of each repetition.
+/// Run one test on the CPU (in the current rayon pool): optional warmup, then `reps` timed
+/// repetitions, each on an emptied KV cache. Returns the wall time of each repetition.
 pub fn run_test(model: &Model, spec: &TestSpec, reps: usize, warmup: bool) -> Result<Vec<u64>, ModelError> {
     let n_ctx = (spec.n_prompt + spec.n_gen).max(1);
     let mut session = Session::new(model, n_ctx, spec.n_batch.min(spec.n_ubatch))?;
+    run_reps(&mut session, model, spec, reps, warmup, |_, wall| wall.as_nanos() as u64)
+}
+
+/// The warmup and the repetitions of `spec` on `session`; `sample` turns each finished repetition
+/// (the session and its wall time) into its sample in ns. The executor's clock, when the session
+/// has one, restarts before every repetition so that it holds exactly that repetition's steps.
+pub(crate) fn run_reps(
+    session: &mut Session<'_>,
+    model: &Model,
+    spec: &TestSpec,
+    reps: usize,
+    warmup: bool,
+    mut sample: impl FnMut(&Session<'_>, Duration) -> u64,
+) -> Result<Vec<u64>, ModelError> {
     let n_vocab = model.n_vocab();
     let prompt = random_tokens(1, spec.n_prompt, n_vocab);
     let gen = random_tokens(2, spec.n_gen, n_vocab);
@@ -144,6 +163,7 @@ pub fn run_test(model: &Model, spec: &TestSpec, reps: usize, warmup: bool) -> Re
     let mut samples = Vec::with_capacity(reps);
     for _ in 0..reps {
         session.clear();
+        session.reset_executor_clock();
         let start = Instant::now();
         for chunk in prompt.chunks(spec.n_batch.max(1)) {
             session.decode(chunk, Logits::Last)?;
@@ -151,7 +171,8 @@ pub fn run_test(model: &Model, spec: &TestSpec, reps: usize, warmup: bool) -> Re
         for tok in &gen {
             session.decode(std::slice::from_ref(tok), Logits::Last)?;
         }
-        samples.push(start.elapsed().as_nanos() as u64);
+        let wall = start.elapsed();
+        samples.push(sample(session, wall));
     }
     Ok(samples)
 }
@@ -194,7 +215,14 @@ mod tests {
 
     #[test]
     fn test_names_and_tokens() {
-        let spec = |p, g| TestSpec { n_prompt: p, n_gen: g, n_batch: 2048, n_ubatch: 512, threads: 2 };
+        let spec = |p, g| TestSpec {
+            n_prompt: p,
+            n_gen: g,
+            n_batch: 2048,
+            n_ubatch: 512,
+            threads: 2,
+            dev: DevSpec::default(),
+        };
         assert_eq!(spec(512, 0).name(), "pp512");
         assert_eq!(spec(0, 128).name(), "tg128");
         assert_eq!(spec(16, 4).name(), "pp16+tg4");

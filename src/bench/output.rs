@@ -3,7 +3,8 @@
 
 use std::fmt::Write;
 
-use super::{OutputFormat, TestResult};
+use super::{OutputFormat, TestResult, TestSpec};
+use crate::cli::args::GpuLayers;
 
 /// The build line llama-bench prints under the table.
 pub fn build_line() -> String {
@@ -31,50 +32,147 @@ fn params_str(n: u64) -> String {
     }
 }
 
-/// Markdown header + separator. `n_batch`/`n_ubatch` columns appear only when non-default.
-pub fn md_header(show_batch: bool, show_ubatch: bool) -> String {
-    let mut cols = vec!["model", "size", "params", "backend", "threads"];
-    if show_batch {
-        cols.push("n_batch");
+/// Which optional markdown columns a report has, decided from all its tests (as llama-bench
+/// does): `ngl`, `dev` and `policy` appear once a test runs on the simulated GPU (llama-bench shows
+/// `ngl` for any non-CPU backend), the others when their parameter is not the default. A default
+/// run keeps exactly the columns it always had.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Columns {
+    pub batch: bool,
+    pub ubatch: bool,
+    pub sim: bool,
+    pub n_cpu_moe: bool,
+    pub fa: bool,
+}
+
+impl Columns {
+    pub fn of<'a>(specs: impl IntoIterator<Item = &'a TestSpec>) -> Columns {
+        let mut c = Columns::default();
+        for s in specs {
+            c.batch |= s.n_batch != 2048;
+            c.ubatch |= s.n_ubatch != 512;
+            c.sim |= s.dev.is_sim();
+            c.n_cpu_moe |= s.dev.is_sim() && (s.dev.n_cpu_moe.is_some() || s.dev.cpu_moe);
+            c.fa |= s.dev.flash_attn != -1;
+        }
+        c
     }
-    if show_ubatch {
-        cols.push("n_ubatch");
-    }
-    cols.extend(["test", "t/s", "path", "GB/s", "% bw", "GFLOP/s", "% fma"]);
-    let right = |c: &str| !matches!(c, "model" | "backend" | "test" | "path");
-    let mut s = format!("| {} |\n|", cols.join(" | "));
-    for c in &cols {
+}
+
+/// Markdown header + separator.
+pub fn md_header(cols: Columns) -> String {
+    let mut names = vec!["model", "size", "params", "backend"];
+    let mut opt = |on: bool, name| {
+        if on {
+            names.push(name)
+        }
+    };
+    opt(cols.sim, "ngl");
+    opt(cols.n_cpu_moe, "n_cpu_moe");
+    opt(true, "threads");
+    opt(cols.batch, "n_batch");
+    opt(cols.ubatch, "n_ubatch");
+    opt(cols.fa, "fa");
+    opt(cols.sim, "dev");
+    opt(cols.sim, "policy");
+    names.extend(["test", "t/s", "path", "GB/s", "% bw", "GFLOP/s", "% fma"]);
+    let right = |c: &str| !matches!(c, "model" | "backend" | "test" | "path" | "dev" | "policy");
+    let mut s = format!("| {} |\n|", names.join(" | "));
+    for c in &names {
         s += if right(c) { " ---: |" } else { " :--- |" };
     }
     s + "\n"
 }
 
-pub fn md_row(r: &TestResult, show_batch: bool, show_ubatch: bool) -> String {
+fn backend(r: &TestResult) -> &'static str {
+    if r.sim.is_some() {
+        "SIM"
+    } else {
+        "CPU"
+    }
+}
+
+fn ngl_cell(r: &TestResult) -> String {
+    match (r.spec.dev.is_sim(), r.spec.dev.ngl) {
+        (false, _) => "0".into(),
+        (true, GpuLayers::Auto) => "auto".into(),
+        (true, GpuLayers::All) => "all".into(),
+        (true, GpuLayers::Count(n)) => n.to_string(),
+    }
+}
+
+fn fa_cell(fa: i8) -> String {
+    if fa < 0 {
+        "auto".into()
+    } else {
+        fa.to_string()
+    }
+}
+
+pub fn md_row(r: &TestResult, cols: Columns) -> String {
     let (ts, sd) = r.ts();
     let (gbps, gflops) = r.rates();
     let mut cells = vec![
         r.model.desc.clone(),
         size_str(r.model.size_bytes),
         params_str(r.model.n_params),
-        "CPU".to_string(),
-        r.spec.threads.to_string(),
+        backend(r).to_string(),
     ];
-    if show_batch {
+    if cols.sim {
+        cells.push(ngl_cell(r));
+    }
+    if cols.n_cpu_moe {
+        cells.push(match &r.sim {
+            Some(s) => s.n_cpu_moe.map_or("auto".into(), |n| n.to_string()),
+            None => "-".into(),
+        });
+    }
+    cells.push(r.spec.threads.to_string());
+    if cols.batch {
         cells.push(r.spec.n_batch.to_string());
     }
-    if show_ubatch {
+    if cols.ubatch {
         cells.push(r.spec.n_ubatch.to_string());
     }
+    if cols.fa {
+        cells.push(fa_cell(r.spec.dev.flash_attn));
+    }
+    if cols.sim {
+        cells.push(r.spec.dev.device.name().to_string());
+        cells.push(if r.sim.is_some() { r.spec.dev.policy.name() } else { "-" }.to_string());
+    }
+    // A sim row's rates come from its virtual time; this machine's CPU ceilings do not bound the
+    // simulated card, so their fractions would mean nothing.
+    let pct = |v: f64, ceiling: f64| match r.sim {
+        Some(_) => "-".to_string(),
+        None => format!("{:.0}%", 100.0 * v / ceiling.max(1e-9)),
+    };
     cells.extend([
         r.spec.name(),
         format!("{ts:.2} ± {sd:.2}"),
         r.cpu_path.to_string(),
         format!("{gbps:.1}"),
-        format!("{:.0}%", 100.0 * gbps / r.ceilings.read_gbps.max(1e-9)),
+        pct(gbps, r.ceilings.read_gbps),
         format!("{gflops:.1}"),
-        format!("{:.0}%", 100.0 * gflops / r.ceilings.fma_gflops.max(1e-9)),
+        pct(gflops, r.ceilings.fma_gflops),
     ]);
     format!("| {} |\n", cells.join(" | "))
+}
+
+/// The line under a table with sim rows: their t/s is the simulated GPU's clock, not a measurement.
+pub fn sim_note(results: &[TestResult]) -> Option<String> {
+    let mut hws: Vec<&str> = Vec::new();
+    for s in results.iter().filter_map(|r| r.sim.as_ref()) {
+        if !hws.contains(&s.hw.as_str()) {
+            hws.push(&s.hw);
+        }
+    }
+    (!hws.is_empty()).then(|| {
+        format!(
+            "sim rows: t/s from virtual time on {} (the simulated GPU's clock), not measured",
+            hws.join(", ")
+        )
+    })
 }
 
 fn json_str(s: &str) -> String {
@@ -98,12 +196,13 @@ fn fields(r: &TestResult) -> Vec<(&'static str, String)> {
     let (avg_ts, sd_ts) = r.ts();
     let (gbps, gflops) = r.rates();
     let s = |v: &str| json_str(v);
+    let sim = r.sim.as_ref();
     vec![
         ("build_commit", s(option_env!("RS_LLAMA_GIT").unwrap_or("unknown"))),
         ("build_number", "0".into()),
         ("cpu_info", s(&cpu_model_name())),
         ("gpu_info", s("")),
-        ("backends", s("CPU")),
+        ("backends", s(backend(r))),
         ("model_filename", s(&r.model.filename)),
         ("model_type", s(&r.model.desc)),
         ("model_size", r.model.size_bytes.to_string()),
@@ -113,6 +212,10 @@ fn fields(r: &TestResult) -> Vec<(&'static str, String)> {
         ("n_threads", r.spec.threads.to_string()),
         ("type_k", s("f16")),
         ("type_v", s("f16")),
+        ("n_gpu_layers", ngl_json(r)),
+        ("n_cpu_moe", n_cpu_moe_json(r)),
+        ("flash_attn", r.spec.dev.flash_attn.to_string()),
+        ("devices", s(r.spec.dev.device.name())),
         ("n_prompt", r.spec.n_prompt.to_string()),
         ("n_gen", r.spec.n_gen.to_string()),
         ("n_depth", "0".into()),
@@ -126,7 +229,30 @@ fn fields(r: &TestResult) -> Vec<(&'static str, String)> {
         ("gflops", format!("{gflops:.3}")),
         ("ceiling_read_gbps", format!("{:.3}", r.ceilings.read_gbps)),
         ("ceiling_fma_gflops", format!("{:.3}", r.ceilings.fma_gflops)),
+        ("policy", s(sim.map_or("", |_| r.spec.dev.policy.name()))),
+        ("sim_hw", s(sim.map_or("", |x| x.hw.as_str()))),
+        ("virtual_time", sim.is_some().to_string()),
+        ("plan", s(sim.map_or("", |x| x.plan.as_str()))),
     ]
+}
+
+/// llama-bench's int: the count, -1 for every layer (its spelling of all), 0 on the CPU; null
+/// when the planner chooses (`auto`), which llama-bench has no number for.
+fn ngl_json(r: &TestResult) -> String {
+    match (r.spec.dev.is_sim(), r.spec.dev.ngl) {
+        (false, _) => "0".into(),
+        (true, GpuLayers::Auto) => "null".into(),
+        (true, GpuLayers::All) => "-1".into(),
+        (true, GpuLayers::Count(n)) => n.to_string(),
+    }
+}
+
+/// The count as planned (`-cmoe` resolved), 0 on the CPU, null when the planner chooses.
+fn n_cpu_moe_json(r: &TestResult) -> String {
+    match &r.sim {
+        None => "0".into(),
+        Some(s) => s.n_cpu_moe.map_or("null".into(), |n| n.to_string()),
+    }
 }
 
 fn json_object(r: &TestResult) -> String {
@@ -142,15 +268,18 @@ fn json_object(r: &TestResult) -> String {
 
 /// The whole report for `results` in `fmt` (md includes header and build footer).
 pub fn render(fmt: OutputFormat, results: &[TestResult]) -> String {
-    let show_b = results.iter().any(|r| r.spec.n_batch != 2048);
-    let show_ub = results.iter().any(|r| r.spec.n_ubatch != 512);
     match fmt {
         OutputFormat::Md => {
-            let mut s = md_header(show_b, show_ub);
+            let cols = Columns::of(results.iter().map(|r| &r.spec));
+            let mut s = md_header(cols);
             for r in results {
-                s += &md_row(r, show_b, show_ub);
+                s += &md_row(r, cols);
             }
-            s + "\n" + &build_line() + "\n"
+            s += "\n";
+            if let Some(note) = sim_note(results) {
+                s += &(note + "\n");
+            }
+            s + &build_line() + "\n"
         }
         OutputFormat::Json => {
             let objs: Vec<String> = results.iter().map(|r| format!("  {}", json_object(r))).collect();
@@ -188,7 +317,7 @@ fn cpu_model_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::{work::Work, Ceilings, ModelInfo, TestSpec};
+    use crate::bench::{work::Work, BenchDevice, Ceilings, DevSpec, ModelInfo, SimRun, TestSpec};
 
     fn result() -> TestResult {
         TestResult {
@@ -198,13 +327,28 @@ mod tests {
                 size_bytes: 270 << 20,
                 n_params: 134_515_008,
             },
-            spec: TestSpec { n_prompt: 0, n_gen: 128, n_batch: 2048, n_ubatch: 512, threads: 2 },
+            spec: TestSpec {
+                n_prompt: 0,
+                n_gen: 128,
+                n_batch: 2048,
+                n_ubatch: 512,
+                threads: 2,
+                dev: DevSpec::default(),
+            },
             cpu_path: "avx512",
             test_time: "2026-11-26T04:30:00Z".into(),
             samples_ns: vec![1_000_000_000, 2_000_000_000],
             work: Work { bytes: 30e9, flops: 60e9 },
             ceilings: Ceilings { read_gbps: 40.0, fma_gflops: 200.0 },
+            sim: None,
         }
+    }
+
+    fn sim_result() -> TestResult {
+        let mut r = result();
+        r.spec.dev = DevSpec { device: BenchDevice::Sim, ..DevSpec::default() };
+        r.sim = Some(SimRun { hw: "rtx4090-ddr5".into(), plan: "p".into(), n_cpu_moe: None, notes: vec![] });
+        r
     }
 
     #[test]
@@ -233,5 +377,22 @@ mod tests {
         let csv = render(OutputFormat::Csv, &[result()]);
         assert!(csv.lines().next().unwrap().starts_with("build_commit,build_number,cpu_info"));
         assert!(csv.lines().nth(1).unwrap().contains("\"tg128\"") || csv.contains("\"128\""));
+    }
+
+    #[test]
+    fn sim_rows_add_columns_and_a_virtual_time_note() {
+        let s = render(OutputFormat::Md, &[result(), sim_result()]);
+        let lines: Vec<&str> = s.lines().collect();
+        assert!(
+            lines[0].starts_with("| model | size | params | backend | ngl | threads | dev | policy | test |")
+        );
+        assert!(lines[2].contains("| CPU | 0 | 2 | none | - | tg128 |"), "{}", lines[2]);
+        assert!(lines[3].contains("| SIM | auto | 2 | sim | auto | tg128 |"), "{}", lines[3]);
+        assert!(lines[3].ends_with("| 20.0 | - | 40.0 | - |"), "{}", lines[3]);
+        assert!(s.contains("\nsim rows: t/s from virtual time on rtx4090-ddr5 (the simulated GPU's clock), not measured\nbuild:"));
+        let v: serde_json::Value =
+            serde_json::from_str(render(OutputFormat::Jsonl, &[sim_result()]).trim()).unwrap();
+        assert_eq!((v["devices"].as_str(), v["policy"].as_str()), (Some("sim"), Some("auto")));
+        assert_eq!((v["virtual_time"].as_bool(), v["n_gpu_layers"].is_null()), (Some(true), true));
     }
 }

@@ -12,12 +12,12 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::base_file::{BaseHeader, BaseReader, BaseWriter};
+use super::device::{self, DeviceArgs};
 use super::eval::ChunkPlan;
 use super::run::{kl_divergence, perplexity, ChunkDone};
 use super::stats::{chunk_row, summary, CHUNK_HEADER, MIN_TOKENS_FOR_SUMMARY};
 use crate::cli::perf::ContextPerf;
 use crate::cli::threads;
-use crate::exec::Session;
 use crate::gguf::GgufFile;
 use crate::model::{LoadOptions, Model};
 use crate::tokenizer::Tokenizer;
@@ -56,12 +56,15 @@ pub struct Args {
     /// 0: the `[i]ppl,` stream; 1: one line per chunk with offset, ppl, mean NLL and its error.
     #[arg(long = "ppl-output-type", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
     pub ppl_output_type: u8,
+    /// `-dev sim` and the placement flags, as rs-llama takes them.
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// Run with `args` (without the program name); returns the exit code.
 pub fn main_with_args(args: &[String]) -> i32 {
     let parsed = match Args::try_parse_from(
-        std::iter::once("rs-llama-perplexity".to_string()).chain(args.iter().cloned()),
+        std::iter::once("rs-llama-perplexity".to_string()).chain(device::long_spellings(args)),
     ) {
         Ok(a) => a,
         Err(e) if !e.use_stderr() => {
@@ -226,7 +229,7 @@ fn run_perplexity(
     log_info!(
         "perplexity: calculating perplexity over {n_chunk} chunks, n_ctx={n_ctx}, batch_size={n_batch}, n_seq={n_seq}\n"
     );
-    let mut session = Session::new(model, n_ctx, args.ubatch_size.min(n_batch).max(1))?;
+    let mut session = device::open_session(&args.device, model, n_ctx, args.ubatch_size.min(n_batch).max(1))?;
     let plan = ChunkPlan { n_ctx, n_chunk, bos, n_batch };
     perf.reset();
     let bar = progress_bar(n_chunk);
@@ -265,6 +268,7 @@ fn run_perplexity(
         Some((ppl, err)) => log_info!("Final estimate: PPL = {ppl:.4} +/- {err:.5}\n"),
         None => log_error!("Unexpected negative standard deviation of log(prob)\n"),
     }
+    device::report(&session);
     Ok(0)
 }
 
@@ -292,7 +296,8 @@ fn run_kl_divergence(
     let n_seq = (n_batch / h.n_ctx).max(1);
     let (file_ctx, n_chunk) = (h.n_ctx, h.n_chunk);
     log_info!("kl_divergence: computing over {n_chunk} chunks, n_ctx={file_ctx}, batch_size={n_batch}, n_seq={n_seq}\n");
-    let mut session = Session::new(model, file_ctx, args.ubatch_size.min(n_batch).max(1))?;
+    let mut session =
+        device::open_session(&args.device, model, file_ctx, args.ubatch_size.min(n_batch).max(1))?;
     perf.reset();
     let bar = progress_bar(n_chunk);
     let mut outcome =
@@ -309,6 +314,7 @@ fn run_kl_divergence(
         })?;
     bar.finish_and_clear();
     stdout_text("\n");
+    device::report(&session);
     if outcome.sums.count >= MIN_TOKENS_FOR_SUMMARY {
         stdout_text(&summary(&outcome.sums, &mut outcome.kld_values, &mut outcome.p_diff_values));
     }

@@ -9,6 +9,7 @@
 
 pub mod base_file;
 pub mod cli;
+pub mod device;
 pub mod eval;
 pub mod logprobs;
 pub mod run;

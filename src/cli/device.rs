@@ -201,8 +201,16 @@ pub fn report_line(h: &Hybrid<'_>) -> String {
     let c = h.clock();
     let [cpu, gpu, h2d] = c.busy_fractions().map(|f| f * 100.0);
     let swaps = h.hot_swaps().map_or(String::new(), |n| format!("; hot-expert swaps {n}"));
+    let kept = match c.prefetch_kept {
+        Some(true) => " (kept: faster)",
+        Some(false) => " (off after the trial: slower)",
+        None => "",
+    };
+    let hits = c
+        .prefetch_hit_rate()
+        .map_or(String::new(), |r| format!("; decode prefetch hits {:.0}%{kept}", r * 100.0));
     format!(
-        "sim ({}, {}): virtual prefill {:.1} t/s, decode {:.1} t/s; busy cpu {cpu:.0}% gpu {gpu:.0}% h2d {h2d:.0}%{swaps}",
+        "sim ({}, {}): virtual prefill {:.1} t/s, decode {:.1} t/s; busy cpu {cpu:.0}% gpu {gpu:.0}% h2d {h2d:.0}%{swaps}{hits}",
         h.plan().hw,
         h.plan().policy.name(),
         c.prefill_tps(),

@@ -57,6 +57,12 @@ pub struct Clock {
     pub decode_tokens: u64,
     /// Busy seconds of the cpu, gpu and copy lanes over every step.
     pub busy: [f64; 3],
+    /// Decode prefetch: experts used in layers whose experts were predicted, and how many of
+    /// them had been predicted.
+    pub prefetch_used: u64,
+    pub prefetch_hits: u64,
+    /// Whether the prefetch trial kept prefetch (None: not decided, or nothing to predict).
+    pub prefetch_kept: Option<bool>,
 }
 
 impl Clock {
@@ -74,6 +80,11 @@ impl Clock {
         } else {
             0.0
         }
+    }
+
+    /// Fraction of the used experts that the prediction had named (None: nothing predicted).
+    pub fn prefetch_hit_rate(&self) -> Option<f64> {
+        (self.prefetch_used > 0).then(|| self.prefetch_hits as f64 / self.prefetch_used as f64)
     }
 
     /// Busy fraction of each lane over all the time the steps took.
@@ -99,6 +110,41 @@ pub struct Hybrid<'m> {
     hot: Option<HotExperts>,
     /// The swap the cache chose after the last step, made at the start of the next.
     pending: Option<Swap>,
+    prefetch: PrefetchTrial,
+}
+
+/// Steps of at most this many tokens predict the next layer's experts (decode; a prompt's chunks
+/// use almost every expert, whose copies need no prediction).
+const PREFETCH_MAX_TOKENS: usize = 4;
+
+/// Decode steps, alternating with and without prefetch, after which the faster is kept: a missed
+/// prediction's copy costs the copy lane and host memory bandwidth, so whether prefetch pays
+/// depends on the model, the hardware and how well the next layer's router guesses.
+const PREFETCH_TRIAL_STEPS: u32 = 8;
+
+/// The prefetch trial: virtual seconds and steps with and without it.
+#[derive(Debug, Clone, Default)]
+struct PrefetchTrial {
+    on: (f64, u32),
+    off: (f64, u32),
+    kept: Option<bool>,
+}
+
+impl PrefetchTrial {
+    fn wants(&self) -> bool {
+        self.kept.unwrap_or(self.on.1 <= self.off.1)
+    }
+
+    fn record(&mut self, with_prefetch: bool, secs: f64) {
+        if self.kept.is_some() {
+            return;
+        }
+        let arm = if with_prefetch { &mut self.on } else { &mut self.off };
+        *arm = (arm.0 + secs, arm.1 + 1);
+        if self.on.1 + self.off.1 >= PREFETCH_TRIAL_STEPS {
+            self.kept = Some(self.on.0 / f64::from(self.on.1) < self.off.0 / f64::from(self.off.1));
+        }
+    }
 }
 
 /// The largest host task a staging slot must hold under `plan`.
@@ -148,6 +194,7 @@ impl<'m> Hybrid<'m> {
             notes: Vec::new(),
             hot: None,
             pending: None,
+            prefetch: PrefetchTrial::default(),
         };
         if opts.hot_experts && h.graph.shape.is_moe() && h.cost.has_gpu() {
             h.hot = Some(HotExperts::new(&h.graph));
@@ -264,6 +311,12 @@ impl<'m> Hybrid<'m> {
         let (binding, device, st_ref) = (&self.binding, self.device.as_ref(), &st);
         let is_moe = self.graph.shape.is_moe();
         let n_layer = self.graph.layers.len();
+        let may_predict = is_moe
+            && tokens.len() <= PREFETCH_MAX_TOKENS
+            && matches!(self.plan.exec, ExecRule::Overlap { slots, .. } if slots > 0);
+        let predict = may_predict && self.prefetch.wants();
+        let graph = &self.graph;
+        let (mut used, mut hits) = (0u64, 0u64);
         std::thread::scope(|scope| -> Result<(), ExecError> {
             let lanes = Lanes::start(scope)?;
             let mut events: Vec<Arc<Event>> = Vec::new();
@@ -284,7 +337,20 @@ impl<'m> Hybrid<'m> {
                         result = Err(ExecError::Device(e));
                         break;
                     }
-                    sb.set_routed(layer, st_ref.expert_counts());
+                    let counts = st_ref.expert_counts();
+                    if let Some(pred) = sb.predicted(layer) {
+                        let picked = counts.iter().zip(pred).filter(|(&c, _)| c > 0);
+                        let (u, h) = picked.fold((0, 0), |(u, h), (_, &p)| (u + 1, h + u64::from(p)));
+                        (used, hits) = (used + u, hits + h);
+                    }
+                    sb.set_routed(layer, counts);
+                    if let Some(next) = graph.layers.get(layer + 1).and_then(|l| l.router).filter(|_| predict)
+                    {
+                        let router = binding.host_mats(next);
+                        if let Some(r) = router.first() {
+                            sb.set_predicted(layer + 1, st_ref.predict_experts(r));
+                        }
+                    }
                 }
                 sb.ffn(layer);
                 submit(sb.ops(), &mut events);
@@ -297,8 +363,14 @@ impl<'m> Hybrid<'m> {
             lanes.finish();
             result
         })?;
+        self.clock.prefetch_used += used;
+        self.clock.prefetch_hits += hits;
         let spec = sb.spec().clone();
         let timeline = simulate(sb.into_ops(), self.cost.dram_gbs)?;
+        if may_predict {
+            self.prefetch.record(predict, timeline.makespan);
+            self.clock.prefetch_kept = self.prefetch.kept;
+        }
         if let Some(hot) = &mut self.hot {
             hot.observe(&spec.routed);
             self.pending = hot.choose(&self.plan, &self.graph);
@@ -335,7 +407,7 @@ fn lane_work<'env>(
     st: &'env StepState<'env>,
     kv: &'env Mutex<KvCache>,
 ) -> Box<dyn FnOnce() -> Result<(), ExecError> + Send + 'env> {
-    let (lane, slot) = (op.lane, op.slot);
+    let (lane, slot, tokens) = (op.lane, op.slot, op.tokens);
     let Some(id) = op.task else { return Box::new(|| Ok(())) };
     Box::new(move || {
         let task = binding.task(id);
@@ -344,6 +416,12 @@ fn lane_work<'env>(
             (Lane::Cpu, _) => {
                 st.run(task, &mats, kv);
                 Ok(())
+            }
+            // A prefetch the router did not confirm: the weights arrive and nobody reads them.
+            (Lane::Pcie, Some(s)) if tokens == 0 => {
+                let r = device.fill_slot(s, id, &mats);
+                device.release_slot(s);
+                r
             }
             (Lane::Pcie, Some(s)) => device.fill_slot(s, id, &mats),
             // A copy with no staging slot makes the task resident (a hot-expert swap).

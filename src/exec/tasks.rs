@@ -100,6 +100,28 @@ impl<'m> StepState<'m> {
         counts
     }
 
+    /// A prediction of the next layer's experts: its `router` applied to this layer's FFN input
+    /// (the next layer's own input is not known yet). `picked[expert]`; nothing is dumped.
+    pub fn predict_experts(&self, router: &Linear<'_>) -> Vec<bool> {
+        let hp = self.model.hparams();
+        let arch = self.model.arch();
+        let mut picked = vec![false; hp.n_expert];
+        let cur = self.cur.read().unwrap_or_else(|e| e.into_inner());
+        let n_rows = cur.len() / hp.n_embd;
+        if n_rows == 0 {
+            return picked;
+        }
+        let mut logits = vec![0f32; n_rows * hp.n_expert]; // [n_rows][n_expert]
+        linear(&cur, router, &mut logits);
+        let routes = route(&logits, hp.n_expert, hp.n_expert_used, arch.expert_gating(), false);
+        for &e in routes.iter().flat_map(|r| &r.experts) {
+            if let Some(p) = picked.get_mut(e) {
+                *p = true;
+            }
+        }
+        picked
+    }
+
     /// The routes of the current layer, token by token.
     pub fn routes(&self) -> Vec<Route> {
         self.routes.read().unwrap_or_else(|e| e.into_inner()).clone()

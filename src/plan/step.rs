@@ -18,6 +18,8 @@ pub struct StepSpec {
     pub n_tokens: u64,
     pub ctx: u64,
     pub routed: Vec<Vec<u64>>,
+    /// Experts predicted per layer before its router ran (decode prefetch; empty: none).
+    pub predicted: Vec<Vec<bool>>,
 }
 
 /// Which side holds a task's output (activations hop over PCIe between sides).
@@ -150,7 +152,8 @@ impl<'a> StepBuilder<'a> {
     /// A step of `n_tokens` after `ctx` cached tokens; expert routing is given per layer with
     /// [`StepBuilder::set_routed`] before that layer's [`StepBuilder::ffn`].
     pub fn new(plan: &'a Plan, g: &'a TaskGraph, cost: &'a CostModel, n_tokens: u64, ctx: u64) -> Self {
-        let step = StepSpec { n_tokens, ctx, routed: vec![Vec::new(); g.layers.len()] };
+        let step =
+            StepSpec { n_tokens, ctx, routed: vec![Vec::new(); g.layers.len()], predicted: Vec::new() };
         let b = Builder {
             g,
             cost,
@@ -182,6 +185,21 @@ impl<'a> StepBuilder<'a> {
         b.ops[op].label = format!("swap in {}", b.g.tasks[task].name);
         b.arrivals.push((task, op));
         op
+    }
+
+    /// Experts of `layer` predicted before its router runs (from the layer before's hidden state):
+    /// under the overlap rule their copies may start as soon as the router before has run.
+    pub fn set_predicted(&mut self, layer: usize, experts: Vec<bool>) {
+        let p = &mut self.b.step.predicted;
+        if p.len() <= layer {
+            p.resize(layer + 1, Vec::new());
+        }
+        p[layer] = experts;
+    }
+
+    /// The experts predicted for `layer`, if any were.
+    pub fn predicted(&self, layer: usize) -> Option<&[bool]> {
+        self.b.step.predicted.get(layer).map(Vec::as_slice).filter(|p| !p.is_empty())
     }
 
     /// Tokens routed to each expert of `layer` (empty for a dense layer).
@@ -245,6 +263,9 @@ impl<'a> StepBuilder<'a> {
 pub fn build_step(plan: &Plan, g: &TaskGraph, cost: &CostModel, step: &StepSpec) -> Vec<Op> {
     let mut sb = StepBuilder::new(plan, g, cost, step.n_tokens, step.ctx);
     for layer in 0..g.layers.len() {
+        if let Some(p) = step.predicted.get(layer).filter(|p| !p.is_empty()) {
+            sb.set_predicted(layer, p.clone());
+        }
         sb.head(layer);
         sb.set_routed(layer, step.routed.get(layer).cloned().unwrap_or_default());
         sb.ffn(layer);
@@ -272,6 +293,9 @@ struct Overlap {
     prev: Vec<usize>,
     head: usize,
     router_op: Option<usize>,
+    /// The router of the layer before: experts predicted from its hidden state may be copied
+    /// once it has run (decode prefetch).
+    prev_router_op: Option<usize>,
 }
 
 impl Overlap {
@@ -286,6 +310,7 @@ impl Overlap {
             prev: Vec::new(),
             head: 0,
             router_op: None,
+            prev_router_op: None,
         }
     }
 
@@ -333,6 +358,7 @@ impl Overlap {
         let lt = b.g.layers[layer].clone();
         let prev = std::mem::take(&mut self.prev);
         let attn = self.run(b, plan, lt.attention, &prev, None);
+        self.prev_router_op = self.router_op;
         (self.head, self.router_op) = match lt.router {
             Some(r) => {
                 let op = self.run(b, plan, r, &[attn], None);
@@ -342,8 +368,50 @@ impl Overlap {
         };
     }
 
+    /// A predicted expert that its router did not pick: if the prediction would have streamed
+    /// it (the same [`route`] choice, for one token, as a picked one gets), its copy was made for
+    /// nothing: the copy lane and a slot are spent, and nobody reads the slot.
+    fn wasted_prefetch(&mut self, b: &mut Builder, plan: &Plan, task: usize, after: usize) {
+        if plan.resident(task) || !self.can_stream {
+            return;
+        }
+        let c = b.cost.task(b.g, task, 1, b.step.ctx);
+        let users = self.slot_users.len();
+        let mut deps = vec![(after, 0.0)];
+        deps.extend((users >= self.slots).then(|| (self.slot_users[users - self.slots], 0.0)));
+        let mut backlog = Backlog {
+            cpu: b.lane_free[0],
+            gpu: b.lane_free[1],
+            pcie: b.lane_free[2],
+            dram: b.dram_free,
+            slot: deps.get(1).map_or(0.0, |&(d, _)| b.est_end[d]),
+        };
+        let ready = b.est_end[self.head];
+        if route(&c, ready, b.ready(&deps), &mut backlog, b.cost.dram_gbs) == Route::Cpu {
+            return;
+        }
+        let slot = (users % self.slots) as u32;
+        let op = b.emit(Lane::Pcie, task, c.copy, c.host_bytes, deps, Side::Gpu, Some(slot));
+        b.ops[op].label = format!("prefetch (unused) {}", b.g.tasks[task].name);
+        self.slot_users.push(op);
+    }
+
     fn ffn(&mut self, b: &mut Builder, plan: &Plan, layer: usize) {
         let copy_after = if self.experts_certain { None } else { self.router_op };
+        // A predicted expert's copy waits for the router before it (prefetch), not its own.
+        let predicted = b.step.predicted.get(layer).cloned().unwrap_or_default();
+        let prefetch_after = self.prev_router_op;
+        if let (Some(after), Some(_)) = (prefetch_after, copy_after) {
+            let lt = &b.g.layers[layer];
+            let missed: Vec<usize> = (0..predicted.len())
+                .filter(|&e| predicted[e])
+                .filter_map(|e| lt.ffn.get(e).copied())
+                .filter(|&t| b.tokens(t) == 0)
+                .collect();
+            for t in missed {
+                self.wasted_prefetch(b, plan, t, after);
+            }
+        }
         let mut work = b.ffn_tasks(layer);
         // Resident work first so that it never waits behind a copy on the GPU lane; host work in
         // decreasing CPU time (longest first balances the lanes best).
@@ -356,8 +424,13 @@ impl Overlap {
         self.prev = work
             .iter()
             .map(|&t| {
-                let after =
-                    if matches!(b.g.tasks[t].kind, TaskKind::Expert { .. }) { copy_after } else { None };
+                let after = match b.g.tasks[t].kind {
+                    TaskKind::Expert { expert } if predicted.get(expert as usize) == Some(&true) => {
+                        copy_after.and(prefetch_after).or(copy_after)
+                    }
+                    TaskKind::Expert { .. } => copy_after,
+                    _ => None,
+                };
                 self.run(b, plan, t, &[head], after)
             })
             .collect();

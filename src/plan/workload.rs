@@ -156,7 +156,7 @@ pub fn steps(g: &TaskGraph, pop: &Popularity, w: &Workload) -> (Vec<StepSpec>, V
         let routed =
             (0..s.n_layer)
                 .map(|l| if s.is_moe() { pop.expected_counts(l, s.n_expert_used, n) } else { vec![] });
-        prefill.push(StepSpec { n_tokens: n, ctx: done, routed: routed.collect() });
+        prefill.push(StepSpec { n_tokens: n, ctx: done, routed: routed.collect(), predicted: Vec::new() });
         done += n;
     }
     let mut rng = Rng(w.seed | 1);
@@ -170,7 +170,7 @@ pub fn steps(g: &TaskGraph, pop: &Popularity, w: &Workload) -> (Vec<StepSpec>, V
                     vec![]
                 }
             });
-            StepSpec { n_tokens: 1, ctx, routed: routed.collect() }
+            StepSpec { n_tokens: 1, ctx, routed: routed.collect(), predicted: Vec::new() }
         })
         .collect();
     (prefill, decode)

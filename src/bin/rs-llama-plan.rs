@@ -40,6 +40,10 @@ struct Args {
     prompt: u64,
     #[arg(long, default_value_t = 128)]
     gen: u64,
+    /// Context the KV cache is sized for (llama.cpp -c); 0 = prompt + gen. rs-llama's own sessions
+    /// plan with their real context (its default: the model's training context).
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 0)]
+    ctx_size: u64,
     /// Prompt tokens per step (llama.cpp -ub).
     #[arg(long, default_value_t = 512)]
     ubatch: u64,
@@ -101,7 +105,8 @@ fn run(args: Args) -> Result<()> {
     } else {
         Popularity::uniform(shape.n_layer, shape.n_expert)
     };
-    let graph = TaskGraph::build(&shape, args.row_blocks, args.prompt + args.gen);
+    let n_ctx = if args.ctx_size > 0 { args.ctx_size } else { args.prompt + args.gen };
+    let graph = TaskGraph::build(&shape, args.row_blocks, n_ctx);
     let cost = CostModel::new(&hw, shape.wtype, !args.pageable);
     let opts = PolicyOptions {
         gpu_mem_bytes: gpu_mem,

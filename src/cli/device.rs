@@ -145,6 +145,13 @@ pub fn open_session<'m>(
     n_ctx: usize,
 ) -> Result<EngineSession<'m>, ModelError> {
     let n_ubatch = cfg.n_ubatch as usize;
+    if let DeviceChoice::Cuda(n) = cfg.device.device {
+        if resident.is_none() {
+            // The whole-model path said why it is not on the GPU, where it was tried; the hybrid
+            // executor's CUDA device is not there yet.
+            log_warn!("gpu: -dev cuda{n}: the hybrid executor has no CUDA device yet (whole-model -ngl all only); running on the CPU\n");
+        }
+    }
     if cfg.device.device != DeviceChoice::Sim {
         return EngineSession::new(model, resident, n_ctx, n_ubatch);
     }

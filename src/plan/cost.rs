@@ -19,6 +19,12 @@ pub const CPU_FLOP_EFFICIENCY: f64 = 0.5;
 /// Fractions of the GPU data-sheet figures that GEMM/GEMV kernels reach.
 pub const GPU_FLOP_EFFICIENCY: f64 = 0.7;
 pub const GPU_BW_EFFICIENCY: f64 = 0.85;
+/// Our GPU attention reads the KV cache at this rate, not at a fraction of the card's memory
+/// bandwidth: `rs-llama-gpu-check` on the H200 measured decode attention (32/8 heads, head dim
+/// 128) reading it at 23 GB/s at 512 positions and 25 GB/s at 4096
+/// (compare/results/device-2026-11-26/device-check-h200-run1.txt). A profile that measured its
+/// card (`GpuProfile::attn_kv_gbs`) replaces it.
+pub const GPU_ATTN_KV_GBS_MEASURED: f64 = 23.0;
 /// Thread wake-up and barrier per parallel dispatch on the CPU (rayon on this 2-core machine:
 /// 8–11 µs when the workers have gone idle between dispatches, as they do between decode ops),
 /// where the profile has not measured it.
@@ -199,10 +205,15 @@ impl CostModel {
             TaskKind::Router => 2.0,
             _ => 3.0,
         };
+        // The KV cache is read at what our attention kernel was measured to reach.
+        let kv_gpu = match &self.gpu {
+            Some(gp) => kv / (gp.attn_kv_gbs.unwrap_or(GPU_ATTN_KV_GBS_MEASURED) * 1e9),
+            None => 0.0,
+        };
         TaskCost {
             cpu: self.cpu_task_time(g, id, n, bytes, flops),
-            gpu: self.gpu_time(bytes, flops, kernels),
-            // A streamed attention block brings its host-side KV cache along.
+            gpu: self.gpu_time(t.bytes as f64, flops, kernels) + kv_gpu,
+            // (An attention block is never streamed: it computes where its KV cache lives.)
             copy: self.copy_time(bytes),
             host_bytes: bytes,
         }

@@ -82,6 +82,7 @@ fn rtx3090() -> GpuProfile {
         f16_tflops: 71.0,
         bf16_tflops: 71.0,
         launch_us: 5.0,
+        attn_kv_gbs: None,
     }
 }
 
@@ -93,6 +94,7 @@ fn rtx4090() -> GpuProfile {
         f16_tflops: 165.0,
         bf16_tflops: 165.0,
         launch_us: 5.0,
+        attn_kv_gbs: None,
     }
 }
 
@@ -153,6 +155,7 @@ pub fn preset(name: &str) -> Result<HwProfile, PlanError> {
                 f16_tflops: 756.0,
                 bf16_tflops: 756.0,
                 launch_us: 4.0,
+                attn_kv_gbs: None,
             };
             let link = PcieProfile { pinned_gbs: 53.0, pageable_gbs: 18.0, latency_us: 8.0 };
             (

@@ -57,6 +57,10 @@ pub struct GpuProfile {
     pub bf16_tflops: f64,
     /// Per kernel launch.
     pub launch_us: f64,
+    /// Rate at which our decode attention kernel reads the KV cache on this card, where it was
+    /// measured (`None`: [`crate::plan::cost::GPU_ATTN_KV_GBS_MEASURED`], the H200 figure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attn_kv_gbs: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -170,17 +170,22 @@ pub fn open_session<'m>(
     }
     let session = sim_session(model, n_ctx, n_ubatch, &opts)?;
     if let Some(h) = session.executor() {
-        for note in h.notes() {
-            log_warn!("sim: {note}\n");
-        }
-        log_info!("sim: {}\n", h.device().describe());
-        log_info!("sim: plan ({}): {}\n", h.plan().policy.name(), h.plan().summary);
+        log_loaded(h);
         if d.print_plan {
             let g = h.graph();
             eprint!("{}", crate::plan::print::plan_text(h.plan(), &|i| g.tasks[i].layer));
         }
     }
     Ok(EngineSession::Cpu(session))
+}
+
+/// The load log of a simulated run: what had to change for the plan to fit, the device, the plan.
+pub fn log_loaded(h: &Hybrid<'_>) {
+    for note in h.notes() {
+        log_warn!("sim: {note}\n");
+    }
+    log_info!("sim: {}\n", h.device().describe());
+    log_info!("sim: plan ({}): {}\n", h.plan().policy.name(), h.plan().summary);
 }
 
 /// After the warm-up: the virtual clock starts again.

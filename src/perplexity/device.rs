@@ -112,11 +112,7 @@ pub fn open_session<'m>(
     };
     let session = sim_session(model, n_ctx, n_ubatch, &opts)?;
     if let Some(h) = session.executor() {
-        for note in h.notes() {
-            log_warn!("sim: {note}\n");
-        }
-        log_info!("sim: {}\n", h.device().describe());
-        log_info!("sim: plan ({}): {}\n", h.plan().policy.name(), h.plan().summary);
+        crate::cli::device::log_loaded(h);
     }
     Ok(session)
 }

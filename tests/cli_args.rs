@@ -30,6 +30,7 @@ fn sample_value(metavar: &str) -> &'static str {
         "TYPE" => "f16",
         "on|off|auto" => "off",
         "DEV" => "sim",
+        "PATTERN=BUFFER,..." => "exps=CPU",
         "POLICY" => "fiddler",
         "on|off" => "off",
         "PRESET|FILE" => "rtx3090-ddr4",

@@ -32,6 +32,7 @@ fn opts(policy: PolicyKind, gpu_mem: u64, slots: Option<u32>) -> HybridOptions {
         slots,
         trace: true,
         hot_experts: false,
+        overrides: Vec::new(),
     }
 }
 
@@ -296,4 +297,29 @@ fn auto_beats_both_baselines_on_a_mixtral_shaped_model() {
     let (auto, layers, fiddler) = (speeds[0], speeds[1], speeds[2]);
     assert!(auto.0 > 1.5 * layers.0 && auto.0 > 1.5 * fiddler.0, "prefill: {speeds:?}");
     assert!(auto.1 >= layers.1 && auto.1 >= fiddler.1, "decode: {speeds:?}");
+}
+
+#[test]
+fn override_tensor_patterns_are_obeyed_by_every_policy() {
+    let Some(m) = model("synth-mixtral-shape-s7.f16.gguf") else { return };
+    use rs_llama::plan::tasks::TaskKind;
+    let tokens = prompt(40);
+    let mut cpu = Session::new(&m, 256, UBATCH).expect("session");
+    let want = cpu.decode(&tokens, Logits::Last).expect("prefill");
+    for policy in [PolicyKind::Auto, PolicyKind::Layers, PolicyKind::Fiddler] {
+        let mut o = opts(policy, 128 * MIB, None);
+        o.overrides = vec![r"blk\.[0-1]\.ffn_.*_exps=CPU".into(), "blk.3.attn=CUDA0".into()];
+        let dev = Box::new(SimDevice::new("rtx4090-ddr5", o.gpu_mem));
+        let mut s = Session::hybrid(&m, 256, UBATCH, &o, dev).expect("hybrid session");
+        let h = s.executor().expect("executor");
+        let (g, plan) = (h.graph(), h.plan());
+        for t in &g.tasks {
+            if matches!(t.kind, TaskKind::Expert { .. }) && t.layer < 2 {
+                assert!(!plan.resident(t.id), "{policy:?}: {} must stay on the host", t.name);
+            }
+        }
+        assert!(plan.resident(g.layers[3].attention), "{policy:?}: blk.3.attn must be on the GPU");
+        let got = s.decode(&tokens, Logits::Last).expect("prefill");
+        assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{policy:?}");
+    }
 }

@@ -71,6 +71,7 @@ fn auto_is_within_two_percent_of_exhaustive_search_on_small_instances() {
             n_cpu_moe: None,
             min_batch: 32,
             slots: None,
+            forced: Vec::new(),
         };
         // Above one micro-batch of activations (below it every policy is CPU-only).
         let scratch = Ctx { g: &g, cost: &cost, opts: &opts, hw_name: "" }.scratch_bytes();

@@ -34,6 +34,7 @@ fn check_instance(shape: &ModelShape, hw_name: &str, budget: u64, w: Workload, s
         n_cpu_moe: None,
         min_batch: 32,
         slots: None,
+        forced: Vec::new(),
     };
     for policy in POLICIES {
         let what = format!("{} {hw_name} budget {budget} {:?} {policy:?}", shape.name, w);
@@ -123,6 +124,7 @@ fn a_budget_too_small_for_anything_keeps_everything_on_the_host() {
         n_cpu_moe: None,
         min_batch: 32,
         slots: None,
+        forced: Vec::new(),
     };
     for policy in POLICIES {
         let plan = make_plan(policy, &g, &cost, &opts, "x").unwrap();

@@ -54,6 +54,10 @@ struct Args {
     /// `layers`: llama.cpp --n-cpu-moe (default: the best that fits).
     #[arg(long = "n-cpu-moe")]
     n_cpu_moe: Option<u32>,
+    /// llama.cpp's -ot: PATTERN=CPU|CUDA0,... (repeatable): tasks whose tensors match are kept in
+    /// host memory or put on the GPU; the policy places the rest.
+    #[arg(long = "override-tensor")]
+    override_tensor: Vec<String>,
     /// Expert popularity skew: 0 = uniform, s > 0 = Zipf exponent (seeded ranking per layer).
     #[arg(long, default_value_t = 0.0)]
     skew: f64,
@@ -108,6 +112,10 @@ fn run(args: Args) -> Result<()> {
     let n_ctx = if args.ctx_size > 0 { args.ctx_size } else { args.prompt + args.gen };
     let graph = TaskGraph::build(&shape, args.row_blocks, n_ctx);
     let cost = CostModel::new(&hw, shape.wtype, !args.pageable);
+    let mut overrides = Vec::new();
+    for o in &args.override_tensor {
+        overrides.extend(rs_llama::plan::overrides::parse_overrides(o)?);
+    }
     let opts = PolicyOptions {
         gpu_mem_bytes: gpu_mem,
         workload,
@@ -116,6 +124,7 @@ fn run(args: Args) -> Result<()> {
         n_cpu_moe: args.n_cpu_moe,
         min_batch: 32,
         slots: None,
+        forced: rs_llama::plan::overrides::forced(&graph, &overrides),
     };
     let plan = make_plan(policy, &graph, &cost, &opts, &hw.name)?;
     let pred = predict(&plan, &graph, &cost, &opts.popularity, &workload)?;

@@ -54,6 +54,8 @@ pub struct DeviceConfig {
     pub trace: Option<PathBuf>,
     /// `--hot-experts on|off` (default: on under `auto`).
     pub hot_experts: Option<bool>,
+    /// `-ot PATTERN=BUFFER,...`, each as given (checked when parsed).
+    pub overrides: Vec<String>,
 }
 
 impl Default for DeviceConfig {
@@ -68,6 +70,7 @@ impl Default for DeviceConfig {
             print_plan: false,
             trace: None,
             hot_experts: None,
+            overrides: Vec::new(),
         }
     }
 }
@@ -121,6 +124,7 @@ pub fn sim_options(
         slots: None,
         trace: false,
         hot_experts: policy == PolicyKind::Auto,
+        overrides: Vec::new(),
         hw,
     }))
 }
@@ -165,6 +169,7 @@ pub fn open_session<'m>(
         return EngineSession::new(model, None, n_ctx, n_ubatch);
     };
     opts.trace = d.trace.is_some();
+    opts.overrides = d.overrides.clone();
     if let Some(on) = d.hot_experts {
         opts.hot_experts = on;
     }

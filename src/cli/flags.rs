@@ -345,6 +345,11 @@ pub static FLAGS: &[Flag] = &[
         });
         Ok(())
     }),
+    flag!(["-ot", "--override-tensor"], Some("PATTERN=BUFFER,..."), "keep tensors whose name matches PATTERN in host memory (CPU) or on the GPU (CUDA0); repeatable", |c, v| {
+        crate::plan::overrides::parse_overrides(v).map_err(|e| e.to_string())?;
+        c.device.overrides.push(v.to_string());
+        Ok(())
+    }),
     flag!(["--print-plan"], None, "print every task's placement with its reason (hybrid runs)", |c, _| {
         c.device.print_plan = true;
         Ok(())

@@ -106,6 +106,7 @@ mod tests {
             n_cpu_moe: None,
             min_batch: 32,
             slots: None,
+            forced: Vec::new(),
         };
         let plan = make_plan(PolicyKind::Auto, &g, &cost, &opts, "x").unwrap();
         (g, plan)

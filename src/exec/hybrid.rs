@@ -20,6 +20,7 @@ use super::trace::TraceLog;
 use super::{ExecError, OutputRows};
 use crate::model::Model;
 use crate::plan::cost::CostModel;
+use crate::plan::overrides::{forced, parse_overrides};
 use crate::plan::profile::HwProfile;
 use crate::plan::shapes::ModelShape;
 use crate::plan::simulate::{simulate, Lane, Op, Timeline};
@@ -46,6 +47,8 @@ pub struct HybridOptions {
     pub trace: bool,
     /// Let measured expert popularity move experts on and off the GPU ([`HotExperts`]).
     pub hot_experts: bool,
+    /// `-ot PATTERN=BUFFER,...` (each `-ot` one item), see [`crate::plan::overrides`].
+    pub overrides: Vec<String>,
 }
 
 /// Virtual time and lane use, split by prefill steps (more than one token) and decode steps.
@@ -171,6 +174,10 @@ impl<'m> Hybrid<'m> {
         // Whole dense FFNs: see `Binding::new`.
         let graph = TaskGraph::build(&shape, 1, n_ctx as u64);
         let cost = CostModel::new(&opts.hw, shape.wtype, true);
+        let mut overrides = Vec::new();
+        for o in &opts.overrides {
+            overrides.extend(parse_overrides(o)?);
+        }
         let popts = PolicyOptions {
             gpu_mem_bytes: opts.gpu_mem.min(device.budget()),
             workload: Workload { ubatch: n_ubatch as u64, ..Workload::default() },
@@ -179,6 +186,7 @@ impl<'m> Hybrid<'m> {
             n_cpu_moe: opts.n_cpu_moe,
             min_batch: 32,
             slots: opts.slots,
+            forced: forced(&graph, &overrides),
         };
         let binding = Binding::new(model, &shape, &graph)?;
         let plan = make_plan(opts.policy, &graph, &cost, &popts, &opts.hw.name)?;

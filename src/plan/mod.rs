@@ -8,11 +8,13 @@
 //! - [`shapes`], [`tasks`]: model → tasks with bytes and flops;
 //! - [`cost`]: seconds per task on each lane;
 //! - [`policy`]: `layers` (llama.cpp), `fiddler`, `auto` (ours);
+//! - [`overrides`]: llama.cpp's `-ot` patterns as forced placements;
 //! - [`assign`]: the run-time CPU-or-stream choice; [`step`]: one step as lane operations;
 //! - [`simulate`]: the timeline; [`print`]: text, JSON and SVG.
 
 pub mod assign;
 pub mod cost;
+pub mod overrides;
 pub mod policy;
 pub mod presets;
 pub mod print;

@@ -58,8 +58,10 @@ struct Search<'a, 'b> {
     evals: usize,
     /// `-ngl N` with `auto`: at most as many resident bytes as llama.cpp's `-ngl N` would hold.
     cap: u64,
-    /// `--n-cpu-moe N` with `auto`: the experts of the first N layers stay in host memory.
+    /// `--n-cpu-moe N` with `auto`, and `-ot ...=CPU`: tasks that stay in host memory.
     host_only: Vec<bool>,
+    /// `-ot ...=CUDA0`: tasks that must be resident.
+    pinned: Vec<bool>,
 }
 
 impl Search<'_, '_> {
@@ -73,7 +75,9 @@ impl Search<'_, '_> {
 
     fn fits(&self, resident: &[bool], slots: u32) -> bool {
         let c = self.ctx;
-        if resident.iter().zip(&self.host_only).any(|(&r, &h)| r && h) {
+        if resident.iter().zip(&self.host_only).any(|(&r, &h)| r && h)
+            || resident.iter().zip(&self.pinned).any(|(&r, &p)| p && !r)
+        {
             return false;
         }
         let held = c.resident_bytes(resident);
@@ -120,7 +124,7 @@ impl Search<'_, '_> {
                 if resident[t.id] {
                     format!("GPU: {what}, host cost per byte above the budget cut")
                 } else if self.host_only[t.id] {
-                    format!("host: {what}, --n-cpu-moe keeps it in RAM; per step CPU or streamed")
+                    format!("host: {what}, -ot or --n-cpu-moe keeps it in RAM; per step CPU or streamed")
                 } else if !self.ctx.cost.has_gpu() {
                     format!("host: {what}; no GPU, CPU")
                 } else if slots == 0 {
@@ -238,9 +242,13 @@ pub fn plan(ctx: &Ctx) -> Result<Plan, PlanError> {
         .g
         .tasks
         .iter()
-        .map(|t| matches!(t.kind, TaskKind::Expert { .. }) && t.layer < n_cpu_moe)
+        .map(|t| {
+            ctx.forced(t.id) == Some(false)
+                || matches!(t.kind, TaskKind::Expert { .. }) && t.layer < n_cpu_moe
+        })
         .collect();
-    let mut search = Search { ctx, density, evals: 0, cap, host_only };
+    let pinned: Vec<bool> = ctx.g.tasks.iter().map(|t| ctx.forced(t.id) == Some(true)).collect();
+    let mut search = Search { ctx, density, evals: 0, cap, host_only, pinned: pinned.clone() };
     let n = ctx.g.tasks.len();
     if !ctx.cost.has_gpu() {
         return search.plan(&vec![false; n], 0);
@@ -260,12 +268,12 @@ pub fn plan(ctx: &Ctx) -> Result<Plan, PlanError> {
         .map(|p| p.placements.iter().map(|x| x.gpu_resident).collect())
         .collect();
     for slots in slot_choices {
-        let mut candidates = vec![vec![false; n]];
+        let mut candidates = vec![pinned.clone()];
         candidates.extend(baselines.iter().cloned());
         search.fill(&mut candidates[0], slots, &[]);
         if n <= SMALL {
             for key in &orders {
-                let mut r = vec![false; n];
+                let mut r = pinned.clone();
                 search.fill_by(key, &mut r, slots, &[]);
                 // Top up by density what the other order left.
                 search.fill(&mut r, slots, &[]);

@@ -24,8 +24,20 @@ pub fn plan(ctx: &Ctx) -> Result<Plan, PlanError> {
     if used > cap {
         return Ok(super::host_only(ctx, PolicyKind::Fiddler, "budget below activations + one placeholder"));
     }
+    // What -ot puts on the GPU comes first; what it keeps in RAM stays there.
+    for t in &g.tasks {
+        match ctx.forced(t.id) {
+            Some(true) => {
+                resident[t.id] = true;
+                used += g.footprint(t.id);
+                reasons[t.id] = "GPU: -ot puts its tensors on the GPU".into();
+            }
+            Some(false) => reasons[t.id] = "host: -ot keeps its tensors in RAM".into(),
+            None => {}
+        }
+    }
     // Non-expert weights first, in layer order (for Mixtral they always fit).
-    for t in g.tasks.iter().filter(|t| !is_ffn(t.kind)) {
+    for t in g.tasks.iter().filter(|t| !is_ffn(t.kind) && ctx.forced(t.id).is_none()) {
         let f = g.footprint(t.id);
         if used + f <= cap {
             resident[t.id] = true;
@@ -39,7 +51,7 @@ pub fn plan(ctx: &Ctx) -> Result<Plan, PlanError> {
     let mut experts: Vec<(f64, usize)> = g
         .tasks
         .iter()
-        .filter(|t| is_ffn(t.kind))
+        .filter(|t| is_ffn(t.kind) && ctx.forced(t.id).is_none())
         .map(|t| match t.kind {
             TaskKind::Expert { expert } => (ctx.opts.popularity.get(t.layer, expert as usize), t.id),
             _ => (1.0, t.id),

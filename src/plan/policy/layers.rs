@@ -34,6 +34,19 @@ pub(super) fn placement(ctx: &Ctx, ngl: u32, n_cpu_moe: u32) -> (Vec<bool>, Vec<
         };
         resident[t.id] = on_gpu;
         reasons[t.id] = why.to_string();
+        match ctx.forced(t.id) {
+            Some(true) => {
+                (resident[t.id], reasons[t.id]) = (true, "GPU: -ot puts its tensors on the GPU".into())
+            }
+            Some(false) => {
+                (resident[t.id], reasons[t.id]) = (
+                    false,
+                    "host: -ot keeps its tensors in RAM; CPU, or copied synchronously when batch >= 32"
+                        .into(),
+                )
+            }
+            None => {}
+        }
     }
     (resident, reasons)
 }
@@ -129,6 +142,7 @@ mod tests {
             n_cpu_moe: None,
             min_batch: 32,
             slots: None,
+            forced: Vec::new(),
         };
         let ctx = Ctx { g: &g, cost: &cost, opts: &opts, hw_name: "x" };
         let (r, _) = placement(&ctx, 1, 0);

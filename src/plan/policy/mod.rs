@@ -52,6 +52,9 @@ pub struct PolicyOptions {
     pub min_batch: u64,
     /// `auto`: exactly this many staging slots (None: the best of 0–4).
     pub slots: Option<u32>,
+    /// `-ot`: per task, forced onto the GPU (`Some(true)`) or kept in host memory (`Some(false)`);
+    /// empty: nothing forced (see [`crate::plan::overrides`]).
+    pub forced: Vec<Option<bool>>,
 }
 
 /// What every policy works from.
@@ -72,6 +75,11 @@ impl Ctx<'_> {
         let s = &self.g.shape;
         let widest = s.n_ff.max(s.n_ff_shexp).max(u64::from(s.n_expert_used) * s.n_ff_exp);
         4 * self.opts.workload.ubatch * (8 * s.n_embd + 3 * widest + s.n_vocab)
+    }
+
+    /// What `-ot` says of task `id`.
+    pub fn forced(&self, id: usize) -> Option<bool> {
+        self.opts.forced.get(id).copied().flatten()
     }
 
     /// GPU memory the policy may fill (0 without a GPU).

@@ -31,7 +31,12 @@ pub fn parse_overrides(text: &str) -> Result<Vec<TensorOverride>, PlanError> {
             } else {
                 return Err(bad(&format!("unknown buffer type '{buffer}' (CPU, CUDA0, GPU)")));
             };
-            let pattern = Regex::new(pattern).map_err(|e| bad(&format!("bad pattern: {e}")))?;
+            // The regex crate's message draws the pattern over several lines; its last says why.
+            let pattern = Regex::new(pattern).map_err(|e| {
+                let msg = e.to_string();
+                let why = msg.lines().last().unwrap_or_default().trim_start_matches("error: ").to_string();
+                bad(&format!("bad pattern: {why}"))
+            })?;
             Ok(TensorOverride { pattern, on_gpu })
         })
         .collect()

@@ -58,6 +58,9 @@ struct Args {
     /// host memory or put on the GPU; the policy places the rest.
     #[arg(long = "override-tensor")]
     override_tensor: Vec<String>,
+    /// `auto`: exactly this many staging slots (default: the best of 0-4).
+    #[arg(long)]
+    slots: Option<u32>,
     /// Expert popularity skew: 0 = uniform, s > 0 = Zipf exponent (seeded ranking per layer).
     #[arg(long, default_value_t = 0.0)]
     skew: f64,
@@ -123,7 +126,7 @@ fn run(args: Args) -> Result<()> {
         ngl: args.ngl,
         n_cpu_moe: args.n_cpu_moe,
         min_batch: 32,
-        slots: None,
+        slots: args.slots,
         forced: rs_llama::plan::overrides::forced(&graph, &overrides),
     };
     let plan = make_plan(policy, &graph, &cost, &opts, &hw.name)?;

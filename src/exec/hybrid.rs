@@ -237,12 +237,14 @@ impl<'m> Hybrid<'m> {
             }
             dev.upload_resident(t.id, &self.binding.host_mats(t.id))?;
         }
-        let slots = match self.plan.exec {
-            ExecRule::Overlap { slots, .. } => slots,
+        let (slots, bytes) = match self.plan.exec {
+            // The schedule streams only what fits the plan's slots.
+            ExecRule::Overlap { slots, slot_bytes } => (slots, slot_bytes),
             // llama.cpp's op offload and Fiddler's placeholder: one buffer for the copied weights.
-            ExecRule::Serial { .. } | ExecRule::Fiddler { .. } => 1,
+            ExecRule::Serial { .. } | ExecRule::Fiddler { .. } => {
+                (1, slot_bytes_for(&self.plan, &self.graph, &self.binding))
+            }
         };
-        let bytes = slot_bytes_for(&self.plan, &self.graph, &self.binding);
         if slots > 0 && bytes > 0 && self.cost.has_gpu() {
             dev.create_slots(slots, bytes)?;
         }

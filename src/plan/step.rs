@@ -166,7 +166,9 @@ impl<'a> StepBuilder<'a> {
             arrivals: Vec::new(),
         };
         let schedule = match plan.exec {
-            ExecRule::Overlap { slots, .. } => Schedule::Overlap(Overlap::new(&b, slots as usize)),
+            ExecRule::Overlap { slots, slot_bytes } => {
+                Schedule::Overlap(Overlap::new(&b, slots as usize, slot_bytes))
+            }
             ExecRule::Serial { min_batch } => Schedule::Serial(Serial { min_batch, last: None }),
             ExecRule::Fiddler { .. } => {
                 Schedule::Fiddler(Fiddler { prev: Vec::new(), last_stream: None, head: 0 })
@@ -284,6 +286,8 @@ fn never_streamed(b: &Builder, task: usize) -> bool {
 /// first; streamed weights go through a ring of `slots` staging slots.
 struct Overlap {
     slots: usize,
+    /// A task bigger than a slot runs on the CPU.
+    slot_bytes: u64,
     can_stream: bool,
     /// Experts are known only after the router unless the batch is big enough to use them all.
     experts_certain: bool,
@@ -299,10 +303,11 @@ struct Overlap {
 }
 
 impl Overlap {
-    fn new(b: &Builder, slots: usize) -> Overlap {
+    fn new(b: &Builder, slots: usize, slot_bytes: u64) -> Overlap {
         let s = &b.g.shape;
         Overlap {
             slots,
+            slot_bytes,
             can_stream: b.cost.has_gpu() && slots > 0,
             experts_certain: s.is_moe()
                 && b.step.n_tokens * u64::from(s.n_expert_used) >= 4 * u64::from(s.n_expert),
@@ -325,7 +330,7 @@ impl Overlap {
         if plan.resident(task) {
             return b.gpu(task, inputs);
         }
-        if !self.can_stream || never_streamed(b, task) {
+        if !self.can_stream || never_streamed(b, task) || b.g.tasks[task].bytes > self.slot_bytes {
             return b.cpu(task, inputs);
         }
         let c = b.task_cost(task);
@@ -372,7 +377,7 @@ impl Overlap {
     /// it (the same [`route`] choice, for one token, as a picked one gets), its copy was made for
     /// nothing: the copy lane and a slot are spent, and nobody reads the slot.
     fn wasted_prefetch(&mut self, b: &mut Builder, plan: &Plan, task: usize, after: usize) {
-        if plan.resident(task) || !self.can_stream {
+        if plan.resident(task) || !self.can_stream || b.g.tasks[task].bytes > self.slot_bytes {
             return;
         }
         let c = b.cost.task(b.g, task, 1, b.step.ctx);

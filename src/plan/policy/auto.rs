@@ -65,10 +65,14 @@ struct Search<'a, 'b> {
 }
 
 impl Search<'_, '_> {
-    /// Staging needed for `slots` slots: the biggest host task that may be streamed (an attention
-    /// block computes where its KV cache is, so it never is).
+    /// Staging needed for `slots` slots: the biggest host task of a layer's FFN side (an attention
+    /// block computes where its KV cache is, so it is never streamed; the output head is streamed
+    /// only if it fits a slot sized for the layers' tasks, or a vocabulary-sized head would set
+    /// every slot's size).
     fn staging(&self, resident: &[bool], slots: u32) -> u64 {
-        let streamable = |t: &&super::super::tasks::Task| !resident[t.id] && t.kind != TaskKind::Attention;
+        let streamable = |t: &&super::super::tasks::Task| {
+            !resident[t.id] && !matches!(t.kind, TaskKind::Attention | TaskKind::Output)
+        };
         let biggest = self.ctx.g.tasks.iter().filter(streamable).map(|t| t.bytes).max().unwrap_or(0);
         u64::from(slots) * biggest
     }
@@ -290,7 +294,14 @@ pub fn plan(ctx: &Ctx) -> Result<Plan, PlanError> {
     }
     starts.sort_by(|a, b| a.0.total_cmp(&b.0));
     if n > SMALL {
-        starts.truncate(1);
+        // The best start of each slot count: which count wins often shows only after refining
+        // (a slot costs a task's worth of residency, which the local search gives back).
+        let mut seen = Vec::new();
+        starts.retain(|s| {
+            let first = !seen.contains(&s.2);
+            seen.push(s.2);
+            first
+        });
     }
     let rounds = if n <= SMALL { 50 } else { 2 };
     let mut best: Option<(f64, Vec<bool>, u32)> = None;

@@ -62,7 +62,7 @@ fn trace_has_a_track_per_lane_and_an_event_per_operation() {
     let m = m.to_string_lossy().into_owned();
     let t = trace.to_string_lossy().into_owned();
     let args = ["-m", &m, "-p", PROMPT, "-n", "4", "--temp", "0", "-no-cnv", "-c", "256", "-ub", "64"];
-    let sim = ["-dev", "sim", "--gpu-mem", "48M", "--trace", &t];
+    let sim = ["-dev", "sim", "--gpu-mem", "40M", "--trace", &t];
     let (code, _, err) = rs_llama(&[&args[..], &sim].concat());
     assert_eq!(code, Some(0), "{err}");
     let v: serde_json::Value =

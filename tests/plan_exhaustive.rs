@@ -1,6 +1,6 @@
 //! On small instances (≤ 12 tasks) `auto` must come within 2% of the best plan found by
 //! exhaustive search: every GPU-resident subset that fits the budget, with every staging-slot
-//! count auto may use, each run under the same executor rules (overlapping lanes, run-time routing)
+//! count auto may use and every slot size a host task sets, each run under the same executor rules (overlapping lanes, run-time routing)
 //! and judged by the same simulated request time.
 
 #[path = "plan_common/mod.rs"]
@@ -20,13 +20,16 @@ fn exhaustive_best(ctx: &Ctx) -> f64 {
     let mut best = f64::INFINITY;
     for mask in 0u32..(1 << n) {
         let resident: Vec<bool> = (0..n).map(|i| mask & (1 << i) != 0).collect();
-        let biggest_host = ctx.g.tasks.iter().filter(|t| !resident[t.id]).map(|t| t.bytes).max().unwrap_or(0);
-        for slots in SLOT_CHOICES {
-            let staging = u64::from(slots) * biggest_host;
+        // Every slot size a host task sets (a task bigger than the slots runs on the CPU).
+        let mut sizes: Vec<u64> = ctx.g.tasks.iter().filter(|t| !resident[t.id]).map(|t| t.bytes).collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        for (slots, slot_bytes) in SLOT_CHOICES.iter().flat_map(|&k| sizes.iter().map(move |&b| (k, b))) {
+            let staging = u64::from(slots) * slot_bytes;
             if ctx.resident_bytes(&resident) + staging + ctx.scratch_bytes() > ctx.budget() {
                 continue;
             }
-            let exec = ExecRule::Overlap { slots, slot_bytes: biggest_host };
+            let exec = ExecRule::Overlap { slots, slot_bytes };
             let reasons = vec!["exhaustive".to_string(); n];
             let Ok(plan) = ctx.assemble(PolicyKind::Auto, &resident, reasons, exec, staging, String::new())
             else {

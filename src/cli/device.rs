@@ -149,16 +149,15 @@ pub fn open_session<'m>(
     n_ctx: usize,
 ) -> Result<EngineSession<'m>, ModelError> {
     let n_ubatch = cfg.n_ubatch as usize;
-    if let DeviceChoice::Cuda(n) = cfg.device.device {
-        if resident.is_none() {
-            // The whole-model path said why it is not on the GPU, where it was tried; the hybrid
-            // executor's CUDA device is not there yet.
-            log_warn!("gpu: -dev cuda{n}: the hybrid executor has no CUDA device yet (whole-model -ngl all only); running on the CPU\n");
-        }
-    }
-    if cfg.device.device != DeviceChoice::Sim {
-        return EngineSession::new(model, resident, n_ctx, n_ubatch);
-    }
+    let wants_gpu = cfg.gpu_layers != Some(GpuLayers::Count(0));
+    let cuda = match cfg.device.device {
+        DeviceChoice::Cuda(n) if resident.is_none() => Some(n),
+        // A `cuda` build without `-dev`: as llama.cpp, the GPU when there is one; the whole model
+        // when it fits (`resident`), else the hybrid executor.
+        DeviceChoice::Default if gpu::BUILT_WITH_CUDA && resident.is_none() && wants_gpu => Some(0),
+        DeviceChoice::Sim => None,
+        _ => return EngineSession::new(model, resident, n_ctx, n_ubatch),
+    };
     let n_layer = model.hparams().n_layer;
     let d = &cfg.device;
     let n_cpu_moe = if d.cpu_moe { Some(n_layer as u32) } else { d.n_cpu_moe };
@@ -173,7 +172,21 @@ pub fn open_session<'m>(
     if let Some(on) = d.hot_experts {
         opts.hot_experts = on;
     }
-    let session = sim_session(model, n_ctx, n_ubatch, &opts)?;
+    let session = match cuda {
+        // `-dev cudaN` without the whole model on the GPU: the hybrid executor on the card, planned
+        // with the `--sim-hw` profile's speeds and the card's budget.
+        Some(n) => match crate::exec::device::open_cuda(n, cfg.gpu_mem) {
+            Ok(dev) => {
+                opts.gpu_mem = opts.gpu_mem.min(dev.budget());
+                Session::hybrid(model, n_ctx, n_ubatch, &opts, dev)?
+            }
+            Err(e) => {
+                log_warn!("gpu: -dev cuda{n}: {e}; running on the CPU\n");
+                return EngineSession::new(model, None, n_ctx, n_ubatch);
+            }
+        },
+        None => sim_session(model, n_ctx, n_ubatch, &opts)?,
+    };
     if let Some(h) = session.executor() {
         log_loaded(h);
         if d.print_plan {

@@ -10,14 +10,15 @@ use crate::TokenId;
 
 /// Put `model` on the GPU for `-ngl n_gpu_layers`, or say in one line on stderr why the CPU is
 /// used: `n_gpu_layers` 0 asks for none; at least the model's layer count puts the whole model on
-/// the GPU; a smaller count (llama.cpp's whole-layer split) is not implemented yet.
+/// the GPU; a smaller count is left to the hybrid executor.
 pub fn load_on_gpu(model: &Model, opts: &GpuOptions, n_gpu_layers: usize) -> Option<(Gpu, GpuLlama)> {
     if n_gpu_layers == 0 {
         return None;
     }
     let n_layer = model.hparams().n_layer;
     if n_gpu_layers < n_layer {
-        eprintln!("gpu: -ngl {n_gpu_layers} < {n_layer} layers: the layer split is not implemented yet; running on the CPU");
+        // Fewer layers than the model has: the hybrid executor places them (`-dev cudaN`).
+        eprintln!("gpu: -ngl {n_gpu_layers} < {n_layer} layers: the hybrid executor splits the model");
         return None;
     }
     let gpu = start_or_fall_back(opts)?;

@@ -178,6 +178,14 @@ impl<'m> Hybrid<'m> {
         for o in &opts.overrides {
             overrides.extend(parse_overrides(o)?);
         }
+        let binding = Binding::new(model, &shape, &graph)?;
+        // What `-ot` forces, and on the host what the device cannot run.
+        let mut forced = forced(&graph, &overrides);
+        for (id, f) in forced.iter_mut().enumerate() {
+            if !device.can_run(binding.task(id), &binding.host_mats(id)) {
+                *f = Some(false);
+            }
+        }
         let popts = PolicyOptions {
             gpu_mem_bytes: opts.gpu_mem.min(device.budget()),
             workload: Workload { ubatch: n_ubatch as u64, ..Workload::default() },
@@ -186,9 +194,8 @@ impl<'m> Hybrid<'m> {
             n_cpu_moe: opts.n_cpu_moe,
             min_batch: 32,
             slots: opts.slots,
-            forced: forced(&graph, &overrides),
+            forced,
         };
-        let binding = Binding::new(model, &shape, &graph)?;
         let plan = make_plan(opts.policy, &graph, &cost, &popts, &opts.hw.name)?;
         let mut h = Hybrid {
             binding,

@@ -33,6 +33,9 @@ pub struct TaskRef {
     pub kind: TaskKind,
 }
 
+/// A row routed to an expert: (row, routing slot, weight).
+pub type Picked = (usize, usize, f32);
+
 /// The FFN outputs of the layer being computed, each written by its own task.
 #[derive(Default)]
 struct FfnOutputs {
@@ -281,10 +284,25 @@ impl<'m> StepState<'m> {
         *self.cur.write().unwrap_or_else(|e| e.into_inner()) = cur;
     }
 
-    /// `mats`: the router `[n_embd, n_expert]`. `ffn_moe_logits-{il}` → each row's experts.
-    fn router(&self, mats: &[Linear<'_>]) {
+    /// The current layer's FFN input `[n_rows][n_embd]` (what the router, a dense FFN and the
+    /// shared expert read); empty when no row needs the FFN.
+    pub fn ffn_input(&self) -> Vec<f32> {
+        self.cur.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// `ffn_moe_logits-{il}` `[n_rows][n_expert]` → each row's experts.
+    pub fn put_router_logits(&self, logits: &[f32]) {
         let hp = self.model.hparams();
         let arch = self.model.arch();
+        dump::tensor("ffn_moe_logits", logits);
+        let gating = arch.expert_gating();
+        let routes = route(logits, hp.n_expert, hp.n_expert_used, gating, arch.normalizes_expert_weights());
+        *self.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
+    }
+
+    /// `mats`: the router `[n_embd, n_expert]`.
+    fn router(&self, mats: &[Linear<'_>]) {
+        let hp = self.model.hparams();
         let cur = self.cur.read().unwrap_or_else(|e| e.into_inner());
         let n_rows = cur.len() / hp.n_embd;
         if n_rows == 0 {
@@ -292,23 +310,15 @@ impl<'m> StepState<'m> {
         }
         let mut logits = vec![0f32; n_rows * hp.n_expert]; // [n_rows][n_expert]
         linear(&cur, &mats[0], &mut logits);
-        dump::tensor("ffn_moe_logits", &logits);
-        let routes = route(
-            &logits,
-            hp.n_expert,
-            hp.n_expert_used,
-            arch.expert_gating(),
-            arch.normalizes_expert_weights(),
-        );
-        *self.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
+        drop(cur);
+        self.put_router_logits(&logits);
     }
 
-    /// `mats`: gate, up, down of expert `e`, run on the rows routed to it (`ffn_moe_weighted`).
-    fn expert(&self, e: usize, mats: &[Linear<'_>]) {
-        let hp = self.model.hparams();
-        let (n_embd, k) = (hp.n_embd, hp.n_expert_used);
-        // (row, slot, weight) of the rows routed to e
-        let picked: Vec<(usize, usize, f32)> = self
+    /// The rows routed to expert `e`: (row, slot, weight) each, and the rows themselves
+    /// `[n_picked][n_embd]`; `None` when it got none.
+    pub fn expert_input(&self, e: usize) -> Option<(Vec<Picked>, Vec<f32>)> {
+        let n_embd = self.model.hparams().n_embd;
+        let picked: Vec<Picked> = self
             .routes
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -324,25 +334,45 @@ impl<'m> StepState<'m> {
             })
             .collect();
         if picked.is_empty() {
-            return;
+            return None;
         }
-        // xe, ye: [n_picked][n_embd]
         let mut xe = Vec::with_capacity(picked.len() * n_embd);
-        {
-            let cur = self.cur.read().unwrap_or_else(|e| e.into_inner());
-            for &(t, _, _) in &picked {
-                xe.extend_from_slice(&cur[t * n_embd..(t + 1) * n_embd]);
-            }
+        let cur = self.cur.read().unwrap_or_else(|e| e.into_inner());
+        for &(t, _, _) in &picked {
+            xe.extend_from_slice(&cur[t * n_embd..(t + 1) * n_embd]);
         }
-        let mut ye = vec![0f32; picked.len() * n_embd];
-        swiglu_ffn_expert(&xe, &Self::ffn_weights(mats), &mut ye);
+        Some((picked, xe))
+    }
+
+    /// Expert outputs `ye` `[n_picked][n_embd]` for `picked`, weighted into their routing slots
+    /// (`ffn_moe_weighted`).
+    pub fn put_expert_output(&self, picked: &[Picked], ye: &[f32]) {
+        let hp = self.model.hparams();
+        let (n_embd, k) = (hp.n_embd, hp.n_expert_used);
         let mut outs = lock(&self.ffn);
-        for (row, &(t, slot, w)) in ye.chunks_exact(n_embd).zip(&picked) {
+        for (row, &(t, slot, w)) in ye.chunks_exact(n_embd).zip(picked) {
             let dst = &mut outs.slots[(t * k + slot) * n_embd..][..n_embd];
             for (d, v) in dst.iter_mut().zip(row) {
                 *d = v * w;
             }
         }
+    }
+
+    /// `mats`: gate, up, down of expert `e`, run on the rows routed to it.
+    fn expert(&self, e: usize, mats: &[Linear<'_>]) {
+        let Some((picked, xe)) = self.expert_input(e) else { return };
+        let mut ye = vec![0f32; xe.len()]; // [n_picked][n_embd]
+        swiglu_ffn_expert(&xe, &Self::ffn_weights(mats), &mut ye);
+        self.put_expert_output(&picked, &ye);
+    }
+
+    /// A dense FFN row block's output `[n_rows][n_embd]` (its partial `down` sum).
+    pub fn put_ffn_part(&self, block: usize, blocks: usize, out: Vec<f32>) {
+        let mut outs = lock(&self.ffn);
+        if outs.parts.len() < blocks {
+            outs.parts.resize_with(blocks, || None);
+        }
+        outs.parts[block] = Some(out);
     }
 
     /// `mats`: gate and up rows of block `block` with the matching `down` columns (one block: the
@@ -354,54 +384,66 @@ impl<'m> StepState<'m> {
             swiglu_ffn(&cur, &Self::ffn_weights(mats), &mut out);
         }
         drop(cur);
-        let mut outs = lock(&self.ffn);
-        if outs.parts.len() < blocks {
-            outs.parts.resize_with(blocks, || None);
-        }
-        outs.parts[block] = Some(out);
+        self.put_ffn_part(block, blocks, out);
     }
 
-    /// `mats`: gate, up, down of the shared expert (`ffn_shexp`), gated by `ffn_gate_inp_shexp`.
-    fn shared_expert(&self, il: usize, mats: &[Linear<'_>]) {
+    /// The shared expert's output `y` `[n_rows][n_embd]` (`ffn_shexp`); its gates
+    /// `sigmoid(ffn_gate_inp_shexp · x)` are computed here, on the host.
+    pub fn put_shared_output(&self, il: usize, y: Vec<f32>) {
         let crate::model::tensors::FfnBlock::Moe { shared: Some(sh), .. } =
             &self.model.weights().layers[il].ffn
         else {
             return;
         };
+        dump::tensor("ffn_shexp", &y);
+        let gates = shared_expert_gate(&self.cur.read().unwrap_or_else(|e| e.into_inner()), &sh.gate_inp);
+        dump::tensor("ffn_shexp_gate", &gates);
+        lock(&self.ffn).shared = Some((y, gates));
+    }
+
+    /// `mats`: gate, up, down of the shared expert.
+    fn shared_expert(&self, il: usize, mats: &[Linear<'_>]) {
         let cur = self.cur.read().unwrap_or_else(|e| e.into_inner());
         if cur.is_empty() {
             return;
         }
         let mut y = vec![0f32; cur.len()]; // [n_rows][n_embd]
         swiglu_ffn(&cur, &Self::ffn_weights(mats), &mut y);
-        dump::tensor("ffn_shexp", &y);
-        let gates = shared_expert_gate(&cur, &sh.gate_inp);
-        dump::tensor("ffn_shexp_gate", &gates);
         drop(cur);
-        lock(&self.ffn).shared = Some((y, gates));
+        self.put_shared_output(il, y);
     }
 
-    /// `mats`: the output head. The last layer's FFN is summed first, then `result_norm` and
-    /// `result_output` for the rows kept.
-    fn output(&self, mats: &[Linear<'_>]) {
+    /// The output head's input: the last layer's FFN summed in, then `result_norm` of the rows
+    /// kept `[n_rows][n_embd]`; `None` when no logits are wanted.
+    pub fn output_input(&self) -> Option<Vec<f32>> {
         let hp = self.model.hparams();
         let w = self.model.weights();
         let mut x = lock(&self.x);
         if self.rows == OutputRows::None || x.is_empty() {
-            return;
+            return None;
         }
         self.finish_ffn(hp.n_layer - 1, &mut x);
-        // result_norm: [n_rows][n_embd]
         let mut rows = std::mem::take(&mut *x);
         rms_norm(&mut rows, &w.output_norm, hp.rms_eps);
         if let Some(b) = &w.output_norm_b {
             add_bias(&mut rows, b);
         }
         dump::tensor("result_norm", &rows);
-        // result_output: [n_rows][n_vocab]
-        let mut logits = vec![0f32; rows.len() / hp.n_embd * hp.n_vocab];
-        linear(&rows, &mats[0], &mut logits);
+        Some(rows)
+    }
+
+    /// `result_output` `[n_rows][n_vocab]`.
+    pub fn put_logits(&self, logits: Vec<f32>) {
         dump::tensor("result_output", &logits);
         *lock(&self.logits) = logits;
+    }
+
+    /// `mats`: the output head.
+    fn output(&self, mats: &[Linear<'_>]) {
+        let Some(rows) = self.output_input() else { return };
+        let hp = self.model.hparams();
+        let mut logits = vec![0f32; rows.len() / hp.n_embd * hp.n_vocab]; // [n_rows][n_vocab]
+        linear(&rows, &mats[0], &mut logits);
+        self.put_logits(logits);
     }
 }

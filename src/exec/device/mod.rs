@@ -10,6 +10,16 @@
 
 pub mod sim;
 
+// The one `cfg(feature = "cuda")` of the executor: the CUDA device, or its absence.
+#[cfg(feature = "cuda")]
+mod cuda;
+#[cfg(not(feature = "cuda"))]
+mod cuda_absent;
+#[cfg(not(feature = "cuda"))]
+use cuda_absent as cuda;
+
+pub use cuda::open_cuda;
+
 use std::sync::Mutex;
 
 use super::kv_cache::KvCache;
@@ -27,6 +37,12 @@ pub enum WeightsAt {
 pub trait Device: Send + Sync {
     /// One line for the load log.
     fn describe(&self) -> String;
+    /// Whether this device can run `task` with these matrices (a plan keeps the others on the
+    /// host).
+    fn can_run(&self, task: TaskRef, mats: &[Linear<'_>]) -> bool {
+        let _ = (task, mats);
+        true
+    }
     /// Bytes the device may hold, and holds now.
     fn budget(&self) -> u64;
     fn used(&self) -> u64;

@@ -148,6 +148,16 @@ impl Gpu {
         self.ledger.used()
     }
 
+    /// Hold `bytes` of the budget for something the caller will allocate later.
+    pub fn reserve(&self, bytes: u64) -> Result<(), GpuError> {
+        self.ledger.reserve(bytes)
+    }
+
+    /// Give back what [`Gpu::reserve`] held.
+    pub fn release(&self, bytes: u64) {
+        self.ledger.release(bytes)
+    }
+
     pub fn context(&self) -> &Arc<CudaContext> {
         &self.ctx
     }

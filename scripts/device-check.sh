@@ -155,6 +155,35 @@ else
     [ -f "$DENSE" ] || missing "CLI greedy GPU == CPU" "$DENSE"
 fi
 
+# 2b. The hybrid executor on the card (-dev cuda0): the Mixtral-shaped model (~9 GB) under a budget
+# of a third of it, each policy teacher-forced against the CPU's logits: rs-llama-perplexity's
+# KL-divergence mode over the CPU's base file; its "Same top p" is the top-1 agreement (random
+# weights have near-ties, so it is held to >= 98%, and the figure is printed).
+PPL="$BIN_DIR/rs-llama-perplexity"
+HYB_MEM=${HYB_MEM:-3G}
+HYB_TEXT="$MODEL_DIR/hybrid-text.txt"
+for i in $(seq 1 60); do printf 'Line %d: the quick brown fox jumps over the lazy dog near the river bank. ' "$i"; done > "$HYB_TEXT"
+if [ -x "$PPL" ] && [ -f "$MOE" ]; then
+    step "kld-base cpu" 240 "$PPL" -m "$MOE" -f "$HYB_TEXT" -c 128 --chunks 2 -dev none \
+        --kl-divergence-base "$MODEL_DIR/hybrid.kld"
+    for policy in auto layers fiddler; do
+        log="$MODEL_DIR/kld-$policy.log"
+        step "kld cuda0 --policy $policy" 240 bash -c "'$PPL' -m '$MOE' -c 128 --chunks 2 -dev cuda0 --policy $policy \
+            --gpu-mem $HYB_MEM --kl-divergence-base '$MODEL_DIR/hybrid.kld' --kl-divergence > '$log' 2>&1; rc=\$?; tail -25 '$log'; exit \$rc"
+        same=$(grep -E 'Same top p' "$log" 2>/dev/null | grep -oE '[0-9]+\.[0-9]+' | head -1)
+        if grep -q 'running on the CPU' "$log" 2>/dev/null; then
+            echo "[FAIL] -dev cuda0 --policy $policy did not run on the GPU"; FAILED=$((FAILED + 1))
+        elif [ -n "$same" ] && awk -v s="$same" 'BEGIN { exit !(s >= 98.0) }'; then
+            echo "[PASS] -dev cuda0 --policy $policy: same top-1 as the CPU on $same% of tokens"
+        else
+            echo "[FAIL] -dev cuda0 --policy $policy: same top-1 ${same:-unknown}% (want >= 98%)"; FAILED=$((FAILED + 1))
+        fi
+    done
+else
+    [ -x "$PPL" ] || missing "hybrid cuda0 checks" "$PPL"
+    [ -f "$MOE" ] || missing "hybrid cuda0 checks" "$MOE"
+fi
+
 # 3. Benchmarks. rs-llama-bench has no -ngl/--policy yet (src/bench/args.rs): these runs are on the
 # CPU, one per model, with the bench's own defaults.
 # the bench gains -dev/--policy with the hybrid executor

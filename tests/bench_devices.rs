@@ -108,7 +108,7 @@ fn bad_device_values_fail_in_one_line() {
     for (flag, value, says) in [
         ("-dev", "tpu0", "'tpu0'"),
         ("--policy", "best", "'best'"),
-        ("-dev", "cuda0", "CUDA hybrid device does not exist yet"),
+        ("-dev", "cuda0", "no CUDA rows yet"),
         ("-ngl", "x", "'x'"),
         ("-fa", "2", "'2'"),
     ] {

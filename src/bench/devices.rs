@@ -96,14 +96,14 @@ fn bad(flag: &str, item: &str, expected: &str) -> String {
     format!("error: invalid value for {flag}: '{item}' ({expected})")
 }
 
-/// `-dev none,sim`. `cudaN` parses in rs-llama but has no hybrid device behind it yet.
+/// `-dev none,sim`. `cudaN` runs in rs-llama and rs-llama-perplexity; the bench has no CUDA rows yet.
 pub fn parse_devices(flag: &str, s: &str) -> Result<Vec<BenchDevice>, String> {
     s.split(',')
         .map(|item| match DeviceChoice::parse(item.trim()) {
             Ok(DeviceChoice::Cpu) => Ok(BenchDevice::Cpu),
             Ok(DeviceChoice::Sim) => Ok(BenchDevice::Sim),
             Ok(DeviceChoice::Cuda(n)) => Err(format!(
-                "error: {flag} cuda{n}: the CUDA hybrid device does not exist yet (use -dev sim or none)"
+                "error: {flag} cuda{n}: rs-llama-bench has no CUDA rows yet (use -dev sim or none; rs-llama and rs-llama-perplexity take -dev cuda0)"
             )),
             Ok(DeviceChoice::Default) | Err(_) => Err(bad(flag, item, "none, sim")),
         })
@@ -222,7 +222,7 @@ mod tests {
     fn device_values_parse_and_cuda_is_refused_by_name() {
         assert_eq!(parse_devices("-dev", "none,sim"), Ok(vec![BenchDevice::Cpu, BenchDevice::Sim]));
         let cuda = parse_devices("-dev", "cuda0").unwrap_err();
-        assert!(cuda.contains("CUDA hybrid device does not exist yet"), "{cuda}");
+        assert!(cuda.contains("no CUDA rows yet"), "{cuda}");
         assert!(parse_devices("-dev", "tpu0").unwrap_err().contains("'tpu0'"));
         assert!(parse_policies("--policy", "best").is_err());
         assert_eq!(parse_policies("--policy", "layers,fiddler").unwrap().len(), 2);

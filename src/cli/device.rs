@@ -140,6 +140,28 @@ pub fn sim_session<'m>(
     Session::hybrid(model, n_ctx, n_ubatch, opts, device)
 }
 
+/// `-dev cudaN`: the hybrid executor on the card, planned with the `--sim-hw` profile's speeds
+/// and the card's budget; `None` (after one line saying why) when there is no such GPU.
+pub fn cuda_session<'m>(
+    model: &'m Model,
+    n_ctx: usize,
+    n_ubatch: usize,
+    opts: &mut HybridOptions,
+    ordinal: usize,
+    gpu_mem: Option<u64>,
+) -> Result<Option<Session<'m>>, ModelError> {
+    match crate::exec::device::open_cuda(ordinal, gpu_mem) {
+        Ok(dev) => {
+            opts.gpu_mem = opts.gpu_mem.min(dev.budget());
+            Session::hybrid(model, n_ctx, n_ubatch, opts, dev).map(Some)
+        }
+        Err(e) => {
+            log_warn!("gpu: -dev cuda{ordinal}: {e}; running on the CPU\n");
+            Ok(None)
+        }
+    }
+}
+
 /// The session for `cfg`: on the CPU, whole-model on a CUDA GPU, or the hybrid executor on the
 /// simulated GPU.
 pub fn open_session<'m>(
@@ -173,17 +195,9 @@ pub fn open_session<'m>(
         opts.hot_experts = on;
     }
     let session = match cuda {
-        // `-dev cudaN` without the whole model on the GPU: the hybrid executor on the card, planned
-        // with the `--sim-hw` profile's speeds and the card's budget.
-        Some(n) => match crate::exec::device::open_cuda(n, cfg.gpu_mem) {
-            Ok(dev) => {
-                opts.gpu_mem = opts.gpu_mem.min(dev.budget());
-                Session::hybrid(model, n_ctx, n_ubatch, &opts, dev)?
-            }
-            Err(e) => {
-                log_warn!("gpu: -dev cuda{n}: {e}; running on the CPU\n");
-                return EngineSession::new(model, None, n_ctx, n_ubatch);
-            }
+        Some(n) => match cuda_session(model, n_ctx, n_ubatch, &mut opts, n, cfg.gpu_mem)? {
+            Some(s) => s,
+            None => return EngineSession::new(model, None, n_ctx, n_ubatch),
         },
         None => sim_session(model, n_ctx, n_ubatch, &opts)?,
     };
@@ -199,11 +213,12 @@ pub fn open_session<'m>(
 
 /// The load log of a simulated run: what had to change for the plan to fit, the device, the plan.
 pub fn log_loaded(h: &Hybrid<'_>) {
+    let kind = h.device().kind();
     for note in h.notes() {
-        log_warn!("sim: {note}\n");
+        log_warn!("{kind}: {note}\n");
     }
-    log_info!("sim: {}\n", h.device().describe());
-    log_info!("sim: plan ({}): {}\n", h.plan().policy.name(), h.plan().summary);
+    log_info!("{kind}: {}\n", h.device().describe());
+    log_info!("{kind}: plan ({}): {}\n", h.plan().policy.name(), h.plan().summary);
 }
 
 /// After the warm-up: the virtual clock starts again.
@@ -240,7 +255,8 @@ pub fn report_line(h: &Hybrid<'_>) -> String {
         .prefetch_hit_rate()
         .map_or(String::new(), |r| format!("; decode prefetch hits {:.0}%{kept}", r * 100.0));
     format!(
-        "sim ({}, {}): virtual prefill {:.1} t/s, decode {:.1} t/s; busy cpu {cpu:.0}% gpu {gpu:.0}% h2d {h2d:.0}%{swaps}{hits}",
+        "{} ({}, {}): virtual prefill {:.1} t/s, decode {:.1} t/s; busy cpu {cpu:.0}% gpu {gpu:.0}% h2d {h2d:.0}%{swaps}{hits}",
+        h.device().kind(),
         h.plan().hw,
         h.plan().policy.name(),
         c.prefill_tps(),

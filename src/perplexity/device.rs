@@ -6,7 +6,7 @@
 use clap::Args;
 
 use crate::cli::args::GpuLayers;
-use crate::cli::device::{report_line, sim_options, sim_session, DeviceChoice};
+use crate::cli::device::{cuda_session, report_line, sim_options, sim_session, DeviceChoice};
 use crate::exec::Session;
 use crate::model::{Model, ModelError};
 use crate::plan::PolicyKind;
@@ -66,13 +66,7 @@ pub fn long_spellings(args: &[String]) -> Vec<String> {
 
 fn parse_device(s: &str) -> Result<DeviceChoice, String> {
     // clap puts its own "error: " before the message.
-    let parsed = DeviceChoice::parse(s).map_err(|e| e.trim_start_matches("error: ").to_string())?;
-    match parsed {
-        DeviceChoice::Cuda(n) => {
-            Err(format!("cuda{n}: rs-llama-perplexity has no CUDA hybrid device yet (use -dev sim or none)"))
-        }
-        d => Ok(d),
-    }
+    DeviceChoice::parse(s).map_err(|e| e.trim_start_matches("error: ").to_string())
 }
 
 fn parse_policy(s: &str) -> Result<PolicyKind, String> {
@@ -99,18 +93,26 @@ pub fn open_session<'m>(
     n_ctx: usize,
     n_ubatch: usize,
 ) -> Result<Session<'m>, ModelError> {
-    if d.device != Some(DeviceChoice::Sim) {
-        return Session::new(model, n_ctx, n_ubatch);
-    }
+    let cuda = match d.device {
+        Some(DeviceChoice::Sim) => None,
+        Some(DeviceChoice::Cuda(n)) => Some(n),
+        _ => return Session::new(model, n_ctx, n_ubatch),
+    };
     let n_layer = model.hparams().n_layer;
     let n_cpu_moe = if d.cpu_moe { Some(n_layer as u32) } else { d.n_cpu_moe.map(|n| n.max(0) as u32) };
     let opts = sim_options(&d.sim_hw, d.policy, d.gpu_mem, d.ngl, n_cpu_moe, n_layer)
         .map_err(ModelError::Invalid)?;
-    let Some(opts) = opts else {
+    let Some(mut opts) = opts else {
         log_warn!("sim: the profile '{}' has no GPU; running on the CPU\n", d.sim_hw);
         return Session::new(model, n_ctx, n_ubatch);
     };
-    let session = sim_session(model, n_ctx, n_ubatch, &opts)?;
+    let session = match cuda {
+        Some(n) => match cuda_session(model, n_ctx, n_ubatch, &mut opts, n, d.gpu_mem)? {
+            Some(s) => s,
+            None => return Session::new(model, n_ctx, n_ubatch),
+        },
+        None => sim_session(model, n_ctx, n_ubatch, &opts)?,
+    };
     if let Some(h) = session.executor() {
         crate::cli::device::log_loaded(h);
     }
@@ -138,7 +140,8 @@ mod tests {
         assert_eq!(got[..7], ["--device", "sim", "--n-gpu-layers", "4", "--cpu-moe", "--flash-attn", "on"]);
         let after: Vec<String> = ["--", "-dev"].iter().map(|s| s.to_string()).collect();
         assert_eq!(long_spellings(&after), after);
-        assert!(parse_device("cuda0").unwrap_err().contains("no CUDA hybrid device"));
+        assert_eq!(parse_device("cuda1"), Ok(DeviceChoice::Cuda(1)));
+        assert!(parse_device("tpu0").is_err());
         assert_eq!(parse_ngl("all"), Ok(GpuLayers::All));
         assert!(parse_ngl("x").is_err());
     }

@@ -253,6 +253,10 @@ impl Device for CudaDevice {
         }
     }
 
+    fn kind(&self) -> &'static str {
+        "cuda"
+    }
+
     fn budget(&self) -> u64 {
         self.budget
     }

@@ -37,6 +37,8 @@ pub enum WeightsAt {
 pub trait Device: Send + Sync {
     /// One line for the load log.
     fn describe(&self) -> String;
+    /// `sim` or `cuda`: how log lines about this device begin.
+    fn kind(&self) -> &'static str;
     /// Whether this device can run `task` with these matrices (a plan keeps the others on the
     /// host).
     fn can_run(&self, task: TaskRef, mats: &[Linear<'_>]) -> bool {

@@ -127,6 +127,10 @@ impl Device for SimDevice {
         )
     }
 
+    fn kind(&self) -> &'static str {
+        "sim"
+    }
+
     fn budget(&self) -> u64 {
         self.ledger.limit()
     }

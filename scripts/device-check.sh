@@ -168,7 +168,7 @@ if [ -x "$PPL" ] && [ -f "$MOE" ]; then
         --kl-divergence-base "$MODEL_DIR/hybrid.kld"
     for policy in auto layers fiddler; do
         log="$MODEL_DIR/kld-$policy.log"
-        step "kld cuda0 --policy $policy" 240 bash -c "'$PPL' -m '$MOE' -c 128 --chunks 2 -dev cuda0 --policy $policy \
+        step "kld cuda0 --policy $policy" 240 bash -c "'$PPL' -m '$MOE' -c 128 --chunks 2 -dev cuda0 --sim-hw h100-pcie5 --policy $policy \
             --gpu-mem $HYB_MEM --kl-divergence-base '$MODEL_DIR/hybrid.kld' --kl-divergence > '$log' 2>&1; rc=\$?; tail -25 '$log'; exit \$rc"
         same=$(grep -E 'Same top p' "$log" 2>/dev/null | grep -oE '[0-9]+\.[0-9]+' | head -1)
         if grep -q 'running on the CPU' "$log" 2>/dev/null; then

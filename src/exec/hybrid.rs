@@ -233,7 +233,7 @@ impl<'m> Hybrid<'m> {
     /// Resident weights (with a resident attention block's KV cache), activations and slots.
     fn load(&mut self) -> Result<(), ExecError> {
         let dev = &self.device;
-        dev.reserve("activations", self.plan.scratch_bytes)?;
+        dev.reserve_activations(self.plan.scratch_bytes)?;
         let kv_per_layer = self.graph.n_ctx * self.graph.shape.kv_bytes_per_token_layer();
         for t in &self.graph.tasks {
             if !self.plan.resident(t.id) {

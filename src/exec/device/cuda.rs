@@ -32,6 +32,8 @@ struct Inner {
     slot_bytes: u64,
     /// Budget held by `reserve` and by the slots, to give back on `reset`.
     reserved: u64,
+    /// Budget held for activations, which the scratch pool's first allocations draw from.
+    scratch_held: u64,
 }
 
 pub struct CudaDevice {
@@ -54,6 +56,7 @@ pub fn open_cuda(ordinal: usize, mem_limit: Option<u64>) -> Result<Box<dyn Devic
         slots: Vec::new(),
         slot_bytes: 0,
         reserved: 0,
+        scratch_held: 0,
     };
     Ok(Box::new(CudaDevice { inner: Mutex::new(inner), describe, budget }))
 }
@@ -90,8 +93,21 @@ fn add_bias(y: &mut [f32], bias: Option<&[f32]>) {
 }
 
 impl Inner {
+    /// A scratch buffer; a new one is paid for out of the activations' reservation while it lasts.
     fn take(&mut self, len: usize) -> Result<DeviceBuffer<f32>, GpuError> {
-        self.pool.take(&self.gpu, len)
+        let class_bytes = (len.max(256).next_power_of_two() * 4) as u64;
+        let lend = class_bytes.min(self.scratch_held);
+        self.gpu.release(lend);
+        self.scratch_held -= lend;
+        let before = self.pool.allocations();
+        let buf = self.pool.take(&self.gpu, len);
+        if buf.is_err() || self.pool.allocations() == before {
+            // Nothing was allocated: hold the lent bytes again.
+            if self.gpu.reserve(lend).is_ok() {
+                self.scratch_held += lend;
+            }
+        }
+        buf
     }
 
     /// `y = x · Wᵀ (+ bias)` for `n` rows, on the GPU; `x` on the host, `y` back on the host.
@@ -269,9 +285,16 @@ impl Device for CudaDevice {
         if let Ok(mut i) = self.lock() {
             i.resident.clear();
             i.slots.clear();
-            let held = std::mem::take(&mut i.reserved);
+            let held = std::mem::take(&mut i.reserved) + std::mem::take(&mut i.scratch_held);
             i.gpu.release(held);
         }
+    }
+
+    fn reserve_activations(&self, bytes: u64) -> Result<(), ExecError> {
+        let mut i = self.lock()?;
+        i.gpu.reserve(bytes).map_err(|e| ExecError::Device(format!("out of memory: activations: {e}")))?;
+        i.scratch_held += bytes;
+        Ok(())
     }
 
     fn reserve(&self, what: &str, bytes: u64) -> Result<(), ExecError> {

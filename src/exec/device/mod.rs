@@ -54,6 +54,11 @@ pub trait Device: Send + Sync {
     /// Reserve `bytes` for the run (activations, a resident layer's KV cache); `what` names it in
     /// the out-of-memory error.
     fn reserve(&self, what: &str, bytes: u64) -> Result<(), ExecError>;
+    /// Reserve a micro-batch's activations for the run (a device whose scratch buffers are
+    /// allocated as first used draws them from this).
+    fn reserve_activations(&self, bytes: u64) -> Result<(), ExecError> {
+        self.reserve("activations", bytes)
+    }
     /// Upload task `id`'s matrices to stay resident (at load, or on the copy lane for a swap).
     fn upload_resident(&self, id: usize, mats: &[Linear<'_>]) -> Result<(), ExecError>;
     /// Drop task `id`'s resident weights (a hot-expert swap), freeing their memory.

@@ -54,14 +54,16 @@ fn missing_binaries_and_models_are_failed_steps_and_a_failed_run() {
         format!("== step: synth-dense FAILED (missing: {}/rs-llama-gguf)", bin.display()),
         format!("== step: bench synth-dense.gguf FAILED (missing: {}/rs-llama-bench)", bin.display()),
         format!("== step: CLI greedy GPU == CPU FAILED (missing: {}/rs-llama)", bin.display()),
+        format!("== step: hybrid cuda0 checks FAILED (missing: {}/rs-llama-perplexity)", bin.display()),
     ] {
         assert!(results.lines().any(|l| l == line), "missing line '{line}' in:\n{results}");
     }
     assert!(!results.to_lowercase().contains("skipped"), "{results}");
     // gpu-check, the two synth steps, two models for gpu-vs-cpu, gpu-vs-cpu itself, rs-llama and
-    // its model for the CLI comparison, and the two benchmarks: 10.
-    assert!(results.contains("summary: 10 failed step(s)"), "{results}");
-    assert!(results.trim_end().ends_with("failed steps: 10"), "{results}");
+    // its model for the CLI comparison, rs-llama-perplexity and its model for the hybrid checks,
+    // and the two benchmarks: 12.
+    assert!(results.contains("summary: 12 failed step(s)"), "{results}");
+    assert!(results.trim_end().ends_with("failed steps: 12"), "{results}");
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -81,7 +83,13 @@ fn a_run_where_every_step_passes_exits_0() {
         r#"for a in "$@"; do case "$a" in -ngl|--policy) echo "invalid parameter for argument: $a" >&2; exit 1;; esac; done"#,
     );
     write_program(&bin.join("rs-llama"), r#"echo "gpu: stand-in device" >&2; echo "the same text""#);
+    // The KL-divergence run against the CPU's base file reports the top-1 agreement.
+    write_program(&bin.join("rs-llama-perplexity"), r#"echo "Same top p: 99.5 ± 0.3 %""#);
     let (out, results) = run_script(&dir);
+    for policy in ["auto", "layers", "fiddler"] {
+        let line = format!("[PASS] -dev cuda0 --policy {policy}: same top-1 as the CPU on 99.5% of tokens");
+        assert!(results.contains(&line), "{results}");
+    }
     assert!(results.contains("[PASS] CLI greedy text GPU == CPU on synth-dense.gguf"), "{results}");
     assert!(results.contains("== step: bench synth-mixtral.gguf rc=0"), "{results}");
     assert!(results.contains("summary: 0 failed step(s)"), "{results}");

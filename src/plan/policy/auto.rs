@@ -30,7 +30,9 @@ pub fn host_seconds(ctx: &Ctx) -> Vec<(f64, f64)> {
                     return 0.0;
                 }
                 let c = ctx.cost.task(ctx.g, t.id, n, c_ctx);
-                let off = if ctx.cost.has_gpu() { c.copy } else { f64::INFINITY };
+                // An attention block on the host is computed there: it is never streamed.
+                let streamable = ctx.cost.has_gpu() && t.kind != TaskKind::Attention;
+                let off = if streamable { c.copy } else { f64::INFINITY };
                 (c.cpu.min(off) - if ctx.cost.has_gpu() { c.gpu } else { 0.0 }).max(0.0)
             };
             let tokens = |st: &super::super::step::StepSpec| match t.kind {

@@ -120,3 +120,45 @@ fn bad_device_values_fail_in_one_line() {
         assert!(!err.contains("panicked"));
     }
 }
+
+#[test]
+fn override_tensor_keeps_the_experts_on_the_host() {
+    let Some(m) = model_path("synth-mixtral-shape-s7.f16.gguf") else { return };
+    let m = m.to_string_lossy().into_owned();
+    let base = [
+        "-m",
+        &m,
+        "-p",
+        "64",
+        "-n",
+        "0",
+        "-r",
+        "1",
+        "-dev",
+        "sim",
+        "--gpu-mem",
+        "128M",
+        "-ub",
+        "64",
+        "-o",
+        "json",
+    ];
+    let resident = |extra: &[&str]| -> u64 {
+        let out = bench(&[&base[..], extra].concat());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let rows = json_rows(&out);
+        let plan = rows[0]["plan"].as_str().unwrap_or_default().to_string();
+        plan.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("plan: {plan}"))
+    };
+    let free = resident(&[]);
+    let pinned_host = resident(&["-ot", "exps=CPU", "--hot-experts", "off"]);
+    // 4 layers: attention and router each, and the head, at most: 9 tasks.
+    assert!(
+        pinned_host <= 9 && pinned_host < free,
+        "{pinned_host} resident with -ot exps=CPU, {free} without"
+    );
+    let out = bench(&["-m", &m, "-ot", "exps=TPU"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.lines().next().unwrap_or_default().contains("unknown buffer type 'TPU'"), "{err}");
+}

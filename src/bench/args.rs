@@ -63,6 +63,8 @@ options:
   --policy <auto|layers|fiddler>    (default: auto; sim only)
   --gpu-mem <size>                  (default: the --sim-hw card; e.g. 48M, 8G)
   --sim-hw <preset|file>            (default: rtx4090-ddr5)
+  -ot, --override-tensor <p>=<buf>  keep matching tensors on CPU or CUDA0 (repeatable; sim rows)
+  --hot-experts <on|off>            (default: on under --policy auto)
   --no-warmup                       skip the warmup runs
   --progress                        print progress to stderr
 
@@ -183,6 +185,19 @@ pub fn parse(args: &[String], default_threads: usize) -> Result<Option<BenchArgs
                 a.sim.gpu_mem = Some(bytes);
             }
             "--sim-hw" => a.sim.sim_hw = value()?,
+            "-ot" | "--override-tensor" => {
+                let v = value()?;
+                crate::plan::overrides::parse_overrides(&v)
+                    .map_err(|e| ArgError::Invalid(format!("{flag}: {e}")))?;
+                a.sim.overrides.push(v);
+            }
+            "--hot-experts" => {
+                a.sim.hot_experts = Some(match value()?.as_str() {
+                    "on" | "1" => true,
+                    "off" | "0" => false,
+                    _ => return Err(bad()),
+                });
+            }
             _ => return Err(ArgError::Invalid(flag.clone())),
         }
     }

@@ -84,11 +84,15 @@ pub struct SimConfig {
     pub sim_hw: String,
     /// `--gpu-mem`: the simulated card's budget (None: the profile's card).
     pub gpu_mem: Option<u64>,
+    /// `-ot PATTERN=BUFFER,...`, each as given.
+    pub overrides: Vec<String>,
+    /// `--hot-experts on|off` (None: on under `auto`).
+    pub hot_experts: Option<bool>,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { sim_hw: "rtx4090-ddr5".into(), gpu_mem: None }
+        SimConfig { sim_hw: "rtx4090-ddr5".into(), gpu_mem: None, overrides: Vec::new(), hot_experts: None }
     }
 }
 
@@ -175,7 +179,13 @@ pub fn hybrid_options(sim: &SimConfig, dev: &DevSpec, n_layer: usize) -> Result<
         dev.n_cpu_moe_for(n_layer),
         n_layer,
     )?;
-    opts.ok_or_else(|| format!("--sim-hw {}: the profile has no GPU to simulate", sim.sim_hw))
+    let mut opts =
+        opts.ok_or_else(|| format!("--sim-hw {}: the profile has no GPU to simulate", sim.sim_hw))?;
+    opts.overrides = sim.overrides.clone();
+    if let Some(on) = sim.hot_experts {
+        opts.hot_experts = on;
+    }
+    Ok(opts)
 }
 
 /// What a sim test reports beyond its samples.

@@ -18,6 +18,7 @@ pub mod ops;
 pub mod perplexity;
 pub mod plan;
 pub mod sample;
+pub mod server;
 pub mod tokenizer;
 
 pub use gguf;

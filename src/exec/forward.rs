@@ -21,6 +21,15 @@ pub enum OutputRows {
     All,
 }
 
+/// One sequence's part of a forward: `tokens` at positions `pos0..`, their K/V appended to `kv`.
+#[derive(Clone, Copy)]
+pub struct SeqChunk<'a> {
+    pub kv: &'a Mutex<KvCache>,
+    pub tokens: &'a [TokenId],
+    pub pos0: usize,
+    pub rows: OutputRows,
+}
+
 /// Evaluate `tokens` at positions `pos0..pos0+len`, appending their K/V to `kv`. Token ids and the
 /// cache size are checked by the caller. Returns logits `[n_rows][n_vocab]`.
 pub fn forward(
@@ -30,9 +39,23 @@ pub fn forward(
     pos0: usize,
     rows: OutputRows,
 ) -> Vec<f32> {
+    let st = StepState::new(model, &[SeqChunk { kv, tokens, pos0, rows }]);
+    run_layers(model, &st);
+    st.take_logits()
+}
+
+/// Evaluate several sequences' chunks in one pass: every matmul runs over all their rows at once
+/// (the weights are read once for all), attention over each sequence's own cache. Returns each
+/// chunk's logits, in order.
+pub fn forward_batch(model: &Model, chunks: &[SeqChunk<'_>]) -> Vec<Vec<f32>> {
+    let st = StepState::new(model, chunks);
+    run_layers(model, &st);
+    st.take_logits_by_sequence()
+}
+
+fn run_layers(model: &Model, st: &StepState<'_>) {
     let w = model.weights();
-    let st = StepState::new(model, tokens, pos0, rows);
-    let run = |layer: usize, kind: TaskKind, mats: &[Linear<'_>]| st.run(TaskRef { layer, kind }, mats, kv);
+    let run = |layer: usize, kind: TaskKind, mats: &[Linear<'_>]| st.run(TaskRef { layer, kind }, mats);
     for (il, layer) in w.layers.iter().enumerate() {
         let a = &layer.attn;
         run(il, TaskKind::Attention, &[a.q.linear(), a.k.linear(), a.v.linear(), a.o.linear()]);
@@ -63,5 +86,4 @@ pub fn forward(
         TaskKind::Output,
         &[Linear { w: head.view(), n_in: head.n_in, n_out: head.n_out, bias }],
     );
-    st.take_logits()
 }

@@ -17,7 +17,7 @@ use super::kv_cache::KvCache;
 use super::lanes::{Event, Lanes};
 use super::tasks::StepState;
 use super::trace::TraceLog;
-use super::{ExecError, OutputRows};
+use super::{ExecError, OutputRows, SeqChunk};
 use crate::model::Model;
 use crate::plan::cost::CostModel;
 use crate::plan::overrides::{forced, parse_overrides};
@@ -314,14 +314,25 @@ impl<'m> Hybrid<'m> {
         pos0: usize,
         rows: OutputRows,
     ) -> Result<Vec<f32>, ExecError> {
+        let mut logits = self.step_batch(&[SeqChunk { kv, tokens, pos0, rows }])?;
+        Ok(logits.pop().unwrap_or_default())
+    }
+
+    /// One step over several sequences' chunks at once (see [`super::forward_batch`]); each
+    /// chunk's logits, in order. The planner sees the step as its total token count at the
+    /// token-weighted mean position.
+    pub fn step_batch(&mut self, chunks: &[SeqChunk<'_>]) -> Result<Vec<Vec<f32>>, ExecError> {
+        let n_tokens: usize = chunks.iter().map(|c| c.tokens.len()).sum();
+        let weighted: usize = chunks.iter().map(|c| c.pos0 * c.tokens.len()).sum();
+        let pos0 = weighted.checked_div(n_tokens).unwrap_or(0);
         let model = self.binding.model();
         let swap = self.pending.take();
         if let (Some(swap), Some(hot)) = (swap, &mut self.hot) {
             self.device.evict(swap.evict);
             hot.apply(&mut self.plan, swap);
         }
-        let st = StepState::new(model, tokens, pos0, rows);
-        let mut sb = StepBuilder::new(&self.plan, &self.graph, &self.cost, tokens.len() as u64, pos0 as u64);
+        let st = StepState::new(model, chunks);
+        let mut sb = StepBuilder::new(&self.plan, &self.graph, &self.cost, n_tokens as u64, pos0 as u64);
         if let Some(swap) = swap {
             sb.swap_in(swap.admit);
         }
@@ -329,7 +340,7 @@ impl<'m> Hybrid<'m> {
         let is_moe = self.graph.shape.is_moe();
         let n_layer = self.graph.layers.len();
         let may_predict = is_moe
-            && tokens.len() <= PREFETCH_MAX_TOKENS
+            && n_tokens <= PREFETCH_MAX_TOKENS
             && matches!(self.plan.exec, ExecRule::Overlap { slots, .. } if slots > 0);
         let predict = may_predict && self.prefetch.wants();
         let graph = &self.graph;
@@ -340,7 +351,7 @@ impl<'m> Hybrid<'m> {
             let submit = |ops: &[Op], events: &mut Vec<Arc<Event>>| {
                 for op in &ops[events.len()..] {
                     let fences = op.deps.iter().map(|&(d, _)| events[d].clone()).collect();
-                    let work = lane_work(op, binding, device, st_ref, kv);
+                    let work = lane_work(op, binding, device, st_ref);
                     events.push(lanes.submit(op.lane, fences, work));
                 }
             };
@@ -393,8 +404,8 @@ impl<'m> Hybrid<'m> {
             self.pending = hot.choose(&self.plan, &self.graph);
         }
         self.last_step = Some((spec, timeline.makespan));
-        self.record(&timeline, tokens.len() as u64);
-        Ok(st.take_logits())
+        self.record(&timeline, n_tokens as u64);
+        Ok(st.take_logits_by_sequence())
     }
 
     fn record(&mut self, tl: &Timeline, n_tokens: u64) {
@@ -422,7 +433,6 @@ fn lane_work<'env>(
     binding: &'env Binding<'env>,
     device: &'env dyn Device,
     st: &'env StepState<'env>,
-    kv: &'env Mutex<KvCache>,
 ) -> Box<dyn FnOnce() -> Result<(), ExecError> + Send + 'env> {
     let (lane, slot, tokens) = (op.lane, op.slot, op.tokens);
     let Some(id) = op.task else { return Box::new(|| Ok(())) };
@@ -431,7 +441,7 @@ fn lane_work<'env>(
         let mats = binding.host_mats(id);
         match (lane, slot) {
             (Lane::Cpu, _) => {
-                st.run(task, &mats, kv);
+                st.run(task, &mats);
                 Ok(())
             }
             // A prefetch the router did not confirm: the weights arrive and nobody reads them.
@@ -443,9 +453,9 @@ fn lane_work<'env>(
             (Lane::Pcie, Some(s)) => device.fill_slot(s, id, &mats),
             // A copy with no staging slot makes the task resident (a hot-expert swap).
             (Lane::Pcie, None) => device.upload_resident(id, &mats),
-            (Lane::Gpu, None) => device.run(id, task, &mats, WeightsAt::Resident, st, kv),
+            (Lane::Gpu, None) => device.run(id, task, &mats, WeightsAt::Resident, st),
             (Lane::Gpu, Some(s)) => {
-                let r = device.run(id, task, &mats, WeightsAt::Slot(s), st, kv);
+                let r = device.run(id, task, &mats, WeightsAt::Slot(s), st);
                 device.release_slot(s);
                 r
             }

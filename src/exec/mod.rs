@@ -19,12 +19,13 @@ pub mod hot_experts;
 pub mod hybrid;
 pub mod kv_cache;
 pub mod lanes;
+pub mod row_order;
 pub mod session;
 pub mod tasks;
 pub mod trace;
 
 pub use engine::EngineSession;
-pub use forward::{forward, OutputRows};
+pub use forward::{forward, forward_batch, OutputRows, SeqChunk};
 pub use kv_cache::KvCache;
 pub use session::Session;
 

@@ -14,16 +14,16 @@ use std::sync::{Mutex, MutexGuard, RwLock};
 
 use super::dump;
 use super::kv_cache::KvCache;
-use super::OutputRows;
+use super::row_order::by_row_order;
+use super::{OutputRows, SeqChunk};
 use crate::model::Model;
 use crate::ops::attention::{attention, AttnShape};
 use crate::ops::ffn::{swiglu_ffn, swiglu_ffn_expert, FfnWeights};
-use crate::ops::matmul::{linear, linear_many, Linear};
+use crate::ops::matmul::{linear, linear_many, linear_per_row, Linear};
 use crate::ops::moe::{route, shared_expert_gate, Route};
 use crate::ops::rmsnorm::{add_bias, add_into, rms_norm, rms_norm_heads};
 use crate::ops::rope::rope;
 use crate::plan::tasks::TaskKind;
-use crate::TokenId;
 
 /// What a task of one layer (or the head) is, with its layer: the executor's view of a task id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,14 +47,27 @@ struct FfnOutputs {
     shared: Option<(Vec<f32>, Vec<f32>)>,
 }
 
-/// The activations of one step (a micro-batch at positions `pos0..`), shared by the lanes.
+/// One sequence's rows in a step: tokens `start..start + n_tok` of the batch, at positions
+/// `pos0..`, with their K/V in `kv`.
+struct Segment<'m> {
+    kv: &'m Mutex<KvCache>,
+    start: usize,
+    n_tok: usize,
+    pos0: usize,
+    rows: OutputRows,
+}
+
+/// The activations of one step (a micro-batch of one or more sequences, each at its own
+/// positions), shared by the lanes.
 pub struct StepState<'m> {
     model: &'m Model,
-    pos0: usize,
+    segments: Vec<Segment<'m>>,
+    /// Each row's position in its sequence.
     positions: Vec<usize>,
-    rows: OutputRows,
-    /// Residual stream `[n_rows][n_embd]` (one row after the last layer's attention unless every
-    /// row's logits are wanted).
+    /// Rows that are their sequence's only row (summed in one-token order: see `row_order`).
+    alone: RwLock<Vec<bool>>,
+    /// Residual stream `[n_rows][n_embd]` (after the last layer's attention, only the rows whose
+    /// logits are wanted).
     x: Mutex<Vec<f32>>,
     /// FFN input of the current layer (`ffn_norm-{il}`), `[n_rows][n_embd]`.
     cur: RwLock<Vec<f32>>,
@@ -69,25 +82,91 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl<'m> StepState<'m> {
-    /// The step's embeddings (`inp_embd`); token ids are checked by the caller.
-    pub fn new(model: &'m Model, tokens: &[TokenId], pos0: usize, rows: OutputRows) -> StepState<'m> {
+    /// The step's embeddings (`inp_embd`) for the sequences' chunks, in order; token ids and
+    /// cache room are checked by the caller.
+    pub fn new(model: &'m Model, chunks: &[SeqChunk<'m>]) -> StepState<'m> {
         let n_embd = model.hparams().n_embd;
         dump::next_pass();
-        let mut x = vec![0f32; tokens.len() * n_embd];
+        let n_rows: usize = chunks.iter().map(|c| c.tokens.len()).sum();
+        let mut x = vec![0f32; n_rows * n_embd];
+        let tokens = chunks.iter().flat_map(|c| c.tokens);
         for (row, &tok) in x.chunks_exact_mut(n_embd).zip(tokens) {
             model.weights().tok_embd.row_to_f32(tok as usize, row);
         }
+        let mut segments = Vec::with_capacity(chunks.len());
+        let mut positions = Vec::with_capacity(n_rows);
+        let mut alone = Vec::with_capacity(n_rows);
+        for c in chunks {
+            let n_tok = c.tokens.len();
+            segments.push(Segment { kv: c.kv, start: positions.len(), n_tok, pos0: c.pos0, rows: c.rows });
+            positions.extend(c.pos0..c.pos0 + n_tok);
+            alone.extend(std::iter::repeat_n(n_tok == 1, n_tok));
+        }
         StepState {
             model,
-            pos0,
-            positions: (pos0..pos0 + tokens.len()).collect(),
-            rows,
+            segments,
+            positions,
+            alone: RwLock::new(alone),
             x: Mutex::new(x),
             cur: RwLock::new(Vec::new()),
             routes: RwLock::new(Vec::new()),
             ffn: Mutex::new(FfnOutputs::default()),
             logits: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Rows of the batch whose logits are wanted, in order, each with whether it is its
+    /// sequence's only one; `None` when every row's are.
+    fn output_rows(&self) -> Option<Vec<(usize, bool)>> {
+        if self.segments.iter().all(|s| s.rows == OutputRows::All) {
+            return None;
+        }
+        let mut keep = Vec::new();
+        for s in &self.segments {
+            match s.rows {
+                OutputRows::None => {}
+                OutputRows::Last if s.n_tok > 0 => keep.push((s.start + s.n_tok - 1, true)),
+                OutputRows::Last => {}
+                OutputRows::All => keep.extend((s.start..s.start + s.n_tok).map(|r| (r, s.n_tok == 1))),
+            }
+        }
+        Some(keep)
+    }
+
+    /// `f(rows, per_row)` over the current rows, each summed as it would be alone (`row_order`).
+    fn by_order<F>(&self, x: &[f32], n_in: usize, f: F) -> Vec<Vec<f32>>
+    where
+        F: Fn(&[f32], bool) -> Vec<Vec<f32>>,
+    {
+        by_row_order(&self.alone.read().unwrap_or_else(|e| e.into_inner()), x, n_in, f)
+    }
+
+    /// `x · l` over the current rows (see [`StepState::by_order`]).
+    fn linear(&self, x: &[f32], l: &Linear<'_>) -> Vec<f32> {
+        let mut out = self.by_order(x, l.n_in, |rows, per_row| {
+            let mut y = vec![0f32; rows.len() / l.n_in * l.n_out];
+            if per_row {
+                linear_per_row(rows, l, &mut y);
+            } else {
+                linear(rows, l, &mut y);
+            }
+            vec![y]
+        });
+        out.pop().unwrap_or_default()
+    }
+
+    /// A SwiGLU FFN over the current rows (see [`StepState::by_order`]).
+    fn swiglu(&self, x: &[f32], w: &FfnWeights<'_>) -> Vec<f32> {
+        let mut out = self.by_order(x, w.gate.n_in, |rows, per_row| {
+            let mut y = vec![0f32; rows.len()];
+            if per_row {
+                swiglu_ffn_expert(rows, w, &mut y);
+            } else {
+                swiglu_ffn(rows, w, &mut y);
+            }
+            vec![y]
+        });
+        out.pop().unwrap_or_default()
     }
 
     /// Tokens routed to each expert of the current layer (after its router ran).
@@ -130,15 +209,28 @@ impl<'m> StepState<'m> {
         self.routes.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The logits the step produced, `[n_rows][n_vocab]` (empty for [`OutputRows::None`]).
+    /// The logits the step produced, `[n_rows][n_vocab]` for the rows asked for, sequence after
+    /// sequence (empty when none was).
     pub fn take_logits(&self) -> Vec<f32> {
         std::mem::take(&mut *lock(&self.logits))
     }
 
+    /// [`StepState::take_logits`] cut by sequence, in the order of the chunks.
+    pub fn take_logits_by_sequence(&self) -> Vec<Vec<f32>> {
+        let n_vocab = self.model.hparams().n_vocab;
+        let mut all = self.take_logits().into_iter();
+        let rows = |s: &Segment<'_>| match s.rows {
+            OutputRows::None => 0,
+            OutputRows::Last => usize::from(s.n_tok > 0),
+            OutputRows::All => s.n_tok,
+        };
+        self.segments.iter().map(|s| all.by_ref().take(rows(s) * n_vocab).collect()).collect()
+    }
+
     /// Run one task with the matrices `mats` (in [`super::binding::TaskMats`] order).
-    pub fn run(&self, task: TaskRef, mats: &[Linear<'_>], kv: &Mutex<KvCache>) {
+    pub fn run(&self, task: TaskRef, mats: &[Linear<'_>]) {
         match task.kind {
-            TaskKind::Attention => self.attention(task.layer, mats, kv),
+            TaskKind::Attention => self.attention(task.layer, mats),
             TaskKind::Router => self.router(mats),
             TaskKind::Expert { expert } => self.expert(expert as usize, mats),
             TaskKind::FfnRows { block, blocks } => self.ffn_rows(block as usize, blocks as usize, mats),
@@ -189,8 +281,9 @@ impl<'m> StepState<'m> {
         dump::tensor(&format!("l_out-{il}"), x);
     }
 
-    /// `mats`: Q, K, V, O. Adds the layer before's FFN output to the residual first.
-    fn attention(&self, il: usize, mats: &[Linear<'_>], kv: &Mutex<KvCache>) {
+    /// `mats`: Q, K, V, O. Adds the layer before's FFN output to the residual first. The
+    /// projections run over the whole batch; each sequence attends over its own cache.
+    fn attention(&self, il: usize, mats: &[Linear<'_>]) {
         let model = self.model;
         let hp = model.hparams();
         let layer = &model.weights().layers[il];
@@ -206,8 +299,8 @@ impl<'m> StepState<'m> {
             head_dim_k: hp.head_dim_k,
             head_dim_v: hp.head_dim_v,
         };
-        let mut kv = lock(kv);
-        let rope_p = model.rope_for(kv.n_ctx());
+        let Some(n_ctx) = self.segments.first().map(|s| lock(s.kv).n_ctx()) else { return };
+        let rope_p = model.rope_for(n_ctx);
         // Phi-3 scales Q after rope and attends with scale 1; the others scale the scores.
         let head_scale = 1.0 / (hp.head_dim_k as f32).sqrt();
         let (q_scale, kq_scale) =
@@ -220,10 +313,17 @@ impl<'m> StepState<'m> {
             add_bias(&mut cur, b);
         }
         dump::tensor(&format!("attn_norm-{il}"), &cur);
-        let mut q = vec![0f32; n_tok * hp.n_embd_q()]; // Qcur: [n_tok][n_head][head_dim_k]
-        let mut k = vec![0f32; n_tok * hp.n_embd_k_gqa()]; // Kcur: [n_tok][n_head_kv][head_dim_k]
-        let mut v = vec![0f32; n_tok * hp.n_embd_v_gqa()]; // Vcur: [n_tok][n_head_kv][head_dim_v]
-        linear_many(&cur, &mut [(&mats[0], &mut q), (&mats[1], &mut k), (&mats[2], &mut v)], false);
+        // Qcur: [n_tok][n_head][head_dim_k], Kcur: [n_tok][n_head_kv][head_dim_k],
+        // Vcur: [n_tok][n_head_kv][head_dim_v]
+        let qkv = self.by_order(&cur, n_embd, |rows, per_row| {
+            let n = rows.len() / n_embd;
+            let mut q = vec![0f32; n * hp.n_embd_q()];
+            let mut k = vec![0f32; n * hp.n_embd_k_gqa()];
+            let mut v = vec![0f32; n * hp.n_embd_v_gqa()];
+            linear_many(rows, &mut [(&mats[0], &mut q), (&mats[1], &mut k), (&mats[2], &mut v)], per_row);
+            vec![q, k, v]
+        });
+        let [mut q, mut k, v]: [Vec<f32>; 3] = qkv.try_into().unwrap_or_default();
         if let Some((q_norm, k_norm)) = &layer.qk_norm {
             rms_norm_heads(&mut q, q_norm, hp.rms_eps);
             rms_norm_heads(&mut k, k_norm, hp.rms_eps);
@@ -236,28 +336,38 @@ impl<'m> StepState<'m> {
         dump::tensor(&format!("Qcur-{il}"), &q);
         dump::tensor(&format!("Kcur-{il}"), &k);
         dump::tensor(&format!("Vcur-{il}"), &v);
-        kv.store(il, self.pos0, &k, &v);
         // kqv_out-{il}: [n_tok][n_head][head_dim_v]
         let mut kqv = vec![0f32; n_tok * hp.n_embd_attn_out()];
-        let (kc, vc) = kv.layer(il);
-        attention(&q, kc, vc, self.pos0, shape, kq_scale, &mut kqv);
-        drop(kv);
+        let (qw, kw, vw, ow) = (hp.n_embd_q(), hp.n_embd_k_gqa(), hp.n_embd_v_gqa(), hp.n_embd_attn_out());
+        for s in &self.segments {
+            let rows = s.start..s.start + s.n_tok;
+            let mut kv = lock(s.kv);
+            kv.store(il, s.pos0, &k[rows.start * kw..rows.end * kw], &v[rows.start * vw..rows.end * vw]);
+            let (kc, vc) = kv.layer(il);
+            let q_rows = &q[rows.start * qw..rows.end * qw];
+            attention(q_rows, kc, vc, s.pos0, shape, kq_scale, &mut kqv[rows.start * ow..rows.end * ow]);
+        }
         dump::tensor(&format!("kqv_out-{il}"), &kqv);
         // attn_out-{il}: [n_tok][n_embd]
-        let mut out = vec![0f32; n_tok * n_embd];
-        linear(&kqv, &mats[3], &mut out);
+        let mut out = self.linear(&kqv, &mats[3]);
         dump::tensor(&format!("attn_out-{il}"), &out);
-        if il + 1 == hp.n_layer && self.rows != OutputRows::All {
+        if il + 1 == hp.n_layer {
             // As llama.cpp: the last layer's FFN runs only on the rows whose logits are wanted
             // (one token sums in a different order than a batch, so this is also for parity).
-            if self.rows == OutputRows::None || n_tok == 0 {
-                x.clear();
-                self.start_ffn(Vec::new());
-                return;
+            if let Some(keep) = self.output_rows() {
+                if keep.is_empty() {
+                    x.clear();
+                    self.start_ffn(Vec::new());
+                    return;
+                }
+                let gather = |m: &[f32]| -> Vec<f32> {
+                    keep.iter().flat_map(|&(r, _)| &m[r * n_embd..(r + 1) * n_embd]).copied().collect()
+                };
+                *x = gather(&x);
+                out = gather(&out);
+                *self.alone.write().unwrap_or_else(|e| e.into_inner()) =
+                    keep.iter().map(|&(_, a)| a).collect();
             }
-            let last = (n_tok - 1) * n_embd;
-            x.drain(..last);
-            out.drain(..last);
         }
         // ffn_inp-{il} = attn_out + inpSA
         add_into(&mut x, &out);
@@ -308,8 +418,7 @@ impl<'m> StepState<'m> {
         if n_rows == 0 {
             return;
         }
-        let mut logits = vec![0f32; n_rows * hp.n_expert]; // [n_rows][n_expert]
-        linear(&cur, &mats[0], &mut logits);
+        let logits = self.linear(&cur, &mats[0]); // [n_rows][n_expert]
         drop(cur);
         self.put_router_logits(&logits);
     }
@@ -379,10 +488,7 @@ impl<'m> StepState<'m> {
     /// whole dense FFN).
     fn ffn_rows(&self, block: usize, blocks: usize, mats: &[Linear<'_>]) {
         let cur = self.cur.read().unwrap_or_else(|e| e.into_inner());
-        let mut out = vec![0f32; cur.len()]; // [n_rows][n_embd]
-        if !cur.is_empty() {
-            swiglu_ffn(&cur, &Self::ffn_weights(mats), &mut out);
-        }
+        let out = if cur.is_empty() { Vec::new() } else { self.swiglu(&cur, &Self::ffn_weights(mats)) };
         drop(cur);
         self.put_ffn_part(block, blocks, out);
     }
@@ -407,8 +513,7 @@ impl<'m> StepState<'m> {
         if cur.is_empty() {
             return;
         }
-        let mut y = vec![0f32; cur.len()]; // [n_rows][n_embd]
-        swiglu_ffn(&cur, &Self::ffn_weights(mats), &mut y);
+        let y = self.swiglu(&cur, &Self::ffn_weights(mats)); // [n_rows][n_embd]
         drop(cur);
         self.put_shared_output(il, y);
     }
@@ -419,7 +524,7 @@ impl<'m> StepState<'m> {
         let hp = self.model.hparams();
         let w = self.model.weights();
         let mut x = lock(&self.x);
-        if self.rows == OutputRows::None || x.is_empty() {
+        if x.is_empty() {
             return None;
         }
         self.finish_ffn(hp.n_layer - 1, &mut x);
@@ -441,9 +546,7 @@ impl<'m> StepState<'m> {
     /// `mats`: the output head.
     fn output(&self, mats: &[Linear<'_>]) {
         let Some(rows) = self.output_input() else { return };
-        let hp = self.model.hparams();
-        let mut logits = vec![0f32; rows.len() / hp.n_embd * hp.n_vocab]; // [n_rows][n_vocab]
-        linear(&rows, &mats[0], &mut logits);
+        let logits = self.linear(&rows, &mats[0]); // [n_rows][n_vocab]
         self.put_logits(logits);
     }
 }

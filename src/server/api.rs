@@ -135,6 +135,9 @@ pub struct Partial {
 pub struct Final {
     /// All the generated text, cut before a stop string.
     pub content: String,
+    /// When streaming: the end of the text no partial carried (held back as the possible start
+    /// of a stop string when the generation ended); the final chunk carries it.
+    pub unsent: String,
     /// All the generated tokens.
     pub tokens: Vec<TokenId>,
     /// One entry per generated token when `n_probs > 0` (all of them, also when streamed).
@@ -146,7 +149,8 @@ pub struct Final {
     pub tokens_predicted: usize,
     /// Prompt tokens (evaluated or cached).
     pub tokens_evaluated: usize,
-    /// Prompt tokens reused from the slot's cache.
+    /// Tokens in the slot's cache at the end (prompt and generated; llama-server's
+    /// `tokens_cached`). The prompt tokens reused from it are `timings.cache_n`.
     pub tokens_cached: usize,
     /// The context filled up before the generation ended by itself.
     pub truncated: bool,

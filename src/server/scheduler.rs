@@ -1,13 +1,31 @@
-//! The slot scheduler: one thread that owns the model's sequences and runs every active slot's
-//! next tokens in one batched forward per step (continuous batching).
+//! The slot scheduler: one thread owns the model's sequences (one per slot) and runs every active
+//! slot's next tokens in one batched forward per step — continuous batching. Each step takes the
+//! decode token of every generating slot, then prompt pieces of the slots still reading their
+//! prompts (cut as the command line cuts them, so a slot's numbers do not depend on who else is
+//! busy: see `exec::row_order`), evaluates them in one pass, and samples for every slot whose
+//! logits came out.
 //!
-//! (Being written: the interface below is what the HTTP side uses.)
+//! The slots share one KV budget of `-c` tokens (llama-server's unified cache): an idle slot's
+//! cached prompt is dropped, least recently used first, when a busy one needs the room; a prompt
+//! waits while there is none; a generation that still finds none ends as if its context were full.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Instant;
 
-use super::api::{GenerateEvent, GenerateRequest, Metrics, SlotInfo};
-use crate::model::Model;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use super::api::{ApiError, ErrorKind, GenerateEvent, GenerateRequest, Metrics, SlotInfo, StopType};
+use super::slot::{Generation, Next};
+use crate::exec::device::sim::SimDevice;
+use crate::exec::hybrid::HybridOptions;
+use crate::exec::session::BatchItem;
+use crate::exec::{OutputRows, Session};
+use crate::model::{Model, ModelError};
+use crate::sample::SamplerChain;
 use crate::tokenizer::Tokenizer;
+use crate::TokenId;
 
 /// How the scheduler is set up (from the server's flags).
 #[derive(Debug, Clone)]
@@ -18,52 +36,479 @@ pub struct SchedulerConfig {
     pub n_ctx: usize,
     /// The most tokens one slot may hold (`-c`, capped by the model's training context).
     pub n_ctx_slot: usize,
-    /// `-b`: tokens per step, over all slots.
+    /// `-b`: a prompt is read in pieces of this many tokens...
     pub n_batch: usize,
-    /// `-ub`: tokens per forward.
+    /// `-ub`: ...each evaluated in passes of at most this many.
     pub n_ubatch: usize,
+}
+
+/// Makes the session the slots run on: [`Session::with_sequences`] on the CPU, or the hybrid
+/// executor's over a device.
+pub type OpenSession =
+    Box<dyn for<'m> FnOnce(&'m Model, &SchedulerConfig) -> Result<Session<'m>, ModelError> + Send>;
+
+/// The CPU session: one growable sequence per slot.
+pub fn cpu_session() -> OpenSession {
+    Box::new(|model, cfg| Session::with_sequences(model, cfg.n_ctx_slot, cfg.n_slots, cfg.n_ubatch))
+}
+
+/// The hybrid executor on the simulated GPU of `opts` (`-dev sim`).
+pub fn sim_session(opts: HybridOptions) -> OpenSession {
+    Box::new(move |model, cfg| {
+        let device = Box::new(SimDevice::new(&opts.hw.name, opts.gpu_mem));
+        Session::hybrid_with_sequences(model, cfg.n_ctx_slot, cfg.n_slots, cfg.n_ubatch, &opts, device)
+    })
+}
+
+/// The hybrid executor on CUDA card `ordinal` (`-dev cudaN`), planned with `opts`' speeds and the
+/// card's budget.
+pub fn cuda_session(mut opts: HybridOptions, ordinal: usize, gpu_mem: Option<u64>) -> OpenSession {
+    Box::new(move |model, cfg| {
+        let device = crate::exec::device::open_cuda(ordinal, gpu_mem)
+            .map_err(|e| ModelError::Invalid(format!("-dev cuda{ordinal}: {e}")))?;
+        opts.gpu_mem = opts.gpu_mem.min(device.budget());
+        Session::hybrid_with_sequences(model, cfg.n_ctx_slot, cfg.n_slots, cfg.n_ubatch, &opts, device)
+    })
+}
+
+enum Command {
+    Submit(Box<Task>),
+    Shutdown,
+}
+
+struct Task {
+    id: u64,
+    req: GenerateRequest,
+    tx: UnboundedSender<GenerateEvent>,
+}
+
+/// What the scheduler's thread shows the HTTP side, refreshed after every step.
+#[derive(Default)]
+struct Shared {
+    slots: Mutex<Vec<SlotInfo>>,
+    metrics: Mutex<Metrics>,
+    stopped: AtomicBool,
 }
 
 /// The HTTP side's handle on the scheduler (cheap to clone).
 #[derive(Clone)]
 pub struct SchedulerHandle {
-    _private: (),
+    tx: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+    next_id: Arc<AtomicU64>,
+    n_ctx_slot: usize,
+    n_slots: usize,
+}
+
+fn unavailable() -> GenerateEvent {
+    GenerateEvent::Error(ApiError::new(ErrorKind::Unavailable, "the server is shutting down"))
 }
 
 impl SchedulerHandle {
     /// Queue a generation; its events arrive on the returned channel. Dropping the receiver
     /// cancels the generation and frees its slot.
-    pub fn submit(&self, _req: GenerateRequest) -> tokio::sync::mpsc::UnboundedReceiver<GenerateEvent> {
-        todo!("scheduler")
+    pub fn submit(&self, req: GenerateRequest) -> UnboundedReceiver<GenerateEvent> {
+        let (tx, rx) = unbounded_channel();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if self.shared.stopped.load(Ordering::Acquire) {
+            let _ = tx.send(unavailable());
+        } else if let Err(mpsc::SendError(Command::Submit(t))) =
+            self.tx.send(Command::Submit(Box::new(Task { id, req, tx })))
+        {
+            let _ = t.tx.send(unavailable());
+        }
+        rx
     }
 
     pub fn slots(&self) -> Vec<SlotInfo> {
-        todo!("scheduler")
+        self.shared.slots.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn metrics(&self) -> Metrics {
-        todo!("scheduler")
+        *self.shared.metrics.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn n_ctx_slot(&self) -> usize {
-        todo!("scheduler")
+        self.n_ctx_slot
     }
 
     pub fn total_slots(&self) -> usize {
-        todo!("scheduler")
+        self.n_slots
     }
 
     /// Stop taking requests, cancel the running ones and end the thread.
     pub fn shutdown(&self) {
-        todo!("scheduler")
+        self.shared.stopped.store(true, Ordering::Release);
+        let _ = self.tx.send(Command::Shutdown);
     }
 }
 
-/// Start the scheduler's thread over `model`.
+/// Start the scheduler's thread over `model`; an error when its session cannot be made.
 pub fn start(
-    _model: Arc<Model>,
-    _tokenizer: Arc<Tokenizer>,
-    _cfg: SchedulerConfig,
+    model: Arc<Model>,
+    tokenizer: Arc<Tokenizer>,
+    cfg: SchedulerConfig,
+    open: OpenSession,
 ) -> Result<SchedulerHandle, String> {
-    todo!("scheduler")
+    if cfg.n_slots == 0 || cfg.n_ctx_slot == 0 || cfg.n_batch == 0 || cfg.n_ubatch == 0 {
+        return Err(format!("bad scheduler settings: {cfg:?}"));
+    }
+    let (tx, rx) = mpsc::channel();
+    let shared = Arc::new(Shared::default());
+    let handle = SchedulerHandle {
+        tx,
+        shared: Arc::clone(&shared),
+        next_id: Arc::new(AtomicU64::new(0)),
+        n_ctx_slot: cfg.n_ctx_slot,
+        n_slots: cfg.n_slots,
+    };
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+    std::thread::Builder::new()
+        .name("rs-llama-slots".into())
+        .spawn(move || {
+            let session = match open(&model, &cfg) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            let mut sched = Scheduler::new(session, &tokenizer, cfg, shared);
+            sched.run(rx);
+        })
+        .map_err(|e| format!("cannot start the scheduler thread: {e}"))?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err("the scheduler thread ended while starting".into()),
+    }
+}
+
+/// One slot: the tokens in its sequence's cache, and the generation on it, if any.
+struct Slot {
+    cache: Vec<TokenId>,
+    gen: Option<Generation>,
+    /// Step of its last use (for dropping idle caches, least recent first).
+    last_used: u64,
+}
+
+struct Scheduler<'m, 't> {
+    session: Session<'m>,
+    tok: &'t Tokenizer,
+    cfg: SchedulerConfig,
+    shared: Arc<Shared>,
+    slots: Vec<Slot>,
+    queue: VecDeque<Task>,
+    step: u64,
+    metrics: Metrics,
+}
+
+impl<'m, 't> Scheduler<'m, 't> {
+    fn new(session: Session<'m>, tok: &'t Tokenizer, cfg: SchedulerConfig, shared: Arc<Shared>) -> Self {
+        let slots = (0..cfg.n_slots).map(|_| Slot { cache: Vec::new(), gen: None, last_used: 0 }).collect();
+        let mut s = Scheduler {
+            session,
+            tok,
+            cfg,
+            shared,
+            slots,
+            queue: VecDeque::new(),
+            step: 0,
+            metrics: Metrics::default(),
+        };
+        s.publish();
+        s
+    }
+
+    fn run(&mut self, rx: mpsc::Receiver<Command>) {
+        loop {
+            let idle = self.queue.is_empty() && self.slots.iter().all(|s| s.gen.is_none());
+            if idle {
+                match rx.recv() {
+                    Ok(c) => {
+                        if !self.take(c) {
+                            return self.stop();
+                        }
+                    }
+                    Err(_) => return self.stop(),
+                }
+            }
+            while let Ok(c) = rx.try_recv() {
+                if !self.take(c) {
+                    return self.stop();
+                }
+            }
+            self.drop_cancelled();
+            self.admit();
+            self.run_step();
+            self.publish();
+        }
+    }
+
+    /// False for shutdown.
+    fn take(&mut self, c: Command) -> bool {
+        match c {
+            Command::Submit(t) => {
+                self.queue.push_back(*t);
+                true
+            }
+            Command::Shutdown => false,
+        }
+    }
+
+    /// Cancel what runs and what waits.
+    fn stop(&mut self) {
+        for t in self.queue.drain(..) {
+            let _ = t.tx.send(unavailable());
+        }
+        for s in &mut self.slots {
+            if let Some(g) = s.gen.take() {
+                let _ = g.tx.send(unavailable());
+            }
+        }
+        self.publish();
+    }
+
+    fn drop_cancelled(&mut self) {
+        for s in &mut self.slots {
+            if s.gen.as_ref().is_some_and(Generation::cancelled) {
+                s.gen = None;
+            }
+        }
+        self.queue.retain(|t| !t.tx.is_closed());
+    }
+
+    /// Put waiting tasks on idle slots: the one asked for, else the idle slot whose cache shares
+    /// the longest prefix with the prompt, else the least recently used.
+    fn admit(&mut self) {
+        let mut waiting = VecDeque::new();
+        while let Some(t) = self.queue.pop_front() {
+            let n = t.req.prompt.len();
+            if n == 0 || n >= self.cfg.n_ctx_slot {
+                let e = if n == 0 {
+                    ApiError::invalid("the prompt is empty")
+                } else {
+                    ApiError::exceeds_context(n, self.cfg.n_ctx_slot)
+                };
+                let _ = t.tx.send(GenerateEvent::Error(e));
+                continue;
+            }
+            let pick = match t.req.id_slot {
+                Some(i) if i >= self.slots.len() => {
+                    let _ =
+                        t.tx.send(GenerateEvent::Error(ApiError::invalid(format!("invalid slot id {i}"))));
+                    continue;
+                }
+                Some(i) => Some(i).filter(|&i| self.slots[i].gen.is_none()),
+                None => self.best_idle_slot(&t.req),
+            };
+            match pick {
+                Some(i) => self.start_on(i, t),
+                None => waiting.push_back(t),
+            }
+        }
+        self.metrics.requests_deferred = waiting.len() as u64;
+        self.queue = waiting;
+    }
+
+    fn best_idle_slot(&self, req: &GenerateRequest) -> Option<usize> {
+        let idle = self.slots.iter().enumerate().filter(|(_, s)| s.gen.is_none());
+        let score = |s: &Slot| {
+            let common = if req.cache_prompt { common_prefix(&s.cache, &req.prompt) } else { 0 };
+            (common, std::cmp::Reverse(s.last_used))
+        };
+        idle.max_by_key(|(_, s)| score(s)).map(|(i, _)| i)
+    }
+
+    fn start_on(&mut self, i: usize, t: Task) {
+        let mut sampling = t.req.sampling.clone();
+        if sampling.ignore_eos && self.tok.eos().is_none() {
+            sampling.ignore_eos = false;
+        }
+        let mut chain = match SamplerChain::new(&sampling, &self.tok.eog_tokens()) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = t.tx.send(GenerateEvent::Error(ApiError::invalid(e.to_string())));
+                return;
+            }
+        };
+        // Penalties see the prompt, as llama-server's sampler does.
+        for &id in &t.req.prompt {
+            chain.accept(id);
+        }
+        let slot = &mut self.slots[i];
+        let mut keep = if t.req.cache_prompt { common_prefix(&slot.cache, &t.req.prompt) } else { 0 };
+        // At least the prompt's last token is evaluated: its logits are the first sample's.
+        keep = keep.min(t.req.prompt.len() - 1);
+        slot.cache.truncate(keep);
+        self.session.truncate(i, keep);
+        slot.last_used = self.step;
+        let (n_batch, n_ubatch) = (self.cfg.n_batch, self.cfg.n_ubatch.min(self.cfg.n_batch));
+        slot.gen = Some(Generation::new(t.id, t.req, t.tx, chain, keep, n_batch, n_ubatch));
+    }
+
+    /// One pass over every busy slot's next tokens.
+    fn run_step(&mut self) {
+        // (slot, tokens, is the prompt's last piece or a decode token)
+        let mut plan: Vec<(usize, Vec<TokenId>, bool)> = Vec::new();
+        for (i, s) in self.slots.iter().enumerate() {
+            if let Some(tok) = s.gen.as_ref().and_then(|g| g.pending) {
+                plan.push((i, vec![tok], true));
+            }
+        }
+        let mut room = self.cfg.n_ubatch;
+        for (i, s) in self.slots.iter().enumerate() {
+            let Some(g) = &s.gen else { continue };
+            let Some(piece) = g.pieces.front() else { continue };
+            // A piece is never cut further: it rides alone in a pass when it is bigger than the room.
+            if piece.len() > room && room < self.cfg.n_ubatch {
+                continue;
+            }
+            if g.pending.is_some() {
+                continue;
+            }
+            room = room.saturating_sub(piece.len());
+            plan.push((i, g.req.prompt[piece.clone()].to_vec(), g.pieces.len() == 1));
+        }
+        self.fit_pool(&mut plan);
+        if plan.is_empty() {
+            return;
+        }
+        self.step += 1;
+        let items: Vec<BatchItem<'_>> = plan
+            .iter()
+            .map(|(i, tokens, last)| BatchItem {
+                seq: *i,
+                tokens,
+                logits: if *last { OutputRows::Last } else { OutputRows::None },
+            })
+            .collect();
+        let started = Instant::now();
+        let result = self.session.decode_batch(&items);
+        drop(items);
+        let spent = started.elapsed().as_secs_f64();
+        let logits = match result {
+            Ok(l) => l,
+            Err(e) => {
+                for (i, _, _) in &plan {
+                    self.fail_slot(*i, &e.to_string());
+                }
+                return;
+            }
+        };
+        self.count_pass(&plan, spent);
+        let n_ctx_slot = self.cfg.n_ctx_slot;
+        for ((i, tokens, last), l) in plan.into_iter().zip(logits) {
+            let slot = &mut self.slots[i];
+            slot.cache.extend_from_slice(&tokens);
+            slot.last_used = self.step;
+            let Some(g) = slot.gen.as_mut() else { continue };
+            if g.pending.take().is_none() {
+                g.pieces.pop_front();
+                if !last {
+                    continue;
+                }
+                g.prompt_finished();
+            }
+            let room = slot.cache.len() + 1 < n_ctx_slot;
+            if g.sample_and_process(&l, self.tok, room, i) == Next::Done {
+                let g = slot.gen.take();
+                if let Some(g) = g {
+                    let t = g.timings();
+                    self.metrics.tokens_predicted_total += t.predicted_n as u64;
+                    self.metrics.tokens_predicted_seconds_total += t.predicted_ms / 1e3;
+                    let len = (g.req.prompt.len() + g.generated.len()) as u64;
+                    self.metrics.n_tokens_max = self.metrics.n_tokens_max.max(len);
+                }
+            }
+        }
+    }
+
+    /// Keep the pass inside the KV pool: drop idle slots' caches (least recently used first),
+    /// then hold prompt pieces back, then end the generations that still find no room.
+    fn fit_pool(&mut self, plan: &mut Vec<(usize, Vec<TokenId>, bool)>) {
+        let need = |slots: &[Slot], plan: &[(usize, Vec<TokenId>, bool)]| -> usize {
+            slots.iter().map(|s| s.cache.len()).sum::<usize>() + plan.iter().map(|p| p.1.len()).sum::<usize>()
+        };
+        let n_ctx = self.cfg.n_ctx;
+        while need(&self.slots, plan) > n_ctx {
+            let idle = self.slots.iter().enumerate().filter(|(_, s)| s.gen.is_none() && !s.cache.is_empty());
+            let Some((i, _)) = idle.min_by_key(|(_, s)| s.last_used) else { break };
+            self.slots[i].cache.clear();
+            self.session.forget(i);
+        }
+        while need(&self.slots, plan) > n_ctx {
+            let prompt_at = plan
+                .iter()
+                .rposition(|(i, _, _)| self.slots[*i].gen.as_ref().is_some_and(|g| g.pending.is_none()));
+            match prompt_at {
+                Some(k) => {
+                    plan.remove(k);
+                }
+                None => break,
+            }
+        }
+        while need(&self.slots, plan) > n_ctx && !plan.is_empty() {
+            let k = (0..plan.len()).max_by_key(|&k| self.slots[plan[k].0].cache.len()).unwrap_or(0);
+            let (i, _, _) = plan.remove(k);
+            if let Some(mut g) = self.slots[i].gen.take() {
+                g.finish(StopType::Limit, String::new(), true, i);
+            }
+        }
+    }
+
+    fn fail_slot(&mut self, i: usize, why: &str) {
+        let slot = &mut self.slots[i];
+        slot.cache.clear();
+        self.session.forget(i);
+        if let Some(g) = slot.gen.take() {
+            let _ = g.tx.send(GenerateEvent::Error(ApiError::new(ErrorKind::Server, why)));
+        }
+    }
+
+    fn count_pass(&mut self, plan: &[(usize, Vec<TokenId>, bool)], seconds: f64) {
+        let m = &mut self.metrics;
+        m.n_decode_total += 1;
+        m.n_busy_slots_total += plan.len() as u64;
+        let prompt_tokens: usize = plan
+            .iter()
+            .filter(|(i, _, _)| self.slots[*i].gen.as_ref().is_some_and(|g| g.pending.is_none()))
+            .map(|p| p.1.len())
+            .sum();
+        if prompt_tokens > 0 {
+            m.prompt_tokens_total += prompt_tokens as u64;
+            m.prompt_seconds_total += seconds;
+        }
+    }
+
+    fn publish(&mut self) {
+        self.metrics.requests_processing = self.slots.iter().filter(|s| s.gen.is_some()).count() as u64;
+        let infos = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(id, s)| SlotInfo {
+                id,
+                id_task: s.gen.as_ref().map(|g| g.task_id),
+                n_ctx: self.cfg.n_ctx_slot,
+                is_processing: s.gen.is_some(),
+                n_cached: s.cache.len(),
+                n_decoded: s.gen.as_ref().map_or(0, |g| g.generated.len()),
+                n_remaining: s.gen.as_ref().map_or(-1, |g| {
+                    if g.req.n_predict < 0 {
+                        -1
+                    } else {
+                        g.req.n_predict as i64 - g.generated.len() as i64
+                    }
+                }),
+            })
+            .collect();
+        *self.shared.slots.lock().unwrap_or_else(|e| e.into_inner()) = infos;
+        *self.shared.metrics.lock().unwrap_or_else(|e| e.into_inner()) = self.metrics;
+    }
+}
+
+fn common_prefix(a: &[TokenId], b: &[TokenId]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }

@@ -16,7 +16,6 @@ use std::sync::{Mutex, MutexGuard};
 use super::{Device, WeightsAt};
 use crate::cpu::WeightView;
 use crate::exec::binding::view_bytes;
-use crate::exec::kv_cache::KvCache;
 use crate::exec::tasks::{StepState, TaskRef};
 use crate::exec::ExecError;
 use crate::gpu::{DeviceBuffer, Gpu, GpuError, GpuOptions, Linear as GpuLinear, Pool, WeightType};
@@ -380,7 +379,6 @@ impl Device for CudaDevice {
         host_mats: &[Linear<'_>],
         at: WeightsAt,
         st: &StepState<'_>,
-        _kv: &Mutex<KvCache>,
     ) -> Result<(), ExecError> {
         self.lock()?.run(id, task, host_mats, at, st)
     }

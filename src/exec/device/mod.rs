@@ -20,9 +20,6 @@ use cuda_absent as cuda;
 
 pub use cuda::open_cuda;
 
-use std::sync::Mutex;
-
-use super::kv_cache::KvCache;
 use super::tasks::{StepState, TaskRef};
 use super::ExecError;
 use crate::ops::matmul::Linear;
@@ -77,6 +74,5 @@ pub trait Device: Send + Sync {
         host_mats: &[Linear<'_>],
         at: WeightsAt,
         st: &StepState<'_>,
-        kv: &Mutex<KvCache>,
     ) -> Result<(), ExecError>;
 }

@@ -13,7 +13,6 @@ use half::{bf16, f16};
 use super::{Device, WeightsAt};
 use crate::cpu::WeightView;
 use crate::exec::binding::view_bytes;
-use crate::exec::kv_cache::KvCache;
 use crate::exec::tasks::{StepState, TaskRef};
 use crate::exec::ExecError;
 use crate::gpu::MemLedger;
@@ -229,7 +228,6 @@ impl Device for SimDevice {
         host_mats: &[Linear<'_>],
         at: WeightsAt,
         st: &StepState<'_>,
-        kv: &Mutex<KvCache>,
     ) -> Result<(), ExecError> {
         match at {
             WeightsAt::Resident => {
@@ -239,7 +237,7 @@ impl Device for SimDevice {
                 })?;
                 let mats: Vec<Linear<'_>> =
                     copies.iter().zip(host_mats).map(|(c, h)| Linear { w: c.view(), ..*h }).collect();
-                st.run(task, &mats, kv);
+                st.run(task, &mats);
             }
             WeightsAt::Slot(slot) => {
                 let slots = poisoned(self.slots.read());
@@ -256,7 +254,7 @@ impl Device for SimDevice {
                         )))
                     }
                 }
-                st.run(task, &slot_mats(&s, host_mats), kv);
+                st.run(task, &slot_mats(&s, host_mats));
             }
         }
         Ok(())

@@ -1,0 +1,181 @@
+//! The server's slot scheduler on SmolLM2-135M: one slot's greedy tokens are the command line's
+//! (the same session arithmetic, token for token), and four requests at once, batched into one
+//! forward per step, each get exactly what they get alone; stop strings, limits, a prompt that
+//! does not fit, cancellation and the shared KV budget behave as llama-server's.
+
+use std::sync::Arc;
+
+use rs_llama::exec::Session;
+use rs_llama::model::{LoadOptions, Logits, Model};
+use rs_llama::sample::SamplingParams;
+use rs_llama::server::api::{ErrorKind, Final, GenerateEvent, GenerateRequest, StopType};
+use rs_llama::server::scheduler::{self, SchedulerConfig, SchedulerHandle};
+use rs_llama::tokenizer::Tokenizer;
+
+fn load() -> Option<(Arc<Model>, Arc<Tokenizer>)> {
+    let home = std::env::var("HOME").ok()?;
+    let cache = std::env::var("RS_LLAMA_CACHE").unwrap_or(format!("{home}/.cache/rs-llama"));
+    let path = format!("{cache}/models/smollm2-135m-f16.gguf");
+    if !std::path::Path::new(&path).exists() {
+        eprintln!("skipping: {path} is missing (run scripts/fetch-models.sh)");
+        return None;
+    }
+    let model = Model::open(&path, &LoadOptions::default()).expect("model loads");
+    let file = gguf::GgufFile::open(&path).expect("gguf");
+    let tok = Tokenizer::from_gguf(&file).expect("tokenizer");
+    Some((Arc::new(model), Arc::new(tok)))
+}
+
+fn start(m: &Arc<Model>, t: &Arc<Tokenizer>, n_slots: usize, n_ctx: usize) -> SchedulerHandle {
+    let cfg = SchedulerConfig { n_slots, n_ctx, n_ctx_slot: n_ctx, n_batch: 2048, n_ubatch: 512 };
+    scheduler::start(Arc::clone(m), Arc::clone(t), cfg, scheduler::cpu_session()).expect("scheduler")
+}
+
+fn greedy() -> SamplingParams {
+    SamplingParams { temp: 0.0, seed: 42, ..SamplingParams::default() }
+}
+
+fn request(prompt: Vec<u32>, n_predict: i32) -> GenerateRequest {
+    GenerateRequest {
+        prompt,
+        n_predict,
+        sampling: greedy(),
+        stop: Vec::new(),
+        n_probs: 0,
+        post_sampling_probs: false,
+        cache_prompt: true,
+        id_slot: None,
+        stream: false,
+    }
+}
+
+fn wait(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<GenerateEvent>,
+) -> Result<Final, rs_llama::server::api::ApiError> {
+    loop {
+        match rx.blocking_recv().expect("the scheduler answers") {
+            GenerateEvent::Partial(_) => {}
+            GenerateEvent::Final(f) => return Ok(*f),
+            GenerateEvent::Error(e) => return Err(e),
+        }
+    }
+}
+
+/// The command line's greedy loop: the prompt in one decode, then one token at a time.
+fn cli_greedy(m: &Model, t: &Tokenizer, prompt: &[u32], n: usize) -> Vec<u32> {
+    let mut s = Session::new(m, 512, 512).expect("session");
+    let mut logits = s.decode(prompt, Logits::Last).expect("prompt");
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let id = logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i as u32).unwrap();
+        out.push(id);
+        if t.is_eog(id) {
+            break;
+        }
+        logits = s.decode(&[id], Logits::Last).expect("decode");
+    }
+    out
+}
+
+const PROMPTS: [&str; 4] = [
+    "The capital of France is",
+    "Once upon a time, in a small village,",
+    "def fibonacci(n):",
+    "The three primary colors are",
+];
+
+#[test]
+fn one_slot_and_four_busy_slots_give_the_command_lines_tokens() {
+    let Some((m, t)) = load() else { return };
+    let prompts: Vec<Vec<u32>> = PROMPTS.iter().map(|p| t.encode(p, true, true)).collect();
+    let want: Vec<Vec<u32>> = prompts.iter().map(|p| cli_greedy(&m, &t, p, 24)).collect();
+
+    let one = start(&m, &t, 1, 512);
+    for (p, w) in prompts.iter().zip(&want) {
+        let got = wait(one.submit(request(p.clone(), 24))).expect("generation");
+        assert_eq!(&got.tokens, w, "one slot: {:?}", t.detokenize(p, false, false));
+        assert_eq!(got.content, String::from_utf8_lossy(&t.detokenize_bytes(w, false, false)));
+        assert_eq!(got.tokens_evaluated, p.len());
+    }
+    one.shutdown();
+
+    let four = start(&m, &t, 4, 2048);
+    let rxs: Vec<_> = prompts.iter().map(|p| four.submit(request(p.clone(), 24))).collect();
+    let got: Vec<Final> = rxs.into_iter().map(|rx| wait(rx).expect("generation")).collect();
+    let slots: std::collections::BTreeSet<usize> = got.iter().map(|f| f.id_slot).collect();
+    assert_eq!(slots.len(), 4, "four slots at once");
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(&g.tokens, w, "batched with three other slots");
+    }
+    let m4 = four.metrics();
+    assert!(m4.n_busy_slots_total as f64 / m4.n_decode_total as f64 > 2.0, "batched: {m4:?}");
+    four.shutdown();
+}
+
+#[test]
+fn stop_strings_limits_and_bad_prompts() {
+    let Some((m, t)) = load() else { return };
+    let s = start(&m, &t, 2, 256);
+    let p = t.encode(PROMPTS[0], true, true);
+    let free = wait(s.submit(request(p.clone(), 16))).expect("generation");
+    assert_eq!(free.stop_type, StopType::Limit);
+    assert_eq!(free.tokens_predicted, 16);
+    // Stop at the second word of the free-running text.
+    let word: String = free.content.split_whitespace().nth(1).expect("two words").to_string();
+    let mut r = request(p.clone(), 16);
+    r.stop = vec![word.clone()];
+    let stopped = wait(s.submit(r)).expect("generation");
+    assert_eq!(stopped.stop_type, StopType::Word);
+    assert_eq!(stopped.stopping_word, word);
+    let cut = free.content.find(&word).expect("the word is in the text");
+    assert_eq!(stopped.content, free.content[..cut]);
+    // The same prompt again: all but its last token come from the cache.
+    assert_eq!(stopped.timings.cache_n, p.len() - 1);
+
+    let long: Vec<u32> = (0..300).map(|i| 100 + i).collect();
+    let e = wait(s.submit(request(long, 4))).expect_err("too long");
+    assert_eq!(e.kind, ErrorKind::ExceedContextSize);
+    assert_eq!(e.context, Some((300, 256)));
+
+    // The context fills: the generation ends as truncated.
+    let near: Vec<u32> = (0..250).map(|i| 200 + i).collect();
+    let f = wait(s.submit(request(near, -1))).expect("generation");
+    assert!(f.truncated && f.stop_type == StopType::Limit, "{:?} {}", f.stop_type, f.truncated);
+    assert!(f.tokens_cached < 256);
+    s.shutdown();
+}
+
+#[test]
+fn streaming_partials_add_up_to_the_text_and_a_dropped_client_frees_its_slot() {
+    let Some((m, t)) = load() else { return };
+    let s = start(&m, &t, 1, 512);
+    let p = t.encode(PROMPTS[1], true, true);
+    let mut r = request(p.clone(), 20);
+    r.stream = true;
+    let mut rx = s.submit(r.clone());
+    let mut text = String::new();
+    let mut n = 0;
+    let fin = loop {
+        match rx.blocking_recv().expect("events") {
+            GenerateEvent::Partial(x) => {
+                text.push_str(&x.text);
+                n += x.tokens.len();
+            }
+            GenerateEvent::Final(f) => break f,
+            GenerateEvent::Error(e) => panic!("{e}"),
+        }
+    };
+    text.push_str(&fin.unsent);
+    assert_eq!(text, fin.content);
+    assert_eq!(n, 20);
+
+    // Drop the receiver after the first partial: the one slot must serve the next request.
+    let mut rx = s.submit(r);
+    assert!(matches!(rx.blocking_recv(), Some(GenerateEvent::Partial(_))));
+    drop(rx);
+    let next = wait(s.submit(request(p, 4))).expect("the slot was freed");
+    assert_eq!(next.tokens_predicted, 4);
+    s.shutdown();
+    let after = wait(s.submit(request(vec![1, 2, 3], 4))).expect_err("shut down");
+    assert_eq!(after.kind, ErrorKind::Unavailable);
+}

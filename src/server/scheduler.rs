@@ -241,7 +241,10 @@ impl<'m, 't> Scheduler<'m, 't> {
             }
             self.drop_cancelled();
             self.admit();
-            self.run_step();
+            if !self.run_step() {
+                // Nothing could run (everything waits for room): do not spin.
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
             self.publish();
         }
     }
@@ -348,8 +351,8 @@ impl<'m, 't> Scheduler<'m, 't> {
         slot.gen = Some(Generation::new(t.id, t.req, t.tx, chain, keep, n_batch, n_ubatch));
     }
 
-    /// One pass over every busy slot's next tokens.
-    fn run_step(&mut self) {
+    /// One pass over every busy slot's next tokens; false when there was nothing to run.
+    fn run_step(&mut self) -> bool {
         // (slot, tokens, is the prompt's last piece or a decode token)
         let mut plan: Vec<(usize, Vec<TokenId>, bool)> = Vec::new();
         for (i, s) in self.slots.iter().enumerate() {
@@ -373,7 +376,7 @@ impl<'m, 't> Scheduler<'m, 't> {
         }
         self.fit_pool(&mut plan);
         if plan.is_empty() {
-            return;
+            return false;
         }
         self.step += 1;
         let items: Vec<BatchItem<'_>> = plan
@@ -394,7 +397,7 @@ impl<'m, 't> Scheduler<'m, 't> {
                 for (i, _, _) in &plan {
                     self.fail_slot(*i, &e.to_string());
                 }
-                return;
+                return true;
             }
         };
         self.count_pass(&plan, spent);
@@ -423,6 +426,7 @@ impl<'m, 't> Scheduler<'m, 't> {
                 }
             }
         }
+        true
     }
 
     /// Keep the pass inside the KV pool: drop idle slots' caches (least recently used first),

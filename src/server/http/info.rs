@@ -140,7 +140,7 @@ pub fn format_g(v: f64) -> String {
     }
     let exp = v.abs().log10().floor() as i32;
     let trim = |s: String| if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
-    if (-5..6).contains(&exp) {
+    if (-4..6).contains(&exp) {
         let decimals = (5 - exp).max(0) as usize;
         trim(format!("{v:.decimals$}"))
     } else {

@@ -169,7 +169,8 @@ fn load(cfg: &ServerConfig) -> Result<Loaded, String> {
     crate::cli::threads::init_pool(cfg.n_threads().max(cfg.n_threads_batch()));
     let file = Arc::new(GgufFile::open(&path).map_err(|e| fail(&e))?);
     let tokenizer = Arc::new(Tokenizer::from_gguf(&file).map_err(|e| fail(&e))?);
-    let model = Arc::new(Model::load(Arc::clone(&file), &LoadOptions { progress: false }).map_err(|e| fail(&e))?);
+    let model =
+        Arc::new(Model::load(Arc::clone(&file), &LoadOptions { progress: false }).map_err(|e| fail(&e))?);
     log_info!("{}\n", model.describe());
 
     let n_ctx_train = model.n_ctx_train();
@@ -181,7 +182,9 @@ fn load(cfg: &ServerConfig) -> Result<Loaded, String> {
     }
     let mut sampling = cfg.sampling.clone();
     sampling.apply_model_defaults(file.as_ref(), &cfg.sampling_user).map_err(|e| fail(&e))?;
-    let text = |id: Option<crate::TokenId>| id.map(|id| String::from_utf8_lossy(&tokenizer.token_to_piece(id, true)).into_owned());
+    let text = |id: Option<crate::TokenId>| {
+        id.map(|id| String::from_utf8_lossy(&tokenizer.token_to_piece(id, true)).into_owned())
+    };
     let tokens = TokenTexts {
         bos: text(tokenizer.bos()),
         eos: text(tokenizer.eos()),
@@ -190,8 +193,9 @@ fn load(cfg: &ServerConfig) -> Result<Loaded, String> {
     };
     let model_template = file.get_str(gguf::names::TOK_CHAT_TEMPLATE).ok().flatten();
     let tool_use = file.get_str(gguf::names::TOK_CHAT_TEMPLATE_TOOL_USE).ok().flatten();
-    let templates = ChatTemplates::new(&cfg.chat_template, model_template, tool_use, tokens.clone(), cfg.use_jinja)
-        .map_err(|e| format!("failed to initialize the chat template: {e}"))?;
+    let templates =
+        ChatTemplates::new(&cfg.chat_template, model_template, tool_use, tokens.clone(), cfg.use_jinja)
+            .map_err(|e| format!("failed to initialize the chat template: {e}"))?;
     for w in templates.warnings() {
         log_warn!("{w}\n");
     }
@@ -218,9 +222,16 @@ fn load(cfg: &ServerConfig) -> Result<Loaded, String> {
     };
     log_info!(
         "{}",
-        srv("load_model", &format!("initializing, n_slots = {n_slots}, n_ctx_slot = {n_ctx_slot}, kv_unified = '{}'", cfg.unified_kv()))
+        srv(
+            "load_model",
+            &format!(
+                "initializing, n_slots = {n_slots}, n_ctx_slot = {n_ctx_slot}, kv_unified = '{}'",
+                cfg.unified_kv()
+            )
+        )
     );
-    let handle = scheduler::start(Arc::clone(&model), Arc::clone(&tokenizer), sched_cfg).map_err(|e| fail(&e))?;
+    let handle =
+        scheduler::start(Arc::clone(&model), Arc::clone(&tokenizer), sched_cfg).map_err(|e| fail(&e))?;
     Ok(Loaded { backend: Arc::new(handle), vocab: tokenizer, templates, info, sampling })
 }
 

@@ -216,7 +216,14 @@ impl StreamState {
                                 "tokens_evaluated" => f.tokens_evaluated,
                             });
                         }
-                        out.push(render::native_final(m, index, &f, true, &self.prompts[index], &self.settings));
+                        out.push(render::native_final(
+                            m,
+                            index,
+                            &f,
+                            true,
+                            &self.prompts[index],
+                            &self.settings,
+                        ));
                         out
                     }
                     Kind::OaiText => {
@@ -312,7 +319,8 @@ pub fn unix_now() -> u64 {
 fn random_id(salt: u64) -> String {
     use std::hash::{BuildHasher, Hasher};
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let mut out = String::with_capacity(32);
     let mut round = 0u64;
     while out.len() < 32 {

@@ -66,10 +66,19 @@ fn default_request(ctx: &Ctx<'_>) -> GenerateRequest {
 /// `generation_settings` without the fields llama-server leaves out of `/props` and `/slots`.
 fn short_settings(ctx: &Ctx<'_>) -> Json {
     let full = params::settings_json(&default_request(ctx), false);
-    let dropped =
-        ["dry_sequence_breakers", "stop", "logit_bias", "grammar", "grammar_lazy", "grammar_triggers", "preserved_tokens"];
+    let dropped = [
+        "dry_sequence_breakers",
+        "stop",
+        "logit_bias",
+        "grammar",
+        "grammar_lazy",
+        "grammar_triggers",
+        "preserved_tokens",
+    ];
     match full {
-        Json::Obj(fields) => Json::Obj(fields.into_iter().filter(|(k, _)| !dropped.contains(&k.as_str())).collect()),
+        Json::Obj(fields) => {
+            Json::Obj(fields.into_iter().filter(|(k, _)| !dropped.contains(&k.as_str())).collect())
+        }
         other => other,
     }
 }
@@ -136,10 +145,26 @@ pub fn slots(ctx: &Ctx<'_>, query: &str) -> Result<Response, ApiError> {
 /// A number as C++'s `ostream <<` writes a double (`%g`, six significant digits).
 pub fn format_g(v: f64) -> String {
     if v == 0.0 || !v.is_finite() {
-        return if v.is_nan() { "nan".into() } else if v.is_infinite() { if v > 0.0 { "inf".into() } else { "-inf".into() } } else { "0".into() };
+        return if v.is_nan() {
+            "nan".into()
+        } else if v.is_infinite() {
+            if v > 0.0 {
+                "inf".into()
+            } else {
+                "-inf".into()
+            }
+        } else {
+            "0".into()
+        };
     }
     let exp = v.abs().log10().floor() as i32;
-    let trim = |s: String| if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
+    let trim = |s: String| {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        }
+    };
     if (-4..6).contains(&exp) {
         let decimals = (5 - exp).max(0) as usize;
         trim(format!("{v:.decimals$}"))
@@ -161,28 +186,59 @@ pub fn metrics(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let m = ctx.loaded.backend.metrics();
     let rate = |n: u64, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
     let counters: [(&str, &str, f64); 10] = [
-        ("prompt_tokens_total", "Number of prompt tokens processed, excluding cached tokens", m.prompt_tokens_total as f64),
+        (
+            "prompt_tokens_total",
+            "Number of prompt tokens processed, excluding cached tokens",
+            m.prompt_tokens_total as f64,
+        ),
         ("prompt_tokens_cached_total", "Number of prompt tokens reused from the cache", 0.0),
         ("prompt_seconds_total", "Total time spent processing prompts", m.prompt_seconds_total),
         ("tokens_predicted_total", "Number of generation tokens processed", m.tokens_predicted_total as f64),
-        ("tokens_predicted_seconds_total", "Total time spent generating tokens", m.tokens_predicted_seconds_total),
-        ("n_decode_total", "Total number of llama_decode() calls, excluding speculative decoding and multimodal decoding", m.n_decode_total as f64),
+        (
+            "tokens_predicted_seconds_total",
+            "Total time spent generating tokens",
+            m.tokens_predicted_seconds_total,
+        ),
+        (
+            "n_decode_total",
+            "Total number of llama_decode() calls, excluding speculative decoding and multimodal decoding",
+            m.n_decode_total as f64,
+        ),
         ("n_tokens_max", "Largest observed sequence length (prompt + generation)", m.n_tokens_max as f64),
         ("spec_decode_num_draft_tokens_total", "Speculative: Total draft tokens generated", 0.0),
-        ("spec_decode_num_accepted_tokens_total", "Speculative: Total draft tokens accepted by the target model", 0.0),
+        (
+            "spec_decode_num_accepted_tokens_total",
+            "Speculative: Total draft tokens accepted by the target model",
+            0.0,
+        ),
         ("spec_decode_num_drafts_total", "Speculative: Total speculative decoding verification steps", 0.0),
     ];
     let gauges: [(&str, &str, f64); 5] = [
-        ("prompt_tokens_seconds", "Average prompt throughput in tokens/s", rate(m.prompt_tokens_total, m.prompt_seconds_total)),
-        ("predicted_tokens_seconds", "Average generation throughput in tokens/s", rate(m.tokens_predicted_total, m.tokens_predicted_seconds_total)),
+        (
+            "prompt_tokens_seconds",
+            "Average prompt throughput in tokens/s",
+            rate(m.prompt_tokens_total, m.prompt_seconds_total),
+        ),
+        (
+            "predicted_tokens_seconds",
+            "Average generation throughput in tokens/s",
+            rate(m.tokens_predicted_total, m.tokens_predicted_seconds_total),
+        ),
         ("requests_processing", "Number of requests processing", m.requests_processing as f64),
         ("requests_deferred", "Number of requests deferred", m.requests_deferred as f64),
-        ("n_busy_slots_per_decode", "Average number of busy slots per llama_decode() call", m.n_busy_slots_total as f64 / (m.n_decode_total as f64).max(1.0)),
+        (
+            "n_busy_slots_per_decode",
+            "Average number of busy slots per llama_decode() call",
+            m.n_busy_slots_total as f64 / (m.n_decode_total as f64).max(1.0),
+        ),
     ];
     let mut text = String::new();
     for (kind, items) in [("counter", &counters[..]), ("gauge", &gauges[..])] {
         for (name, help, value) in items {
-            text += &format!("# HELP llamacpp:{name} {help}\n# TYPE llamacpp:{name} {kind}\nllamacpp:{name} {}\n", format_g(*value));
+            text += &format!(
+                "# HELP llamacpp:{name} {help}\n# TYPE llamacpp:{name} {kind}\nllamacpp:{name} {}\n",
+                format_g(*value)
+            );
         }
     }
     let mut res = Response::new(Body::from(text));
@@ -226,7 +282,10 @@ pub fn detokenize(ctx: &Ctx<'_>, body: &Value) -> Result<Response, ApiError> {
         for t in items {
             let id = t.as_f64().ok_or_else(|| ApiError::invalid(params::type_error("number", t)))? as i64;
             if id < 0 || id as usize >= vocab.n_vocab() {
-                return Err(ApiError::invalid(format!("token id {id} is out of range (n_vocab = {})", vocab.n_vocab())));
+                return Err(ApiError::invalid(format!(
+                    "token id {id} is out of range (n_vocab = {})",
+                    vocab.n_vocab()
+                )));
             }
             tokens.push(id as TokenId);
         }

@@ -153,7 +153,9 @@ impl From<&serde_json::Value> for Json {
             },
             serde_json::Value::String(s) => Json::Str(s.clone()),
             serde_json::Value::Array(a) => Json::Arr(a.iter().map(Json::from).collect()),
-            serde_json::Value::Object(o) => Json::Obj(o.iter().map(|(k, v)| (k.clone(), Json::from(v))).collect()),
+            serde_json::Value::Object(o) => {
+                Json::Obj(o.iter().map(|(k, v)| (k.clone(), Json::from(v))).collect())
+            }
         }
     }
 }

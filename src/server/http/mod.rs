@@ -243,7 +243,8 @@ pub fn not_found() -> ApiError {
 
 async fn read_body(req: Request, timeout_s: u64) -> Result<Vec<u8>, ApiError> {
     let too_large = || ApiError::new(ErrorKind::InvalidRequest, "Payload Too Large");
-    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(too_large());
     }
@@ -257,7 +258,8 @@ async fn read_body(req: Request, timeout_s: u64) -> Result<Vec<u8>, ApiError> {
 
 /// `{"code","message","type"}` (plus `n_prompt_tokens`, `n_ctx` for a prompt that does not fit).
 pub fn error_json(e: &ApiError) -> Json {
-    let mut err = obj! { "code" => e.kind.status(), "message" => e.message.as_str(), "type" => e.kind.type_name() };
+    let mut err =
+        obj! { "code" => e.kind.status(), "message" => e.message.as_str(), "type" => e.kind.type_name() };
     if let Some((n_prompt, n_ctx)) = e.context {
         err.set("n_prompt_tokens", n_prompt);
         err.set("n_ctx", n_ctx);
@@ -278,7 +280,8 @@ pub fn error_response(e: &ApiError) -> Response {
 pub fn json_response(status: StatusCode, body: &Json) -> Response {
     let mut res = Response::new(Body::from(body.to_text()));
     *res.status_mut() = status;
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
     res
 }
 

@@ -75,7 +75,13 @@ fn float(data: &Value, names: &[&'static str], dst: &mut f32, min: f32, max: f32
 }
 
 /// An integer field (a float is truncated); `hard` limits are an error, else a clamp.
-fn int(data: &Value, names: &[&'static str], min: i64, max: i64, hard: bool) -> Result<Option<i64>, ApiError> {
+fn int(
+    data: &Value,
+    names: &[&'static str],
+    min: i64,
+    max: i64,
+    hard: bool,
+) -> Result<Option<i64>, ApiError> {
     let Some((name, v)) = lookup(data, names) else { return Ok(None) };
     let n = number(name, v)? as i64;
     if hard && (n < min || n > max) {
@@ -111,9 +117,14 @@ pub struct CompletionParams {
 const INT_MAX: i64 = i32::MAX as i64;
 
 /// The per-request fields over the server's defaults.
-pub fn completion_params(data: &Value, loaded: &Loaded, cfg: &crate::server::args::ServerConfig) -> Result<CompletionParams, ApiError> {
+pub fn completion_params(
+    data: &Value,
+    loaded: &Loaded,
+    cfg: &crate::server::args::ServerConfig,
+) -> Result<CompletionParams, ApiError> {
     let mut s: SamplingParams = loaded.sampling.clone();
-    let (mut stream, mut cache_prompt, mut return_tokens, mut timings_per_token) = (false, cfg.cache_prompt, false, false);
+    let (mut stream, mut cache_prompt, mut return_tokens, mut timings_per_token) =
+        (false, cfg.cache_prompt, false, false);
     let (mut post_sampling_probs, mut include_usage) = (false, false);
     boolean(data, "timings_per_token", &mut timings_per_token)?;
     boolean(data, "stream", &mut stream)?;
@@ -306,7 +317,12 @@ fn one_prompt(p: &Value, vocab: &dyn Vocabulary) -> Result<Vec<TokenId>, ApiErro
 }
 
 /// A string, or an array of strings and token ids, as tokens (llama-server's `tokenize_mixed`).
-pub fn mixed(v: &Value, vocab: &dyn Vocabulary, add_special: bool, parse_special: bool) -> Result<Vec<TokenId>, ApiError> {
+pub fn mixed(
+    v: &Value,
+    vocab: &dyn Vocabulary,
+    add_special: bool,
+    parse_special: bool,
+) -> Result<Vec<TokenId>, ApiError> {
     let bad = |e: &Value| ApiError::invalid(type_error("number", e));
     match v {
         Value::String(s) => Ok(vocab.encode(s, add_special, parse_special)),
@@ -344,7 +360,9 @@ pub fn chat_prompt(body: &Value, loaded: &Loaded) -> Result<(String, Value), Api
         match kind {
             "" | "text" => {}
             "json_object" | "json_schema" => {
-                return Err(ApiError::invalid("response_format json_object/json_schema is not supported yet by rs-llama"))
+                return Err(ApiError::invalid(
+                    "response_format json_object/json_schema is not supported yet by rs-llama",
+                ))
             }
             other => {
                 return Err(ApiError::invalid(format!(
@@ -354,14 +372,17 @@ pub fn chat_prompt(body: &Value, loaded: &Loaded) -> Result<(String, Value), Api
         }
     }
     let messages = body.get("messages").ok_or_else(|| ApiError::invalid("'messages' is required"))?;
-    let messages = messages.as_array().ok_or_else(|| ApiError::invalid("Expected 'messages' to be an array"))?;
+    let messages =
+        messages.as_array().ok_or_else(|| ApiError::invalid("Expected 'messages' to be an array"))?;
     let mut msgs = Vec::with_capacity(messages.len());
     for m in messages {
         let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
         let content = match m.get("content") {
             None if role == "assistant" => {
                 if m.get("tool_calls").is_none() {
-                    return Err(ApiError::invalid("Assistant message must contain either 'content' or 'tool_calls'!"));
+                    return Err(ApiError::invalid(
+                        "Assistant message must contain either 'content' or 'tool_calls'!",
+                    ));
                 }
                 continue;
             }
@@ -374,7 +395,8 @@ pub fn chat_prompt(body: &Value, loaded: &Loaded) -> Result<(String, Value), Api
         msgs.push(ChatMessage::new(role, &content));
     }
     let add_generation_prompt = loose_bool(body, "add_generation_prompt", true);
-    let prompt = loaded.templates.apply(&msgs, add_generation_prompt).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let prompt =
+        loaded.templates.apply(&msgs, add_generation_prompt).map_err(|e| ApiError::invalid(e.to_string()))?;
     let mut mapped = body.clone();
     if let Some(obj) = mapped.as_object_mut() {
         if let Some(Value::String(s)) = obj.get("stop") {
@@ -387,7 +409,9 @@ pub fn chat_prompt(body: &Value, loaded: &Loaded) -> Result<(String, Value), Api
             (Some(true), top) => {
                 obj.insert("n_probs".into(), top.unwrap_or(Value::from(20)));
             }
-            (_, Some(_)) => return Err(ApiError::invalid("top_logprobs requires logprobs to be set to true")),
+            (_, Some(_)) => {
+                return Err(ApiError::invalid("top_logprobs requires logprobs to be set to true"))
+            }
             _ => {}
         }
         // `logprobs` is a switch here, not llama-server's alias of n_probs.
@@ -402,7 +426,9 @@ fn content_parts(parts: &[Value]) -> Result<String, ApiError> {
     for p in parts {
         match p.get("type").and_then(Value::as_str) {
             Some("text") => text += p.get("text").and_then(Value::as_str).unwrap_or_default(),
-            _ => return Err(ApiError::invalid("only text content parts are supported by rs-llama (no media)")),
+            _ => {
+                return Err(ApiError::invalid("only text content parts are supported by rs-llama (no media)"))
+            }
         }
     }
     Ok(text)

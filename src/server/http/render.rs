@@ -112,7 +112,14 @@ pub fn native_partial(m: &Meta, index: usize, p: &Partial) -> Json {
 }
 
 /// The native final object. Streamed, its text and tokens went out in the chunks before it.
-pub fn native_final(m: &Meta, index: usize, f: &Final, streamed: bool, prompt: &str, settings: &Json) -> Json {
+pub fn native_final(
+    m: &Meta,
+    index: usize,
+    f: &Final,
+    streamed: bool,
+    prompt: &str,
+    settings: &Json,
+) -> Json {
     let (content, toks) = if streamed { ("", &[][..]) } else { (f.content.as_str(), &f.tokens[..]) };
     let mut o = obj! {
         "index" => index, "content" => content, "tokens" => tokens(m, toks), "id_slot" => f.id_slot,
@@ -219,7 +226,8 @@ pub fn oai_chat_final(m: &Meta, index: usize, f: &Final, rest: &str, include_usa
     if !rest.is_empty() {
         out.push(delta_chunk(m, index, obj! { "content" => rest }));
     }
-    let finish = obj! { "finish_reason" => finish_reason(f.stop_type), "index" => index, "delta" => Json::obj() };
+    let finish =
+        obj! { "finish_reason" => finish_reason(f.stop_type), "index" => index, "delta" => Json::obj() };
     out.push(chunk(m, vec![finish]));
     if include_usage {
         let mut u = chunk(m, Vec::new());

@@ -49,10 +49,19 @@ impl Backend for Fake {
             let _ = tx.send(GenerateEvent::Error(e));
             return rx;
         }
-        let timings = Timings { cache_n: 1, prompt_n: req.prompt.len() - 1, prompt_ms: 2.0, predicted_n: 2, predicted_ms: 4.0 };
+        let timings = Timings {
+            cache_n: 1,
+            prompt_n: req.prompt.len() - 1,
+            prompt_ms: 2.0,
+            predicted_n: 2,
+            predicted_ms: 4.0,
+        };
         let prob = |id: TokenId| TokenProbs {
             chosen: TokenProb { id, piece: vec![b'H'], prob: 0.5 },
-            top: vec![TokenProb { id, piece: vec![b'H'], prob: 0.5 }, TokenProb { id: 3, piece: vec![0xe2], prob: 0.0 }],
+            top: vec![
+                TokenProb { id, piece: vec![b'H'], prob: 0.5 },
+                TokenProb { id: 3, piece: vec![0xe2], prob: 0.0 },
+            ],
         };
         let probs = if req.n_probs > 0 { vec![prob(73), prob(74)] } else { vec![] };
         if req.stream {
@@ -86,10 +95,24 @@ impl Backend for Fake {
         rx
     }
     fn slots(&self) -> Vec<SlotInfo> {
-        vec![SlotInfo { id: 0, id_task: None, n_ctx: 64, is_processing: false, n_cached: 0, n_decoded: 0, n_remaining: -1 }]
+        vec![SlotInfo {
+            id: 0,
+            id_task: None,
+            n_ctx: 64,
+            is_processing: false,
+            n_cached: 0,
+            n_decoded: 0,
+            n_remaining: -1,
+        }]
     }
     fn metrics(&self) -> Metrics {
-        Metrics { prompt_tokens_total: 10, prompt_seconds_total: 0.5, n_decode_total: 4, n_busy_slots_total: 6, ..Default::default() }
+        Metrics {
+            prompt_tokens_total: 10,
+            prompt_seconds_total: 0.5,
+            n_decode_total: 4,
+            n_busy_slots_total: 6,
+            ..Default::default()
+        }
     }
     fn n_ctx_slot(&self) -> usize {
         128
@@ -130,11 +153,21 @@ impl Reply {
     /// The `data:` payloads of an SSE body.
     fn events(&self) -> Vec<String> {
         assert!(self.text.ends_with("\n\n"), "{}", self.text);
-        self.text.split("\n\n").filter(|e| !e.is_empty()).map(|e| e.strip_prefix("data: ").unwrap().to_string()).collect()
+        self.text
+            .split("\n\n")
+            .filter(|e| !e.is_empty())
+            .map(|e| e.strip_prefix("data: ").unwrap().to_string())
+            .collect()
     }
 }
 
-async fn call(state: &Arc<AppState>, method: Method, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+async fn call(
+    state: &Arc<AppState>,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
     let mut req = Request::builder().method(method).uri(path);
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -183,7 +216,8 @@ async fn api_keys_cors_and_preflight() {
     assert_eq!(call(&state, Method::GET, "/models", &[("Authorization", "Bearer k3")], "").await.status, 401);
     assert_eq!(call(&state, Method::GET, "/models", &[("Authorization", "Bearer k2")], "").await.status, 200);
     assert_eq!(call(&state, Method::GET, "/props", &[("X-Api-Key", "k1")], "").await.status, 200);
-    let r = call(&state, Method::OPTIONS, "/v1/chat/completions", &[("Origin", "http://localhost:3000")], "").await;
+    let r = call(&state, Method::OPTIONS, "/v1/chat/completions", &[("Origin", "http://localhost:3000")], "")
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["access-control-allow-origin"], "http://localhost:3000");
     assert_eq!(r.headers["access-control-allow-methods"], "GET, POST, DELETE, OPTIONS");
@@ -222,7 +256,12 @@ async fn native_completion_fields_and_response() {
 #[tokio::test]
 async fn prompt_forms() {
     let (state, fake) = server(&[]);
-    let r = post(&state, "/completions", json!({"prompt": [["a", 5, "b"], [7, 8], "c"], "logit_bias": {"5": false, "b": 2}})).await;
+    let r = post(
+        &state,
+        "/completions",
+        json!({"prompt": [["a", 5, "b"], [7, 8], "c"], "logit_bias": {"5": false, "b": 2}}),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let arr = r.json();
     assert_eq!(arr.as_array().unwrap().len(), 3);
@@ -241,21 +280,93 @@ async fn prompt_forms() {
 async fn bad_inputs() {
     let (state, fake) = server(&[]);
     let cases: &[(&str, &str, u16, &str, &str)] = &[
-        ("/completion", "{not json", 400, "invalid_request_error", "[json.exception.parse_error.101] parse error at line 1, column 2"),
-        ("/completion", "", 400, "invalid_request_error", "[json.exception.parse_error.101] parse error at line 1, column 1: attempting"),
-        ("/completion", r#"{"n_predict": 3}"#, 400, "invalid_request_error", "[json.exception.out_of_range.403] key 'prompt' not found"),
-        ("/completion", r#"{"prompt": "x", "temperature": "hot"}"#, 400, "invalid_request_error", "Field 'temperature': [json.exception.type_error.302] type must be number, but is string"),
-        ("/completion", r#"{"prompt": "x", "stream": 1}"#, 400, "invalid_request_error", "Field 'stream': [json.exception.type_error.302] type must be boolean, but is number"),
-        ("/completion", r#"{"prompt": "x", "n_predict": -5}"#, 400, "invalid_request_error", "Field 'n_predict': Value must be between -1 <= value <= 2147483647, but got -5"),
-        ("/completion", r#"{"prompt": [1, 257]}"#, 400, "invalid_request_error", "Prompt contains invalid tokens"),
-        ("/completion", r#"{"prompt": [1, -1]}"#, 400, "invalid_request_error", "Prompt contains invalid tokens"),
+        (
+            "/completion",
+            "{not json",
+            400,
+            "invalid_request_error",
+            "[json.exception.parse_error.101] parse error at line 1, column 2",
+        ),
+        (
+            "/completion",
+            "",
+            400,
+            "invalid_request_error",
+            "[json.exception.parse_error.101] parse error at line 1, column 1: attempting",
+        ),
+        (
+            "/completion",
+            r#"{"n_predict": 3}"#,
+            400,
+            "invalid_request_error",
+            "[json.exception.out_of_range.403] key 'prompt' not found",
+        ),
+        (
+            "/completion",
+            r#"{"prompt": "x", "temperature": "hot"}"#,
+            400,
+            "invalid_request_error",
+            "Field 'temperature': [json.exception.type_error.302] type must be number, but is string",
+        ),
+        (
+            "/completion",
+            r#"{"prompt": "x", "stream": 1}"#,
+            400,
+            "invalid_request_error",
+            "Field 'stream': [json.exception.type_error.302] type must be boolean, but is number",
+        ),
+        (
+            "/completion",
+            r#"{"prompt": "x", "n_predict": -5}"#,
+            400,
+            "invalid_request_error",
+            "Field 'n_predict': Value must be between -1 <= value <= 2147483647, but got -5",
+        ),
+        (
+            "/completion",
+            r#"{"prompt": [1, 257]}"#,
+            400,
+            "invalid_request_error",
+            "Prompt contains invalid tokens",
+        ),
+        (
+            "/completion",
+            r#"{"prompt": [1, -1]}"#,
+            400,
+            "invalid_request_error",
+            "Prompt contains invalid tokens",
+        ),
         ("/completion", r#"{"prompt": []}"#, 400, "invalid_request_error", "\"prompt\" must not be empty"),
         ("/completion", r#"{"prompt": 5}"#, 400, "invalid_request_error", "\"prompt\" elements must be"),
         ("/v1/chat/completions", r#"{"model": "x"}"#, 400, "invalid_request_error", "'messages' is required"),
-        ("/v1/chat/completions", r#"{"messages": {}}"#, 400, "invalid_request_error", "Expected 'messages' to be an array"),
-        ("/v1/chat/completions", r#"{"messages": [{"role": "user"}]}"#, 400, "invalid_request_error", "All non-assistant messages must contain 'content'"),
-        ("/v1/chat/completions", r#"{"messages": [{"role": "user", "content": "x"}], "n": 9}"#, 400, "invalid_request_error", "Field 'n': Value must be between 1 <= value <= 4, but got 9"),
-        ("/v1/chat/completions", r#"{"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}"#, 400, "invalid_request_error", "top_logprobs requires logprobs to be set to true"),
+        (
+            "/v1/chat/completions",
+            r#"{"messages": {}}"#,
+            400,
+            "invalid_request_error",
+            "Expected 'messages' to be an array",
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"messages": [{"role": "user"}]}"#,
+            400,
+            "invalid_request_error",
+            "All non-assistant messages must contain 'content'",
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"messages": [{"role": "user", "content": "x"}], "n": 9}"#,
+            400,
+            "invalid_request_error",
+            "Field 'n': Value must be between 1 <= value <= 4, but got 9",
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}"#,
+            400,
+            "invalid_request_error",
+            "top_logprobs requires logprobs to be set to true",
+        ),
     ];
     for (path, body, code, kind, msg) in cases {
         let r = call(&state, Method::POST, path, &[], body).await;
@@ -291,7 +402,10 @@ async fn native_stream_ends_with_the_final_object_and_no_done() {
     assert_eq!(r.headers["content-type"], "text/event-stream");
     let ev = r.events();
     assert_eq!(ev.len(), 3, "{ev:?}");
-    assert_eq!(ev[0], r#"{"index":0,"content":"Hello","tokens":[],"stop":false,"id_slot":1,"tokens_predicted":1,"tokens_evaluated":2}"#);
+    assert_eq!(
+        ev[0],
+        r#"{"index":0,"content":"Hello","tokens":[],"stop":false,"id_slot":1,"tokens_predicted":1,"tokens_evaluated":2}"#
+    );
     let last: Value = serde_json::from_str(&ev[2]).unwrap();
     assert_eq!((last["stop"].clone(), last["content"].clone()), (json!(true), json!("")));
     assert!(!r.text.contains("[DONE]"));
@@ -301,19 +415,35 @@ async fn native_stream_ends_with_the_final_object_and_no_done() {
 async fn chat_completion_and_its_stream() {
     let (state, fake) = server(&["-a", "smol"]);
     let msgs = json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "Hi"}]}]);
-    let r = post(&state, "/v1/chat/completions", json!({"messages": msgs, "max_tokens": 5, "stop": "x", "logprobs": true, "top_logprobs": 1})).await;
+    let r = post(
+        &state,
+        "/v1/chat/completions",
+        json!({"messages": msgs, "max_tokens": 5, "stop": "x", "logprobs": true, "top_logprobs": 1}),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let v = r.json();
     assert!(r.text.starts_with(r#"{"choices":[{"finish_reason":"stop","index":0,"message":{"role":"assistant","content":"Hello world"},"logprobs":{"content":[{"id":73,"#), "{}", r.text);
     assert_eq!(v["object"], "chat.completion");
     assert_eq!(v["model"], "smol");
     assert!(v["id"].as_str().unwrap().starts_with("chatcmpl-") && v["id"].as_str().unwrap().len() == 41);
-    let prompt_len = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n".len() + 1;
-    assert_eq!(v["usage"], json!({"completion_tokens": 2, "prompt_tokens": prompt_len, "total_tokens": prompt_len + 2, "prompt_tokens_details": {"cached_tokens": 1}}));
+    let prompt_len =
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+            .len()
+            + 1;
+    assert_eq!(
+        v["usage"],
+        json!({"completion_tokens": 2, "prompt_tokens": prompt_len, "total_tokens": prompt_len + 2, "prompt_tokens_details": {"cached_tokens": 1}})
+    );
     let req = fake.seen.lock().unwrap()[0].clone();
     assert_eq!((req.n_predict, req.stop.clone(), req.n_probs), (5, vec!["x".to_string()], 1));
 
-    let r = post(&state, "/chat/completions", json!({"messages": msgs, "stream": true, "stream_options": {"include_usage": true}})).await;
+    let r = post(
+        &state,
+        "/chat/completions",
+        json!({"messages": msgs, "stream": true, "stream_options": {"include_usage": true}}),
+    )
+    .await;
     let ev = r.events();
     assert_eq!(ev.last().unwrap(), "[DONE]");
     let chunks: Vec<Value> = ev[..ev.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
@@ -335,10 +465,13 @@ async fn oai_text_completion_with_n_choices() {
     assert_eq!(r.status, 200, "{}", r.text);
     let v = r.json();
     assert_eq!(v["object"], "text_completion");
-    assert_eq!(v["choices"], json!([
-        {"text": "Hello world", "index": 0, "logprobs": null, "finish_reason": "stop"},
-        {"text": "Hello world", "index": 1, "logprobs": null, "finish_reason": "stop"},
-    ]));
+    assert_eq!(
+        v["choices"],
+        json!([
+            {"text": "Hello world", "index": 0, "logprobs": null, "finish_reason": "stop"},
+            {"text": "Hello world", "index": 1, "logprobs": null, "finish_reason": "stop"},
+        ])
+    );
     assert_eq!(fake.seen.lock().unwrap().len(), 2);
     let r = post(&state, "/v1/completions", json!({"prompt": "x", "stream": true})).await;
     let ev = r.events();
@@ -353,7 +486,8 @@ async fn tokenize_detokenize_and_template() {
     let (state, _) = server(&[]);
     let r = post(&state, "/tokenize", json!({"content": "Hi"})).await;
     assert_eq!(r.text, r#"{"tokens":[73,106]}"#);
-    let r = post(&state, "/tokenize", json!({"content": "Hi", "add_special": true, "with_pieces": true})).await;
+    let r =
+        post(&state, "/tokenize", json!({"content": "Hi", "add_special": true, "with_pieces": true})).await;
     assert_eq!(r.text, r#"{"tokens":[{"id":0,"piece":"<s>"},{"id":73,"piece":"H"},{"id":106,"piece":"i"}]}"#);
     let r = post(&state, "/tokenize", json!({"content": "\u{e9}", "with_pieces": true})).await;
     assert_eq!(r.text, r#"{"tokens":[{"id":196,"piece":[195]},{"id":170,"piece":[169]}]}"#);
@@ -379,14 +513,25 @@ async fn props_models_slots_metrics() {
     let v = call(&state, Method::GET, "/slots", &[], "").await.json();
     assert_eq!(v, json!([{"id": 0, "n_ctx": 64, "speculative": false, "is_processing": false}]));
     let r = call(&state, Method::GET, "/metrics", &[], "").await;
-    assert_eq!(error_of(&r), (501, "This server does not support metrics endpoint. Start it with `--metrics`".into(), "not_supported_error".into()));
+    assert_eq!(
+        error_of(&r),
+        (
+            501,
+            "This server does not support metrics endpoint. Start it with `--metrics`".into(),
+            "not_supported_error".into()
+        )
+    );
     assert_eq!(error_of(&post(&state, "/props", json!({})).await).0, 501);
 
     let (state, _) = server(&["--metrics", "--no-slots", "--props"]);
     let r = call(&state, Method::GET, "/metrics", &[], "").await;
     assert_eq!(r.headers["content-type"], "text/plain; version=0.0.4");
     assert!(r.headers.contains_key("process-start-time-unix"));
-    assert!(r.text.contains("# TYPE llamacpp:prompt_tokens_total counter\nllamacpp:prompt_tokens_total 10\n"), "{}", r.text);
+    assert!(
+        r.text.contains("# TYPE llamacpp:prompt_tokens_total counter\nllamacpp:prompt_tokens_total 10\n"),
+        "{}",
+        r.text
+    );
     assert!(r.text.contains("llamacpp:prompt_tokens_seconds 20\n"));
     assert!(r.text.contains("llamacpp:n_busy_slots_per_decode 1.5\n"));
     assert_eq!(error_of(&call(&state, Method::GET, "/slots", &[], "").await).0, 501);
@@ -396,7 +541,14 @@ async fn props_models_slots_metrics() {
 #[test]
 fn numbers_print_like_cpp_streams() {
     use super::info::format_g;
-    for (v, s) in [(0.0, "0"), (10.0, "10"), (1.5, "1.5"), (1234567.0, "1.23457e+06"), (0.000012345, "1.2345e-05"), (123.456789, "123.457")] {
+    for (v, s) in [
+        (0.0, "0"),
+        (10.0, "10"),
+        (1.5, "1.5"),
+        (1234567.0, "1.23457e+06"),
+        (0.000012345, "1.2345e-05"),
+        (123.456789, "123.457"),
+    ] {
         assert_eq!(format_g(v), s);
     }
 }

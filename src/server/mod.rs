@@ -1,6 +1,14 @@
 //! rs-llama-server: llama-server's HTTP API (native and OpenAI-compatible) over slots that a
 //! scheduler batches into one forward per step.
+//!
+//! [`args`] reads the command line and `LLAMA_ARG_*`; [`http`] answers requests in front of a
+//! [`http::Backend`]; [`run`] binds, loads the model in the background, serves and shuts down.
 
 pub mod api;
+pub mod args;
+pub mod http;
+pub mod run;
 pub mod scheduler;
 pub mod slot;
+
+pub use run::main_with_args;

@@ -61,13 +61,17 @@ pub fn sim_session(opts: HybridOptions) -> OpenSession {
 }
 
 /// The hybrid executor on CUDA card `ordinal` (`-dev cudaN`), planned with `opts`' speeds and the
-/// card's budget.
+/// card's budget; the CPU (after one line saying why) when there is no such card.
 pub fn cuda_session(mut opts: HybridOptions, ordinal: usize, gpu_mem: Option<u64>) -> OpenSession {
-    Box::new(move |model, cfg| {
-        let device = crate::exec::device::open_cuda(ordinal, gpu_mem)
-            .map_err(|e| ModelError::Invalid(format!("-dev cuda{ordinal}: {e}")))?;
-        opts.gpu_mem = opts.gpu_mem.min(device.budget());
-        Session::hybrid_with_sequences(model, cfg.n_ctx_slot, cfg.n_slots, cfg.n_ubatch, &opts, device)
+    Box::new(move |model, cfg| match crate::exec::device::open_cuda(ordinal, gpu_mem) {
+        Ok(device) => {
+            opts.gpu_mem = opts.gpu_mem.min(device.budget());
+            Session::hybrid_with_sequences(model, cfg.n_ctx_slot, cfg.n_slots, cfg.n_ubatch, &opts, device)
+        }
+        Err(e) => {
+            crate::log_warn!("gpu: -dev cuda{ordinal}: {e}; running on the CPU\n");
+            Session::with_sequences(model, cfg.n_ctx_slot, cfg.n_slots, cfg.n_ubatch)
+        }
     })
 }
 

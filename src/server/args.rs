@@ -1,0 +1,480 @@
+//! `rs-llama-server`'s command line: llama-server's flags with its defaults, read the way
+//! `rs-llama` reads its own ([`crate::cli::args`]): exact names from one table, `--foo_bar` as
+//! `--foo-bar`, `error: invalid argument: X` for an unknown flag and a one-line error for a flag
+//! llama.cpp has but rs-llama does not. `LLAMA_ARG_*` variables are read first, as arguments put
+//! before the command line's, so that a flag on the command line wins.
+
+use crate::cli::args::{normalise, parse_f32, parse_i32, ArgError};
+use crate::cli::device::{DeviceChoice, DeviceConfig};
+use crate::sample::{SamplingParams, UserSet};
+use std::path::PathBuf;
+
+/// Everything one `rs-llama-server` run needs, typed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub model: Option<PathBuf>,
+    pub host: String,
+    pub port: u16,
+    /// `-np`: -1 = auto (4 slots sharing one KV pool).
+    pub n_parallel: i32,
+    /// `-c`: 0 = the model's training context.
+    pub n_ctx: u32,
+    pub cont_batching: bool,
+    pub n_batch: u32,
+    pub n_ubatch: u32,
+    pub threads: Option<i32>,
+    pub threads_batch: Option<i32>,
+    /// The server's default `n_predict` for requests that give none.
+    pub n_predict: i32,
+    /// The server's default sampling settings for requests.
+    pub sampling: SamplingParams,
+    pub sampling_user: UserSet,
+    pub api_keys: Vec<String>,
+    /// `-a`: the model's name in responses (else the file name).
+    pub alias: Option<String>,
+    /// `--chat-template[-file]`: a built-in name or Jinja text ("" = the model's).
+    pub chat_template: String,
+    pub use_jinja: bool,
+    pub endpoint_metrics: bool,
+    pub endpoint_slots: bool,
+    pub endpoint_props: bool,
+    /// `-to`: read/write timeout in seconds.
+    pub timeout_s: u64,
+    pub webui: bool,
+    pub cache_prompt: bool,
+    /// `-kvu`: every slot may use the whole `-c` (implied by `-np` auto).
+    pub kv_unified: bool,
+    pub verbosity: i32,
+    pub log_disable: bool,
+    pub gpu_mem: Option<u64>,
+    pub device: DeviceConfig,
+    pub show_help: bool,
+    pub show_version: bool,
+    pub warnings: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            model: None,
+            host: "127.0.0.1".into(),
+            port: 8080,
+            n_parallel: -1,
+            n_ctx: 0,
+            cont_batching: true,
+            n_batch: 2048,
+            n_ubatch: 512,
+            threads: None,
+            threads_batch: None,
+            n_predict: -1,
+            sampling: SamplingParams::default(),
+            sampling_user: UserSet::default(),
+            api_keys: Vec::new(),
+            alias: None,
+            chat_template: String::new(),
+            use_jinja: true,
+            endpoint_metrics: false,
+            endpoint_slots: true,
+            endpoint_props: false,
+            timeout_s: 3600,
+            webui: true,
+            cache_prompt: true,
+            kv_unified: false,
+            verbosity: crate::cli::log::DEFAULT_VERBOSITY,
+            log_disable: false,
+            gpu_mem: None,
+            device: DeviceConfig::default(),
+            show_help: false,
+            show_version: false,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Slots: `-np`, with auto (-1 or 0) meaning 4 as llama-server.
+    pub fn n_slots(&self) -> usize {
+        if self.n_parallel <= 0 {
+            4
+        } else {
+            self.n_parallel as usize
+        }
+    }
+
+    /// Whether the slots share one KV pool of `-c` tokens (each may fill all of it).
+    pub fn unified_kv(&self) -> bool {
+        self.kv_unified || self.n_parallel < 0
+    }
+
+    pub fn n_threads(&self) -> usize {
+        match self.threads {
+            Some(n) if n > 0 => n as usize,
+            Some(_) => crate::cli::threads::logical_cpus(),
+            None => crate::cli::threads::physical_cores(),
+        }
+    }
+
+    pub fn n_threads_batch(&self) -> usize {
+        match self.threads_batch {
+            Some(n) if n > 0 => n as usize,
+            Some(_) => crate::cli::threads::logical_cpus(),
+            None => self.n_threads(),
+        }
+    }
+}
+
+type Setter = fn(&mut ServerConfig, &str) -> Result<(), String>;
+
+pub struct Flag {
+    pub names: &'static [&'static str],
+    pub value: Option<&'static str>,
+    pub help: &'static str,
+    pub set: Setter,
+}
+
+impl Flag {
+    pub fn usage(&self) -> String {
+        let names = self.names.join(", ");
+        match self.value {
+            Some(v) => format!("{names} {v}"),
+            None => names,
+        }
+    }
+}
+
+macro_rules! flag {
+    ([$($name:literal),+], $value:expr, $help:literal, $set:expr) => {
+        Flag { names: &[$($name),+], value: $value, help: $help, set: $set }
+    };
+}
+
+const N: Option<&str> = Some("N");
+
+fn on(flag: &mut bool, v: bool) -> Result<(), String> {
+    *flag = v;
+    Ok(())
+}
+
+pub static FLAGS: &[Flag] = &[
+    flag!(["-h", "--help", "--usage"], None, "print usage and exit", |c, _| on(&mut c.show_help, true)),
+    flag!(["--version"], None, "show version and build info", |c, _| on(&mut c.show_version, true)),
+    flag!(["-m", "--model"], Some("FNAME"), "model path (GGUF file)", |c, v| {
+        c.model = Some(v.into());
+        Ok(())
+    }),
+    flag!(["--host"], Some("HOST"), "ip address to listen on (default: 127.0.0.1)", |c, v| {
+        c.host = v.to_string();
+        Ok(())
+    }),
+    flag!(["--port"], Some("PORT"), "port to listen on (default: 8080; 0 = any free port)", |c, v| {
+        c.port = v.trim().parse().map_err(|_| format!("invalid port '{v}'"))?;
+        Ok(())
+    }),
+    flag!(["-np", "--parallel"], N, "number of server slots (default: -1, -1 = auto: 4 slots sharing the context)", |c, v| {
+        c.n_parallel = parse_i32(v)?;
+        Ok(())
+    }),
+    flag!(["-kvu", "--kv-unified"], None, "one KV pool of -c tokens shared by every slot (default: on when -np is auto)", |c, _| on(&mut c.kv_unified, true)),
+    flag!(["-c", "--ctx-size"], N, "size of the prompt context (default: 0, 0 = loaded from model)", |c, v| {
+        c.n_ctx = u32::try_from(parse_i32(v)?).map_err(|_| format!("invalid ctx-size = {v} (must be >= 0)"))?;
+        Ok(())
+    }),
+    flag!(["-cb", "--cont-batching"], None, "continuous batching (default: enabled)", |c, _| on(&mut c.cont_batching, true)),
+    flag!(["-nocb", "--no-cont-batching"], None, "disable continuous batching", |c, _| on(&mut c.cont_batching, false)),
+    flag!(["-b", "--batch-size"], N, "logical maximum batch size (default: 2048)", |c, v| {
+        c.n_batch = positive(v, "batch-size")?;
+        Ok(())
+    }),
+    flag!(["-ub", "--ubatch-size"], N, "physical maximum batch size (default: 512)", |c, v| {
+        c.n_ubatch = positive(v, "ubatch-size")?;
+        Ok(())
+    }),
+    flag!(["-t", "--threads"], N, "number of CPU threads to use during generation (default: physical cores)", |c, v| {
+        c.threads = Some(parse_i32(v)?);
+        Ok(())
+    }),
+    flag!(["-tb", "--threads-batch"], N, "number of threads to use during batch and prompt processing (default: same as --threads)", |c, v| {
+        c.threads_batch = Some(parse_i32(v)?);
+        Ok(())
+    }),
+    flag!(["-n", "--predict", "--n-predict"], N, "default number of tokens to predict (default: -1, -1 = infinity)", |c, v| {
+        c.n_predict = parse_i32(v)?;
+        Ok(())
+    }),
+    flag!(["-s", "--seed"], Some("SEED"), "RNG seed (default: -1, use random seed for -1)", |c, v| {
+        let n: i64 = v.trim().parse().map_err(|_| format!("invalid seed '{v}'"))?;
+        c.sampling.seed = n as u32;
+        Ok(())
+    }),
+    flag!(["--temp", "--temperature"], N, "temperature (default: 0.80)", |c, v| {
+        c.sampling.temp = parse_f32(v)?.max(0.0);
+        c.sampling_user.temp = true;
+        Ok(())
+    }),
+    flag!(["--top-k"], N, "top-k sampling (default: 40, 0 = disabled)", |c, v| {
+        c.sampling.top_k = parse_i32(v)?;
+        c.sampling_user.top_k = true;
+        Ok(())
+    }),
+    flag!(["--top-p"], N, "top-p sampling (default: 0.95, 1.0 = disabled)", |c, v| {
+        c.sampling.top_p = parse_f32(v)?;
+        c.sampling_user.top_p = true;
+        Ok(())
+    }),
+    flag!(["--min-p"], N, "min-p sampling (default: 0.05, 0.0 = disabled)", |c, v| {
+        c.sampling.min_p = parse_f32(v)?;
+        c.sampling_user.min_p = true;
+        Ok(())
+    }),
+    flag!(["--typical", "--typical-p"], N, "locally typical sampling, parameter p (default: 1.00, 1.0 = disabled)", |c, v| {
+        c.sampling.typ_p = parse_f32(v)?;
+        Ok(())
+    }),
+    flag!(["--repeat-last-n"], N, "last n tokens to consider for penalize (default: 64, 0 = disabled)", |c, v| {
+        let n = parse_i32(v)?;
+        if n < 0 {
+            return Err(format!("error: invalid repeat-last-n = {n}"));
+        }
+        c.sampling.penalty_last_n = n;
+        c.sampling_user.penalty_last_n = true;
+        Ok(())
+    }),
+    flag!(["--repeat-penalty"], N, "penalize repeat sequence of tokens (default: 1.00, 1.0 = disabled)", |c, v| {
+        c.sampling.penalty_repeat = parse_f32(v)?;
+        c.sampling_user.penalty_repeat = true;
+        Ok(())
+    }),
+    flag!(["--presence-penalty"], N, "repeat alpha presence penalty (default: 0.00, 0.0 = disabled)", |c, v| {
+        c.sampling.penalty_present = parse_f32(v)?;
+        Ok(())
+    }),
+    flag!(["--frequency-penalty"], N, "repeat alpha frequency penalty (default: 0.00, 0.0 = disabled)", |c, v| {
+        c.sampling.penalty_freq = parse_f32(v)?;
+        Ok(())
+    }),
+    flag!(["--ignore-eos"], None, "ignore end of stream token and continue generating", |c, _| on(&mut c.sampling.ignore_eos, true)),
+    flag!(["--api-key"], Some("KEY"), "API key for authentication; several as a comma-separated list or by repeating the flag (default: none)", |c, v| {
+        c.api_keys.extend(v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(String::from));
+        Ok(())
+    }),
+    flag!(["--api-key-file"], Some("FNAME"), "file of API keys, one per line; lines starting with '#' are comments", |c, v| {
+        let text = std::fs::read_to_string(v).map_err(|_| format!("error: failed to open file '{v}'"))?;
+        c.api_keys.extend(text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from));
+        Ok(())
+    }),
+    flag!(["-a", "--alias"], Some("STRING"), "model name in responses (default: the model file's name)", |c, v| {
+        c.alias = Some(v.split(',').next().unwrap_or(v).to_string());
+        Ok(())
+    }),
+    flag!(["--chat-template"], Some("JINJA_TEMPLATE"), "chat template: a built-in name or Jinja text (default: the model's)", |c, v| {
+        c.chat_template = v.to_string();
+        Ok(())
+    }),
+    flag!(["--chat-template-file"], Some("JINJA_TEMPLATE_FILE"), "a file containing the chat template", |c, v| {
+        let bytes = std::fs::read(v).map_err(|e| format!("error: failed to open file '{v}': {e}"))?;
+        c.chat_template = String::from_utf8_lossy(&bytes).into_owned();
+        Ok(())
+    }),
+    flag!(["--jinja"], None, "run the chat template as Jinja (default: enabled)", |c, _| on(&mut c.use_jinja, true)),
+    flag!(["--no-jinja"], None, "recognise the chat template as a built-in format instead", |c, _| on(&mut c.use_jinja, false)),
+    flag!(["--metrics"], None, "enable the Prometheus /metrics endpoint (default: disabled)", |c, _| on(&mut c.endpoint_metrics, true)),
+    flag!(["--slots"], None, "expose slot monitoring at /slots (default: enabled)", |c, _| on(&mut c.endpoint_slots, true)),
+    flag!(["--no-slots"], None, "disable /slots", |c, _| on(&mut c.endpoint_slots, false)),
+    flag!(["--props"], None, "allow changing global properties via POST /props (default: disabled)", |c, _| on(&mut c.endpoint_props, true)),
+    flag!(["-to", "--timeout"], N, "server read/write timeout in seconds (default: 3600)", |c, v| {
+        c.timeout_s = u64::try_from(parse_i32(v)?).map_err(|_| format!("invalid timeout = {v}"))?;
+        Ok(())
+    }),
+    flag!(["--ui", "--webui"], None, "accepted; rs-llama-server has no web UI", |c, _| on(&mut c.webui, true)),
+    flag!(["--no-ui", "--no-webui"], None, "accepted (there is no web UI)", |c, _| on(&mut c.webui, false)),
+    flag!(["--cache-prompt"], None, "reuse a slot's KV cache for a prompt's common prefix (default: enabled)", |c, _| on(&mut c.cache_prompt, true)),
+    flag!(["--no-cache-prompt"], None, "disable prompt caching", |c, _| on(&mut c.cache_prompt, false)),
+    flag!(["-v", "--verbose", "--log-verbose"], None, "log everything", |c, _| {
+        c.verbosity = i32::MAX;
+        Ok(())
+    }),
+    flag!(["-lv", "--verbosity", "--log-verbosity"], N, "verbosity threshold: 1 error, 2 warning, 3 info, 5 debug (default: 3)", |c, v| {
+        c.verbosity = parse_i32(v)?;
+        Ok(())
+    }),
+    flag!(["--log-disable"], None, "disable logging", |c, _| on(&mut c.log_disable, true)),
+    flag!(["--no-log-prefix"], None, "no level prefix on log lines (rs-llama never prints one)", |_, _| Ok(())),
+    flag!(["--no-log-timestamps"], None, "no timestamps on log lines (rs-llama never prints them)", |_, _| Ok(())),
+    flag!(["-fa", "--flash-attn"], Some("on|off|auto"), "flash attention (rs-llama's CPU kernels always are)", |_, v| match v {
+        "on" | "off" | "auto" | "1" | "0" => Ok(()),
+        _ => Err(format!("unknown value for --flash-attn: '{v}'")),
+    }),
+    flag!(["--gpu-mem"], Some("SIZE"), "cap on GPU memory, e.g. 8G or 512M (default: free memory minus a margin)", |c, v| {
+        c.gpu_mem = Some(crate::gpu::parse_size(v).map_err(|e| e.to_string())?);
+        Ok(())
+    }),
+    flag!(["-dev", "--device"], Some("DEV"), "where the GPU lane runs: none, sim or cuda0", |c, v| {
+        c.device.device = DeviceChoice::parse(v)?;
+        Ok(())
+    }),
+    flag!(["--sim-hw"], Some("PRESET|FILE"), "hardware the simulated GPU plays (default: rtx4090-ddr5)", |c, v| {
+        c.device.sim_hw = v.to_string();
+        Ok(())
+    }),
+    flag!(["--policy"], Some("POLICY"), "placement policy: auto, layers or fiddler (default: auto)", |c, v| {
+        c.device.policy = crate::plan::PolicyKind::parse(v).map_err(|e| e.to_string())?;
+        Ok(())
+    }),
+];
+
+fn positive(v: &str, what: &str) -> Result<u32, String> {
+    let n = parse_i32(v)?;
+    match u32::try_from(n) {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("invalid {what} = {n} (must be > 0)")),
+    }
+}
+
+pub fn find(arg: &str) -> Option<&'static Flag> {
+    FLAGS.iter().find(|f| f.names.contains(&arg))
+}
+
+/// `LLAMA_ARG_*` variables (llama.cpp's names) and the flag each stands for. A switch is given
+/// as its positive flag and its negative one; `LLAMA_ARG_NO_X` set means the negative one.
+enum EnvArg {
+    Value(&'static str, &'static str),
+    Switch(&'static str, &'static str, Option<&'static str>),
+}
+
+const ENV_ARGS: &[EnvArg] = &[
+    EnvArg::Value("LLAMA_ARG_MODEL", "-m"),
+    EnvArg::Value("LLAMA_ARG_HOST", "--host"),
+    EnvArg::Value("LLAMA_ARG_PORT", "--port"),
+    EnvArg::Value("LLAMA_ARG_N_PARALLEL", "-np"),
+    EnvArg::Value("LLAMA_ARG_CTX_SIZE", "-c"),
+    EnvArg::Value("LLAMA_ARG_BATCH", "-b"),
+    EnvArg::Value("LLAMA_ARG_UBATCH", "-ub"),
+    EnvArg::Value("LLAMA_ARG_THREADS", "-t"),
+    EnvArg::Value("LLAMA_ARG_N_PREDICT", "-n"),
+    EnvArg::Value("LLAMA_ARG_TEMPERATURE", "--temp"),
+    EnvArg::Value("LLAMA_ARG_TOP_K", "--top-k"),
+    EnvArg::Value("LLAMA_ARG_TOP_P", "--top-p"),
+    EnvArg::Value("LLAMA_ARG_MIN_P", "--min-p"),
+    EnvArg::Value("LLAMA_ARG_REPEAT_PENALTY", "--repeat-penalty"),
+    EnvArg::Value("LLAMA_ARG_PRESENCE_PENALTY", "--presence-penalty"),
+    EnvArg::Value("LLAMA_ARG_FREQUENCY_PENALTY", "--frequency-penalty"),
+    // llama.cpp spells this one without ARG.
+    EnvArg::Value("LLAMA_API_KEY", "--api-key"),
+    EnvArg::Value("LLAMA_ARG_API_KEY_FILE", "--api-key-file"),
+    EnvArg::Value("LLAMA_ARG_ALIAS", "-a"),
+    EnvArg::Value("LLAMA_ARG_CHAT_TEMPLATE", "--chat-template"),
+    EnvArg::Value("LLAMA_ARG_CHAT_TEMPLATE_FILE", "--chat-template-file"),
+    EnvArg::Value("LLAMA_ARG_TIMEOUT", "-to"),
+    EnvArg::Value("LLAMA_ARG_DEVICE", "-dev"),
+    EnvArg::Value("LLAMA_ARG_LOG_VERBOSITY", "-lv"),
+    EnvArg::Value("LLAMA_ARG_FLASH_ATTN", "-fa"),
+    EnvArg::Switch("LLAMA_ARG_CONT_BATCHING", "-cb", Some("-nocb")),
+    EnvArg::Switch("LLAMA_ARG_CACHE_PROMPT", "--cache-prompt", Some("--no-cache-prompt")),
+    EnvArg::Switch("LLAMA_ARG_JINJA", "--jinja", Some("--no-jinja")),
+    EnvArg::Switch("LLAMA_ARG_ENDPOINT_METRICS", "--metrics", None),
+    EnvArg::Switch("LLAMA_ARG_ENDPOINT_PROPS", "--props", None),
+    EnvArg::Switch("LLAMA_ARG_ENDPOINT_SLOTS", "--slots", Some("--no-slots")),
+    EnvArg::Switch("LLAMA_ARG_UI", "--ui", Some("--no-ui")),
+    EnvArg::Switch("LLAMA_ARG_KV_UNIFIED", "-kvu", None),
+];
+
+fn truthy(v: &str) -> Option<bool> {
+    match v {
+        "on" | "enabled" | "true" | "1" => Some(true),
+        "off" | "disabled" | "false" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// The arguments the environment stands for (`env` looks a variable up).
+pub fn env_args(env: impl Fn(&str) -> Option<String>) -> Result<Vec<String>, ArgError> {
+    let mut out = Vec::new();
+    for e in ENV_ARGS {
+        match *e {
+            EnvArg::Value(name, flag) => {
+                if let Some(v) = env(name) {
+                    out.extend([flag.to_string(), v]);
+                }
+            }
+            EnvArg::Switch(name, pos, neg) => {
+                let negated = neg.is_some() && env(&name.replace("LLAMA_ARG_", "LLAMA_ARG_NO_")).is_some();
+                let value = if negated { Some(false) } else { env(name).and_then(|v| truthy(&v)) };
+                match (value, neg) {
+                    (Some(true), _) => out.push(pos.to_string()),
+                    (Some(false), Some(neg)) => out.push(neg.to_string()),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Parse the process's environment and then `args` (after the program name).
+pub fn parse_with_env<S: AsRef<str>>(args: &[S]) -> Result<ServerConfig, ArgError> {
+    let mut cfg = ServerConfig::default();
+    apply(&mut cfg, &env_args(|k| std::env::var(k).ok())?, false)?;
+    apply(&mut cfg, args, true)?;
+    Ok(cfg)
+}
+
+/// Parse `args` alone.
+pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<ServerConfig, ArgError> {
+    let mut cfg = ServerConfig::default();
+    apply(&mut cfg, args, true)?;
+    Ok(cfg)
+}
+
+fn apply<S: AsRef<str>>(cfg: &mut ServerConfig, args: &[S], warn_repeats: bool) -> Result<(), ArgError> {
+    let mut seen: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = normalise(args[i].as_ref());
+        i += 1;
+        let Some(flag) = find(&arg) else {
+            return Err(if crate::cli::flags::is_llama_cpp_flag(&arg) {
+                ArgError::Unsupported(arg)
+            } else {
+                ArgError::Unknown(arg)
+            });
+        };
+        // Repeating --api-key adds keys; other repeats keep the last value, with llama.cpp's warning.
+        if warn_repeats && seen.contains(&arg) && flag.names[0] != "--api-key" {
+            cfg.warnings.push(format!(
+                "DEPRECATED: argument '{arg}' specified multiple times, use comma-separated values instead (only last value will be used)"
+            ));
+        }
+        seen.push(arg.clone());
+        let value = match flag.value {
+            Some(_) => {
+                let Some(v) = args.get(i) else {
+                    return Err(bad_value(&arg, flag, "expected value for argument".into()));
+                };
+                i += 1;
+                v.as_ref()
+            }
+            None => "",
+        };
+        (flag.set)(cfg, value).map_err(|reason| bad_value(&arg, flag, reason))?;
+    }
+    Ok(())
+}
+
+fn bad_value(arg: &str, flag: &Flag, reason: String) -> ArgError {
+    ArgError::BadValue { flag: arg.to_string(), reason, usage: flag.usage() }
+}
+
+/// `-h` text: one line per flag, from the table.
+pub fn usage(program: &str) -> String {
+    let mut s = format!("usage: {program} -m MODEL.gguf [options]\n\n");
+    let width = FLAGS.iter().map(|f| f.usage().len()).max().unwrap_or(0);
+    for f in FLAGS {
+        s += &format!("{:<width$}  {}\n", f.usage(), f.help);
+    }
+    s += &format!("\nexample usage:\n\n  {program} -m your_model.gguf --port 8080 -np 4\n");
+    s
+}
+
+#[cfg(test)]
+#[path = "args_tests.rs"]
+mod tests;

@@ -1,0 +1,96 @@
+//! `rs-llama-server` flags: defaults, values, errors and the environment.
+
+use super::*;
+
+#[test]
+fn defaults_are_llama_servers() {
+    let c = parse::<&str>(&[]).unwrap();
+    assert_eq!((c.host.as_str(), c.port, c.n_parallel, c.n_ctx), ("127.0.0.1", 8080, -1, 0));
+    assert_eq!((c.n_batch, c.n_ubatch, c.n_predict, c.timeout_s), (2048, 512, -1, 3600));
+    assert!(c.use_jinja && c.cont_batching && c.cache_prompt && c.endpoint_slots);
+    assert!(!c.endpoint_metrics && !c.endpoint_props);
+    assert_eq!((c.n_slots(), c.unified_kv()), (4, true));
+    assert_eq!(c.sampling, SamplingParams::default());
+}
+
+#[test]
+fn flags_set_their_fields() {
+    let c = parse(&[
+        "-m",
+        "x.gguf",
+        "--host",
+        "::1",
+        "--port",
+        "0",
+        "-np",
+        "2",
+        "-c",
+        "512",
+        "-nocb",
+        "--no-jinja",
+        "--metrics",
+        "--no-slots",
+        "--props",
+        "-to",
+        "5",
+        "--no-webui",
+        "--api-key",
+        "a,b",
+        "--api-key",
+        "c",
+        "-a",
+        "smol",
+        "--temp",
+        "0",
+        "--top_k",
+        "1",
+        "-s",
+        "-1",
+        "--ignore-eos",
+        "-dev",
+        "sim",
+        "--no-cache-prompt",
+        "-t",
+        "3",
+    ])
+    .unwrap();
+    assert_eq!(c.model, Some(PathBuf::from("x.gguf")));
+    assert_eq!((c.host.as_str(), c.port, c.n_slots(), c.unified_kv(), c.n_ctx), ("::1", 0, 2, false, 512));
+    assert!(!c.cont_batching && !c.use_jinja && c.endpoint_metrics && !c.endpoint_slots && c.endpoint_props);
+    assert_eq!(c.api_keys, ["a", "b", "c"]);
+    assert_eq!(c.alias.as_deref(), Some("smol"));
+    assert_eq!((c.sampling.temp, c.sampling.top_k, c.sampling.seed), (0.0, 1, u32::MAX));
+    assert!(c.sampling.ignore_eos && !c.webui && !c.cache_prompt);
+    assert_eq!((c.timeout_s, c.n_threads(), c.device.device), (5, 3, DeviceChoice::Sim));
+    assert!(c.warnings.is_empty(), "repeating --api-key adds keys");
+}
+
+#[test]
+fn bad_arguments_are_one_line_errors() {
+    assert_eq!(parse(&["--bogus"]).unwrap_err().to_string(), "error: invalid argument: --bogus");
+    let e = parse(&["--mmproj", "x"]).unwrap_err().to_string();
+    assert_eq!(e, "error: argument --mmproj is not supported yet by rs-llama");
+    assert!(matches!(parse(&["--port", "http"]), Err(ArgError::BadValue { .. })));
+    assert!(matches!(parse(&["-m"]), Err(ArgError::BadValue { .. })));
+}
+
+#[test]
+fn environment_comes_first_and_flags_override_it() {
+    let env = |k: &str| match k {
+        "LLAMA_ARG_PORT" => Some("9000".to_string()),
+        "LLAMA_ARG_MODEL" => Some("env.gguf".to_string()),
+        "LLAMA_ARG_ENDPOINT_METRICS" => Some("1".to_string()),
+        "LLAMA_ARG_NO_CONT_BATCHING" => Some("".to_string()),
+        "LLAMA_API_KEY" => Some("k1".to_string()),
+        _ => None,
+    };
+    let mut c = ServerConfig::default();
+    apply(&mut c, &env_args(env).unwrap(), false).unwrap();
+    apply(&mut c, &["--port", "9001"], true).unwrap();
+    assert_eq!(
+        (c.port, c.model, c.endpoint_metrics, c.cont_batching),
+        (9001, Some("env.gguf".into()), true, false)
+    );
+    assert_eq!(c.api_keys, ["k1"]);
+    assert!(c.warnings.is_empty());
+}

@@ -1,0 +1,338 @@
+//! `/completion`, `/v1/completions` and `/v1/chat/completions`: parse, check the prompt against
+//! the vocabulary and the slot's context, submit one generation per prompt and choice, and answer
+//! with one JSON body or a stream of server-sent events.
+//!
+//! In a stream the first event is awaited before the response starts, so that an error the
+//! scheduler reports at once (as OpenAI's API does) is a plain JSON error with its status.
+//! A client that goes away drops the response body, which drops the receivers, which cancels the
+//! generations and frees their slots.
+
+use std::convert::Infallible;
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use futures_util::stream::{self, BoxStream, StreamExt};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use super::info::Ctx;
+use super::json::{obj, Json};
+use super::params::{self, CompletionParams};
+use super::render::{self, Meta};
+use super::{error_json, json_response};
+use crate::server::api::{ApiError, ErrorKind, Final, GenerateEvent, StopType};
+use crate::TokenId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `/completion`: llama-server's own objects; a stream ends without `[DONE]`.
+    Native,
+    /// `/v1/completions`.
+    OaiText,
+    /// `/v1/chat/completions`.
+    OaiChat,
+}
+
+/// One submitted generation.
+struct Task {
+    index: usize,
+    /// The prompt as text (the native final's `prompt`).
+    prompt: String,
+    rx: UnboundedReceiver<GenerateEvent>,
+}
+
+pub async fn handle(ctx: &Ctx<'_>, kind: Kind, body: &[u8], id: u64) -> Result<Response, ApiError> {
+    let body = params::parse_body(body)?;
+    if !body.is_object() {
+        return Err(ApiError::invalid(format!(
+            "[json.exception.type_error.304] cannot use at() with {}",
+            params::type_error("", &body).rsplit(' ').next().unwrap_or("null")
+        )));
+    }
+    let loaded = ctx.loaded;
+    let vocab = loaded.vocab.as_ref();
+    let (data, prompts) = match kind {
+        Kind::OaiChat => {
+            let (text, mapped) = params::chat_prompt(&body, loaded)?;
+            (mapped, vec![vocab.encode(&text, true, true)])
+        }
+        _ => {
+            let prompts = params::prompts(&body, vocab)?;
+            (body, prompts)
+        }
+    };
+    let p = params::completion_params(&data, loaded, &ctx.state.cfg)?;
+    let n_ctx = loaded.backend.n_ctx_slot();
+    for prompt in &prompts {
+        params::check_tokens(prompt, vocab.n_vocab())?;
+        if prompt.len() >= n_ctx {
+            return Err(ApiError::exceeds_context(prompt.len(), n_ctx));
+        }
+    }
+    let meta = Meta {
+        model: loaded.info.name.clone(),
+        id: format!("chatcmpl-{}", random_id(id)),
+        created: unix_now(),
+        post_sampling_probs: p.base.post_sampling_probs,
+        timings_per_token: p.timings_per_token,
+        return_tokens: p.return_tokens,
+    };
+    let settings = params::settings_json(&p.base, p.timings_per_token);
+    let tasks = submit(ctx, &p, &prompts);
+    if p.base.stream {
+        stream_response(kind, meta, settings, p.include_usage, tasks).await
+    } else {
+        let mut results = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            let f = wait_final(t.rx).await?;
+            results.push(match kind {
+                Kind::Native => render::native_final(&meta, t.index, &f, false, &t.prompt, &settings),
+                Kind::OaiText => render::oai_text(&meta, t.index, &f.content, &f.probs, Some(&f)),
+                Kind::OaiChat => render::oai_chat(&meta, t.index, &f),
+            });
+        }
+        let body = match (kind, results.len()) {
+            (_, 1) => results.pop().unwrap_or(Json::Null),
+            (Kind::Native, _) => Json::Arr(results),
+            _ => merge_choices(results),
+        };
+        Ok(json_response(StatusCode::OK, &body))
+    }
+}
+
+/// One generation per prompt and choice, indexed in that order.
+fn submit(ctx: &Ctx<'_>, p: &CompletionParams, prompts: &[Vec<TokenId>]) -> Vec<Task> {
+    let vocab = ctx.loaded.vocab.as_ref();
+    let mut tasks = Vec::new();
+    for prompt in prompts {
+        let text = super::info::detokenize_text(vocab, prompt);
+        for _ in 0..p.n_cmpl {
+            let index = tasks.len();
+            let rx = if prompt.is_empty() {
+                empty_result()
+            } else {
+                let mut req = p.base.clone();
+                req.prompt = prompt.clone();
+                ctx.loaded.backend.submit(req)
+            };
+            tasks.push(Task { index, prompt: text.clone(), rx });
+        }
+    }
+    tasks
+}
+
+/// llama-server answers an empty prompt with an empty result, without running anything.
+fn empty_result() -> UnboundedReceiver<GenerateEvent> {
+    let (tx, rx) = unbounded_channel();
+    let _ = tx.send(GenerateEvent::Final(Box::new(Final {
+        content: String::new(),
+        unsent: String::new(),
+        tokens: Vec::new(),
+        probs: Vec::new(),
+        id_slot: 0,
+        stop_type: StopType::None,
+        stopping_word: String::new(),
+        tokens_predicted: 0,
+        tokens_evaluated: 0,
+        tokens_cached: 0,
+        truncated: false,
+        timings: Default::default(),
+    })));
+    rx
+}
+
+fn lost() -> ApiError {
+    ApiError::new(ErrorKind::Server, "the generation ended without a result")
+}
+
+async fn wait_final(mut rx: UnboundedReceiver<GenerateEvent>) -> Result<Box<Final>, ApiError> {
+    loop {
+        match rx.recv().await {
+            Some(GenerateEvent::Final(f)) => return Ok(f),
+            Some(GenerateEvent::Error(e)) => return Err(e),
+            Some(GenerateEvent::Partial(_)) => continue,
+            None => return Err(lost()),
+        }
+    }
+}
+
+/// Several OpenAI results as one: the first object with every choice.
+fn merge_choices(results: Vec<Json>) -> Json {
+    let mut iter = results.into_iter();
+    let mut first = iter.next().unwrap_or(Json::Null);
+    let mut choices: Vec<Json> = Vec::new();
+    for r in std::iter::once(&first).chain(iter.as_slice()) {
+        if let Some(Json::Arr(c)) = r.get("choices") {
+            choices.extend(c.iter().cloned());
+        }
+    }
+    first.set("choices", Json::Arr(choices));
+    first
+}
+
+/// What a stream remembers per choice.
+#[derive(Default, Clone)]
+struct Progress {
+    started: bool,
+}
+
+struct StreamState {
+    kind: Kind,
+    meta: Meta,
+    settings: Json,
+    include_usage: bool,
+    prompts: Vec<String>,
+    progress: Vec<Progress>,
+    events: BoxStream<'static, (usize, GenerateEvent)>,
+    finished: bool,
+}
+
+impl StreamState {
+    /// The SSE text for one event, and whether the stream ends after it.
+    fn render(&mut self, index: usize, ev: GenerateEvent) -> (String, bool) {
+        let m = &self.meta;
+        let prog = &mut self.progress[index];
+        let events: Vec<Json> = match ev {
+            GenerateEvent::Partial(p) => {
+                let first = !prog.started;
+                prog.started = true;
+                match self.kind {
+                    Kind::Native => vec![render::native_partial(m, index, &p)],
+                    Kind::OaiText => vec![render::oai_text_partial(m, index, &p)],
+                    Kind::OaiChat => render::oai_chat_partial(m, index, &p, first),
+                }
+            }
+            GenerateEvent::Final(f) => {
+                let rest = f.unsent.clone();
+                match self.kind {
+                    Kind::Native => {
+                        let mut out = Vec::new();
+                        if !rest.is_empty() {
+                            out.push(obj! {
+                                "index" => index, "content" => rest.as_str(), "tokens" => Json::Arr(Vec::new()),
+                                "stop" => false, "id_slot" => f.id_slot, "tokens_predicted" => f.tokens_predicted,
+                                "tokens_evaluated" => f.tokens_evaluated,
+                            });
+                        }
+                        out.push(render::native_final(
+                            m,
+                            index,
+                            &f,
+                            true,
+                            &self.prompts[index],
+                            &self.settings,
+                        ));
+                        out
+                    }
+                    Kind::OaiText => {
+                        let mut out = Vec::new();
+                        if !rest.is_empty() {
+                            out.push(render::oai_text(m, index, &rest, &[], None));
+                        }
+                        out.push(render::oai_text(m, index, "", &[], Some(&f)));
+                        out
+                    }
+                    Kind::OaiChat => render::oai_chat_final(m, index, &f, &rest, self.include_usage),
+                }
+            }
+            GenerateEvent::Error(e) => {
+                return (render::sse(&obj! { "error" => error_json(&e) }), true);
+            }
+        };
+        (events.iter().map(render::sse).collect(), false)
+    }
+
+    async fn next_chunk(&mut self) -> Option<String> {
+        if self.finished {
+            return None;
+        }
+        match self.events.next().await {
+            Some((index, ev)) => {
+                let (text, end) = self.render(index, ev);
+                self.finished = end;
+                Some(text)
+            }
+            None => {
+                self.finished = true;
+                (self.kind != Kind::Native).then(|| "data: [DONE]\n\n".to_string())
+            }
+        }
+    }
+}
+
+async fn stream_response(
+    kind: Kind,
+    meta: Meta,
+    settings: Json,
+    include_usage: bool,
+    tasks: Vec<Task>,
+) -> Result<Response, ApiError> {
+    let prompts: Vec<String> = tasks.iter().map(|t| t.prompt.clone()).collect();
+    let n = tasks.len();
+    let per_task = tasks.into_iter().map(|t| {
+        let index = t.index;
+        // A generation's events end with its final or error; the channel closing without one
+        // is reported once as a server error.
+        stream::unfold((t.rx, false), move |(mut rx, done)| async move {
+            if done {
+                return None;
+            }
+            let ev = rx.recv().await.unwrap_or(GenerateEvent::Error(lost()));
+            let last = !matches!(ev, GenerateEvent::Partial(_));
+            Some(((index, ev), (rx, last)))
+        })
+        .boxed()
+    });
+    let mut events = stream::select_all(per_task).boxed();
+    let first = events.next().await.ok_or_else(lost)?;
+    if let (_, GenerateEvent::Error(e)) = first {
+        return Err(e);
+    }
+    let mut state = StreamState {
+        kind,
+        meta,
+        settings,
+        include_usage,
+        prompts,
+        progress: vec![Progress::default(); n],
+        events,
+        finished: false,
+    };
+    let (text, end) = state.render(first.0, first.1);
+    state.finished = end;
+    let body = stream::once(async move { text })
+        .chain(stream::unfold(state, |mut s| async move { s.next_chunk().await.map(|c| (c, s)) }))
+        .map(Ok::<_, Infallible>);
+    let mut res = Response::new(Body::from_stream(body));
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    res.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(res)
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// 32 letters and digits, as llama-server's completion ids.
+fn random_id(salt: u64) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let mut out = String::with_capacity(32);
+    let mut round = 0u64;
+    while out.len() < 32 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(nanos);
+        h.write_u64(salt);
+        h.write_u64(round);
+        let mut x = h.finish();
+        for _ in 0..10 {
+            out.push(ALPHABET[(x % 62) as usize] as char);
+            x /= 62;
+        }
+        round += 1;
+    }
+    out.truncate(32);
+    out
+}

@@ -1,0 +1,289 @@
+//! The HTTP side of `rs-llama-server`: llama-server's endpoints, request fields, JSON and
+//! server-sent events over axum, in front of a [`Backend`] (the slot scheduler, or a scripted fake
+//! in tests).
+//!
+//! One handler takes every request and routes it itself, because llama-server's answers do not
+//! fit a router's defaults: an unknown path *or method* is a 404 with a JSON body, every request
+//! (OPTIONS aside) is refused with 503 while the model loads, and the API key is checked before
+//! routing on every path but the public ones.
+
+pub mod completion;
+pub mod info;
+pub mod json;
+pub mod params;
+pub mod render;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::Response;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::api::{ApiError, ErrorKind, GenerateEvent, GenerateRequest, Metrics, SlotInfo};
+use super::args::ServerConfig;
+use crate::chat::ChatTemplates;
+use crate::TokenId;
+use json::{obj, Json};
+
+/// What the HTTP side needs from whatever runs generations.
+pub trait Backend: Send + Sync {
+    /// Queue a generation; dropping the receiver cancels it.
+    fn submit(&self, req: GenerateRequest) -> UnboundedReceiver<GenerateEvent>;
+    fn slots(&self) -> Vec<SlotInfo>;
+    fn metrics(&self) -> Metrics;
+    /// The most tokens one request may hold (prompt included).
+    fn n_ctx_slot(&self) -> usize;
+    fn total_slots(&self) -> usize;
+    fn shutdown(&self);
+}
+
+impl Backend for super::scheduler::SchedulerHandle {
+    fn submit(&self, req: GenerateRequest) -> UnboundedReceiver<GenerateEvent> {
+        super::scheduler::SchedulerHandle::submit(self, req)
+    }
+    fn slots(&self) -> Vec<SlotInfo> {
+        super::scheduler::SchedulerHandle::slots(self)
+    }
+    fn metrics(&self) -> Metrics {
+        super::scheduler::SchedulerHandle::metrics(self)
+    }
+    fn n_ctx_slot(&self) -> usize {
+        super::scheduler::SchedulerHandle::n_ctx_slot(self)
+    }
+    fn total_slots(&self) -> usize {
+        super::scheduler::SchedulerHandle::total_slots(self)
+    }
+    fn shutdown(&self) {
+        super::scheduler::SchedulerHandle::shutdown(self)
+    }
+}
+
+/// The tokenizer as the endpoints use it (a trait so that tests need no model file).
+pub trait Vocabulary: Send + Sync {
+    fn n_vocab(&self) -> usize;
+    fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<TokenId>;
+    /// A token's bytes, special tokens rendered (llama.cpp's `common_token_to_piece`).
+    fn piece(&self, id: TokenId) -> Vec<u8>;
+}
+
+impl Vocabulary for crate::tokenizer::Tokenizer {
+    fn n_vocab(&self) -> usize {
+        crate::tokenizer::Tokenizer::n_vocab(self)
+    }
+    fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<TokenId> {
+        crate::tokenizer::Tokenizer::encode(self, text, add_special, parse_special)
+    }
+    fn piece(&self, id: TokenId) -> Vec<u8> {
+        self.token_to_piece(id, true)
+    }
+}
+
+/// Facts about the loaded model for `/props` and `/v1/models`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelInfo {
+    /// `-a`, else the file name.
+    pub name: String,
+    pub path: String,
+    pub n_ctx_train: usize,
+    pub n_embd: usize,
+    pub n_params: u64,
+    pub size: u64,
+    pub ftype: String,
+    /// llama.cpp's `llama_vocab_type` number (1 SPM, 2 BPE).
+    pub vocab_type: i32,
+    pub bos_token: String,
+    pub eos_token: String,
+}
+
+/// Everything that exists once the model is loaded.
+pub struct Loaded {
+    pub backend: Arc<dyn Backend>,
+    pub vocab: Arc<dyn Vocabulary>,
+    pub templates: ChatTemplates,
+    pub info: ModelInfo,
+    /// The server's default sampling settings with the model's `general.sampling.*` applied.
+    pub sampling: crate::sample::SamplingParams,
+}
+
+/// The state every request sees.
+pub struct AppState {
+    pub cfg: ServerConfig,
+    /// Empty while the model loads (every request but OPTIONS then gets 503).
+    pub loaded: OnceLock<Loaded>,
+    /// Unix time the process started (`Process-Start-Time-Unix` on /metrics).
+    pub t_start: u64,
+    next_id: AtomicU64,
+}
+
+impl AppState {
+    pub fn new(cfg: ServerConfig) -> AppState {
+        let t_start =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        AppState { cfg, loaded: OnceLock::new(), t_start, next_id: AtomicU64::new(0) }
+    }
+
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// llama-server's limit on a request body (cpp-httplib's default payload limit).
+pub const MAX_BODY_BYTES: usize = 100 * 1024 * 1024;
+
+/// The axum service: one fallback handler that routes by itself.
+pub fn router(state: Arc<AppState>) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(state)
+}
+
+/// Paths served without an API key.
+fn is_public(path: &str) -> bool {
+    matches!(path, "/health" | "/v1/health" | "/")
+}
+
+async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let mut res = if req.method() == Method::OPTIONS {
+        preflight()
+    } else {
+        match state.loaded.get() {
+            None => error_response(&ApiError::new(ErrorKind::Unavailable, "Loading model")),
+            Some(loaded) => {
+                if !is_public(req.uri().path()) && !authorized(&state.cfg.api_keys, req.headers()) {
+                    crate::log_warn!("srv  {:>12.12}: unauthorized: Invalid API Key\n", "operator()");
+                    error_response(&ApiError::new(ErrorKind::Authentication, "Invalid API Key"))
+                } else {
+                    route(&state, loaded, req).await.unwrap_or_else(|e| error_response(&e))
+                }
+            }
+        }
+    };
+    // llama-server's default CORS: any origin, with credentials, so the Origin is echoed back.
+    if let Some(origin) = origin {
+        res.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    }
+    res
+}
+
+fn preflight() -> Response {
+    let mut res = Response::new(Body::empty());
+    let h = res.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, DELETE, OPTIONS"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    res
+}
+
+/// `Authorization: Bearer K` (or the bare key), else `X-Api-Key: K`.
+fn authorized(keys: &[String], headers: &HeaderMap) -> bool {
+    if keys.is_empty() {
+        return true;
+    }
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let mut given = text("authorization");
+    if given.is_empty() {
+        given = text("x-api-key");
+    }
+    let given = given.strip_prefix("Bearer ").unwrap_or(&given);
+    keys.iter().any(|k| k == given)
+}
+
+async fn route(state: &AppState, loaded: &Loaded, req: Request) -> Result<Response, ApiError> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or_default().to_string();
+    let ctx = info::Ctx { state, loaded };
+    if method == Method::GET {
+        return match path.as_str() {
+            "/health" | "/v1/health" => Ok(json_response(StatusCode::OK, &obj! { "status" => "ok" })),
+            "/models" | "/v1/models" => Ok(json_response(StatusCode::OK, &info::models(&ctx))),
+            "/props" => Ok(json_response(StatusCode::OK, &info::props(&ctx))),
+            "/slots" => info::slots(&ctx, &query),
+            "/metrics" => info::metrics(&ctx),
+            _ => Err(not_found()),
+        };
+    }
+    if method != Method::POST {
+        return Err(not_found());
+    }
+    let known = [
+        "/props",
+        "/completion",
+        "/completions",
+        "/v1/completions",
+        "/chat/completions",
+        "/v1/chat/completions",
+        "/tokenize",
+        "/detokenize",
+        "/apply-template",
+    ];
+    if !known.contains(&path.as_str()) {
+        return Err(not_found());
+    }
+    let body = read_body(req, state.cfg.timeout_s).await?;
+    let id = state.next_id();
+    match path.as_str() {
+        "/props" => info::post_props(&ctx),
+        "/tokenize" => info::tokenize(&ctx, &params::parse_body(&body)?),
+        "/detokenize" => info::detokenize(&ctx, &params::parse_body(&body)?),
+        "/apply-template" => info::apply_template(&ctx, &params::parse_body(&body)?),
+        "/completion" | "/completions" => completion::handle(&ctx, completion::Kind::Native, &body, id).await,
+        "/v1/completions" => completion::handle(&ctx, completion::Kind::OaiText, &body, id).await,
+        _ => completion::handle(&ctx, completion::Kind::OaiChat, &body, id).await,
+    }
+}
+
+/// llama-server's answer to a path it has no handler for.
+pub fn not_found() -> ApiError {
+    ApiError::new(ErrorKind::NotFound, "File Not Found")
+}
+
+async fn read_body(req: Request, timeout_s: u64) -> Result<Vec<u8>, ApiError> {
+    let too_large = || ApiError::new(ErrorKind::InvalidRequest, "Payload Too Large");
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let read = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES);
+    match tokio::time::timeout(std::time::Duration::from_secs(timeout_s.max(1)), read).await {
+        Ok(Ok(bytes)) => Ok(bytes.to_vec()),
+        Ok(Err(_)) => Err(too_large()),
+        Err(_) => Err(ApiError::new(ErrorKind::InvalidRequest, "timed out reading the request body")),
+    }
+}
+
+/// `{"code","message","type"}` (plus `n_prompt_tokens`, `n_ctx` for a prompt that does not fit).
+pub fn error_json(e: &ApiError) -> Json {
+    let mut err =
+        obj! { "code" => e.kind.status(), "message" => e.message.as_str(), "type" => e.kind.type_name() };
+    if let Some((n_prompt, n_ctx)) = e.context {
+        err.set("n_prompt_tokens", n_prompt);
+        err.set("n_ctx", n_ctx);
+    }
+    err
+}
+
+pub fn error_response(e: &ApiError) -> Response {
+    // An oversize body is refused with 413 as cpp-httplib does, with the usual JSON body.
+    let status = if e.message == "Payload Too Large" {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else {
+        StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    };
+    json_response(status, &obj! { "error" => error_json(e) })
+}
+
+pub fn json_response(status: StatusCode, body: &Json) -> Response {
+    let mut res = Response::new(Body::from(body.to_text()));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    res
+}
+
+#[cfg(test)]
+mod tests;

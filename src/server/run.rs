@@ -1,0 +1,284 @@
+//! One `rs-llama-server` run, in llama-server's order: bind first (so `/health` answers 503
+//! while the model loads), load the model and start the scheduler on a background thread, then
+//! serve until Ctrl-C or SIGTERM: stop accepting, shut the scheduler down (which ends the
+//! running generations), let open connections finish for a moment, exit 0.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::args::{self, ServerConfig};
+use super::http::{self, AppState, Loaded, ModelInfo};
+use super::scheduler::{self, SchedulerConfig};
+use crate::chat::{ChatTemplates, TokenTexts};
+use crate::cli::device::DeviceChoice;
+use crate::model::{LoadOptions, Model};
+use crate::tokenizer::Tokenizer;
+use crate::{log_error, log_info, log_warn};
+use gguf::value::Metadata;
+use gguf::GgufFile;
+
+/// How long open connections may take to finish after a shutdown signal.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// llama-server's `srv  <func>: ` log prefix (the function name right-aligned in 12 columns).
+fn srv(func: &str, msg: &str) -> String {
+    format!("srv  {func:>12.12}: {msg}\n")
+}
+
+/// Parse `args` (without the program name) and the `LLAMA_ARG_*` environment, run, and return the
+/// process exit status.
+pub fn main_with_args(program: &str, args: &[String]) -> i32 {
+    let cfg = match args::parse_with_env(args) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    if cfg.show_help {
+        print!("{}", args::usage(program));
+        return 0;
+    }
+    if cfg.show_version {
+        eprintln!("version: {} (rs-llama)", env!("CARGO_PKG_VERSION"));
+        eprintln!("built with rustc for {}-{}", std::env::consts::ARCH, std::env::consts::OS);
+        return 0;
+    }
+    crate::cli::log::configure(cfg.verbosity, cfg.log_disable);
+    for w in &cfg.warnings {
+        log_warn!("{w}\n");
+    }
+    if cfg.model.is_none() {
+        log_error!("error: no model given (use -m FILE.gguf)\n");
+        return 1;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            log_error!("error: cannot start the async runtime: {e}\n");
+            return 1;
+        }
+    };
+    runtime.block_on(serve(cfg))
+}
+
+/// `http://127.0.0.1:8080`, `http://[::1]:8080`.
+fn address(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("http://[{host}]:{port}")
+    } else {
+        format!("http://{host}:{port}")
+    }
+}
+
+async fn serve(cfg: ServerConfig) -> i32 {
+    log_info!("{}", srv("llama_server", "initializing ..."));
+    let listener = match tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port)).await {
+        Ok(l) => l,
+        Err(_) => {
+            let msg = format!("couldn't bind HTTP server socket, hostname: {}, port: {}", cfg.host, cfg.port);
+            log_error!("{}", srv("start", &msg));
+            return 1;
+        }
+    };
+    let port = listener.local_addr().map_or(cfg.port, |a| a.port());
+    let state = Arc::new(AppState::new(cfg.clone()));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = http::router(Arc::clone(&state));
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .await;
+    });
+
+    let (load_tx, load_rx) = tokio::sync::oneshot::channel();
+    let load_cfg = cfg.clone();
+    std::thread::spawn(move || {
+        let _ = load_tx.send(load(&load_cfg));
+    });
+
+    let mut load_rx = Some(load_rx);
+    let exit = loop {
+        tokio::select! {
+            _ = shutdown_signal() => break 0,
+            result = async { load_rx.as_mut().expect("polled once").await }, if load_rx.is_some() => {
+                load_rx = None;
+                match result {
+                    Ok(Ok(loaded)) => {
+                        let _ = state.loaded.set(loaded);
+                        log_info!("{}", srv("llama_server", "model loaded"));
+                        log_info!("{}", srv("llama_server", &format!("listening on {}", address(&cfg.host, port))));
+                    }
+                    Ok(Err(msg)) => {
+                        log_error!("{}", srv("load_model", &msg));
+                        break 1;
+                    }
+                    Err(_) => {
+                        log_error!("{}", srv("load_model", "failed to load model: the loader stopped"));
+                        break 1;
+                    }
+                }
+            }
+        }
+    };
+    if exit == 0 {
+        log_info!("{}", srv("llama_server", "cleaning up before exit..."));
+        // A second Ctrl-C while draining ends the process at once, as llama-server does.
+        tokio::spawn(async {
+            shutdown_signal().await;
+            eprintln!("Received second interrupt, terminating immediately.");
+            std::process::exit(1);
+        });
+    }
+    if let Some(loaded) = state.loaded.get() {
+        loaded.backend.shutdown();
+    }
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(DRAIN, server).await;
+    exit
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Load the model, set up its chat template and start the scheduler; Err is one log line.
+fn load(cfg: &ServerConfig) -> Result<Loaded, String> {
+    let path = cfg.model.clone().unwrap_or_default();
+    let fail = |e: &dyn std::fmt::Display| format!("failed to load model, '{}': {e}", path.display());
+    crate::cli::threads::init_pool(cfg.n_threads().max(cfg.n_threads_batch()));
+    let file = Arc::new(GgufFile::open(&path).map_err(|e| fail(&e))?);
+    let tokenizer = Arc::new(Tokenizer::from_gguf(&file).map_err(|e| fail(&e))?);
+    let model =
+        Arc::new(Model::load(Arc::clone(&file), &LoadOptions { progress: false }).map_err(|e| fail(&e))?);
+    log_info!("{}\n", model.describe());
+
+    let n_ctx_train = model.n_ctx_train();
+    let n_ctx = if cfg.n_ctx == 0 { n_ctx_train } else { cfg.n_ctx as usize }.max(8);
+    let n_slots = cfg.n_slots();
+    let mut n_ctx_slot = if cfg.unified_kv() { n_ctx } else { n_ctx / n_slots };
+    if n_ctx_train > 0 {
+        n_ctx_slot = n_ctx_slot.min(n_ctx_train);
+    }
+    let mut sampling = cfg.sampling.clone();
+    sampling.apply_model_defaults(file.as_ref(), &cfg.sampling_user).map_err(|e| fail(&e))?;
+    let text = |id: Option<crate::TokenId>| {
+        id.map(|id| String::from_utf8_lossy(&tokenizer.token_to_piece(id, true)).into_owned())
+    };
+    let tokens = TokenTexts {
+        bos: text(tokenizer.bos()),
+        eos: text(tokenizer.eos()),
+        add_bos: tokenizer.add_bos(),
+        add_eos: tokenizer.add_eos(),
+    };
+    let model_template = file.get_str(gguf::names::TOK_CHAT_TEMPLATE).ok().flatten();
+    let tool_use = file.get_str(gguf::names::TOK_CHAT_TEMPLATE_TOOL_USE).ok().flatten();
+    let templates =
+        ChatTemplates::new(&cfg.chat_template, model_template, tool_use, tokens.clone(), cfg.use_jinja)
+            .map_err(|e| format!("failed to initialize the chat template: {e}"))?;
+    for w in templates.warnings() {
+        log_warn!("{w}\n");
+    }
+    let info = ModelInfo {
+        name: cfg.alias.clone().unwrap_or_else(|| {
+            path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        }),
+        path: path.display().to_string(),
+        n_ctx_train,
+        n_embd: model.hparams().n_embd,
+        n_params: model.n_params(),
+        size: std::fs::metadata(&path).map_or(0, |m| m.len()),
+        ftype: ftype_name(file.get_u32(gguf::names::KEY_FILE_TYPE).ok().flatten()),
+        vocab_type: if tokenizer.kind_name() == "SPM" { 1 } else { 2 },
+        bos_token: tokens.bos.unwrap_or_default(),
+        eos_token: tokens.eos.unwrap_or_default(),
+    };
+    let sched_cfg = SchedulerConfig {
+        n_slots,
+        n_ctx,
+        n_ctx_slot,
+        n_batch: cfg.n_batch as usize,
+        n_ubatch: cfg.n_ubatch as usize,
+    };
+    log_info!(
+        "{}",
+        srv(
+            "load_model",
+            &format!(
+                "initializing, n_slots = {n_slots}, n_ctx_slot = {n_ctx_slot}, kv_unified = '{}'",
+                cfg.unified_kv()
+            )
+        )
+    );
+    let open = session_for(cfg, model.hparams().n_layer)?;
+    let handle = scheduler::start(Arc::clone(&model), Arc::clone(&tokenizer), sched_cfg, open)
+        .map_err(|e| fail(&e))?;
+    Ok(Loaded { backend: Arc::new(handle), vocab: tokenizer, templates, info, sampling })
+}
+
+/// What the slots run on: the CPU, or the hybrid executor on the simulated GPU (`-dev sim`) or a
+/// CUDA card (`-dev cudaN`), planned with rs-llama's placement flags.
+fn session_for(cfg: &ServerConfig, n_layer: usize) -> Result<scheduler::OpenSession, String> {
+    let d = &cfg.device;
+    let ordinal = match d.device {
+        DeviceChoice::Sim => None,
+        DeviceChoice::Cuda(n) => Some(n),
+        _ => return Ok(scheduler::cpu_session()),
+    };
+    let n_cpu_moe = if d.cpu_moe { Some(n_layer as u32) } else { d.n_cpu_moe };
+    let opts = crate::cli::device::sim_options(&d.sim_hw, d.policy, cfg.gpu_mem, None, n_cpu_moe, n_layer)?;
+    let Some(mut opts) = opts else {
+        log_warn!("sim: the profile '{}' has no GPU; running on the CPU\n", d.sim_hw);
+        return Ok(scheduler::cpu_session());
+    };
+    opts.overrides = d.overrides.clone();
+    if let Some(on) = d.hot_experts {
+        opts.hot_experts = on;
+    }
+    Ok(match ordinal {
+        None => scheduler::sim_session(opts),
+        Some(n) => scheduler::cuda_session(opts, n, cfg.gpu_mem),
+    })
+}
+
+/// llama.cpp's `llama_ftype_name` for the common file types.
+fn ftype_name(ftype: Option<u32>) -> String {
+    match ftype {
+        Some(0) => "all F32",
+        Some(1) => "F16",
+        Some(2) => "Q4_0",
+        Some(3) => "Q4_1",
+        Some(7) => "Q8_0",
+        Some(8) => "Q5_0",
+        Some(9) => "Q5_1",
+        Some(10) => "Q2_K - Medium",
+        Some(12) => "Q3_K - Medium",
+        Some(15) => "Q4_K - Medium",
+        Some(17) => "Q5_K - Medium",
+        Some(18) => "Q6_K",
+        Some(32) => "BF16",
+        _ => "unknown, may not work",
+    }
+    .to_string()
+}

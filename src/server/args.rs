@@ -4,7 +4,7 @@
 //! llama.cpp has but rs-llama does not. `LLAMA_ARG_*` variables are read first, as arguments put
 //! before the command line's, so that a flag on the command line wins.
 
-use crate::cli::args::{normalise, parse_f32, parse_i32, ArgError};
+use crate::cli::args::{normalise, parse_f32, parse_i32, ArgError, GpuLayers};
 use crate::cli::device::{DeviceChoice, DeviceConfig};
 use crate::sample::{SamplingParams, UserSet};
 use std::path::PathBuf;
@@ -47,6 +47,8 @@ pub struct ServerConfig {
     pub verbosity: i32,
     pub log_disable: bool,
     pub gpu_mem: Option<u64>,
+    /// `-ngl`: llama.cpp's split under `--policy layers`, a cap on what is resident under `auto`.
+    pub gpu_layers: Option<GpuLayers>,
     pub device: DeviceConfig,
     pub show_help: bool,
     pub show_version: bool,
@@ -83,6 +85,7 @@ impl Default for ServerConfig {
             verbosity: crate::cli::log::DEFAULT_VERBOSITY,
             log_disable: false,
             gpu_mem: None,
+            gpu_layers: None,
             device: DeviceConfig::default(),
             show_help: false,
             show_version: false,
@@ -318,6 +321,39 @@ pub static FLAGS: &[Flag] = &[
     }),
     flag!(["--policy"], Some("POLICY"), "placement policy: auto, layers or fiddler (default: auto)", |c, v| {
         c.device.policy = crate::plan::PolicyKind::parse(v).map_err(|e| e.to_string())?;
+        Ok(())
+    }),
+    flag!(["-ngl", "--gpu-layers", "--n-gpu-layers"], N, "layers to store in VRAM: a number, 'auto' or 'all' (--policy layers: llama.cpp's split; auto: a cap on what is resident)", |c, v| {
+        c.gpu_layers = Some(match v {
+            "auto" => GpuLayers::Auto,
+            "all" => GpuLayers::All,
+            n => GpuLayers::Count(parse_i32(n)?),
+        });
+        Ok(())
+    }),
+    flag!(["-ncmoe", "--n-cpu-moe"], N, "keep the experts of the first N layers in host memory", |c, v| {
+        c.device.n_cpu_moe = Some(parse_i32(v)?.max(0) as u32);
+        Ok(())
+    }),
+    flag!(["-cmoe", "--cpu-moe"], None, "keep every expert in host memory", |c, _| {
+        c.device.cpu_moe = true;
+        Ok(())
+    }),
+    flag!(["-ot", "--override-tensor"], Some("PATTERN=BUFFER,..."), "keep tensors whose name matches PATTERN in host memory (CPU) or on the GPU (CUDA0); repeatable", |c, v| {
+        crate::plan::overrides::parse_overrides(v).map_err(|e| e.to_string())?;
+        c.device.overrides.push(v.to_string());
+        Ok(())
+    }),
+    flag!(["--hot-experts"], Some("on|off"), "let measured expert popularity move experts on and off the GPU (default: on under --policy auto)", |c, v| {
+        c.device.hot_experts = Some(match v {
+            "on" | "1" => true,
+            "off" | "0" => false,
+            _ => return Err(format!("unknown value for --hot-experts: '{v}'")),
+        });
+        Ok(())
+    }),
+    flag!(["--print-plan"], None, "print every task's placement with its reason (hybrid runs)", |c, _| {
+        c.device.print_plan = true;
         Ok(())
     }),
 ];

@@ -10,6 +10,7 @@ use super::args::{self, ServerConfig};
 use super::http::{self, AppState, Loaded, ModelInfo};
 use super::scheduler::{self, SchedulerConfig};
 use crate::chat::{ChatTemplates, TokenTexts};
+use crate::cli::args::GpuLayers;
 use crate::cli::device::DeviceChoice;
 use crate::model::{LoadOptions, Model};
 use crate::tokenizer::Tokenizer;
@@ -241,13 +242,23 @@ fn load(cfg: &ServerConfig) -> Result<Loaded, String> {
 /// CUDA card (`-dev cudaN`), planned with rs-llama's placement flags.
 fn session_for(cfg: &ServerConfig, n_layer: usize) -> Result<scheduler::OpenSession, String> {
     let d = &cfg.device;
+    let wants_gpu = cfg.gpu_layers != Some(GpuLayers::Count(0));
     let ordinal = match d.device {
         DeviceChoice::Sim => None,
         DeviceChoice::Cuda(n) => Some(n),
+        // A `cuda` build without `-dev`: the card, as llama-server uses its GPU.
+        DeviceChoice::Default if crate::gpu::BUILT_WITH_CUDA && wants_gpu => Some(0),
         _ => return Ok(scheduler::cpu_session()),
     };
     let n_cpu_moe = if d.cpu_moe { Some(n_layer as u32) } else { d.n_cpu_moe };
-    let opts = crate::cli::device::sim_options(&d.sim_hw, d.policy, cfg.gpu_mem, None, n_cpu_moe, n_layer)?;
+    let opts = crate::cli::device::sim_options(
+        &d.sim_hw,
+        d.policy,
+        cfg.gpu_mem,
+        cfg.gpu_layers,
+        n_cpu_moe,
+        n_layer,
+    )?;
     let Some(mut opts) = opts else {
         log_warn!("sim: the profile '{}' has no GPU; running on the CPU\n", d.sim_hw);
         return Ok(scheduler::cpu_session());
@@ -257,8 +268,8 @@ fn session_for(cfg: &ServerConfig, n_layer: usize) -> Result<scheduler::OpenSess
         opts.hot_experts = on;
     }
     Ok(match ordinal {
-        None => scheduler::sim_session(opts),
-        Some(n) => scheduler::cuda_session(opts, n, cfg.gpu_mem),
+        None => scheduler::sim_session(opts, d.print_plan),
+        Some(n) => scheduler::cuda_session(opts, n, cfg.gpu_mem, d.print_plan),
     })
 }
 

@@ -53,20 +53,41 @@ pub fn cpu_session() -> OpenSession {
 }
 
 /// The hybrid executor on the simulated GPU of `opts` (`-dev sim`).
-pub fn sim_session(opts: HybridOptions) -> OpenSession {
+pub fn sim_session(opts: HybridOptions, print_plan: bool) -> OpenSession {
     Box::new(move |model, cfg| {
         let device = Box::new(SimDevice::new(&opts.hw.name, opts.gpu_mem));
-        Session::hybrid_with_sequences(model, cfg.n_ctx_slot, cfg.n_slots, cfg.n_ubatch, &opts, device)
+        let s =
+            Session::hybrid_with_sequences(model, cfg.n_ctx_slot, cfg.n_slots, cfg.n_ubatch, &opts, device)?;
+        Ok(log_plan(s, print_plan))
     })
+}
+
+/// The plan's one-line summary (and with `--print-plan` every placement with its reason).
+fn log_plan(s: Session<'_>, print_plan: bool) -> Session<'_> {
+    if let Some(h) = s.executor() {
+        crate::cli::device::log_loaded(h);
+        if print_plan {
+            let g = h.graph();
+            eprint!("{}", crate::plan::print::plan_text(h.plan(), &|i| g.tasks[i].layer));
+        }
+    }
+    s
 }
 
 /// The hybrid executor on CUDA card `ordinal` (`-dev cudaN`), planned with `opts`' speeds and the
 /// card's budget; the CPU (after one line saying why) when there is no such card.
-pub fn cuda_session(mut opts: HybridOptions, ordinal: usize, gpu_mem: Option<u64>) -> OpenSession {
+pub fn cuda_session(
+    mut opts: HybridOptions,
+    ordinal: usize,
+    gpu_mem: Option<u64>,
+    print_plan: bool,
+) -> OpenSession {
     Box::new(move |model, cfg| match crate::exec::device::open_cuda(ordinal, gpu_mem) {
         Ok(device) => {
             opts.gpu_mem = opts.gpu_mem.min(device.budget());
-            Session::hybrid_with_sequences(model, cfg.n_ctx_slot, cfg.n_slots, cfg.n_ubatch, &opts, device)
+            let (n_ctx, n_seq, n_ubatch) = (cfg.n_ctx_slot, cfg.n_slots, cfg.n_ubatch);
+            let s = Session::hybrid_with_sequences(model, n_ctx, n_seq, n_ubatch, &opts, device)?;
+            Ok(log_plan(s, print_plan))
         }
         Err(e) => {
             crate::log_warn!("gpu: -dev cuda{ordinal}: {e}; running on the CPU\n");

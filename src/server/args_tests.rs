@@ -94,3 +94,16 @@ fn environment_comes_first_and_flags_override_it() {
     assert_eq!(c.api_keys, ["k1"]);
     assert!(c.warnings.is_empty());
 }
+
+#[test]
+fn placement_flags_reach_the_device_config() {
+    let c = parse(&["-ngl", "99", "-ncmoe", "3", "-ot", "exps=CPU", "--hot-experts", "off", "-dev", "sim"])
+        .unwrap();
+    assert_eq!(c.gpu_layers, Some(GpuLayers::Count(99)));
+    assert_eq!((c.device.n_cpu_moe, c.device.hot_experts), (Some(3), Some(false)));
+    assert_eq!(c.device.overrides, vec!["exps=CPU".to_string()]);
+    assert_eq!(c.device.device, DeviceChoice::Sim);
+    assert_eq!(parse(&["-ngl", "all"]).unwrap().gpu_layers, Some(GpuLayers::All));
+    assert!(parse(&["-ot", "exps=NOWHERE"]).is_err(), "a buffer that is not CPU or CUDA0");
+    assert!(parse(&["--hot-experts", "maybe"]).is_err());
+}

@@ -404,14 +404,17 @@ impl<'m> Hybrid<'m> {
             self.pending = hot.choose(&self.plan, &self.graph);
         }
         self.last_step = Some((spec, timeline.makespan));
-        self.record(&timeline, n_tokens as u64);
+        let decode = chunks.iter().all(|c| c.tokens.len() == 1);
+        self.record(&timeline, n_tokens as u64, decode);
         Ok(st.take_logits_by_sequence())
     }
 
-    fn record(&mut self, tl: &Timeline, n_tokens: u64) {
+    /// `decode`: every sequence in the step evaluated one token (several sequences' decode
+    /// tokens batched are still decode); a step with any prompt piece counts as prefill.
+    fn record(&mut self, tl: &Timeline, n_tokens: u64, decode: bool) {
         let c = &mut self.clock;
         let start = c.prefill_s + c.decode_s;
-        if n_tokens > 1 {
+        if !decode {
             c.prefill_s += tl.makespan;
             c.prefill_tokens += n_tokens;
         } else {

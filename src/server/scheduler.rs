@@ -287,6 +287,9 @@ impl<'m, 't> Scheduler<'m, 't> {
 
     /// Cancel what runs and what waits.
     fn stop(&mut self) {
+        if let Some(h) = self.session.executor() {
+            crate::log_info!("{}\n", crate::cli::device::report_line(h));
+        }
         for t in self.queue.drain(..) {
             let _ = t.tx.send(unavailable());
         }

@@ -6,6 +6,7 @@
 //! as scanners with the same behaviour rather than handed to a regex engine. The few simple
 //! patterns (`\p{N}`, `[0-9]{3}`, punctuation runs) are plain class scans.
 
+use super::regex_split::{PatternError, PatternSplit};
 use super::unicode::Flags;
 use std::ops::Range;
 
@@ -31,6 +32,14 @@ pub enum Split {
     PunctRun { backtick: bool },
     /// `[0-9][0-9][0-9]`
     AsciiDigitTriples,
+    /// Kimi-K2: Han runs, then the Llama-3 pattern with Han left out of the letters and optional
+    /// contractions after a word (llama.cpp's scanner for it, which ignores marks).
+    KimiK2,
+    /// Number runs cut into threes from the right; the text before a run joins its first group
+    /// (llama.cpp's AFMoE scanner, also what it runs for Tiny Aya's `\d{1,3}(?=(?:\d{3})*\b)`).
+    AfmoeDigits,
+    /// A pattern as llama.cpp writes it, run by the regex engine (see `regex_split`).
+    Regex(&'static str),
 }
 
 /// What a `tokenizer.ggml.pre` name means for a BPE vocab.
@@ -44,12 +53,21 @@ pub struct PreConfig {
     pub clean_spaces: bool,
     /// The pre-type has no BOS token by default.
     pub no_bos: bool,
+    /// Words are GPT-2 byte characters (false: raw UTF-8, byte tokens spelled `<0xXX>`).
+    pub byte_encode: bool,
+    /// Spaces become `▁` before splitting (SPM-style BPE: Gemma 4, Sarvam, mmBERT).
+    pub escape_whitespaces: bool,
+    /// Gemma 4 / mmBERT: a word of newlines only is one token when the vocab has it.
+    pub newline_words: bool,
+    /// mmBERT: each `▁` starts a new word, and every word starts with one.
+    pub metaspace_words: bool,
+    /// BOS forced on even when the file says false (llama.cpp's Gemma 4 workaround).
+    pub always_add_bos: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PreError {
     Unknown(String),
-    Unsupported(String),
 }
 
 const DEFAULT: &[Split] =
@@ -61,49 +79,99 @@ const QWEN35: &[Split] = &[Split::Qwen35];
 const STARCODER: &[Split] = &[Split::SingleNumber, Split::Gpt2];
 const FALCON: &[Split] = &[Split::PunctRun { backtick: true }, Split::Gpt2, Split::AsciiDigitTriples];
 const LAGUNA: &[Split] = &[Split::Newlines, Split::Qwen2];
+const NEWLINES: &[Split] = &[Split::Newlines];
+const KIMI_K2: &[Split] = &[Split::KimiK2];
 
-/// Pre-types llama.cpp knows whose patterns need a general regex engine (lookaheads, script ranges,
-/// case classes); they are refused rather than approximated.
-const UNSUPPORTED: &[&str] = &[
-    "minicpm5",
-    "deepseek-llm",
-    "deepseek-coder",
-    "deepseek-v3",
-    "spark2_5",
-    "youtu",
-    "jais-2",
-    "gemma4",
-    "granite-embed-multi-311m",
-    "mmbert",
-    "sarvam-moe",
-    "whitespace",
-    "poro-chat",
-    "viking",
-    "tekken",
-    "bloom",
-    "gpt3-finnish",
-    "exaone-moe",
-    "chameleon",
-    "gpt-4o",
-    "llama4",
-    "kanana2",
-    "talkie",
-    "granite-embed-multi-97m",
-    "tiny_aya",
-    "cohere2moe",
-    "superbpe",
-    "bailingmoe",
-    "bailingmoe2",
-    "llada-moe",
-    "seed-coder",
-    "hunyuan-dense",
-    "hy_v4",
-    "joyai-llm",
-    "kimi-k2",
-    "ufakzeka",
-    "afmoe",
-    "minimax-m2",
+// The patterns llama.cpp hands to std::regex, per pre-type (as written there, C escapes resolved).
+const JAIS2: &[Split] = &[Split::Regex(
+    r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s{512}(?!\S)|\s{256}(?!\S)|\s{128}(?!\S)|\s{64}(?!\S)|\s{32}(?!\S)|\s{16}(?!\S)|\s{8}(?!\S)|\s{4}(?!\S)|\s{1,2}(?!\S)|\s{1}",
+)];
+const DEEPSEEK_LLM: &[Split] = &[
+    Split::Regex(r"[\r\n]"),
+    Split::Regex(r"\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+"),
+    Split::Regex(r"\s?[!-/:-~！-／：-～‘-‟　-。]+"),
+    Split::Regex(r"\s+$"),
+    Split::Regex(r"[一-龥ࠀ-一가-퟿]+"),
+    Split::NumberRun,
 ];
+const DEEPSEEK3_MAIN: &str = r##"[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"##;
+const DEEPSEEK3: &[Split] = &[
+    Split::Regex(r"\p{N}{1,3}"),
+    Split::Regex(r"[一-龥぀-ゟ゠-ヿ]+"),
+    Split::Regex(DEEPSEEK3_MAIN),
+];
+const SPARK2_5: &[Split] = &[
+    Split::Regex(r"\p{N}{1,3}"),
+    Split::Regex(r"[一-龥぀-ゟ゠-ヿ]+"),
+    Split::Regex(
+        r##"[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+|[\r\n]|\s+(?!\S)|\s+"##,
+    ),
+    Split::SingleNumber,
+];
+const YOUTU: &[Split] = &[
+    Split::Regex(r"[가-힣ㄱ-ㆎ]+|[！…“”‘’—：；，、-〿︰-﹏]+|[ㄅ-ㄯ]+|[一-龥぀-ゟ゠-ヿ]+"),
+    Split::Regex(
+        r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    ),
+];
+const DEEPSEEK_CODER: &[Split] = &[
+    Split::Regex(r"[\r\n]"),
+    Split::Regex(r"\s?\p{L}+"),
+    Split::Regex(r"\s?\p{P}+"),
+    Split::Regex(r"[一-龥ࠀ-一가-퟿]+"),
+    Split::SingleNumber,
+];
+const BLOOM: &[Split] = &[Split::Regex(r" ?[^(\s|.,!?…。，、।۔،)]+")];
+const VIKING: &[Split] = &[Split::Regex(r" ?[^(\s|.,!?…。，、।۔،)]+"), Split::SingleNumber];
+const TEKKEN: &[Split] = &[Split::Regex(
+    r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+)];
+const CHAMELEON: &[Split] = &[
+    Split::Regex(r"<sentinel:[0-9]+>"),
+    Split::Regex(r"(IMGIMG)((A|B|C|D|E|F|G|H|I){1,4})Z"),
+    Split::Regex(r"([\t\n]|    |  )"),
+    Split::SingleNumber,
+    Split::Regex(r"[\p{P}!-/:-@\[-`{-~]"),
+    Split::Gpt2,
+];
+const GPT4O: &[Split] = &[Split::Regex(
+    r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+)];
+const GRANITE_EMB_MULTI: &[Split] = &[Split::Regex(
+    r"[^\r\n\p{L}\p{N}]?((?=[\p{L}\p{M}])([^a-z]))*((?=[\p{L}\p{M}])([^A-Z]))+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\r\n\p{L}\p{N}]?((?=[\p{L}\p{M}])([^a-z]))+((?=[\p{L}\p{M}])([^A-Z]))*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+)];
+const TINY_AYA: &[Split] = &[
+    Split::AfmoeDigits,
+    Split::Regex(
+        r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    ),
+];
+const SUPERBPE: &[Split] = &[Split::NumberRun, Split::Regex(r"(?=(\d{3})+(?!\d))")];
+const BAILINGMOE: &[Split] = &[Split::Regex(
+    r"'(?:[sSdDmMtT]|[lL][lL]|[vV][eE]|[rR][eE])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+",
+)];
+const SEED_CODER: &[Split] = &[Split::Regex(
+    r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1}| ?[^\s\p{L}\p{N}\r\n]+|\s*[\r\n]+|\s+(?!\S)|\s+",
+)];
+const UFAKZEKA: &[Split] =
+    &[Split::Regex(r"[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")];
+const AFMOE: &[Split] = &[
+    Split::AfmoeDigits,
+    Split::Regex(r"[一-鿿㐀-䶿豈-﫿぀-ゟ゠-ヿ･-ﾟ⼀-⿟เ-๿຀-໿ក-៿က-႟ꩠ-ꩿꧠ-꧿가-힯ᄀ-ᇿ]+"),
+    Split::Regex(
+        r##"[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"##,
+    ),
+];
+const EXAONE_MOE: &[Split] = &[Split::Regex(
+    r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?(?:\p{L}\p{M}*(?: \p{L}\p{M}*)*)+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]?|\s*[\r\n]|\s+(?!\S)|\s+",
+)];
+const MINICPM5: &[Split] = &[
+    Split::Regex(r"\p{N}{1,3}"),
+    Split::Regex(
+        r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}+| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    ),
+];
+const WHITESPACE: &[Split] = &[Split::Regex(r"\S+")];
 
 impl PreConfig {
     /// The configuration for a pre-type name; an absent name means `default`.
@@ -114,79 +182,172 @@ impl PreConfig {
             force_add_bos: false,
             clean_spaces: true,
             no_bos: false,
+            byte_encode: true,
+            escape_whitespaces: false,
+            newline_words: false,
+            metaspace_words: false,
+            always_add_bos: false,
         };
+        let plain = |steps| PreConfig { steps, ..base };
         let unclean = |steps| PreConfig { steps, clean_spaces: false, ..base };
+        let spm_style = PreConfig { steps: NEWLINES, byte_encode: false, escape_whitespaces: true, ..base };
         Ok(match name {
             "" | "default" => base,
+            "minicpm5" => PreConfig { ignore_merges: true, ..plain(MINICPM5) },
             "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0"
-            | "lfm2" | "jina-v5-nano" => {
-                PreConfig { steps: LLAMA3, ignore_merges: true, force_add_bos: true, ..base }
+            | "lfm2" | "jina-v5-nano" => PreConfig { ignore_merges: true, force_add_bos: true, ..plain(LLAMA3) },
+            "deepseek-llm" => unclean(DEEPSEEK_LLM),
+            "deepseek-coder" => unclean(DEEPSEEK_CODER),
+            "deepseek-v3" | "hunyuan-dense" | "hy_v4" | "joyai-llm" => unclean(DEEPSEEK3),
+            "spark2_5" => unclean(SPARK2_5),
+            "youtu" => PreConfig { ignore_merges: true, ..unclean(YOUTU) },
+            "falcon" => plain(FALCON),
+            "jais-2" => plain(JAIS2),
+            "gemma4" | "granite-embed-multi-311m" => {
+                PreConfig { newline_words: true, always_add_bos: true, ..spm_style }
             }
-            "dbrx" | "smaug-bpe" => PreConfig { steps: LLAMA3, ..base },
-            "chatglm-bpe" => PreConfig { steps: LLAMA3, no_bos: true, ..base },
-            "glm4" | "glm5" => PreConfig { steps: LLAMA3, no_bos: true, ignore_merges: true, ..base },
-            "falcon" => PreConfig { steps: FALCON, ..base },
+            "mmbert" => PreConfig { newline_words: true, metaspace_words: true, ..spm_style },
+            "sarvam-moe" => PreConfig { clean_spaces: false, ..spm_style },
+            "whitespace" => PreConfig { byte_encode: false, ..plain(WHITESPACE) },
+            "dbrx" | "smaug-bpe" => plain(LLAMA3),
+            "chatglm-bpe" => PreConfig { no_bos: true, ..plain(LLAMA3) },
+            "glm4" | "glm5" => PreConfig { no_bos: true, ignore_merges: true, ..plain(LLAMA3) },
             "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de"
             | "a.x-4.0" | "mellum" | "modern-bert" | "jina-v1-en" | "jina-v2-code" | "roberta-bpe"
-            | "mpt" | "olmo" | "jais" | "exaone4" => PreConfig { steps: GPT2, ..base },
+            | "mpt" | "olmo" | "jais" | "exaone4" => plain(GPT2),
             "trillion" | "granite-docling" => unclean(GPT2),
-            "starcoder" | "refact" | "codeshell" | "exaone" | "minerva-7b" | "mellum2" => {
-                PreConfig { steps: STARCODER, ..base }
-            }
+            "starcoder" | "refact" | "codeshell" | "exaone" | "minerva-7b" | "mellum2" => plain(STARCODER),
             "command-r" | "smollm" => unclean(STARCODER),
             "qwen2" | "deepseek-r1-qwen" | "kormo" | "f2llmv2" | "hunyuan" | "grok-2" | "solar-open" => {
                 unclean(QWEN2)
             }
-            "stablelm2" | "megrez" => PreConfig { steps: QWEN2, ..base },
+            "stablelm2" | "megrez" => plain(QWEN2),
             "qwen35" => unclean(QWEN35),
             "laguna" => unclean(LAGUNA),
-            other if UNSUPPORTED.contains(&other) => return Err(PreError::Unsupported(other.to_string())),
+            "poro-chat" => unclean(BLOOM),
+            "bloom" | "gpt3-finnish" => plain(BLOOM),
+            "viking" => unclean(VIKING),
+            "tekken" => PreConfig { ignore_merges: true, force_add_bos: true, ..unclean(TEKKEN) },
+            "exaone-moe" => plain(EXAONE_MOE),
+            "chameleon" => PreConfig { force_add_bos: true, ..unclean(CHAMELEON) },
+            "gpt-4o" | "llama4" | "kanana2" | "talkie" | "minimax-m2" => unclean(GPT4O),
+            "granite-embed-multi-97m" => PreConfig { ignore_merges: true, ..unclean(GRANITE_EMB_MULTI) },
+            "tiny_aya" | "cohere2moe" => unclean(TINY_AYA),
+            "superbpe" => unclean(SUPERBPE),
+            "bailingmoe" | "bailingmoe2" | "llada-moe" => unclean(BAILINGMOE),
+            "seed-coder" => unclean(SEED_CODER),
+            "kimi-k2" => unclean(KIMI_K2),
+            "ufakzeka" => unclean(UFAKZEKA),
+            "afmoe" => unclean(AFMOE),
             other => return Err(PreError::Unknown(other.to_string())),
         })
     }
 }
 
-/// Cut `cpts` into words (ranges of code-point indices, in order, covering everything).
-pub fn split_words(steps: &[Split], cpts: &[u32]) -> Vec<Range<usize>> {
-    let flags: Vec<Flags> = cpts.iter().map(|&c| Flags::of(c)).collect();
-    let mut pieces: Vec<Range<usize>> = std::iter::once(0..cpts.len()).collect();
-    for &step in steps {
-        let mut next = Vec::with_capacity(pieces.len() * 2);
-        for piece in pieces {
-            let scan = Scan { cpts, flags: &flags, end: piece.end };
-            let mut out = Out { prev_end: piece.start, pieces: &mut next };
-            match step {
-                Split::Gpt2 => scan_gpt2(&scan, piece.start, &mut out),
-                Split::Llama3 => scan_llama3_like(&scan, piece.start, Digits::UpToThree, false, &mut out),
-                Split::Qwen2 => scan_llama3_like(&scan, piece.start, Digits::One, false, &mut out),
-                Split::Qwen35 => scan_llama3_like(&scan, piece.start, Digits::One, true, &mut out),
-                Split::Newlines => scan_newlines(&scan, piece.start, &mut out),
-                Split::SingleNumber => {
-                    scan_matches(&scan, piece.start, &mut out, |s, i| s.flags(i).number.then_some(i + 1))
-                }
-                Split::NumberRun => scan_matches(&scan, piece.start, &mut out, |s, i| {
-                    s.flags(i).number.then(|| s.run_end(i, |f, _| f.number))
-                }),
-                Split::PunctRun { backtick } => scan_matches(&scan, piece.start, &mut out, |s, i| {
-                    let is_punct = |f: Flags, c: u32| {
-                        f.punctuation
-                            || matches!(
-                                char::from_u32(c),
-                                Some('$' | '+' | '<' | '=' | '>' | '^' | '~' | '|')
-                            )
-                            || (backtick && c == u32::from(b'`'))
-                    };
-                    is_punct(s.flags(i), s.cpt(i)).then(|| s.run_end(i, is_punct))
-                }),
-                Split::AsciiDigitTriples => scan_matches(&scan, piece.start, &mut out, |s, i| {
-                    (i..i + 3).all(|k| s.cpt(k).wrapping_sub(u32::from(b'0')) < 10).then_some(i + 3)
-                }),
-            }
-            out.emit(piece.end);
-        }
-        pieces = next;
+/// Every pre-type name llama.cpp 11434 knows.
+#[cfg(test)]
+pub const KNOWN_NAMES: &[&str] = &[
+    "default", "minicpm5", "llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral",
+    "midm-2.0", "lfm2", "jina-v5-nano", "deepseek-llm", "deepseek-coder", "deepseek-v3", "spark2_5",
+    "youtu", "falcon", "mpt", "starcoder", "gpt-2", "phi-2", "jina-es", "jina-de", "gigachat",
+    "jina-v2-es", "jina-v2-de", "a.x-4.0", "mellum", "modern-bert", "jais-2", "gemma4",
+    "granite-embed-multi-311m", "mmbert", "sarvam-moe", "jina-v1-en", "jina-v2-code", "roberta-bpe",
+    "whitespace", "refact", "command-r", "qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "qwen35",
+    "stablelm2", "olmo", "dbrx", "smaug-bpe", "poro-chat", "chatglm-bpe", "glm4", "glm5", "viking",
+    "jais", "tekken", "smollm", "codeshell", "bloom", "gpt3-finnish", "exaone", "exaone4",
+    "exaone-moe", "chameleon", "minerva-7b", "megrez", "gpt-4o", "llama4", "kanana2", "talkie",
+    "granite-embed-multi-97m", "tiny_aya", "cohere2moe", "superbpe", "trillion", "granite-docling",
+    "bailingmoe", "bailingmoe2", "llada-moe", "seed-coder", "hunyuan", "hunyuan-dense", "hy_v4",
+    "joyai-llm", "kimi-k2", "ufakzeka", "grok-2", "afmoe", "laguna", "minimax-m2", "solar-open",
+    "mellum2",
+];
+
+/// A pre-tokenizer ready to run: its patterns compiled once.
+pub struct Splitter {
+    steps: Vec<Step>,
+}
+
+enum Step {
+    Scan(Split),
+    Pattern(Box<PatternSplit>),
+}
+
+impl Splitter {
+    pub fn new(steps: &[Split]) -> Result<Splitter, PatternError> {
+        let steps = steps
+            .iter()
+            .map(|&step| match step {
+                Split::Regex(pattern) => PatternSplit::new(pattern).map(|p| Step::Pattern(Box::new(p))),
+                other => Ok(Step::Scan(other)),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Splitter { steps })
     }
-    pieces
+
+    /// Cut `cpts` into words (ranges of code-point indices, in order, covering everything).
+    pub fn split(&self, cpts: &[u32]) -> Vec<Range<usize>> {
+        let flags: Vec<Flags> = cpts.iter().map(|&c| Flags::of(c)).collect();
+        let mut pieces: Vec<Range<usize>> = std::iter::once(0..cpts.len()).collect();
+        for step in &self.steps {
+            let mut next = Vec::with_capacity(pieces.len() * 2);
+            match step {
+                Step::Pattern(pattern) => {
+                    let prepared = pattern.prepare(cpts);
+                    for piece in pieces {
+                        pattern.split(&prepared, piece, &mut next);
+                    }
+                }
+                Step::Scan(split) => {
+                    for piece in pieces {
+                        let scan = Scan { cpts, flags: &flags, end: piece.end };
+                        let mut out = Out { prev_end: piece.start, pieces: &mut next };
+                        scan_piece(*split, &scan, piece.start, &mut out);
+                        out.emit(piece.end);
+                    }
+                }
+            }
+            pieces = next;
+        }
+        pieces
+    }
+}
+
+/// A one-off [`Splitter`] run (tests).
+#[cfg(test)]
+pub fn split_words(steps: &[Split], cpts: &[u32]) -> Vec<Range<usize>> {
+    match Splitter::new(steps) {
+        Ok(splitter) => splitter.split(cpts),
+        Err(_) => std::iter::once(0..cpts.len()).filter(|r| !r.is_empty()).collect(),
+    }
+}
+
+fn scan_piece(step: Split, scan: &Scan, start: usize, out: &mut Out) {
+    match step {
+        Split::Gpt2 => scan_gpt2(scan, start, out),
+        Split::Llama3 => scan_llama3_like(scan, start, Digits::UpToThree, false, out),
+        Split::Qwen2 => scan_llama3_like(scan, start, Digits::One, false, out),
+        Split::Qwen35 => scan_llama3_like(scan, start, Digits::One, true, out),
+        Split::Newlines => scan_newlines(scan, start, out),
+        Split::KimiK2 => scan_kimi_k2(scan, start, out),
+        Split::AfmoeDigits => scan_afmoe_digits(scan, start, out),
+        Split::SingleNumber => scan_matches(scan, start, out, |s, i| s.flags(i).number.then_some(i + 1)),
+        Split::NumberRun => {
+            scan_matches(scan, start, out, |s, i| s.flags(i).number.then(|| s.run_end(i, |f, _| f.number)))
+        }
+        Split::PunctRun { backtick } => scan_matches(scan, start, out, |s, i| {
+            let is_punct = |f: Flags, c: u32| {
+                f.punctuation
+                    || matches!(char::from_u32(c), Some('$' | '+' | '<' | '=' | '>' | '^' | '~' | '|'))
+                    || (backtick && c == u32::from(b'`'))
+            };
+            is_punct(s.flags(i), s.cpt(i)).then(|| s.run_end(i, is_punct))
+        }),
+        Split::AsciiDigitTriples => scan_matches(scan, start, out, |s, i| {
+            (i..i + 3).all(|k| s.cpt(k).wrapping_sub(u32::from(b'0')) < 10).then_some(i + 3)
+        }),
+        // Patterns are compiled by `Splitter::new` and never reach the scanners.
+        Split::Regex(_) => {}
+    }
 }
 
 /// Read access to one piece: positions at or past `end` read as "nothing" (llama.cpp's scanners
@@ -373,6 +534,97 @@ fn scan_llama3_like(s: &Scan, start: usize, digits: Digits, marks: bool, out: &m
     }
 }
 
+/// The Han ideograph blocks llama.cpp's Kimi-K2 scanner sets apart.
+fn is_han(cpt: u32) -> bool {
+    matches!(
+        cpt,
+        0x4E00..=0x9FFF
+            | 0x3400..=0x4DBF
+            | 0x20000..=0x2A6DF
+            | 0x2A700..=0x2B73F
+            | 0x2B740..=0x2B81F
+            | 0x2B820..=0x2CEAF
+            | 0x2CEB0..=0x2EBEF
+            | 0xF900..=0xFAFF
+            | 0x2F800..=0x2FA1F
+    )
+}
+
+fn scan_kimi_k2(s: &Scan, start: usize, out: &mut Out) {
+    let letter = |i: usize| s.flags(i).letter && !is_han(s.cpt(i));
+    let mut pos = start;
+    while pos < s.end {
+        let cpt = s.cpt(pos);
+        let flags = s.flags(pos);
+        if is_han(cpt) {
+            pos = s.run_end(pos, |_, c| is_han(c));
+            out.emit(pos);
+            continue;
+        }
+        // [^\r\n\p{L}\p{N}]?[letters but Han]+ then an optional contraction.
+        let may_lead = !(is_cr_or_lf(cpt) || flags.letter || flags.number);
+        if letter(pos) || (may_lead && letter(pos + 1)) {
+            pos += usize::from(may_lead);
+            while letter(pos) {
+                pos += 1;
+            }
+            if let Some(end) = contraction_end(s, pos, true) {
+                pos = end;
+            }
+            out.emit(pos);
+            continue;
+        }
+        if flags.number {
+            let mut group_start = pos;
+            while s.flags(pos).number {
+                pos += 1;
+                if pos - group_start >= 3 {
+                    out.emit(pos);
+                    group_start = pos;
+                }
+            }
+            out.emit(pos);
+            continue;
+        }
+        // ` ?[^\s\p{L}\p{N}]+[\r\n]*`
+        let space = usize::from(is_char(cpt, ' '));
+        let other = |f: Flags| !(f.whitespace || f.letter || f.number) && f.present;
+        if other(s.flags(pos + space)) {
+            pos = s.run_end(pos + space, |f, _| other(f));
+            while is_cr_or_lf(s.cpt(pos)) {
+                pos += 1;
+            }
+            out.emit(pos);
+            continue;
+        }
+        let (n, past_last_newline) = whitespace_run(s, pos);
+        pos = past_last_newline.or_else(|| whitespace_end(s, pos, n)).unwrap_or(pos + 1);
+        out.emit(pos);
+    }
+}
+
+/// Number runs in groups of three counted from the right (a short group first). Whatever came
+/// before a run since the last cut becomes part of the run's first group, as in llama.cpp.
+fn scan_afmoe_digits(s: &Scan, start: usize, out: &mut Out) {
+    let mut pos = start;
+    while pos < s.end {
+        if !s.flags(pos).number {
+            pos += 1;
+            continue;
+        }
+        let run_start = pos;
+        pos = s.run_end(pos, |f, _| f.number);
+        let mut cut = run_start + (pos - run_start) % 3;
+        if cut > run_start {
+            out.emit(cut);
+        }
+        while cut < pos {
+            cut += 3;
+            out.emit(cut);
+        }
+    }
+}
+
 fn scan_newlines(s: &Scan, start: usize, out: &mut Out) {
     let mut pos = start;
     while pos < s.end {
@@ -439,10 +691,25 @@ mod tests {
     }
 
     #[test]
+    fn every_known_pre_type_compiles() {
+        for name in KNOWN_NAMES {
+            let config = PreConfig::from_name(name).unwrap_or_else(|_| panic!("{name}"));
+            Splitter::new(config.steps).unwrap_or_else(|e| panic!("{name}: {}", e.0));
+        }
+    }
+
+    #[test]
+    fn kimi_k2_and_afmoe_scanners() {
+        assert_eq!(words(KIMI_K2, "我们Hello's 12345"), ["我们", "Hello's", " ", "123", "45"]);
+        assert_eq!(words(KIMI_K2, "(中文"), ["(", "中文"]);
+        assert_eq!(words(&[Split::AfmoeDigits], "ab1234 x12"), ["ab1", "234", " x12"]);
+    }
+
+    #[test]
     fn pre_names() {
         assert_eq!(PreConfig::from_name("smollm").map(|c| (c.steps, c.clean_spaces)), Ok((STARCODER, false)));
         assert!(PreConfig::from_name("llama-bpe").is_ok_and(|c| c.ignore_merges && c.force_add_bos));
-        assert_eq!(PreConfig::from_name("tekken"), Err(PreError::Unsupported("tekken".into())));
+        assert!(PreConfig::from_name("tekken").is_ok_and(|c| c.ignore_merges && !c.clean_spaces));
         assert_eq!(PreConfig::from_name("nope"), Err(PreError::Unknown("nope".into())));
     }
 }

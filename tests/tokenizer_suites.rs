@@ -27,7 +27,8 @@ fn llama_cpp_models() -> Option<PathBuf> {
 fn with_pre(file: &GgufFile, pre: &str) -> Result<GgufFile> {
     let mut w = gguf::writer::GgufWriter::new();
     for (key, value) in &file.kv {
-        let value = if key == "tokenizer.ggml.pre" { gguf::value::Value::String(pre.into()) } else { value.clone() };
+        let value =
+            if key == "tokenizer.ggml.pre" { gguf::value::Value::String(pre.into()) } else { value.clone() };
         w.set(key, value);
     }
     Ok(GgufFile::from_bytes(w.to_bytes())?)
@@ -88,7 +89,9 @@ fn read_cases(name: &str) -> Result<Vec<(Vec<u8>, Vec<u32>)>> {
 
 fn run_suite(name: &str) -> Result<()> {
     let Some(file) = open_vocab(name)? else {
-        eprintln!("ggml-vocab-{name}.gguf is not committed (too large) and llama.cpp's tree is absent: skipped");
+        eprintln!(
+            "ggml-vocab-{name}.gguf is not committed (too large) and llama.cpp's tree is absent: skipped"
+        );
         return Ok(());
     };
     let tok = Tokenizer::from_gguf(&file)?;
@@ -195,8 +198,21 @@ fn suite_gemma_4() -> Result<()> {
 #[test]
 fn every_llama_cpp_suite_is_covered() -> Result<()> {
     const SUITES: &[&str] = &[
-        "llama-spm", "llama-bpe", "qwen2", "phi-3", "gpt-2", "starcoder", "refact", "qwen35", "mpt",
-        "falcon", "deepseek-llm", "deepseek-coder", "bert-bge", "command-r", "gemma-4",
+        "llama-spm",
+        "llama-bpe",
+        "qwen2",
+        "phi-3",
+        "gpt-2",
+        "starcoder",
+        "refact",
+        "qwen35",
+        "mpt",
+        "falcon",
+        "deepseek-llm",
+        "deepseek-coder",
+        "bert-bge",
+        "command-r",
+        "gemma-4",
     ];
     for name in SUITES {
         let inp = vocab_dir().join(format!("ggml-vocab-{name}.gguf.inp"));

@@ -60,7 +60,15 @@ fn ascii_members(stand_in: char) -> &'static [(u8, u8)] {
             (b'{', b'{'),
             (b'}', b'}'),
         ],
-        '\u{D5}' => &[(b'$', b'$'), (b'+', b'+'), (b'<', b'>'), (b'^', b'^'), (b'`', b'`'), (b'|', b'|'), (b'~', b'~')],
+        '\u{D5}' => &[
+            (b'$', b'$'),
+            (b'+', b'+'),
+            (b'<', b'>'),
+            (b'^', b'^'),
+            (b'`', b'`'),
+            (b'|', b'|'),
+            (b'~', b'~'),
+        ],
         _ => &[],
     }
 }
@@ -227,7 +235,9 @@ fn translate(pattern: &str, collapsed: bool) -> Result<String, PatternError> {
                     let (first, used) = class_atom(&chars[i..], collapsed).ok_or_else(|| err("bad class"))?;
                     i += used;
                     match first {
-                        Atom::Cpt(lo) if chars.get(i) == Some(&'-') && chars.get(i + 1).is_some_and(|&n| n != ']') => {
+                        Atom::Cpt(lo)
+                            if chars.get(i) == Some(&'-') && chars.get(i + 1).is_some_and(|&n| n != ']') =>
+                        {
                             let (last, used) =
                                 class_atom(&chars[i + 1..], collapsed).ok_or_else(|| err("bad range"))?;
                             let Atom::Cpt(hi) = last else { return Err(err("range to a class")) };

@@ -254,8 +254,7 @@ impl Vocab {
                     ids.bos = if config.no_bos { None } else { Some(11) };
                     ids.eos = Some(11);
                 }
-                vocab_flags =
-                    (config.force_add_bos, false, config.clean_spaces, config.escape_whitespaces);
+                vocab_flags = (config.force_add_bos, false, config.clean_spaces, config.escape_whitespaces);
                 ignore_merges = config.ignore_merges;
                 pre = Some(config);
             }

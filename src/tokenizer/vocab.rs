@@ -212,12 +212,20 @@ const ALWAYS_USER_DEFINED: &[&str] = &["<|channel|>", "<|message|>", "<|start|>"
 impl Vocab {
     pub fn from_gguf(file: &GgufFile) -> Result<Vocab, TokenizerError> {
         let model = file.require_str(TOK_MODEL)?;
-        let pre_name = file.get_str(TOK_PRE)?.unwrap_or("").to_string();
+        let mut pre_name = file.get_str(TOK_PRE)?.unwrap_or("").to_string();
+        // A `gemma4` vocab is BPE whose pre-type is always `gemma4`, with no default special ids.
+        let gemma4 = model == "gemma4";
+        if gemma4 {
+            pre_name = "gemma4".into();
+        }
         let kind = match model {
             "llama" => VocabKind::Spm,
-            "gpt2" => VocabKind::Bpe,
-            "no_vocab" | "none" | "bert" | "t5" | "rwkv" | "test" | "plamo2" | "gemma4" | "hybriddna"
-            | "whitespace" => return Err(invalid(format!("tokenizer model '{model}' is not supported"))),
+            "gpt2" | "gemma4" => VocabKind::Bpe,
+            "bert" => return Err(invalid("tokenizer model 'bert' (WPM) is not supported yet")),
+            "t5" => return Err(invalid("tokenizer model 't5' (UGM) is not supported yet")),
+            "no_vocab" | "none" | "rwkv" | "test" | "plamo2" | "hybriddna" | "whitespace" => {
+                return Err(invalid(format!("tokenizer model '{model}' is not supported")))
+            }
             other => return Err(invalid(format!("unknown tokenizer: '{other}'"))),
         };
 
@@ -241,13 +249,12 @@ impl Vocab {
                 }
                 let config = PreConfig::from_name(&pre_name).map_err(|e| match e {
                     PreError::Unknown(name) => invalid(format!("unknown pre-tokenizer type: '{name}'")),
-                    PreError::Unsupported(name) => {
-                        invalid(format!("pre-tokenizer type '{name}' is not supported"))
-                    }
                 })?;
-                ids.bos = if config.no_bos { None } else { Some(11) };
-                ids.eos = Some(11);
-                vocab_flags = (config.force_add_bos, false, config.clean_spaces, false);
+                if !gemma4 {
+                    ids.bos = if config.no_bos { None } else { Some(11) };
+                    ids.eos = Some(11);
+                }
+                vocab_flags = (config.force_add_bos, false, config.clean_spaces, config.escape_whitespaces);
                 ignore_merges = config.ignore_merges;
                 pre = Some(config);
             }
@@ -267,6 +274,9 @@ impl Vocab {
         }
         if let Some(v) = file.get_bool(TOK_ADD_EOS)? {
             add_eos = v;
+        }
+        if pre.is_some_and(|p| p.always_add_bos) {
+            add_bos = true;
         }
 
         let mut vocab = Vocab {

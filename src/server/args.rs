@@ -30,8 +30,9 @@ pub struct ServerConfig {
     pub sampling: SamplingParams,
     pub sampling_user: UserSet,
     pub api_keys: Vec<String>,
-    /// `-a`: the model's name in responses (else the file name).
-    pub alias: Option<String>,
+    /// `-a`: the model's names (a sorted set, as llama-server keeps them); the first is its name
+    /// in responses (else the `-m` path).
+    pub alias: Vec<String>,
     /// `--chat-template[-file]`: a built-in name or Jinja text ("" = the model's).
     pub chat_template: String,
     pub use_jinja: bool,
@@ -72,7 +73,7 @@ impl Default for ServerConfig {
             sampling: SamplingParams::default(),
             sampling_user: UserSet::default(),
             api_keys: Vec::new(),
-            alias: None,
+            alias: Vec::new(),
             chat_template: String::new(),
             use_jinja: true,
             endpoint_metrics: false,
@@ -265,8 +266,12 @@ pub static FLAGS: &[Flag] = &[
         c.api_keys.extend(text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from));
         Ok(())
     }),
-    flag!(["-a", "--alias"], Some("STRING"), "model name in responses (default: the model file's name)", |c, v| {
-        c.alias = Some(v.split(',').next().unwrap_or(v).to_string());
+    flag!(["-a", "--alias"], Some("STRING"), "model name aliases, comma-separated; the first (sorted) is the name in responses (default: the model path)", |c, v| {
+        for a in v.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+            if let Err(at) = c.alias.binary_search_by(|x| x.as_str().cmp(a)) {
+                c.alias.insert(at, a.to_string());
+            }
+        }
         Ok(())
     }),
     flag!(["--chat-template"], Some("JINJA_TEMPLATE"), "chat template: a built-in name or Jinja text (default: the model's)", |c, v| {
@@ -292,6 +297,12 @@ pub static FLAGS: &[Flag] = &[
     flag!(["--no-ui", "--no-webui"], None, "accepted (there is no web UI)", |c, _| on(&mut c.webui, false)),
     flag!(["--cache-prompt"], None, "reuse a slot's KV cache for a prompt's common prefix (default: enabled)", |c, _| on(&mut c.cache_prompt, true)),
     flag!(["--no-cache-prompt"], None, "disable prompt caching", |c, _| on(&mut c.cache_prompt, false)),
+    flag!(["-cram", "--cache-ram"], N, "accepted; rs-llama-server has no host-memory prompt cache (only the slots' KV)", |_, v| {
+        parse_i32(v)?;
+        Ok(())
+    }),
+    flag!(["--cache-idle-slots"], None, "accepted (no host-memory prompt cache to save idle slots to)", |_, _| Ok(())),
+    flag!(["--no-cache-idle-slots"], None, "accepted (no host-memory prompt cache)", |_, _| Ok(())),
     flag!(["-v", "--verbose", "--log-verbose"], None, "log everything", |c, _| {
         c.verbosity = i32::MAX;
         Ok(())
@@ -412,6 +423,8 @@ const ENV_ARGS: &[EnvArg] = &[
     EnvArg::Switch("LLAMA_ARG_ENDPOINT_SLOTS", "--slots", Some("--no-slots")),
     EnvArg::Switch("LLAMA_ARG_UI", "--ui", Some("--no-ui")),
     EnvArg::Switch("LLAMA_ARG_KV_UNIFIED", "-kvu", None),
+    EnvArg::Value("LLAMA_ARG_CACHE_RAM", "--cache-ram"),
+    EnvArg::Switch("LLAMA_ARG_CACHE_IDLE_SLOTS", "--cache-idle-slots", Some("--no-cache-idle-slots")),
 ];
 
 fn truthy(v: &str) -> Option<bool> {

@@ -58,7 +58,7 @@ fn flags_set_their_fields() {
     assert_eq!((c.host.as_str(), c.port, c.n_slots(), c.unified_kv(), c.n_ctx), ("::1", 0, 2, false, 512));
     assert!(!c.cont_batching && !c.use_jinja && c.endpoint_metrics && !c.endpoint_slots && c.endpoint_props);
     assert_eq!(c.api_keys, ["a", "b", "c"]);
-    assert_eq!(c.alias.as_deref(), Some("smol"));
+    assert_eq!(c.alias, ["smol"]);
     assert_eq!((c.sampling.temp, c.sampling.top_k, c.sampling.seed), (0.0, 1, u32::MAX));
     assert!(c.sampling.ignore_eos && !c.webui && !c.cache_prompt);
     assert_eq!((c.timeout_s, c.n_threads(), c.device.device), (5, 3, DeviceChoice::Sim));

@@ -201,15 +201,17 @@ fn load(cfg: &ServerConfig) -> Result<Loaded, String> {
     for w in templates.warnings() {
         log_warn!("{w}\n");
     }
+    // llama-server: the first alias, else the model path as given on the command line.
+    let name = cfg.alias.first().cloned().unwrap_or_else(|| path.display().to_string());
     let info = ModelInfo {
-        name: cfg.alias.clone().unwrap_or_else(|| {
-            path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-        }),
+        name: name.clone(),
+        aliases: if cfg.alias.is_empty() { vec![name] } else { cfg.alias.clone() },
         path: path.display().to_string(),
         n_ctx_train,
         n_embd: model.hparams().n_embd,
         n_params: model.n_params(),
-        size: std::fs::metadata(&path).map_or(0, |m| m.len()),
+        // llama.cpp's `llama_model_size`: the tensors' bytes, not the file's.
+        size: file.tensors.iter().map(|t| t.n_bytes).sum(),
         ftype: ftype_name(file.get_u32(gguf::names::KEY_FILE_TYPE).ok().flatten()),
         vocab_type: if tokenizer.kind_name() == "SPM" { 1 } else { 2 },
         bos_token: tokens.bos.unwrap_or_default(),

@@ -214,10 +214,19 @@ pub fn start(
     }
 }
 
+/// The task a slot runs or ran last, as `/slots` names it.
+struct TaskView {
+    id: u64,
+    /// The request without its prompt.
+    params: Arc<GenerateRequest>,
+}
+
 /// One slot: the tokens in its sequence's cache, and the generation on it, if any.
 struct Slot {
     cache: Vec<TokenId>,
     gen: Option<Generation>,
+    /// The running task, else the last one (llama-server's `task_prev`).
+    view: Option<TaskView>,
     /// Step of its last use (for dropping idle caches, least recent first).
     last_used: u64,
 }
@@ -235,7 +244,9 @@ struct Scheduler<'m, 't> {
 
 impl<'m, 't> Scheduler<'m, 't> {
     fn new(session: Session<'m>, tok: &'t Tokenizer, cfg: SchedulerConfig, shared: Arc<Shared>) -> Self {
-        let slots = (0..cfg.n_slots).map(|_| Slot { cache: Vec::new(), gen: None, last_used: 0 }).collect();
+        let slots = (0..cfg.n_slots)
+            .map(|_| Slot { cache: Vec::new(), gen: None, view: None, last_used: 0 })
+            .collect();
         let mut s = Scheduler {
             session,
             tok,
@@ -379,7 +390,10 @@ impl<'m, 't> Scheduler<'m, 't> {
         slot.cache.truncate(keep);
         self.session.truncate(i, keep);
         slot.last_used = self.step;
+        self.metrics.prompt_tokens_cached_total += keep as u64;
         let (n_batch, n_ubatch) = (self.cfg.n_batch, self.cfg.n_ubatch.min(self.cfg.n_batch));
+        let params = Arc::new(GenerateRequest { prompt: Vec::new(), ..t.req.clone() });
+        slot.view = Some(TaskView { id: t.id, params });
         slot.gen = Some(Generation::new(t.id, t.req, t.tx, chain, keep, n_batch, n_ubatch));
     }
 
@@ -524,20 +538,31 @@ impl<'m, 't> Scheduler<'m, 't> {
             .slots
             .iter()
             .enumerate()
-            .map(|(id, s)| SlotInfo {
-                id,
-                id_task: s.gen.as_ref().map(|g| g.task_id),
-                n_ctx: self.cfg.n_ctx_slot,
-                is_processing: s.gen.is_some(),
-                n_cached: s.cache.len(),
-                n_decoded: s.gen.as_ref().map_or(0, |g| g.generated.len()),
-                n_remaining: s.gen.as_ref().map_or(-1, |g| {
-                    if g.req.n_predict < 0 {
-                        -1
-                    } else {
-                        g.req.n_predict as i64 - g.generated.len() as i64
-                    }
-                }),
+            .map(|(id, s)| {
+                let v = s.view.as_ref();
+                // As llama-server, an idle slot keeps its last task's id and settings, but its
+                // counters start again from zero.
+                let g = s.gen.as_ref();
+                SlotInfo {
+                    id,
+                    id_task: v.map(|v| v.id),
+                    n_ctx: self.cfg.n_ctx_slot,
+                    is_processing: g.is_some(),
+                    n_cached: s.cache.len(),
+                    n_prompt_processed: g.map_or(0, Generation::n_prompt_processed),
+                    n_prompt_cached: g.map_or(0, |g| g.n_cached),
+                    n_decoded: g.map_or(0, |g| g.generated.len()),
+                    n_remaining: g.map_or(-1, |g| {
+                        if g.req.n_predict < 0 {
+                            -1
+                        } else {
+                            g.req.n_predict as i64 - g.generated.len() as i64
+                        }
+                    }),
+                    has_next_token: g.is_some(),
+                    has_new_line: g.is_some_and(Generation::has_new_line),
+                    params: v.map(|v| Arc::clone(&v.params)),
+                }
             })
             .collect();
         *self.shared.slots.lock().unwrap_or_else(|e| e.into_inner()) = infos;

@@ -103,6 +103,17 @@ impl Generation {
         }
     }
 
+    /// Prompt tokens evaluated so far (those taken from the cache aside).
+    pub fn n_prompt_processed(&self) -> usize {
+        let left: usize = self.pieces.iter().map(|r| r.len()).sum();
+        self.req.prompt.len() - self.n_cached - left
+    }
+
+    /// The generated text holds a newline.
+    pub fn has_new_line(&self) -> bool {
+        self.text.contains(&b'\n')
+    }
+
     /// The prompt's last piece was evaluated.
     pub fn prompt_finished(&mut self) {
         self.prompt_ms = self.started.elapsed().as_secs_f64() * 1e3;

@@ -210,7 +210,7 @@ impl StreamState {
                         if !rest.is_empty() {
                             out.push(obj! {
                                 "index" => index, "content" => rest.as_str(), "tokens" => Json::Arr(Vec::new()),
-                                "stop" => false, "id_slot" => f.id_slot, "tokens_predicted" => f.tokens_predicted,
+                                "stop" => false, "id_slot" => -1, "tokens_predicted" => f.tokens_predicted,
                                 "tokens_evaluated" => f.tokens_evaluated,
                             });
                         }
@@ -314,7 +314,7 @@ pub fn unix_now() -> u64 {
 }
 
 /// 32 letters and digits, as llama-server's completion ids.
-fn random_id(salt: u64) -> String {
+pub fn random_id(salt: u64) -> String {
     use std::hash::{BuildHasher, Hasher};
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let nanos =

@@ -25,7 +25,7 @@ pub fn detokenize_text(vocab: &dyn Vocabulary, tokens: &[TokenId]) -> String {
 
 pub fn models(ctx: &Ctx<'_>) -> Json {
     let info = &ctx.loaded.info;
-    let aliases: Vec<String> = ctx.state.cfg.alias.iter().cloned().collect();
+    let aliases = info.aliases.clone();
     let details = obj! {
         "parent_model" => "", "format" => "gguf", "family" => "", "families" => vec![""],
         "parameter_size" => "", "quantization_level" => "",
@@ -65,7 +65,15 @@ fn default_request(ctx: &Ctx<'_>) -> GenerateRequest {
 
 /// `generation_settings` without the fields llama-server leaves out of `/props` and `/slots`.
 fn short_settings(ctx: &Ctx<'_>) -> Json {
-    let full = params::settings_json(&default_request(ctx), false);
+    let mut s = settings_of(&default_request(ctx));
+    // The server's own default; a request gets llama-server's per-request default ("deepseek").
+    s.set("reasoning_format", "none");
+    s
+}
+
+/// A request's settings as `/props` and `/slots` show them.
+fn settings_of(req: &GenerateRequest) -> Json {
+    let full = params::settings_json(req, false);
     let dropped = [
         "dry_sequence_breakers",
         "stop",
@@ -83,18 +91,31 @@ fn short_settings(ctx: &Ctx<'_>) -> Json {
     }
 }
 
+/// llama-server's marker for media in prompts: random per process unless `LLAMA_MEDIA_MARKER`
+/// pins it (rs-llama takes no media; the marker is only reported).
+fn media_marker() -> &'static str {
+    static MARKER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    MARKER.get_or_init(|| match std::env::var("LLAMA_MEDIA_MARKER") {
+        Ok(m) if !m.is_empty() => m,
+        _ => format!("<__media_{}__>", super::completion::random_id(u64::from(std::process::id()))),
+    })
+}
+
 pub fn props(ctx: &Ctx<'_>) -> Json {
     let (cfg, info) = (&ctx.state.cfg, &ctx.loaded.info);
     let settings = obj! { "params" => short_settings(ctx), "n_ctx" => ctx.loaded.backend.n_ctx_slot() };
+    let caps = Json::Obj(
+        ctx.loaded.templates.caps().into_iter().map(|(k, v)| (k.to_string(), Json::from(v))).collect(),
+    );
     obj! {
         "default_generation_settings" => settings, "total_slots" => ctx.loaded.backend.total_slots(),
         "model_alias" => info.name.as_str(), "model_ftype" => info.ftype.as_str(), "model_path" => info.path.as_str(),
         "modalities" => obj! { "vision" => false, "video" => false, "audio" => false },
-        "media_marker" => "<__media__>", "endpoint_slots" => cfg.endpoint_slots,
+        "media_marker" => media_marker(), "endpoint_slots" => cfg.endpoint_slots,
         "endpoint_props" => cfg.endpoint_props, "endpoint_metrics" => cfg.endpoint_metrics,
         // There is no web UI to serve, whatever --ui says.
         "ui" => false, "ui_settings" => Json::obj(), "chat_template" => ctx.loaded.templates.source(),
-        "chat_template_caps" => Json::obj(), "bos_token" => info.bos_token.as_str(),
+        "chat_template_caps" => caps, "bos_token" => info.bos_token.as_str(),
         "eos_token" => info.eos_token.as_str(), "build_info" => render::build_info(), "is_sleeping" => false,
         "cors_proxy_enabled" => false,
     }
@@ -126,12 +147,15 @@ pub fn slots(ctx: &Ctx<'_>, query: &str) -> Result<Response, ApiError> {
         .iter()
         .map(|s| {
             let mut o = obj! { "id" => s.id, "n_ctx" => s.n_ctx, "speculative" => false, "is_processing" => s.is_processing };
+            // A slot that never ran a task lists only the four keys above.
             if let Some(task) = s.id_task {
                 o.set("id_task", task);
                 o.set("n_prompt_tokens", s.n_cached);
-                o.set("params", short_settings(ctx));
+                o.set("n_prompt_tokens_processed", s.n_prompt_processed);
+                o.set("n_prompt_tokens_cache", s.n_prompt_cached);
+                o.set("params", s.params.as_deref().map_or_else(|| short_settings(ctx), settings_of));
                 let next = obj! {
-                    "has_next_token" => s.is_processing, "has_new_line" => false,
+                    "has_next_token" => s.has_next_token, "has_new_line" => s.has_new_line,
                     "n_remain" => s.n_remaining, "n_decoded" => s.n_decoded,
                 };
                 o.set("next_token", vec![next]);
@@ -191,7 +215,11 @@ pub fn metrics(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             "Number of prompt tokens processed, excluding cached tokens",
             m.prompt_tokens_total as f64,
         ),
-        ("prompt_tokens_cached_total", "Number of prompt tokens reused from the cache", 0.0),
+        (
+            "prompt_tokens_cached_total",
+            "Number of prompt tokens reused from the cache",
+            m.prompt_tokens_cached_total as f64,
+        ),
         ("prompt_seconds_total", "Total time spent processing prompts", m.prompt_seconds_total),
         ("tokens_predicted_total", "Number of generation tokens processed", m.tokens_predicted_total as f64),
         (

@@ -10,6 +10,7 @@
 pub mod completion;
 pub mod info;
 pub mod json;
+pub mod nljson;
 pub mod params;
 pub mod render;
 
@@ -84,8 +85,10 @@ impl Vocabulary for crate::tokenizer::Tokenizer {
 /// Facts about the loaded model for `/props` and `/v1/models`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ModelInfo {
-    /// `-a`, else the file name.
+    /// The first of `-a`, else the `-m` path as given (llama-server's `model_name`).
     pub name: String,
+    /// `-a`'s names, else the name alone (`/v1/models`' `aliases`).
+    pub aliases: Vec<String>,
     pub path: String,
     pub n_ctx_train: usize,
     pub n_embd: usize,
@@ -133,6 +136,12 @@ impl AppState {
 /// llama-server's limit on a request body (cpp-httplib's default payload limit).
 pub const MAX_BODY_BYTES: usize = 100 * 1024 * 1024;
 
+/// The 503 answer's message while the model loads.
+const LOADING: &str = "Loading model";
+
+/// The message of the error for a body over [`MAX_BODY_BYTES`] (answered 413 without a body).
+const PAYLOAD_TOO_LARGE: &str = "Payload Too Large";
+
 /// The axum service: one fallback handler that routes by itself.
 pub fn router(state: Arc<AppState>) -> axum::Router {
     axum::Router::new().fallback(handle).with_state(state)
@@ -149,7 +158,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
         preflight()
     } else {
         match state.loaded.get() {
-            None => error_response(&ApiError::new(ErrorKind::Unavailable, "Loading model")),
+            None => error_response(&ApiError::new(ErrorKind::Unavailable, LOADING)),
             Some(loaded) => {
                 if !is_public(req.uri().path()) && !authorized(&state.cfg.api_keys, req.headers()) {
                     crate::log_warn!("srv  {:>12.12}: unauthorized: Invalid API Key\n", "operator()");
@@ -160,11 +169,21 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
             }
         }
     };
-    // llama-server's default CORS: any origin, with credentials, so the Origin is echoed back.
-    if let Some(origin) = origin {
-        res.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-    }
+    finish_headers(&mut res, origin);
     res
+}
+
+/// What llama-server (cpp-httplib) puts on every answer: `Server: llama.cpp`, the CORS origin
+/// (the request's `Origin` echoed back, as it allows any origin with credentials; empty without
+/// one), and `Connection: close` after an error status (cpp-httplib closes the connection then).
+fn finish_headers(res: &mut Response, origin: Option<HeaderValue>) {
+    let close = res.status().is_client_error() || res.status().is_server_error();
+    let h = res.headers_mut();
+    h.insert(header::SERVER, HeaderValue::from_static("llama.cpp"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.unwrap_or_else(|| HeaderValue::from_static("")));
+    if close {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
 }
 
 fn preflight() -> Response {
@@ -242,7 +261,7 @@ pub fn not_found() -> ApiError {
 }
 
 async fn read_body(req: Request, timeout_s: u64) -> Result<Vec<u8>, ApiError> {
-    let too_large = || ApiError::new(ErrorKind::InvalidRequest, "Payload Too Large");
+    let too_large = || ApiError::new(ErrorKind::InvalidRequest, PAYLOAD_TOO_LARGE);
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
@@ -268,13 +287,23 @@ pub fn error_json(e: &ApiError) -> Json {
 }
 
 pub fn error_response(e: &ApiError) -> Response {
-    // An oversize body is refused with 413 as cpp-httplib does, with the usual JSON body.
-    let status = if e.message == "Payload Too Large" {
-        StatusCode::PAYLOAD_TOO_LARGE
+    if e.message == PAYLOAD_TOO_LARGE {
+        // cpp-httplib refuses an oversize body itself: 413, no body, no Content-Type.
+        let mut res = Response::new(Body::empty());
+        *res.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+        return res;
+    }
+    let status = StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    // llama-server's HTTP layer (the API key check, the 404 handler, the loading guard) writes
+    // its errors in another key order than the request handlers do.
+    let middleware = matches!(e.kind, ErrorKind::Authentication | ErrorKind::NotFound)
+        || (e.kind == ErrorKind::Unavailable && e.message == LOADING);
+    let err = if middleware {
+        obj! { "message" => e.message.as_str(), "type" => e.kind.type_name(), "code" => e.kind.status() }
     } else {
-        StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        error_json(e)
     };
-    json_response(status, &obj! { "error" => error_json(e) })
+    json_response(status, &obj! { "error" => err })
 }
 
 pub fn json_response(status: StatusCode, body: &Json) -> Response {

@@ -15,14 +15,14 @@ use crate::sample::{SamplerKind, SamplingParams};
 use crate::server::api::{ApiError, GenerateRequest};
 use crate::TokenId;
 
-/// A body as JSON; a syntax error is a 400 with nlohmann's wording.
+/// A body as JSON; a syntax error is a 400 with nlohmann's words (llama-server's JSON library).
 pub fn parse_body(bytes: &[u8]) -> Result<Value, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::invalid(
-            "[json.exception.parse_error.101] parse error at line 1, column 1: attempting to parse an empty input; check that your input string or stream contains the expected JSON",
-        ));
+    if let Some(message) = super::nljson::parse_error(bytes) {
+        return Err(ApiError::invalid(message));
     }
     serde_json::from_slice(bytes).map_err(|e| {
+        // Bodies nlohmann reads and serde_json does not (text after a NUL byte, numbers past
+        // serde's range): say it in nlohmann's form.
         let text = e.to_string();
         let reason = text.split(" at line ").next().unwrap_or(&text);
         ApiError::invalid(format!(

@@ -96,11 +96,12 @@ fn tokens(m: &Meta, t: &[crate::TokenId]) -> Json {
     }
 }
 
-/// A native streamed chunk.
+/// A native streamed chunk. llama-server always lists the chunk's token (whatever
+/// `return_tokens` says) and leaves `id_slot` at -1 in partial results.
 pub fn native_partial(m: &Meta, index: usize, p: &Partial) -> Json {
     let mut o = obj! {
-        "index" => index, "content" => p.text.as_str(), "tokens" => tokens(m, &p.tokens), "stop" => false,
-        "id_slot" => p.id_slot, "tokens_predicted" => p.tokens_predicted, "tokens_evaluated" => p.tokens_evaluated,
+        "index" => index, "content" => p.text.as_str(), "tokens" => p.tokens.clone(), "stop" => false,
+        "id_slot" => -1, "tokens_predicted" => p.tokens_predicted, "tokens_evaluated" => p.tokens_evaluated,
     };
     if m.timings_per_token {
         o.set("timings", timings(&p.timings));

@@ -102,8 +102,13 @@ impl Backend for Fake {
             n_ctx: 64,
             is_processing: false,
             n_cached: 0,
+            n_prompt_processed: 0,
+            n_prompt_cached: 0,
             n_decoded: 0,
             n_remaining: -1,
+            has_next_token: false,
+            has_new_line: false,
+            params: None,
         }]
     }
     fn metrics(&self) -> Metrics {
@@ -128,8 +133,10 @@ fn server(args: &[&str]) -> (Arc<AppState>, Arc<Fake>) {
     let state = Arc::new(AppState::new(crate::server::args::parse(args).unwrap()));
     let fake = Arc::new(Fake::default());
     let templates = ChatTemplates::new("chatml", None, None, TokenTexts::default(), true).unwrap();
-    let name = state.cfg.alias.clone().unwrap_or("fake.gguf".into());
-    let info = ModelInfo { name, path: "/m/fake.gguf".into(), n_ctx_train: 2048, ..Default::default() };
+    let name = state.cfg.alias.first().cloned().unwrap_or("fake.gguf".into());
+    let aliases = if state.cfg.alias.is_empty() { vec![name.clone()] } else { state.cfg.alias.clone() };
+    let info =
+        ModelInfo { name, aliases, path: "/m/fake.gguf".into(), n_ctx_train: 2048, ..Default::default() };
     let loaded = Loaded {
         backend: fake.clone(),
         vocab: Arc::new(Bytes),
@@ -194,7 +201,7 @@ async fn health_loading_and_unknown_paths() {
     let state = Arc::new(AppState::new(crate::server::args::parse::<&str>(&[]).unwrap()));
     let r = call(&state, Method::GET, "/health", &[], "").await;
     assert_eq!(r.status, 503);
-    assert_eq!(r.text, r#"{"error":{"code":503,"message":"Loading model","type":"unavailable_error"}}"#);
+    assert_eq!(r.text, r#"{"error":{"message":"Loading model","type":"unavailable_error","code":503}}"#);
     let (state, _) = server(&[]);
     for path in ["/health", "/v1/health"] {
         let r = call(&state, Method::GET, path, &[], "").await;
@@ -203,7 +210,7 @@ async fn health_loading_and_unknown_paths() {
     for (m, path) in [(Method::GET, "/nope"), (Method::GET, "/completion"), (Method::DELETE, "/health")] {
         let r = call(&state, m, path, &[], "").await;
         assert_eq!(r.status, 404);
-        assert_eq!(r.text, r#"{"error":{"code":404,"message":"File Not Found","type":"not_found_error"}}"#);
+        assert_eq!(r.text, r#"{"error":{"message":"File Not Found","type":"not_found_error","code":404}}"#);
     }
 }
 
@@ -213,7 +220,7 @@ async fn api_keys_cors_and_preflight() {
     assert_eq!(call(&state, Method::GET, "/health", &[], "").await.status, 200);
     let r = call(&state, Method::GET, "/v1/models", &[], "").await;
     assert_eq!(r.status, 401);
-    assert_eq!(r.text, r#"{"error":{"code":401,"message":"Invalid API Key","type":"authentication_error"}}"#);
+    assert_eq!(r.text, r#"{"error":{"message":"Invalid API Key","type":"authentication_error","code":401}}"#);
     assert_eq!(call(&state, Method::GET, "/models", &[("Authorization", "Bearer k3")], "").await.status, 401);
     assert_eq!(call(&state, Method::GET, "/models", &[("Authorization", "Bearer k2")], "").await.status, 200);
     assert_eq!(call(&state, Method::GET, "/props", &[("X-Api-Key", "k1")], "").await.status, 200);
@@ -286,7 +293,7 @@ async fn bad_inputs() {
             "{not json",
             400,
             "invalid_request_error",
-            "[json.exception.parse_error.101] parse error at line 1, column 2",
+            "[json.exception.parse_error.101] parse error at line 1, column 3: syntax error while parsing object key - invalid literal; last read: '{no'; expected string literal",
         ),
         (
             "/completion",
@@ -405,7 +412,7 @@ async fn native_stream_ends_with_the_final_object_and_no_done() {
     assert_eq!(ev.len(), 3, "{ev:?}");
     assert_eq!(
         ev[0],
-        r#"{"index":0,"content":"Hello","tokens":[],"stop":false,"id_slot":1,"tokens_predicted":1,"tokens_evaluated":2}"#
+        r#"{"index":0,"content":"Hello","tokens":[70],"stop":false,"id_slot":-1,"tokens_predicted":1,"tokens_evaluated":2}"#
     );
     let last: Value = serde_json::from_str(&ev[2]).unwrap();
     assert_eq!((last["stop"].clone(), last["content"].clone()), (json!(true), json!("")));

@@ -7,12 +7,15 @@
 //! (OPTIONS aside) is refused with 503 while the model loads, and the API key is checked before
 //! routing on every path but the public ones.
 
+pub mod anthropic;
+pub mod apis;
 pub mod completion;
 pub mod info;
 pub mod json;
 pub mod nljson;
 pub mod params;
 pub mod render;
+pub mod responses;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -239,7 +242,7 @@ async fn route(state: &AppState, loaded: &Loaded, req: Request) -> Result<Respon
         "/detokenize",
         "/apply-template",
     ];
-    if !known.contains(&path.as_str()) {
+    if !known.contains(&path.as_str()) && !apis::handles(&path) {
         return Err(not_found());
     }
     let body = read_body(req, state.cfg.timeout_s).await?;
@@ -251,6 +254,7 @@ async fn route(state: &AppState, loaded: &Loaded, req: Request) -> Result<Respon
         "/apply-template" => info::apply_template(&ctx, &params::parse_body(&body)?),
         "/completion" | "/completions" => completion::handle(&ctx, completion::Kind::Native, &body, id).await,
         "/v1/completions" => completion::handle(&ctx, completion::Kind::OaiText, &body, id).await,
+        p if apis::handles(p) => apis::route(&ctx, p, &body, id).await,
         _ => completion::handle(&ctx, completion::Kind::OaiChat, &body, id).await,
     }
 }

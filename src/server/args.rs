@@ -4,8 +4,9 @@
 //! llama.cpp has but rs-llama does not. `LLAMA_ARG_*` variables are read first, as arguments put
 //! before the command line's, so that a flag on the command line wins.
 
-use crate::cli::args::{normalise, parse_f32, parse_i32, ArgError, GpuLayers};
-use crate::cli::device::{DeviceChoice, DeviceConfig};
+use crate::cli::args::{normalise, parse_i32, ArgError, GpuLayers, RunConfig};
+use crate::cli::device::DeviceConfig;
+use crate::cli::flags::Flag as CliFlag;
 use crate::sample::{SamplingParams, UserSet};
 use std::path::PathBuf;
 
@@ -205,58 +206,6 @@ pub static FLAGS: &[Flag] = &[
         c.n_predict = parse_i32(v)?;
         Ok(())
     }),
-    flag!(["-s", "--seed"], Some("SEED"), "RNG seed (default: -1, use random seed for -1)", |c, v| {
-        let n: i64 = v.trim().parse().map_err(|_| format!("invalid seed '{v}'"))?;
-        c.sampling.seed = n as u32;
-        Ok(())
-    }),
-    flag!(["--temp", "--temperature"], N, "temperature (default: 0.80)", |c, v| {
-        c.sampling.temp = parse_f32(v)?.max(0.0);
-        c.sampling_user.temp = true;
-        Ok(())
-    }),
-    flag!(["--top-k"], N, "top-k sampling (default: 40, 0 = disabled)", |c, v| {
-        c.sampling.top_k = parse_i32(v)?;
-        c.sampling_user.top_k = true;
-        Ok(())
-    }),
-    flag!(["--top-p"], N, "top-p sampling (default: 0.95, 1.0 = disabled)", |c, v| {
-        c.sampling.top_p = parse_f32(v)?;
-        c.sampling_user.top_p = true;
-        Ok(())
-    }),
-    flag!(["--min-p"], N, "min-p sampling (default: 0.05, 0.0 = disabled)", |c, v| {
-        c.sampling.min_p = parse_f32(v)?;
-        c.sampling_user.min_p = true;
-        Ok(())
-    }),
-    flag!(["--typical", "--typical-p"], N, "locally typical sampling, parameter p (default: 1.00, 1.0 = disabled)", |c, v| {
-        c.sampling.typ_p = parse_f32(v)?;
-        Ok(())
-    }),
-    flag!(["--repeat-last-n"], N, "last n tokens to consider for penalize (default: 64, 0 = disabled)", |c, v| {
-        let n = parse_i32(v)?;
-        if n < 0 {
-            return Err(format!("error: invalid repeat-last-n = {n}"));
-        }
-        c.sampling.penalty_last_n = n;
-        c.sampling_user.penalty_last_n = true;
-        Ok(())
-    }),
-    flag!(["--repeat-penalty"], N, "penalize repeat sequence of tokens (default: 1.00, 1.0 = disabled)", |c, v| {
-        c.sampling.penalty_repeat = parse_f32(v)?;
-        c.sampling_user.penalty_repeat = true;
-        Ok(())
-    }),
-    flag!(["--presence-penalty"], N, "repeat alpha presence penalty (default: 0.00, 0.0 = disabled)", |c, v| {
-        c.sampling.penalty_present = parse_f32(v)?;
-        Ok(())
-    }),
-    flag!(["--frequency-penalty"], N, "repeat alpha frequency penalty (default: 0.00, 0.0 = disabled)", |c, v| {
-        c.sampling.penalty_freq = parse_f32(v)?;
-        Ok(())
-    }),
-    flag!(["--ignore-eos"], None, "ignore end of stream token and continue generating", |c, _| on(&mut c.sampling.ignore_eos, true)),
     flag!(["--api-key"], Some("KEY"), "API key for authentication; several as a comma-separated list or by repeating the flag (default: none)", |c, v| {
         c.api_keys.extend(v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(String::from));
         Ok(())
@@ -314,59 +263,7 @@ pub static FLAGS: &[Flag] = &[
     flag!(["--log-disable"], None, "disable logging", |c, _| on(&mut c.log_disable, true)),
     flag!(["--no-log-prefix"], None, "no level prefix on log lines (rs-llama never prints one)", |_, _| Ok(())),
     flag!(["--no-log-timestamps"], None, "no timestamps on log lines (rs-llama never prints them)", |_, _| Ok(())),
-    flag!(["-fa", "--flash-attn"], Some("on|off|auto"), "flash attention (rs-llama's CPU kernels always are)", |_, v| match v {
-        "on" | "off" | "auto" | "1" | "0" => Ok(()),
-        _ => Err(format!("unknown value for --flash-attn: '{v}'")),
-    }),
-    flag!(["--gpu-mem"], Some("SIZE"), "cap on GPU memory, e.g. 8G or 512M (default: free memory minus a margin)", |c, v| {
-        c.gpu_mem = Some(crate::gpu::parse_size(v).map_err(|e| e.to_string())?);
-        Ok(())
-    }),
-    flag!(["-dev", "--device"], Some("DEV"), "where the GPU lane runs: none, sim or cuda0", |c, v| {
-        c.device.device = DeviceChoice::parse(v)?;
-        Ok(())
-    }),
-    flag!(["--sim-hw"], Some("PRESET|FILE"), "hardware the simulated GPU plays (default: rtx4090-ddr5)", |c, v| {
-        c.device.sim_hw = v.to_string();
-        Ok(())
-    }),
-    flag!(["--policy"], Some("POLICY"), "placement policy: auto, layers or fiddler (default: auto)", |c, v| {
-        c.device.policy = crate::plan::PolicyKind::parse(v).map_err(|e| e.to_string())?;
-        Ok(())
-    }),
-    flag!(["-ngl", "--gpu-layers", "--n-gpu-layers"], N, "layers to store in VRAM: a number, 'auto' or 'all' (--policy layers: llama.cpp's split; auto: a cap on what is resident)", |c, v| {
-        c.gpu_layers = Some(match v {
-            "auto" => GpuLayers::Auto,
-            "all" => GpuLayers::All,
-            n => GpuLayers::Count(parse_i32(n)?),
-        });
-        Ok(())
-    }),
-    flag!(["-ncmoe", "--n-cpu-moe"], N, "keep the experts of the first N layers in host memory", |c, v| {
-        c.device.n_cpu_moe = Some(parse_i32(v)?.max(0) as u32);
-        Ok(())
-    }),
-    flag!(["-cmoe", "--cpu-moe"], None, "keep every expert in host memory", |c, _| {
-        c.device.cpu_moe = true;
-        Ok(())
-    }),
-    flag!(["-ot", "--override-tensor"], Some("PATTERN=BUFFER,..."), "keep tensors whose name matches PATTERN in host memory (CPU) or on the GPU (CUDA0); repeatable", |c, v| {
-        crate::plan::overrides::parse_overrides(v).map_err(|e| e.to_string())?;
-        c.device.overrides.push(v.to_string());
-        Ok(())
-    }),
-    flag!(["--hot-experts"], Some("on|off"), "let measured expert popularity move experts on and off the GPU (default: on under --policy auto)", |c, v| {
-        c.device.hot_experts = Some(match v {
-            "on" | "1" => true,
-            "off" | "0" => false,
-            _ => return Err(format!("unknown value for --hot-experts: '{v}'")),
-        });
-        Ok(())
-    }),
-    flag!(["--print-plan"], None, "print every task's placement with its reason (hybrid runs)", |c, _| {
-        c.device.print_plan = true;
-        Ok(())
-    }),
+
 ];
 
 fn positive(v: &str, what: &str) -> Result<u32, String> {
@@ -379,6 +276,56 @@ fn positive(v: &str, what: &str) -> Result<u32, String> {
 
 pub fn find(arg: &str) -> Option<&'static Flag> {
     FLAGS.iter().find(|f| f.names.contains(&arg))
+}
+
+/// Flags the server takes exactly as `rs-llama` does (sampling and placement), by their first
+/// names: they are read with `rs-llama`'s own table ([`crate::cli::flags`]), so each is written
+/// once.
+const FROM_RS_LLAMA: &[&str] = &[
+    "-s",
+    "--temp",
+    "--top-k",
+    "--top-p",
+    "--min-p",
+    "--typical",
+    "--repeat-last-n",
+    "--repeat-penalty",
+    "--presence-penalty",
+    "--frequency-penalty",
+    "--ignore-eos",
+    "-fa",
+    "--gpu-mem",
+    "-dev",
+    "--sim-hw",
+    "--policy",
+    "-ngl",
+    "-ncmoe",
+    "-cmoe",
+    "-ot",
+    "--hot-experts",
+    "--print-plan",
+];
+
+/// One of `rs-llama`'s flags that the server shares.
+fn find_shared(arg: &str) -> Option<&'static CliFlag> {
+    crate::cli::flags::find(arg).filter(|f| FROM_RS_LLAMA.contains(&f.names[0]))
+}
+
+/// A shared flag sets the fields the two configurations have in common: they go through an
+/// `rs-llama` configuration and come back.
+fn apply_shared(cfg: &mut ServerConfig, flag: &CliFlag, value: &str) -> Result<(), String> {
+    let mut run = RunConfig {
+        sampling: std::mem::take(&mut cfg.sampling),
+        sampling_user: cfg.sampling_user,
+        gpu_layers: cfg.gpu_layers,
+        gpu_mem: cfg.gpu_mem,
+        device: std::mem::take(&mut cfg.device),
+        ..RunConfig::default()
+    };
+    let result = (flag.set)(&mut run, value);
+    (cfg.sampling, cfg.sampling_user, cfg.gpu_layers) = (run.sampling, run.sampling_user, run.gpu_layers);
+    (cfg.gpu_mem, cfg.device) = (run.gpu_mem, run.device);
+    result
 }
 
 /// `LLAMA_ARG_*` variables (llama.cpp's names) and the flag each stands for. A switch is given
@@ -481,6 +428,31 @@ fn apply<S: AsRef<str>>(cfg: &mut ServerConfig, args: &[S], warn_repeats: bool) 
         let arg = normalise(args[i].as_ref());
         i += 1;
         let Some(flag) = find(&arg) else {
+            if let Some(shared) = find_shared(&arg) {
+                if warn_repeats && seen.contains(&arg) {
+                    cfg.warnings.push(format!(
+                        "DEPRECATED: argument '{arg}' specified multiple times, use comma-separated values instead (only last value will be used)"
+                    ));
+                }
+                seen.push(arg.clone());
+                let value = match shared.value {
+                    Some(_) => {
+                        let Some(v) = args.get(i) else {
+                            let reason = "expected value for argument".to_string();
+                            return Err(ArgError::BadValue { flag: arg, reason, usage: shared.usage() });
+                        };
+                        i += 1;
+                        v.as_ref()
+                    }
+                    None => "",
+                };
+                apply_shared(cfg, shared, value).map_err(|reason| ArgError::BadValue {
+                    flag: arg.clone(),
+                    reason,
+                    usage: shared.usage(),
+                })?;
+                continue;
+            }
             return Err(if crate::cli::flags::is_llama_cpp_flag(&arg) {
                 ArgError::Unsupported(arg)
             } else {
@@ -516,9 +488,12 @@ fn bad_value(arg: &str, flag: &Flag, reason: String) -> ArgError {
 /// `-h` text: one line per flag, from the table.
 pub fn usage(program: &str) -> String {
     let mut s = format!("usage: {program} -m MODEL.gguf [options]\n\n");
-    let width = FLAGS.iter().map(|f| f.usage().len()).max().unwrap_or(0);
-    for f in FLAGS {
-        s += &format!("{:<width$}  {}\n", f.usage(), f.help);
+    let shared: Vec<&CliFlag> = FROM_RS_LLAMA.iter().filter_map(|n| find_shared(n)).collect();
+    let lines = FLAGS.iter().map(|f| (f.usage(), f.help)).chain(shared.iter().map(|f| (f.usage(), f.help)));
+    let lines: Vec<(String, &str)> = lines.collect();
+    let width = lines.iter().map(|(u, _)| u.len()).max().unwrap_or(0);
+    for (u, help) in lines {
+        s += &format!("{u:<width$}  {help}\n");
     }
     s += &format!("\nexample usage:\n\n  {program} -m your_model.gguf --port 8080 -np 4\n");
     s

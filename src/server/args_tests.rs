@@ -1,6 +1,7 @@
 //! `rs-llama-server` flags: defaults, values, errors and the environment.
 
 use super::*;
+use crate::cli::device::DeviceChoice;
 
 #[test]
 fn defaults_are_llama_servers() {

@@ -9,19 +9,16 @@
 //! its named server-sent events (`event: NAME` / `data: {...}`). Neither stream ends with
 //! `[DONE]`.
 
-use std::convert::Infallible;
-
-use axum::body::Body;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
-use futures_util::stream::{self, BoxStream, StreamExt};
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::info::Ctx;
 use super::json::{obj, Json};
+use super::sse::{lost, sse_response, SseRender};
 use super::{anthropic, json_response, params, responses};
-use crate::server::api::{ApiError, ErrorKind, Final, GenerateEvent, Partial};
+use crate::server::api::{ApiError, Final, GenerateEvent, Partial};
 
 /// The POST paths served here.
 pub fn handles(path: &str) -> bool {
@@ -136,7 +133,7 @@ async fn run(ctx: &Ctx<'_>, chat: &Value, api: Api, id: u64) -> Result<Response,
         renders.push(api.render(&meta, id.wrapping_mul(1 << 16).wrapping_add(i as u64)));
     }
     if p.base.stream {
-        return stream_response(renders, rxs).await;
+        return sse_response(Renders(renders), rxs.into_iter().enumerate().collect()).await;
     }
     let mut out = Vec::with_capacity(rxs.len());
     for (r, rx) in renders.iter().zip(rxs) {
@@ -146,10 +143,6 @@ async fn run(ctx: &Ctx<'_>, chat: &Value, api: Api, id: u64) -> Result<Response,
     // One result is an object; several (`n`) an array, as llama-server answers them.
     let body = if out.len() == 1 { out.pop().unwrap_or(Json::Null) } else { Json::Arr(out) };
     Ok(json_response(StatusCode::OK, &body))
-}
-
-fn lost() -> ApiError {
-    ApiError::new(ErrorKind::Server, "the generation ended without a result")
 }
 
 async fn wait_final(mut rx: UnboundedReceiver<GenerateEvent>) -> Result<Box<Final>, ApiError> {
@@ -163,76 +156,18 @@ async fn wait_final(mut rx: UnboundedReceiver<GenerateEvent>) -> Result<Box<Fina
     }
 }
 
-struct StreamState {
-    renders: Vec<Box<dyn Render>>,
-    events: BoxStream<'static, (usize, GenerateEvent)>,
-    finished: bool,
-}
+/// Each generation's own renderer (one per choice).
+struct Renders(Vec<Box<dyn Render>>);
 
-impl StreamState {
-    /// The SSE text for one event, and whether the stream ends after it.
+impl SseRender for Renders {
     fn render(&mut self, index: usize, ev: GenerateEvent) -> (String, bool) {
-        let r = &mut self.renders[index];
+        let r = &mut self.0[index];
         match ev {
             GenerateEvent::Partial(p) => (sse(&r.partial(&p)), false),
             GenerateEvent::Final(f) => (sse(&r.finish(&f)), false),
             GenerateEvent::Error(e) => (r.error(&e), true),
         }
     }
-
-    async fn next_chunk(&mut self) -> Option<String> {
-        if self.finished {
-            return None;
-        }
-        match self.events.next().await {
-            Some((index, ev)) => {
-                let (text, end) = self.render(index, ev);
-                self.finished = end;
-                Some(text)
-            }
-            None => {
-                self.finished = true;
-                None
-            }
-        }
-    }
-}
-
-/// The events of every generation, in the order they come. The first is awaited before the
-/// response starts, so that an error reported at once is a plain JSON error with its status (as
-/// llama-server does). A client that goes away drops the body, the receivers, and so cancels the
-/// generations.
-async fn stream_response(
-    renders: Vec<Box<dyn Render>>,
-    rxs: Vec<UnboundedReceiver<GenerateEvent>>,
-) -> Result<Response, ApiError> {
-    let per_task = rxs.into_iter().enumerate().map(|(index, rx)| {
-        stream::unfold((rx, false), move |(mut rx, done)| async move {
-            if done {
-                return None;
-            }
-            let ev = rx.recv().await.unwrap_or(GenerateEvent::Error(lost()));
-            let last = !matches!(ev, GenerateEvent::Partial(_));
-            Some(((index, ev), (rx, last)))
-        })
-        .boxed()
-    });
-    let mut events = stream::select_all(per_task).boxed();
-    let first = events.next().await.ok_or_else(lost)?;
-    if let (_, GenerateEvent::Error(e)) = first {
-        return Err(e);
-    }
-    let mut state = StreamState { renders, events, finished: false };
-    let (text, end) = state.render(first.0, first.1);
-    state.finished = end;
-    let body = stream::once(async move { text })
-        .chain(stream::unfold(state, |mut s| async move { s.next_chunk().await.map(|c| (c, s)) }))
-        .filter(|chunk| std::future::ready(!chunk.is_empty()))
-        .map(Ok::<_, Infallible>);
-    let mut res = Response::new(Body::from_stream(body));
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    res.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(res)
 }
 
 /// `n` letters and digits (llama-server's `random_string`), different for each call.
@@ -281,7 +216,9 @@ mod tests {
     use super::super::{handle, AppState, Backend, Loaded, ModelInfo, Vocabulary};
     use super::*;
     use crate::chat::{ChatTemplates, TokenTexts};
-    use crate::server::api::{GenerateRequest, Metrics, SlotInfo, StopType, Timings};
+    use axum::body::Body;
+
+    use crate::server::api::{ErrorKind, GenerateRequest, Metrics, SlotInfo, StopType, Timings};
     use crate::TokenId;
 
     /// Byte-level: byte b is id b.

@@ -7,20 +7,17 @@
 //! A client that goes away drops the response body, which drops the receivers, which cancels the
 //! generations and frees their slots.
 
-use std::convert::Infallible;
-
-use axum::body::Body;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
-use futures_util::stream::{self, BoxStream, StreamExt};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use super::info::Ctx;
 use super::json::{obj, Json};
 use super::params::{self, CompletionParams};
 use super::render::{self, Meta};
+use super::sse::{lost, sse_response, SseRender};
 use super::{error_json, json_response};
-use crate::server::api::{ApiError, ErrorKind, Final, GenerateEvent, StopType};
+use crate::server::api::{ApiError, Final, GenerateEvent, StopType};
 use crate::TokenId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,10 +138,6 @@ fn empty_result() -> UnboundedReceiver<GenerateEvent> {
     rx
 }
 
-fn lost() -> ApiError {
-    ApiError::new(ErrorKind::Server, "the generation ended without a result")
-}
-
 async fn wait_final(mut rx: UnboundedReceiver<GenerateEvent>) -> Result<Box<Final>, ApiError> {
     loop {
         match rx.recv().await {
@@ -183,12 +176,9 @@ struct StreamState {
     include_usage: bool,
     prompts: Vec<String>,
     progress: Vec<Progress>,
-    events: BoxStream<'static, (usize, GenerateEvent)>,
-    finished: bool,
 }
 
-impl StreamState {
-    /// The SSE text for one event, and whether the stream ends after it.
+impl SseRender for StreamState {
     fn render(&mut self, index: usize, ev: GenerateEvent) -> (String, bool) {
         let m = &self.meta;
         let prog = &mut self.progress[index];
@@ -242,21 +232,8 @@ impl StreamState {
         (events.iter().map(render::sse).collect(), false)
     }
 
-    async fn next_chunk(&mut self) -> Option<String> {
-        if self.finished {
-            return None;
-        }
-        match self.events.next().await {
-            Some((index, ev)) => {
-                let (text, end) = self.render(index, ev);
-                self.finished = end;
-                Some(text)
-            }
-            None => {
-                self.finished = true;
-                (self.kind != Kind::Native).then(|| "data: [DONE]\n\n".to_string())
-            }
-        }
+    fn closing(&self) -> Option<String> {
+        (self.kind != Kind::Native).then(|| "data: [DONE]\n\n".to_string())
     }
 }
 
@@ -268,45 +245,9 @@ async fn stream_response(
     tasks: Vec<Task>,
 ) -> Result<Response, ApiError> {
     let prompts: Vec<String> = tasks.iter().map(|t| t.prompt.clone()).collect();
-    let n = tasks.len();
-    let per_task = tasks.into_iter().map(|t| {
-        let index = t.index;
-        // A generation's events end with its final or error; the channel closing without one
-        // is reported once as a server error.
-        stream::unfold((t.rx, false), move |(mut rx, done)| async move {
-            if done {
-                return None;
-            }
-            let ev = rx.recv().await.unwrap_or(GenerateEvent::Error(lost()));
-            let last = !matches!(ev, GenerateEvent::Partial(_));
-            Some(((index, ev), (rx, last)))
-        })
-        .boxed()
-    });
-    let mut events = stream::select_all(per_task).boxed();
-    let first = events.next().await.ok_or_else(lost)?;
-    if let (_, GenerateEvent::Error(e)) = first {
-        return Err(e);
-    }
-    let mut state = StreamState {
-        kind,
-        meta,
-        settings,
-        include_usage,
-        prompts,
-        progress: vec![Progress::default(); n],
-        events,
-        finished: false,
-    };
-    let (text, end) = state.render(first.0, first.1);
-    state.finished = end;
-    let body = stream::once(async move { text })
-        .chain(stream::unfold(state, |mut s| async move { s.next_chunk().await.map(|c| (c, s)) }))
-        .map(Ok::<_, Infallible>);
-    let mut res = Response::new(Body::from_stream(body));
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    res.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(res)
+    let progress = vec![Progress::default(); tasks.len()];
+    let state = StreamState { kind, meta, settings, include_usage, prompts, progress };
+    sse_response(state, tasks.into_iter().map(|t| (t.index, t.rx)).collect()).await
 }
 
 pub fn unix_now() -> u64 {

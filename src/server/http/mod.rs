@@ -16,6 +16,7 @@ pub mod nljson;
 pub mod params;
 pub mod render;
 pub mod responses;
+pub mod sse;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};

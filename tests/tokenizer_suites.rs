@@ -177,14 +177,28 @@ fn suite_deepseek_coder() -> Result<()> {
     run_suite("deepseek-coder")
 }
 
-/// WPM (BERT) is not implemented yet: the vocab is refused with a one-line error naming the type.
-/// When it is, this becomes `run_suite("bert-bge")`.
+/// WPM (BERT): lowercasing, accent stripping, punctuation and CJK split, longest-match pieces.
 #[test]
-fn suite_bert_bge_is_refused() -> Result<()> {
-    let file = open_vocab("bert-bge")?.context("bert-bge vocab")?;
-    let err = Tokenizer::from_gguf(&file).err().context("bert vocab loaded")?;
-    assert_eq!(err.to_string(), "tokenizer: tokenizer model 'bert' (WPM) is not supported yet");
-    assert_eq!(read_cases("bert-bge")?.len(), 46);
+fn suite_bert_bge() -> Result<()> {
+    run_suite("bert-bge")
+}
+
+/// What llama.cpp's tokenize does with a BERT vocab beyond the suite: add_special puts CLS first
+/// and SEP last; `[CLS]` in the text is that token only with parse_special; detokenizing keeps the
+/// word spaces (WPM pieces start with `▁`) and drops CLS only with remove_special.
+#[test]
+fn bert_bge_special_tokens() -> Result<()> {
+    let tok = load("bert-bge")?;
+    assert_eq!(tok.kind_name(), "WPM");
+    assert_eq!((tok.bos(), tok.sep(), tok.unk(), tok.eos()), (Some(101), Some(102), Some(100), None));
+    assert!(tok.add_bos() && tok.add_sep() && !tok.add_eos());
+    let plain = tok.encode("Hello world", false, false);
+    assert_eq!(plain, [7592, 2088]);
+    assert_eq!(tok.encode("Hello world", true, false), [101, 7592, 2088, 102]);
+    assert_eq!(tok.encode("[CLS] hi", false, true), [101, 7632]);
+    assert_eq!(tok.encode("[CLS] hi", false, false), [1031, 18856, 2015, 1033, 7632]);
+    assert_eq!(tok.detokenize(&[101, 7592, 2088, 102], false, false), " hello world");
+    assert_eq!(tok.detokenize(&[101, 7592, 2088, 102], true, true), " hello world[SEP]");
     Ok(())
 }
 

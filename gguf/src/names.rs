@@ -35,6 +35,8 @@ pub const TOK_UNK_ID: &str = "tokenizer.ggml.unknown_token_id";
 pub const TOK_SEP_ID: &str = "tokenizer.ggml.seperator_token_id";
 pub const TOK_PAD_ID: &str = "tokenizer.ggml.padding_token_id";
 pub const TOK_MASK_ID: &str = "tokenizer.ggml.mask_token_id";
+/// Written by converters for BERT-like vocabs; llama.cpp does not read it (CLS is the BOS id).
+pub const TOK_CLS_ID: &str = "tokenizer.ggml.cls_token_id";
 pub const TOK_FIM_PRE_ID: &str = "tokenizer.ggml.fim_pre_token_id";
 pub const TOK_FIM_SUF_ID: &str = "tokenizer.ggml.fim_suf_token_id";
 pub const TOK_FIM_MID_ID: &str = "tokenizer.ggml.fim_mid_token_id";
@@ -47,8 +49,14 @@ pub const TOK_SUFFIX_ID: &str = "tokenizer.ggml.suffix_token_id";
 pub const TOK_MIDDLE_ID: &str = "tokenizer.ggml.middle_token_id";
 pub const TOK_ADD_BOS: &str = "tokenizer.ggml.add_bos_token";
 pub const TOK_ADD_EOS: &str = "tokenizer.ggml.add_eos_token";
+pub const TOK_ADD_SEP: &str = "tokenizer.ggml.add_sep_token";
 pub const TOK_ADD_SPACE_PREFIX: &str = "tokenizer.ggml.add_space_prefix";
 pub const TOK_REMOVE_EXTRA_WS: &str = "tokenizer.ggml.remove_extra_whitespaces";
+/// UGM (T5): SentencePiece's normalization rules (a double-array trie and replacement strings).
+pub const TOK_PRECOMPILED_CHARSMAP: &str = "tokenizer.ggml.precompiled_charsmap";
+/// WPM (BERT) normalizer flags; `strip_accents` defaults to `lowercase`, which defaults to true.
+pub const TOK_NORMALIZER_LOWERCASE: &str = "tokenizer.ggml.normalizer.lowercase";
+pub const TOK_NORMALIZER_STRIP_ACCENTS: &str = "tokenizer.ggml.normalizer.strip_accents";
 pub const TOK_CHAT_TEMPLATE: &str = "tokenizer.chat_template";
 /// The variant for tool use (`llama_model_chat_template(model, "tool_use")`).
 pub const TOK_CHAT_TEMPLATE_TOOL_USE: &str = "tokenizer.chat_template.tool_use";

@@ -213,7 +213,13 @@ fn load(cfg: &ServerConfig) -> Result<Loaded, String> {
         // llama.cpp's `llama_model_size`: the tensors' bytes, not the file's.
         size: file.tensors.iter().map(|t| t.n_bytes).sum(),
         ftype: ftype_name(file.get_u32(gguf::names::KEY_FILE_TYPE).ok().flatten()),
-        vocab_type: if tokenizer.kind_name() == "SPM" { 1 } else { 2 },
+        // llama.cpp's `enum llama_vocab_type`.
+        vocab_type: match tokenizer.kind_name() {
+            "SPM" => 1,
+            "WPM" => 3,
+            "UGM" => 4,
+            _ => 2,
+        },
         bos_token: tokens.bos.unwrap_or_default(),
         eos_token: tokens.eos.unwrap_or_default(),
     };

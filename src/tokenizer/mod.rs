@@ -1,10 +1,12 @@
-//! GGUF vocab → tokenizer: SPM (`tokenizer.ggml.model = llama`) and byte-level BPE (`gpt2`) with
-//! llama.cpp's pre-tokenizers, special tokens, detokenization.
+//! GGUF vocab → tokenizer: SPM (`tokenizer.ggml.model = llama`), byte-level BPE (`gpt2`) with
+//! llama.cpp's pre-tokenizers, WordPiece (`bert`) and unigram (`t5`), special tokens,
+//! detokenization.
 //!
 //! The behaviour follows llama.cpp (src/llama-vocab.cpp, src/unicode.cpp) token for token, including
 //! its quirks; the test suites in tests/tokenizer_suites.rs hold it to llama.cpp's own vectors.
 //! Layout: [`vocab`] reads the tables and special ids, [`special`] cuts a prompt at special tokens,
-//! [`spm`] / [`bpe`] (with [`pretokenize`]) encode plain text, [`detok`] turns tokens back into text.
+//! [`spm`] / [`bpe`] (with [`pretokenize`]) / [`wpm`] / [`ugm`] encode plain text, [`detok`] turns
+//! tokens back into text.
 
 mod bpe;
 mod detok;
@@ -12,9 +14,11 @@ mod pretokenize;
 mod regex_split;
 mod special;
 mod spm;
+mod ugm;
 mod unicode;
 mod unicode_table;
 mod vocab;
+mod wpm;
 
 use crate::TokenId;
 use gguf::GgufFile;
@@ -32,6 +36,8 @@ pub enum TokenizerError {
 enum Engine {
     Spm(Box<spm::Spm>),
     Bpe(Box<bpe::Bpe>),
+    Wpm(wpm::Wpm),
+    Ugm(Box<ugm::Ugm>),
 }
 
 pub struct Tokenizer {
@@ -74,6 +80,8 @@ impl Tokenizer {
         let engine = match vocab.kind {
             VocabKind::Spm => Engine::Spm(Box::new(spm::Spm::new(&vocab))),
             VocabKind::Bpe => Engine::Bpe(Box::new(bpe::Bpe::from_gguf(file, &vocab)?)),
+            VocabKind::Wpm => Engine::Wpm(wpm::Wpm::new(&vocab)),
+            VocabKind::Ugm => Engine::Ugm(Box::new(ugm::Ugm::from_gguf(file, &vocab)?)),
         };
         let pieces = detok::build_pieces(&vocab);
         let specials = special::SpecialMatcher::new(&vocab);
@@ -81,7 +89,8 @@ impl Tokenizer {
     }
 
     /// llama.cpp's `llama_tokenize(text, add_special, parse_special)`: `add_special` adds BOS/EOS as
-    /// the vocab says; `parse_special` turns the text of control/user-defined tokens into those tokens.
+    /// the vocab says (WPM: always CLS first and SEP last); `parse_special` turns the text of
+    /// control/user-defined tokens into those tokens.
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<TokenId> {
         self.encode_bytes(text.as_bytes(), add_special, parse_special)
     }
@@ -92,7 +101,9 @@ impl Tokenizer {
         let v = &self.vocab;
         let fragments = self.specials.partition(text, parse_special);
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
-        if add_special && v.add_bos {
+        // llama.cpp's WPM path adds CLS (the BOS id) and SEP whatever add_bos / add_sep say.
+        let wpm = matches!(self.engine, Engine::Wpm(_));
+        if add_special && (v.add_bos || wpm) {
             out.extend(v.ids.bos);
         }
         match &self.engine {
@@ -126,8 +137,28 @@ impl Tokenizer {
                     }
                 }
             }
+            Engine::Wpm(wpm) => {
+                for fragment in &fragments {
+                    match fragment {
+                        Fragment::Text(range) => wpm.encode(v, &text[range.clone()], &mut out),
+                        Fragment::Token(id) => out.push(*id),
+                    }
+                }
+            }
+            Engine::Ugm(ugm) => {
+                for fragment in &fragments {
+                    match fragment {
+                        Fragment::Text(range) => ugm.encode(v, &text[range.clone()], &mut out),
+                        Fragment::Token(id) => out.push(*id),
+                    }
+                }
+            }
         }
-        if add_special && v.add_eos {
+        if wpm {
+            if add_special {
+                out.extend(v.ids.sep);
+            }
+        } else if add_special && v.add_eos {
             out.extend(v.ids.eos);
         }
         out
@@ -175,6 +206,15 @@ impl Tokenizer {
     pub fn add_eos(&self) -> bool {
         self.vocab.add_eos
     }
+    /// llama.cpp's `llama_vocab_get_add_sep`: SEP belongs between the two texts of a pair (BERT,
+    /// RoBERTa-like BPE); callers that build pairs (rerank) add it.
+    pub fn add_sep(&self) -> bool {
+        self.vocab.add_sep
+    }
+    /// The separator id (`[SEP]` for BERT).
+    pub fn sep(&self) -> Option<TokenId> {
+        self.vocab.ids.sep
+    }
     /// End-of-generation token (EOS, EOT, EOM, and tokens whose text llama.cpp treats as EOG).
     pub fn is_eog(&self, id: TokenId) -> bool {
         self.vocab.eog.contains(&id)
@@ -195,11 +235,13 @@ impl Tokenizer {
     pub fn token_id(&self, text: &str) -> Option<TokenId> {
         self.vocab.id_of(text.as_bytes())
     }
-    /// `tokenizer.ggml.model`-level kind: `"SPM"` or `"BPE"` (as llama.cpp prints it).
+    /// `tokenizer.ggml.model`-level kind: `"SPM"`, `"BPE"`, `"WPM"` or `"UGM"` (as llama.cpp prints it).
     pub fn kind_name(&self) -> &'static str {
         match self.vocab.kind {
             VocabKind::Spm => "SPM",
             VocabKind::Bpe => "BPE",
+            VocabKind::Wpm => "WPM",
+            VocabKind::Ugm => "UGM",
         }
     }
     /// `tokenizer.ggml.pre` as read (empty if absent).

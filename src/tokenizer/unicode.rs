@@ -1,7 +1,7 @@
 //! Code points as llama.cpp sees them: its lenient UTF-8 decoder, its character classes (Unicode
 //! 15.1 general categories plus a fixed white-space list) and GPT-2's byte ↔ character mapping.
 
-use super::unicode_table::CLASS_RANGES;
+use super::unicode_table::{CLASS_RANGES, LOWERCASE, NFD_FIRST};
 use std::sync::OnceLock;
 
 pub const REPLACEMENT: u32 = 0xFFFD;
@@ -97,6 +97,24 @@ pub fn is_whitespace(cpt: u32) -> bool {
             | 0x205F
             | 0x3000
     )
+}
+
+/// llama.cpp's "NFD" of one code point: the first code point of its canonical decomposition (the
+/// marks that would follow are dropped), or the code point itself.
+pub fn nfd_first(cpt: u32) -> u32 {
+    let idx = NFD_FIRST.partition_point(|&(first, _, _)| first <= cpt);
+    match idx.checked_sub(1).map(|i| NFD_FIRST[i]) {
+        Some((_, last, target)) if cpt <= last => target,
+        _ => cpt,
+    }
+}
+
+/// Unicode's simple lowercase mapping (one code point to one).
+pub fn to_lower(cpt: u32) -> u32 {
+    match LOWERCASE.binary_search_by_key(&cpt, |&(from, _)| from) {
+        Ok(i) => LOWERCASE[i].1,
+        Err(_) => cpt,
+    }
 }
 
 /// Length of the UTF-8 sequence announced by a lead byte (continuation bytes count as 1), the way
@@ -243,6 +261,22 @@ mod tests {
         assert_eq!(class_of(0x0378), CharClass::Unassigned);
         assert_eq!(class_of(0x10FFFF), CharClass::Unassigned);
         assert_eq!(class_of(0x110000), CharClass::Unassigned);
+    }
+
+    #[test]
+    fn nfd_and_lowercase_tables() {
+        assert_eq!(nfd_first('é' as u32), 'e' as u32);
+        assert_eq!(nfd_first('Å' as u32), 'A' as u32);
+        assert_eq!(nfd_first(0x1E09), 'c' as u32); // ḉ: c + cedilla + acute
+        assert_eq!(nfd_first(0xAC00), 0x1100); // Hangul syllable → leading jamo
+        assert_eq!(nfd_first('a' as u32), 'a' as u32);
+        assert_eq!(nfd_first(0x10FFFF), 0x10FFFF);
+        assert_eq!(to_lower('A' as u32), 'a' as u32);
+        assert_eq!(to_lower('Ä' as u32), 'ä' as u32);
+        assert_eq!(to_lower(0x0130), 'i' as u32); // İ: simple mapping only
+        assert_eq!(to_lower(0x03A3), 0x03C3); // Σ → σ
+        assert_eq!(to_lower('a' as u32), 'a' as u32);
+        assert_eq!(to_lower(0x1F600), 0x1F600);
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub mod attr {
 }
 
 /// The attribute a `tokenizer.ggml.token_type` value stands for.
-fn attr_of_type(token_type: i32) -> u16 {
+pub(super) fn attr_of_type(token_type: i32) -> u16 {
     match token_type {
         1 => attr::NORMAL,
         2 => attr::UNKNOWN,
@@ -79,6 +79,10 @@ pub enum VocabKind {
     Spm,
     /// `gpt2`: byte-level BPE with ranked merges.
     Bpe,
+    /// `bert`: WordPiece, longest match first.
+    Wpm,
+    /// `t5`: SentencePiece unigram (Viterbi over token scores).
+    Ugm,
 }
 
 pub struct TokenData {
@@ -119,7 +123,15 @@ pub struct Vocab {
     pub ids: SpecialIds,
     pub add_bos: bool,
     pub add_eos: bool,
+    /// BERT-like: SEP goes between the texts of a pair (llama.cpp only reports it; `tokenize`
+    /// itself adds SEP for WPM whatever this says).
+    pub add_sep: bool,
     pub add_space_prefix: bool,
+    /// UGM: runs of spaces become one, leading and trailing ones go.
+    pub remove_extra_whitespaces: bool,
+    /// WPM's BERT normalizer.
+    pub lowercase: bool,
+    pub strip_accents: bool,
     pub clean_spaces: bool,
     pub ignore_merges: bool,
     /// Spaces become `▁` before SPM merges.
@@ -221,8 +233,8 @@ impl Vocab {
         let kind = match model {
             "llama" => VocabKind::Spm,
             "gpt2" | "gemma4" => VocabKind::Bpe,
-            "bert" => return Err(invalid("tokenizer model 'bert' (WPM) is not supported yet")),
-            "t5" => return Err(invalid("tokenizer model 't5' (UGM) is not supported yet")),
+            "bert" => VocabKind::Wpm,
+            "t5" => VocabKind::Ugm,
             "no_vocab" | "none" | "rwkv" | "test" | "plamo2" | "hybriddna" | "whitespace" => {
                 return Err(invalid(format!("tokenizer model '{model}' is not supported")))
             }
@@ -230,8 +242,9 @@ impl Vocab {
         };
 
         let mut ids = SpecialIds::default();
-        // (add_bos, add_space_prefix, clean_spaces, escape_whitespaces)
+        // (add_bos, add_eos, add_space_prefix, clean_spaces, escape_whitespaces)
         let vocab_flags;
+        let mut add_sep = false;
         let mut pre = None;
         let mut ignore_merges = false;
         match kind {
@@ -239,7 +252,22 @@ impl Vocab {
                 ids.bos = Some(1);
                 ids.eos = Some(2);
                 ids.unk = Some(0);
-                vocab_flags = (true, true, false, true);
+                vocab_flags = (true, false, true, false, true);
+            }
+            VocabKind::Wpm => {
+                ids.bos = Some(101);
+                ids.unk = Some(100);
+                ids.sep = Some(102);
+                ids.pad = Some(0);
+                ids.mask = Some(103);
+                add_sep = true;
+                vocab_flags = (true, false, false, true, true);
+            }
+            VocabKind::Ugm => {
+                ids.eos = Some(1);
+                ids.unk = Some(2);
+                ids.pad = Some(0);
+                vocab_flags = (false, true, false, false, true);
             }
             VocabKind::Bpe => {
                 if file.get(TOK_MERGES).is_none() {
@@ -254,27 +282,35 @@ impl Vocab {
                     ids.bos = if config.no_bos { None } else { Some(11) };
                     ids.eos = Some(11);
                 }
-                vocab_flags = (config.force_add_bos, false, config.clean_spaces, config.escape_whitespaces);
+                vocab_flags =
+                    (config.force_add_bos, false, false, config.clean_spaces, config.escape_whitespaces);
+                // BERT-like BPE vocabs (RoBERTa, Jina v1/v2-code) put SEP between paired texts.
+                add_sep = matches!(pre_name.as_str(), "jina-v1-en" | "jina-v2-code" | "roberta-bpe");
                 ignore_merges = config.ignore_merges;
                 pre = Some(config);
             }
         }
-        let (mut add_bos, mut add_space_prefix, clean_spaces, escape_whitespaces) = vocab_flags;
+        let (mut add_bos, mut add_eos, mut add_space_prefix, clean_spaces, escape_whitespaces) = vocab_flags;
         if let Some(v) = file.get_bool(TOK_ADD_SPACE_PREFIX)? {
             add_space_prefix = v;
         }
+        let remove_extra_whitespaces = file.get_bool(TOK_REMOVE_EXTRA_WS)?.unwrap_or(false);
 
         let (tokens, by_text) = read_tokens(file)?;
         let n_vocab = tokens.len();
         read_special_ids(file, &mut ids, n_vocab)?;
 
-        let mut add_eos = false;
         if let Some(v) = file.get_bool(TOK_ADD_BOS)? {
             add_bos = v;
         }
         if let Some(v) = file.get_bool(TOK_ADD_EOS)? {
             add_eos = v;
         }
+        if let Some(v) = file.get_bool(TOK_ADD_SEP)? {
+            add_sep = v;
+        }
+        let lowercase = file.get_bool(TOK_NORMALIZER_LOWERCASE)?.unwrap_or(true);
+        let strip_accents = file.get_bool(TOK_NORMALIZER_STRIP_ACCENTS)?.unwrap_or(lowercase);
         if pre.is_some_and(|p| p.always_add_bos) {
             add_bos = true;
         }
@@ -288,7 +324,11 @@ impl Vocab {
             ids,
             add_bos,
             add_eos,
+            add_sep,
             add_space_prefix,
+            remove_extra_whitespaces,
+            lowercase,
+            strip_accents,
             clean_spaces,
             ignore_merges,
             escape_whitespaces,

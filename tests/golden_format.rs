@@ -55,7 +55,12 @@ fn check_model(doc: &Value) -> Result<()> {
 }
 
 fn check_refdump(doc: &Value) -> Result<()> {
-    ensure!(str_of(doc, "command")?.starts_with("compare/refdump/refdump -m "), "command");
+    check_refdump_by(doc, "compare/refdump/refdump")
+}
+
+/// A refdump trace made by `binary` (refdump linked against one llama.cpp build or another).
+fn check_refdump_by(doc: &Value, binary: &str) -> Result<()> {
+    ensure!(str_of(doc, "command")?.starts_with(&format!("{binary} -m ")), "command");
     check_model(doc)?;
     let settings = &doc["settings"];
     let top_k = settings["top_k"].as_u64().context("settings.top_k")? as usize;
@@ -138,5 +143,37 @@ fn every_golden_is_well_formed() -> Result<()> {
     // synth-<arch> models; two CLI transcripts.
     assert_eq!(counts.get("rs-llama-refdump-v1"), Some(&(22 + 6 * 4)), "{counts:?}");
     assert_eq!(counts.get("rs-llama-cli-v1"), Some(&2), "{counts:?}");
+    Ok(())
+}
+
+/// tests/fixtures/golden-avx2 (scripts/make-avx2-goldens.sh) holds, for every native refdump trace,
+/// a well-formed twin made with the same arguments by refdump linked against llama.cpp's AVX2
+/// build: same prompt tokens and step count, only the arithmetic's last bits may differ.
+#[test]
+fn every_native_trace_has_an_avx2_twin() -> Result<()> {
+    let twins_dir = golden_dir().with_file_name("golden-avx2");
+    let mut natives = Vec::new();
+    json_files(&golden_dir(), &mut natives)?;
+    let mut twins = 0;
+    for path in natives {
+        let native = load(&path)?;
+        if native["format"] != "rs-llama-refdump-v1" {
+            continue;
+        }
+        let rel = path.strip_prefix(golden_dir())?;
+        let twin_path = twins_dir.join(rel);
+        let twin = load(&twin_path).with_context(|| format!("no AVX2 twin of {}", rel.display()))?;
+        check_refdump_by(&twin, "compare/refdump/refdump-avx2")
+            .with_context(|| format!("{}", twin_path.display()))?;
+        let args = |doc: &Value| -> Result<String> {
+            let cmd = str_of(doc, "command")?;
+            Ok(cmd.split_once(" -m ").context("no -m")?.1.replace(".llamacpp", ""))
+        };
+        ensure!(args(&native)? == args(&twin)?, "{}: the twin ran other arguments", rel.display());
+        ensure!(native["prompt_tokens"] == twin["prompt_tokens"], "{}: prompt tokens differ", rel.display());
+        ensure!(native["model"]["sha256"] == twin["model"]["sha256"], "{}: another model", rel.display());
+        twins += 1;
+    }
+    assert_eq!(twins, 22 + 6 * 4);
     Ok(())
 }

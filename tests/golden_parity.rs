@@ -29,11 +29,24 @@ fn models_dir() -> PathBuf {
     })
 }
 
-/// `RS_LLAMA_GOLDEN_DIR` replays other traces (e.g. fresh refdump output) with the same checks.
+/// The traces to replay: llama.cpp's AVX2 build's on the AVX2 path (`tests/fixtures/golden-avx2`,
+/// made by scripts/make-avx2-goldens.sh), else its native AVX-512 build's; `RS_LLAMA_GOLDEN_DIR`
+/// replays other traces (e.g. fresh refdump output) with the same checks.
 fn golden_dir() -> PathBuf {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     std::env::var_os("RS_LLAMA_GOLDEN_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden"))
+        .unwrap_or_else(|| fixtures.join(if avx2_build_traces() { "golden-avx2" } else { "golden" }))
+}
+
+fn ggml_numerics() -> bool {
+    rs_llama::cpu::numerics::active() == rs_llama::cpu::numerics::Numerics::Ggml
+}
+
+/// Whether this process runs the AVX2 kernels under `ggml` numerics, whose arithmetic is that of
+/// llama.cpp built for AVX2 (`compare/build-llama-cpp.sh --avx2`).
+fn avx2_build_traces() -> bool {
+    ggml_numerics() && rs_llama::cpu::path::active() == rs_llama::cpu::path::CpuPath::Avx2
 }
 
 fn sha256_file(path: &Path) -> String {
@@ -126,14 +139,15 @@ fn check_trace(model: &Model, tokenizer: &Tokenizer, trace: &Value, name: &str, 
     out
 }
 
-/// The traces were made on an AVX-512 CPU with AVX-512 BF16 (compare/refdump README). rs-llama
-/// reproduces the arithmetic of llama.cpp built for the CPU it runs on (`ggml` numerics), so on such
-/// a CPU every logit must equal llama.cpp's bit for bit (as printed in the trace) and every greedy
-/// token must match, ties included.
+/// The native traces were made on an AVX-512 CPU with AVX-512 BF16 (compare/refdump README), the
+/// AVX2 ones by the AVX2 build on the same CPU. rs-llama reproduces the arithmetic of llama.cpp
+/// built for the kernel path it runs (`ggml` numerics), so on that path every logit must equal
+/// llama.cpp's bit for bit (as printed in the trace) and every greedy token must match, ties
+/// included.
 fn same_cpu_as_the_traces() -> bool {
-    let ggml = rs_llama::cpu::numerics::active() == rs_llama::cpu::numerics::Numerics::Ggml;
-    ggml && rs_llama::cpu::path::active() == rs_llama::cpu::path::CpuPath::Avx512
-        && rs_llama::cpu::ggml_dot::has_dpbf16()
+    let avx512_bf16 = rs_llama::cpu::path::active() == rs_llama::cpu::path::CpuPath::Avx512
+        && rs_llama::cpu::ggml_dot::has_dpbf16();
+    ggml_numerics() && (avx512_bf16 || avx2_build_traces())
 }
 
 /// (max |Δlogit|, near-tie gap) per model. Elsewhere (another CPU, or `RS_LLAMA_NUMERICS=f32`) the
@@ -201,6 +215,11 @@ fn every_golden_trace_matches_llama_cpp() {
         ));
     }
     eprintln!(
+        "golden parity: kernel path {}, traces {}",
+        rs_llama::cpu::path::active().name(),
+        golden_dir().display()
+    );
+    eprintln!(
         "golden parity: bit-exact mode (same CPU features as the traces): {}",
         same_cpu_as_the_traces()
     );
@@ -208,4 +227,31 @@ fn every_golden_trace_matches_llama_cpp() {
         eprintln!("golden parity: {line}");
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The AVX2 path against llama.cpp's AVX2 build, whatever path this process picked: the kernel path
+/// is chosen once per process, so the replay runs in a child with `RS_LLAMA_CPU=avx2`.
+#[test]
+fn avx2_path_matches_llama_cpps_avx2_build() {
+    if avx2_build_traces() {
+        return; // this process is the AVX2 run: the test above replays the AVX2 traces
+    }
+    if !rs_llama::cpu::path::CpuPath::Avx2.supported() || !ggml_numerics() {
+        eprintln!("golden parity: no AVX2 run (this CPU lacks AVX2+FMA+F16C, or f32 numerics)");
+        return;
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let out = std::process::Command::new(exe)
+        .args(["every_golden_trace_matches_llama_cpp", "--exact", "--nocapture", "--test-threads=1"])
+        .env(rs_llama::cpu::path::PATH_ENV, "avx2")
+        .output()
+        .expect("run the AVX2 replay");
+    let log = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{log}");
+    assert!(out.status.success(), "the AVX2 replay failed:\n{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        log.contains("bit-exact mode (same CPU features as the traces): true"),
+        "the child did not run the AVX2 traces exactly"
+    );
+    assert!(log.contains("golden parity: smollm2-bf16:"), "the child replayed no traces");
 }

@@ -33,7 +33,7 @@ pub fn kernels_for(path: CpuPath) -> Kernels {
     let path = CpuPath::clamp(path);
     #[cfg(target_arch = "x86_64")]
     {
-        use super::avx512;
+        use super::{avx2, avx512};
         match path {
             CpuPath::Avx512 => {
                 return Kernels {
@@ -50,7 +50,7 @@ pub fn kernels_for(path: CpuPath) -> Kernels {
                     dot: dot_avx2_fma,
                     dot_f16: Some(dot_f16_avx2),
                     dot_bf16: Some(dot_bf16_avx2),
-                    tile: Some(Tile { tokens: 2, f: tile_4x2_avx2 }),
+                    tile: Some(Tile { tokens: avx2::TILE_TOKENS, f: avx2::tile_4x3 }),
                 }
             }
             CpuPath::Scalar => {}
@@ -174,49 +174,6 @@ unsafe fn hsum(s: std::arch::x86_64::__m256) -> f32 {
     let q = _mm_add_ps(q, _mm_movehl_ps(q, q));
     let q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
     _mm_cvtss_f32(q)
-}
-
-#[cfg(target_arch = "x86_64")]
-fn tile_4x2_avx2(w: &[f32], x: &[f32], n: usize, out: &mut [f32]) {
-    assert!(w.len() >= 4 * n && x.len() >= 2 * n && out.len() >= 8, "tile_4x2: short buffers");
-    // SAFETY: only handed out for CpuPath::Avx2 after the features were detected.
-    let res = unsafe { tile_4x2_impl(&w[..4 * n], &x[..n], &x[n..2 * n]) };
-    for (r, pair) in res.iter().enumerate() {
-        out[2 * r] = pair[0];
-        out[2 * r + 1] = pair[1];
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tile_4x2_impl(w: &[f32], x0: &[f32], x1: &[f32]) -> [[f32; 2]; 4] {
-    use std::arch::x86_64::*;
-    let n = x0.len().min(x1.len()).min(w.len() / 4);
-    let rows = [w.as_ptr(), w.as_ptr().add(n), w.as_ptr().add(2 * n), w.as_ptr().add(3 * n)];
-    let mut acc = [[_mm256_setzero_ps(); 2]; 4];
-    let mut i = 0;
-    while i + 8 <= n {
-        let a = _mm256_loadu_ps(x0.as_ptr().add(i));
-        let b = _mm256_loadu_ps(x1.as_ptr().add(i));
-        for r in 0..4 {
-            let wv = _mm256_loadu_ps(rows[r].add(i));
-            acc[r][0] = _mm256_fmadd_ps(wv, a, acc[r][0]);
-            acc[r][1] = _mm256_fmadd_ps(wv, b, acc[r][1]);
-        }
-        i += 8;
-    }
-    let mut out = [[0f32; 2]; 4];
-    for r in 0..4 {
-        for t in 0..2 {
-            let mut sum = hsum(acc[r][t]);
-            let x = if t == 0 { x0 } else { x1 };
-            for (a, b) in w[r * n + i..(r + 1) * n].iter().zip(&x[i..n]) {
-                sum += a * b;
-            }
-            out[r][t] = sum;
-        }
-    }
-    out
 }
 
 #[cfg(test)]

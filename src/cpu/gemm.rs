@@ -44,6 +44,7 @@ impl Out {
 fn for_each_task(
     n_out: usize,
     n_tok: usize,
+    tile_tokens: usize,
     y: &mut [f32],
     task: impl Fn(Range<usize>, Range<usize>, &Out) + Sync,
 ) {
@@ -54,7 +55,9 @@ fn for_each_task(
     // (or reloads) its weight rows again.
     let wanted = TASKS_PER_THREAD * rayon::current_num_threads().max(1);
     let tok_blocks = wanted.div_ceil(row_blocks).clamp(1, n_tok.div_ceil(32));
-    let tokens_per = n_tok.div_ceil(tok_blocks).next_multiple_of(8);
+    // Whole tiles per block (and a multiple of 8 tokens), so no token falls to the one-output dot.
+    let step = if 8 % tile_tokens.max(1) == 0 { 8 } else { 8 * tile_tokens };
+    let tokens_per = n_tok.div_ceil(tok_blocks).next_multiple_of(step);
     let tok_blocks = n_tok.div_ceil(tokens_per);
     (0..row_blocks * tok_blocks).into_par_iter().with_max_len(1).for_each(|i| {
         let (rb, tb) = (i % row_blocks, i / row_blocks);
@@ -88,7 +91,8 @@ pub(super) fn gemm_f32(
     y: &mut [f32],
 ) {
     let n_tok = x.len() / n_in;
-    for_each_task(n_out, n_tok, y, |rows, toks, out| {
+    let tile_tokens = k.tile.map_or(1, |t| t.tokens);
+    for_each_task(n_out, n_tok, tile_tokens, y, |rows, toks, out| {
         ROW_BUF.with(|buf| {
             let mut buf = buf.borrow_mut();
             let block: &[f32] = match w {
@@ -121,7 +125,7 @@ pub(super) const BF16_VEC_DOT: Bf16Tile = Bf16Tile { tile: tile_4x4_vec_dot_bf16
 /// in `k`'s order. Only valid when `ggml_dot::has_dpbf16()`.
 pub(super) fn gemm_bf16_dp(k: Bf16Tile, x: &[bf16], w: &[bf16], n_in: usize, n_out: usize, y: &mut [f32]) {
     let n_tok = x.len() / n_in;
-    for_each_task(n_out, n_tok, y, |rows, toks, out| {
+    for_each_task(n_out, n_tok, 4, y, |rows, toks, out| {
         let block = &w[rows.start * n_in..rows.end * n_in];
         block_times_tokens(block, x, n_in, rows, toks, out, Some((4, k.tile)), k.dot);
     });

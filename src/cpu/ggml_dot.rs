@@ -40,8 +40,10 @@ pub fn vec_dot_f16(x: &[f16], y: &[f16]) -> f32 {
 }
 
 /// `ggml_vec_dot_bf16`: with `vdpbf16ps`, two accumulators over 64-element blocks; with AVX-512F
-/// only, two over 32-element blocks by multiply then add (no FMA); with AVX2, four over 32-element
-/// blocks; then the rest in f64.
+/// only, two over 32-element blocks; with AVX2, four over 32-element blocks; then the rest in f64.
+/// ggml writes the last two as a multiply then an add (which GCC contracts into an FMA anyway,
+/// as the AVX2 build's `ggml_vec_dot_bf16` shows); either is exact here, since the product of two
+/// bf16 values (8-bit significands) fits an f32, so they are written as one FMA.
 pub fn vec_dot_bf16(x: &[bf16], y: &[bf16]) -> f32 {
     let n = x.len().min(y.len());
     let (x, y) = (&x[..n], &y[..n]);
@@ -119,6 +121,19 @@ pub fn tile_4x4_vec_dot_bf16_dp(w: &[bf16], x: &[bf16], n: usize, out: &mut [f32
 /// [`tile_bf16_dp`] with 4 tokens, as a plain function pointer.
 pub fn tile_4x4_bf16_dp(w: &[bf16], x: &[bf16], n: usize, out: &mut [f32]) {
     tile_bf16_dp::<4>(w, x, n, out)
+}
+
+/// ggml's AVX2 f16 dot whatever the active path (tests of the AVX2 tiles). SAFETY: AVX2, FMA
+/// and F16C must be present.
+#[cfg(all(test, target_arch = "x86_64"))]
+pub(super) unsafe fn x86_avx2_vec_dot_f16(x: &[f16], y: &[f16]) -> f32 {
+    x86::vec_dot_f16_avx2(x, y)
+}
+
+/// ggml's AVX2 bf16 dot whatever the active path. SAFETY: as above.
+#[cfg(all(test, target_arch = "x86_64"))]
+pub(super) unsafe fn x86_avx2_vec_dot_bf16(x: &[bf16], y: &[bf16]) -> f32 {
+    x86::vec_dot_bf16_avx2(x, y)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -225,14 +240,14 @@ mod x86 {
         let (mut c1, mut c2) = (_mm512_setzero_ps(), _mm512_setzero_ps());
         for i in (0..np).step_by(32) {
             let (px, py) = (x.as_ptr().add(i), y.as_ptr().add(i));
-            c1 = _mm512_add_ps(_mm512_mul_ps(widen512(px), widen512(py)), c1);
-            c2 = _mm512_add_ps(_mm512_mul_ps(widen512(px.add(16)), widen512(py.add(16))), c2);
+            c1 = _mm512_fmadd_ps(widen512(px), widen512(py), c1);
+            c2 = _mm512_fmadd_ps(widen512(px.add(16)), widen512(py.add(16)), c2);
         }
         let sum = _mm512_reduce_add_ps(c1) as f64 + _mm512_reduce_add_ps(c2) as f64;
         (sum + tail_f64(x, y, np)) as f32
     }
 
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn vec_dot_bf16_avx2(x: &[bf16], y: &[bf16]) -> f32 {
         let widen = |p: *const bf16| {
             _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast()))))
@@ -242,7 +257,7 @@ mod x86 {
         for i in (0..np).step_by(32) {
             for (j, a) in c.iter_mut().enumerate() {
                 let (px, py) = (x.as_ptr().add(i + 8 * j), y.as_ptr().add(i + 8 * j));
-                *a = _mm256_add_ps(_mm256_mul_ps(widen(px), widen(py)), *a);
+                *a = _mm256_fmadd_ps(widen(px), widen(py), *a);
             }
         }
         let f = _mm256_add_ps(_mm256_add_ps(c[0], c[2]), _mm256_add_ps(c[1], c[3]));

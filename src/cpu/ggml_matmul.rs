@@ -7,8 +7,7 @@
 use half::{bf16, f16};
 use rayon::prelude::*;
 
-use super::dot::Kernels;
-use super::dot::Tile;
+use super::dot::{DotFn, Kernels, Tile};
 use super::gemm::{gemm_bf16_dp, gemm_f32, TileAndDot, BF16_TINYBLAS, BF16_VEC_DOT};
 use super::ggml_dot::{has_dpbf16, vec_dot_bf16, vec_dot_f16, vec_dot_f32};
 use super::matmul::{check_shapes, matmul_plain, transpose_into, WeightView};
@@ -44,6 +43,12 @@ pub(super) fn matmul(
     match w {
         WeightView::F16(_) if per_row && n_tok >= 4 && k.path == CpuPath::Avx512 => {
             gemm_f32(vec_dot_order_tiles(), &rounded(x, round_to_f16), w, n_in, n_out, y)
+        }
+        WeightView::F16(_) if per_row && n_tok >= 3 && k.path == CpuPath::Avx2 => {
+            gemm_f32(avx2_vec_dot_tiles(false), &rounded(x, round_to_f16), w, n_in, n_out, y)
+        }
+        WeightView::BF16(_) if per_row && n_tok >= 3 && k.path == CpuPath::Avx2 => {
+            gemm_f32(avx2_vec_dot_tiles(true), &rounded(x, round_to_bf16), w, n_in, n_out, y)
         }
         WeightView::F16(ws) if per_row => {
             let xh: Vec<f16> = x.iter().map(|v| f16::from_f32(*v)).collect();
@@ -116,6 +121,22 @@ fn vec_dot_order_tiles() -> TileAndDot {
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("the AVX-512 path exists only on x86-64")
+}
+
+/// The AVX2 tiles that sum in `ggml_vec_dot_f16`'s or (`bf16`) `ggml_vec_dot_bf16`'s order.
+fn avx2_vec_dot_tiles(bf16: bool) -> TileAndDot {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use super::avx2::*;
+        let (tile, dot) = if bf16 {
+            (Tile { tokens: TILE_TOKENS, f: tile_4x3_vec_dot_bf16 }, vec_dot_bf16_order as DotFn)
+        } else {
+            (Tile { tokens: TILE_TOKENS, f: tile_4x3_vec_dot_f16 }, vec_dot_f16_order as DotFn)
+        };
+        TileAndDot { tile: Some(tile), dot }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("the AVX2 path exists only on x86-64")
 }
 
 fn rounded(x: &[f32], round: fn(&mut [f32])) -> Vec<f32> {

@@ -4,6 +4,8 @@
 //! size is set by the CLI from `-t`).
 
 #[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 pub mod convert;
 pub mod dot;

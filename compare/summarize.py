@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Summarize an ab.sh run directory: per (model, test) the t/s of each engine per round, and the
 ratio rs-llama / llama.cpp per round (paired, since the runs were interleaved), with their
-geometric mean. Writes summary.md and chart.svg (bars of the mean ratio, one per engine variant)."""
+geometric mean. With llama.cpp's AVX2 build in the run (ab.sh -L), rs-llama's AVX2 path is set
+against that build, and rs-llama's default path also against the faster llama.cpp build of each
+round. Writes summary.md and chart.svg (bars of the mean ratio, one per pairing)."""
 import glob
 import json
 import math
@@ -14,7 +16,7 @@ from collections import defaultdict
 def load(out_dir):
     # runs[(model, test)][engine] = [avg_ts of round 1, round 2, ...]
     runs = defaultdict(lambda: defaultdict(dict))
-    pat = re.compile(r"r(\d+)-(.+)-(p\d+n\d+)-(llamacpp|rsllama|rsllama_avx2)\.jsonl$")
+    pat = re.compile(r"r(\d+)-(.+)-(p\d+n\d+)-(llamacpp_avx2|llamacpp|rsllama_avx2|rsllama)\.jsonl$")
     for path in glob.glob(os.path.join(out_dir, "r*.jsonl")):
         m = pat.search(os.path.basename(path))
         if not m:
@@ -36,28 +38,51 @@ def geomean(xs):
     return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
 
 
+# (label, rs-llama variant, llama.cpp baseline): "best" is the faster llama.cpp build per round.
+PAIRINGS = [
+    ("rs-llama / llama.cpp", "rsllama", "llamacpp"),
+    ("rs-llama avx2 / llama.cpp", "rsllama_avx2", "llamacpp"),
+    ("rs-llama avx2 / llama.cpp avx2", "rsllama_avx2", "llamacpp_avx2"),
+    ("rs-llama / faster llama.cpp", "rsllama", "best"),
+]
+
+
+def baseline(eng, name):
+    if name != "best":
+        return eng.get(name, {})
+    a, b = eng.get("llamacpp", {}), eng.get("llamacpp_avx2", {})
+    if not b:
+        return {}
+    return {r: max(a[r], b[r]) for r in a if r in b}
+
+
 def main():
     out_dir = sys.argv[1]
     runs = load(out_dir)
-    lines = [
-        "| model | test | llama.cpp t/s | rs-llama t/s | ratio | rs-llama avx2 t/s | ratio avx2 | rounds |",
-        "| :--- | :--- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
+    engines = [e for e in ("llamacpp", "llamacpp_avx2", "rsllama", "rsllama_avx2")
+               if any(e in eng for eng in runs.values())]
+    pairings = [p for p in PAIRINGS if p[1] in engines and (p[2] in engines or
+                (p[2] == "best" and "llamacpp_avx2" in engines))]
+    names = {"llamacpp": "llama.cpp", "llamacpp_avx2": "llama.cpp avx2", "rsllama": "rs-llama",
+             "rsllama_avx2": "rs-llama avx2"}
+    head = ["model", "test"] + [f"{names[e]} t/s" for e in engines] + [p[0] for p in pairings] + ["rounds"]
+    lines = ["| " + " | ".join(head) + " |", "| :--- | :--- |" + " ---: |" * (len(head) - 2)]
     bars = []
     for (model, test), eng in sorted(runs.items()):
-        a = eng.get("llamacpp", {})
-        cells = [model, test, " / ".join(f"{a[r]:.1f}" for r in sorted(a))]
-        for variant in ("rsllama", "rsllama_avx2"):
-            b = eng.get(variant, {})
+        cells = [model, test]
+        for e in engines:
+            v = eng.get(e, {})
+            cells.append(" / ".join(f"{v[r]:.1f}" for r in sorted(v)) or "-")
+        for label, ours, base in pairings:
+            b, a = eng.get(ours, {}), baseline(eng, base)
             paired = [b[r] / a[r] for r in sorted(b) if r in a and a[r] > 0]
-            ratio = geomean(paired)
-            cells.append(" / ".join(f"{b[r]:.1f}" for r in sorted(b)) or "-")
             if paired:
+                ratio = geomean(paired)
                 cells.append(f"**{ratio:.2f}x** ({min(paired):.2f}–{max(paired):.2f})")
-                bars.append((f"{model} {test}", variant, ratio))
+                bars.append((f"{model} {test}", label, ratio))
             else:
                 cells.append("-")
-        cells.append(str(len(a)))
+        cells.append(str(len(eng.get("llamacpp", {}))))
         lines.append("| " + " | ".join(cells) + " |")
     meta = ""
     meta_path = os.path.join(out_dir, "meta.txt")
@@ -72,16 +97,16 @@ def main():
 
 
 def write_svg(path, bars):
-    w, row, left = 760, 22, 300
+    w, row, left = 900, 22, 440
     h = 40 + row * len(bars) + 30
     top = max([b[2] for b in bars] + [1.5])
     scale = (w - left - 60) / top
-    colors = {"rsllama": "#2b7bb9", "rsllama_avx2": "#9ecae1"}
+    colors = {p[0]: c for p, c in zip(PAIRINGS, ["#2b7bb9", "#9ecae1", "#74c476", "#fd8d3c"])}
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
            f'<text x="10" y="20" font-size="14">rs-llama / llama.cpp (t/s ratio, interleaved A/B)</text>']
     for i, (label, variant, ratio) in enumerate(bars):
         y = 35 + i * row
-        name = label + (" (avx2)" if variant == "rsllama_avx2" else "")
+        name = f"{label}: {variant}"
         out.append(f'<text x="{left - 6}" y="{y + 14}" text-anchor="end">{name}</text>')
         out.append(f'<rect x="{left}" y="{y + 2}" width="{ratio * scale:.1f}" height="{row - 6}" fill="{colors[variant]}"/>')
         out.append(f'<text x="{left + ratio * scale + 4:.1f}" y="{y + 14}">{ratio:.2f}x</text>')

@@ -99,6 +99,8 @@ pub(super) fn matvec_many(x: &[f32], mats: &mut [(WeightView<'_>, &mut [f32])]) 
         }
     }
     items.into_par_iter().for_each(|(w, out)| {
+        // One row after the other: a single sequential stream is what the hardware prefetcher
+        // follows best (interleaving four rows' loads halved decode speed here).
         for (o, v) in out.iter_mut().enumerate() {
             let r = o * n_in..(o + 1) * n_in;
             *v = match w {
@@ -192,6 +194,22 @@ mod tests {
                 let want = vec_dot_f16(&w[o * n_in..][..n_in], &xh[t * n_in..][..n_in]);
                 assert_eq!(y[t * n_out + o].to_bits(), want.to_bits(), "t={t} o={o}");
             }
+        }
+    }
+
+    #[test]
+    fn decode_matvec_sums_each_row_as_vec_dot_f16() {
+        // 13 rows (groups of rows and leftovers), 616 inputs (a tail past the last block).
+        let (n_in, n_out) = (616, 13);
+        let mut rng = Rng::new(11);
+        let x = rng.vec(n_in, 2.0);
+        let w: Vec<f16> = rng.vec(n_in * n_out, 1.0).into_iter().map(f16::from_f32).collect();
+        let mut y = vec![0f32; n_out];
+        matvec_many(&x, &mut [(WeightView::F16(&w), &mut y)]);
+        let xh: Vec<f16> = x.iter().map(|v| f16::from_f32(*v)).collect();
+        for (o, got) in y.iter().enumerate() {
+            let want = vec_dot_f16(&w[o * n_in..][..n_in], &xh);
+            assert_eq!(got.to_bits(), want.to_bits(), "row {o}");
         }
     }
 }

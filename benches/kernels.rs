@@ -1,9 +1,15 @@
 //! Criterion benches of the CPU kernels, per weight type and kernel path: GEMV (decode: bytes/s
 //! against the memory-bandwidth ceiling), GEMM (prefill: flops/s against the FMA peak), attention
-//! over an f16 KV cache, and tokenizer throughput. `rs-llama-bench` prints the two ceilings.
+//! over an f16 KV cache, and tokenizer throughput. Beside criterion's figures, each kernel prints
+//! the fraction of its ceiling it reached (the ceilings are measured once, in the same thread pool,
+//! as `rs-llama-bench` measures them).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use half::{bf16, f16};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rs_llama::bench::Ceilings;
 use rs_llama::cpu::dot::kernels_for;
 use rs_llama::cpu::{matmul_with, CpuPath, WeightView};
 use rs_llama::ops::attention::{attention, AttnShape};
@@ -18,6 +24,45 @@ fn rand_vec(seed: u64, n: usize) -> Vec<f32> {
             (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
         })
         .collect()
+}
+
+fn ceilings() -> &'static Ceilings {
+    static C: OnceLock<Ceilings> = OnceLock::new();
+    C.get_or_init(|| {
+        let c = rs_llama::bench::ceilings::measure();
+        eprintln!(
+            "ceilings ({} threads): read {:.1} GB/s, fma {:.1} GFLOP/s",
+            rayon::current_num_threads(),
+            c.read_gbps,
+            c.fma_gflops
+        );
+        c
+    })
+}
+
+/// What a kernel is measured against: its work per call and the matching ceiling.
+enum Work {
+    /// Bytes of weights read per call, against the read ceiling.
+    Bytes(usize),
+    /// Flops per call, against the FMA peak.
+    Flops(usize),
+}
+
+/// Prints `label`'s achieved rate over about 0.3 s of calls as a fraction of its ceiling.
+fn achieved(label: &str, work: Work, mut f: impl FnMut()) {
+    let c = ceilings();
+    f();
+    let (mut calls, start) = (0u32, Instant::now());
+    while start.elapsed() < Duration::from_millis(300) {
+        f();
+        calls += 1;
+    }
+    let per_call = start.elapsed().as_secs_f64() / f64::from(calls);
+    let (rate, ceiling, unit) = match work {
+        Work::Bytes(b) => (b as f64 / per_call / 1e9, c.read_gbps, "GB/s of the read ceiling"),
+        Work::Flops(n) => (n as f64 / per_call / 1e9, c.fma_gflops, "GFLOP/s of the FMA peak"),
+    };
+    eprintln!("achieved {label}: {rate:.1} {unit} {ceiling:.1} = {:.0}%", 100.0 * rate / ceiling);
 }
 
 fn paths() -> Vec<CpuPath> {
@@ -47,6 +92,13 @@ fn matmuls(c: &mut Criterion) {
                     g.bench_function(BenchmarkId::new(dt, path.name()), |b| {
                         b.iter(|| matmul_with(&k, &x, view, n_in, n_out, &mut y))
                     });
+                    let work = if n_tok == 1 {
+                        Work::Bytes(n_in * n_out * 2)
+                    } else {
+                        Work::Flops(2 * n_tok * n_in * n_out)
+                    };
+                    let label = format!("{kind}_{n_in}x{n_out}/{dt}/{}", path.name());
+                    achieved(&label, work, || matmul_with(&k, &x, view, n_in, n_out, &mut y));
                 }
             }
             g.finish();
@@ -64,9 +116,10 @@ fn attn(c: &mut Criterion) {
         let mut out = vec![0f32; n_tok * 9 * 64];
         let pos0 = n_ctx - n_tok;
         g.throughput(Throughput::Elements((n_tok * 9 * n_ctx * 64 * 4) as u64));
-        g.bench_function(name, |b| {
-            b.iter(|| attention(&q, &kv[..n_ctx * 192], &kv[..n_ctx * 192], pos0, s, 0.125, &mut out))
-        });
+        let (k, v) = (&kv[..n_ctx * 192], &kv[..n_ctx * 192]);
+        g.bench_function(name, |b| b.iter(|| attention(&q, k, v, pos0, s, 0.125, &mut out)));
+        let work = Work::Flops(n_tok * 9 * n_ctx * 64 * 4);
+        achieved(&format!("attention/{name}"), work, || attention(&q, k, v, pos0, s, 0.125, &mut out));
     }
     g.finish();
 }

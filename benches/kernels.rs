@@ -6,7 +6,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use half::{bf16, f16};
 use rs_llama::cpu::dot::kernels_for;
 use rs_llama::cpu::{matmul_with, CpuPath, WeightView};
-use rs_llama::ops::attention::{attention, AttnShape};
+use rs_llama::ops::attention::{attention, AttnShape, KvSplit};
 
 fn rand_vec(seed: u64, n: usize) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -64,9 +64,19 @@ fn attn(c: &mut Criterion) {
         let mut out = vec![0f32; n_tok * 9 * 64];
         let pos0 = n_ctx - n_tok;
         g.throughput(Throughput::Elements((n_tok * 9 * n_ctx * 64 * 4) as u64));
+        // The decode token is split over the KV as a real decode at that position would be.
+        let split = if n_tok == 1 { KvSplit::for_decode(n_ctx, pos0) } else { None };
         g.bench_function(name, |b| {
-            b.iter(|| attention(&q, &kv[..n_ctx * 192], &kv[..n_ctx * 192], pos0, s, 0.125, &mut out))
+            b.iter(|| attention(&q, &kv[..n_ctx * 192], &kv[..n_ctx * 192], pos0, s, 0.125, split, &mut out))
         });
+        if split.is_some() {
+            // The same token in one sweep (what llama.cpp does below a view of 512).
+            g.bench_function(format!("{name}-one-sweep"), |b| {
+                b.iter(|| {
+                    attention(&q, &kv[..n_ctx * 192], &kv[..n_ctx * 192], pos0, s, 0.125, None, &mut out)
+                })
+            });
+        }
     }
     g.finish();
 }

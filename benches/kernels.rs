@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use rs_llama::bench::Ceilings;
 use rs_llama::cpu::dot::kernels_for;
 use rs_llama::cpu::{matmul_with, CpuPath, WeightView};
-use rs_llama::ops::attention::{attention, AttnShape};
+use rs_llama::ops::attention::{attention, AttnShape, KvSplit};
 
 fn rand_vec(seed: u64, n: usize) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -117,9 +117,16 @@ fn attn(c: &mut Criterion) {
         let pos0 = n_ctx - n_tok;
         g.throughput(Throughput::Elements((n_tok * 9 * n_ctx * 64 * 4) as u64));
         let (k, v) = (&kv[..n_ctx * 192], &kv[..n_ctx * 192]);
-        g.bench_function(name, |b| b.iter(|| attention(&q, k, v, pos0, s, 0.125, &mut out)));
+        // The decode token is split over the KV as a real decode at that position would be.
+        let split = if n_tok == 1 { KvSplit::for_decode(n_ctx, pos0) } else { None };
+        g.bench_function(name, |b| b.iter(|| attention(&q, k, v, pos0, s, 0.125, split, &mut out)));
         let work = Work::Flops(n_tok * 9 * n_ctx * 64 * 4);
-        achieved(&format!("attention/{name}"), work, || attention(&q, k, v, pos0, s, 0.125, &mut out));
+        achieved(&format!("attention/{name}"), work, || attention(&q, k, v, pos0, s, 0.125, split, &mut out));
+        if split.is_some() {
+            // The same token in one sweep (what llama.cpp does below a view of 512).
+            let one = format!("{name}-one-sweep");
+            g.bench_function(&one, |b| b.iter(|| attention(&q, k, v, pos0, s, 0.125, None, &mut out)));
+        }
     }
     g.finish();
 }

@@ -3,6 +3,8 @@
 //! forcing — the prompt, then llama.cpp's own greedy tokens — and at every step our logits for
 //! llama.cpp's top-10 ids must be within the tolerance and our greedy token must equal llama.cpp's
 //! (unless llama.cpp itself had a near-tie there).
+//! Each trace is replayed on as many threads as llama.cpp ran it with (`settings.n_threads`): past
+//! 256 positions a decode step's attention depends on it, in llama.cpp and in rs-llama alike.
 //!
 //! The model files are named by sha256 in each fixture. CI makes them with our converter and our
 //! synth (scripts/fetch-models.sh); a hash mismatch means the converter or synth changed, and the test
@@ -139,6 +141,13 @@ fn check_trace(model: &Model, tokenizer: &Tokenizer, trace: &Value, name: &str, 
     out
 }
 
+/// The threads llama.cpp ran the trace with (`settings.n_threads`). Its decode attention over a
+/// long context cuts the KV into one chunk per thread (the split-KV path), which changes the
+/// rounding, and rs-llama cuts it by its own thread count: the replay must use the same.
+fn trace_threads(trace: &Value) -> usize {
+    trace["settings"]["n_threads"].as_u64().expect("settings.n_threads") as usize
+}
+
 /// The native traces were made on an AVX-512 CPU with AVX-512 BF16 (compare/refdump README), the
 /// AVX2 ones by the AVX2 build on the same CPU. rs-llama reproduces the arithmetic of llama.cpp
 /// built for the kernel path it runs (`ggml` numerics), so on that path every logit must equal
@@ -191,6 +200,8 @@ fn every_golden_trace_matches_llama_cpp() {
 
     let mut report = Vec::new();
     let mut failures = Vec::new();
+    // Replays run on a pool of the trace's own thread count (see `trace_threads`).
+    let mut pools: BTreeMap<usize, rayon::ThreadPool> = BTreeMap::new();
     for (tag, traces) in &by_tag {
         let (max_diff, tie_gap) = tolerance(tag);
         let path = resolve_model(&traces[0].1["model"]);
@@ -200,7 +211,11 @@ fn every_golden_trace_matches_llama_cpp() {
         let mut worst = 0f32;
         let (mut steps, mut ties) = (0, 0);
         for (name, trace) in traces {
-            let o = check_trace(&model, &tokenizer, trace, &format!("{tag}/{name}"), tie_gap);
+            let pool = pools.entry(trace_threads(trace)).or_insert_with_key(|&n| {
+                rayon::ThreadPoolBuilder::new().num_threads(n).build().expect("thread pool")
+            });
+            let o =
+                pool.install(|| check_trace(&model, &tokenizer, trace, &format!("{tag}/{name}"), tie_gap));
             if o.max_abs_diff > max_diff {
                 failures
                     .push(format!("{tag}/{name}: max |logit - llama.cpp| = {} > {max_diff}", o.max_abs_diff));

@@ -105,6 +105,7 @@ pub fn run(cfg: &RunConfig) -> Result<i32, RunError> {
     // Not on a pool thread (see `threads::on_pool`): Ctrl-C must interrupt the blocking read of
     // the user's input, and SIGINT goes to the main thread.
     threads::init_pool(n_threads.max(n_threads_batch));
+    crate::cpu::set_decode_threads(if n_threads_batch > n_threads { n_threads } else { 0 });
     let load_start = Instant::now();
     let model_path = cfg.model.as_ref().ok_or(RunError::NoModel)?;
     log_info!("llama_completion: llama backend init\n");

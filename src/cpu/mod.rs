@@ -19,3 +19,25 @@ pub mod vexp;
 
 pub use matmul::{matmul, matmul_many, matmul_per_row, matmul_with, WeightView};
 pub use path::CpuPath;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// See [`set_decode_threads`]; 0: not set.
+static DECODE_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// llama.cpp's thread count for one-token batches (`-t`), where it differs from the pool's size
+/// (the pool is sized for the larger of `-t` and `-tb`). 0 unsets it.
+pub fn set_decode_threads(n: usize) {
+    DECODE_THREADS.store(n, Ordering::Relaxed);
+}
+
+/// The threads llama.cpp would compute a one-token batch with: as set by
+/// [`set_decode_threads`], else the current rayon pool's size. Some of its kernels cut their work
+/// by thread count in a way that changes the result (the split-KV decode attention), so rs-llama
+/// cuts it the same way whatever the threads that run it.
+pub fn decode_threads() -> usize {
+    match DECODE_THREADS.load(Ordering::Relaxed) {
+        0 => rayon::current_num_threads(),
+        n => n,
+    }
+}

@@ -17,7 +17,7 @@ use super::kv_cache::KvCache;
 use super::row_order::by_row_order;
 use super::{OutputRows, SeqChunk};
 use crate::model::Model;
-use crate::ops::attention::{attention, AttnShape};
+use crate::ops::attention::{attention, AttnShape, KvSplit};
 use crate::ops::ffn::{swiglu_ffn, swiglu_ffn_expert, FfnWeights};
 use crate::ops::matmul::{linear, linear_many, linear_per_row, Linear};
 use crate::ops::moe::{route, shared_expert_gate, Route};
@@ -339,13 +339,28 @@ impl<'m> StepState<'m> {
         // kqv_out-{il}: [n_tok][n_head][head_dim_v]
         let mut kqv = vec![0f32; n_tok * hp.n_embd_attn_out()];
         let (qw, kw, vw, ow) = (hp.n_embd_q(), hp.n_embd_k_gqa(), hp.n_embd_v_gqa(), hp.n_embd_attn_out());
+        // llama.cpp splits the KV of a pass with a single query row (see `KvSplit`); a pass of
+        // several sequences has several rows, so none of them is split, each attending in one
+        // sweep. (llama.cpp's server with a unified KV cache cuts the chunks in its cells, shared
+        // by the sequences; with one sequence in it those are its positions, as here.)
+        let lone_token = n_tok == 1;
         for s in &self.segments {
             let rows = s.start..s.start + s.n_tok;
             let mut kv = lock(s.kv);
             kv.store(il, s.pos0, &k[rows.start * kw..rows.end * kw], &v[rows.start * vw..rows.end * vw]);
+            let split = if lone_token { KvSplit::for_decode(kv.n_ctx(), s.pos0) } else { None };
             let (kc, vc) = kv.layer(il);
             let q_rows = &q[rows.start * qw..rows.end * qw];
-            attention(q_rows, kc, vc, s.pos0, shape, kq_scale, &mut kqv[rows.start * ow..rows.end * ow]);
+            attention(
+                q_rows,
+                kc,
+                vc,
+                s.pos0,
+                shape,
+                kq_scale,
+                split,
+                &mut kqv[rows.start * ow..rows.end * ow],
+            );
         }
         dump::tensor(&format!("kqv_out-{il}"), &kqv);
         // attn_out-{il}: [n_tok][n_embd]

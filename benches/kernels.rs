@@ -65,19 +65,32 @@ fn achieved(label: &str, work: Work, mut f: impl FnMut()) {
     eprintln!("achieved {label}: {rate:.1} {unit} {ceiling:.1} = {:.0}%", 100.0 * rate / ceiling);
 }
 
-fn paths() -> Vec<CpuPath> {
-    CpuPath::ALL.into_iter().filter(|p| p.supported()).collect()
+/// The kernel path this process runs. Under `ggml` numerics parts of the matmul (the decode GEMV,
+/// the bf16 tiles) follow the process's path whatever kernels are passed in, so a path is benched
+/// in its own process: `RS_LLAMA_CPU=avx2 cargo bench --bench kernels` for the AVX2 one.
+fn path() -> CpuPath {
+    rs_llama::cpu::path::active()
 }
+
+/// Bytes of weights the GEMV cycles through: past the L3 (32 MiB here), so that it streams from
+/// memory as decode does, not from cache.
+const GEMV_WORKING_SET: usize = 96 << 20;
 
 /// SmolLM2's FFN up projection, and a Mixtral-shape expert's.
 const SHAPES: [(usize, usize); 2] = [(576, 1536), (1024, 2816)];
 
 fn matmuls(c: &mut Criterion) {
+    let path = path();
+    let k = kernels_for(path);
     for (n_in, n_out) in SHAPES {
         let w32 = rand_vec(1, n_in * n_out);
         let w16: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
         let wb: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
         for (n_tok, kind) in [(1usize, "gemv"), (64, "gemm")] {
+            // Copies of the weights, used in turn (one for the GEMM, whose weights stay in cache).
+            let copies = if n_tok == 1 { GEMV_WORKING_SET / (n_in * n_out * 2) + 1 } else { 1 };
+            let w16s = vec![w16.clone(); copies];
+            let wbs = vec![wb.clone(); copies];
             let x = rand_vec(2, n_tok * n_in);
             let mut y = vec![0f32; n_tok * n_out];
             let mut g = c.benchmark_group(format!("{kind}_{n_in}x{n_out}"));
@@ -86,20 +99,23 @@ fn matmuls(c: &mut Criterion) {
             } else {
                 g.throughput(Throughput::Elements((2 * n_tok * n_in * n_out) as u64));
             }
-            for path in paths() {
-                let k = kernels_for(path);
-                for (dt, view) in [("f16", WeightView::F16(&w16)), ("bf16", WeightView::BF16(&wb))] {
-                    g.bench_function(BenchmarkId::new(dt, path.name()), |b| {
-                        b.iter(|| matmul_with(&k, &x, view, n_in, n_out, &mut y))
-                    });
-                    let work = if n_tok == 1 {
-                        Work::Bytes(n_in * n_out * 2)
-                    } else {
-                        Work::Flops(2 * n_tok * n_in * n_out)
-                    };
-                    let label = format!("{kind}_{n_in}x{n_out}/{dt}/{}", path.name());
-                    achieved(&label, work, || matmul_with(&k, &x, view, n_in, n_out, &mut y));
-                }
+            for dt in ["f16", "bf16"] {
+                let view = |i: usize| match dt {
+                    "f16" => WeightView::F16(&w16s[i % copies]),
+                    _ => WeightView::BF16(&wbs[i % copies]),
+                };
+                let mut i = 0;
+                let mut call = || {
+                    i += 1;
+                    matmul_with(&k, &x, view(i), n_in, n_out, &mut y)
+                };
+                g.bench_function(BenchmarkId::new(dt, path.name()), |b| b.iter(&mut call));
+                let work = if n_tok == 1 {
+                    Work::Bytes(n_in * n_out * 2)
+                } else {
+                    Work::Flops(2 * n_tok * n_in * n_out)
+                };
+                achieved(&format!("{kind}_{n_in}x{n_out}/{dt}/{}", path.name()), work, call);
             }
             g.finish();
         }

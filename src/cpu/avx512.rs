@@ -44,34 +44,6 @@ pub(super) fn vec_dot_f16_order(w: &[f32], x: &[f32]) -> f32 {
     out[0]
 }
 
-/// [`vec_dot_f16_order`] with the weights still in f16, widened in registers (decode: each weight
-/// row is read once, so widening it into a buffer first would only add traffic).
-pub(super) fn vec_dot_f16_order_h(w: &[f16], x: &[f32]) -> f32 {
-    let n = w.len().min(x.len());
-    // SAFETY: as above; both rows hold n elements.
-    unsafe { vec_dot_f16_order_h_impl(w.as_ptr(), x.as_ptr(), n) }
-}
-
-#[target_feature(enable = "avx512f")]
-unsafe fn vec_dot_f16_order_h_impl(w: *const f16, x: *const f32, n: usize) -> f32 {
-    let np = n / 64 * 64;
-    let mut acc = [_mm512_setzero_ps(); 4];
-    let mut i = 0;
-    while i < np {
-        for (j, a) in acc.iter_mut().enumerate() {
-            let wv = _mm512_cvtph_ps(_mm256_loadu_si256(w.add(i + 16 * j).cast()));
-            *a = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x.add(i + 16 * j)), *a);
-        }
-        i += 64;
-    }
-    let folded = _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
-    let mut tail = 0f64;
-    for i in np..n {
-        tail += ((*w.add(i)).to_f32() * *x.add(i)) as f64;
-    }
-    (_mm512_reduce_add_ps(folded) as f64 + tail) as f32
-}
-
 /// [`vec_dot_f16_order`] for 4 weight rows × 4 tokens: `out[r*4 + t] = w[r] · x[t]`.
 pub(super) fn tile_4x4_vec_dot_order(w: &[f32], x: &[f32], n: usize, out: &mut [f32]) {
     assert!(w.len() >= 4 * n && x.len() >= 4 * n && out.len() >= 16, "tile_4x4: short buffers");

@@ -5,130 +5,17 @@
 //! error bodies; and against our own `/v1/chat/completions` for the same messages (text, prompt
 //! tokens, stream deltas joined).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod server_support;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_rs-llama-server");
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn model(name: &str) -> Option<PathBuf> {
-    let home = std::env::var("HOME").ok()?;
-    let cache = std::env::var("RS_LLAMA_CACHE").unwrap_or(format!("{home}/.cache/rs-llama"));
-    let p = PathBuf::from(format!("{cache}/models/{name}"));
-    if !p.exists() {
-        eprintln!("skipping: {} is missing (run scripts/fetch-models.sh)", p.display());
-        return None;
-    }
-    Some(p)
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use server_support::*;
 
 /// A server as the fixtures' llama-server was started (`-np 1 -c 2048 -t 2 --metrics`), ready.
 fn start() -> Option<Server> {
     let m = model("smollm2-135m-f16.gguf")?;
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = Command::new(BIN)
-        .args(["-m", &m.to_string_lossy(), "--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["-np", "1", "-c", "2048", "-t", "2", "--metrics", "--no-webui"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("rs-llama-server starts");
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let (pipe, sink) = (child.stderr.take().unwrap(), Arc::clone(&stderr));
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push_str(&(line + "\n"));
-        }
-    });
-    let mut server = Server { child, port, stderr };
-    let t0 = Instant::now();
-    loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            panic!("rs-llama-server exited with {status}:\n{}", server.stderr.lock().unwrap());
-        }
-        if send(port, "GET", "/health", b"").is_ok_and(|r| r.status == 200) {
-            return Some(server);
-        }
-        assert!(t0.elapsed() < TIMEOUT, "not ready: {}", server.stderr.lock().unwrap());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
-}
-
-fn send(port: u16, method: &str, path: &str, body: &[u8]) -> std::io::Result<Resp> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(TIMEOUT))?;
-    s.set_write_timeout(Some(TIMEOUT))?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes())?;
-    s.write_all(body)?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or(std::io::ErrorKind::InvalidData)?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap_or_default().split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
-        body = dechunk(&body);
-    }
-    Ok(Resp { status, headers, body })
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&data[eol + 2..eol + 2 + size]);
-        data = &data[eol + 2 + size + 2..];
-    }
-    out
+    Some(Server::ready(&m, &["-np", "1", "-c", "2048", "-t", "2", "--metrics", "--no-webui"]))
 }
 
 fn post(s: &Server, path: &str, body: &Value) -> Resp {

@@ -2,66 +2,16 @@
 //! error bodies, streaming, a client that hangs up, and shutdown on SIGTERM. A plain HTTP/1.1
 //! client on `std::net` (bounded timeouts everywhere); greedy text is checked against `rs-llama`'s
 //! and `/tokenize` against `rs-llama-tokenize`'s ids.
-//!
-//! Tests that need generation skip (with a note) while the slot scheduler is not in the tree.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod server_support;
+
+use std::io::Read;
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_rs-llama-server");
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn model(name: &str) -> Option<PathBuf> {
-    let home = std::env::var("HOME").ok()?;
-    let cache = std::env::var("RS_LLAMA_CACHE").unwrap_or(format!("{home}/.cache/rs-llama"));
-    let p = PathBuf::from(format!("{cache}/models/{name}"));
-    if !p.exists() {
-        eprintln!("skipping: {} is missing (run scripts/fetch-models.sh)", p.display());
-        return None;
-    }
-    Some(p)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(args: &[&str]) -> (Child, Arc<Mutex<String>>) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("rs-llama-server starts");
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let (pipe, sink) = (child.stderr.take().unwrap(), Arc::clone(&stderr));
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push_str(&(line + "\n"));
-        }
-    });
-    (child, stderr)
-}
+use server_support::*;
 
 /// Exit status and stderr of a run that must end by itself.
 fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
@@ -80,134 +30,23 @@ fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
     }
 }
 
-/// Start a server on SmolLM2 and wait for `/health`; None (with a note) if the model or the
-/// scheduler is missing.
+/// Start a server on SmolLM2 and wait for `/health`, which must answer llama-server's 503 body
+/// until the model is loaded; None (with a note) if the model is missing.
 fn start(extra: &[&str]) -> Option<Server> {
     let m = model("smollm2-135m-f16.gguf")?;
-    let port = free_port();
-    let port_s = port.to_string();
-    let m = m.to_string_lossy().into_owned();
-    let args = [&["-m", m.as_str(), "--port", port_s.as_str(), "-t", "2"][..], extra].concat();
-    let (child, stderr) = spawn(&args);
-    let mut server = Server { child, port, stderr };
-    let start = Instant::now();
-    loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            std::thread::sleep(Duration::from_millis(100));
-            let err = server.stderr.lock().unwrap().clone();
-            if err.contains("not yet implemented") || err.contains("the loader stopped") {
-                eprintln!("skipping: the slot scheduler is not in this tree yet\n{err}");
-                return None;
-            }
-            panic!("rs-llama-server exited with {status}:\n{err}");
-        }
-        if let Ok(r) = try_request(port, "GET", "/health", &[], b"") {
-            if r.status == 200 {
-                assert!(server.stderr.lock().unwrap().contains("listening on http://127.0.0.1:"));
-                return Some(server);
-            }
-            assert_eq!(r.status, 503, "{}", r.text());
-            assert_eq!(
-                r.text(),
-                r#"{"error":{"message":"Loading model","type":"unavailable_error","code":503}}"#
-            );
-        }
-        assert!(start.elapsed() < TIMEOUT, "not ready: {}", server.stderr.lock().unwrap());
-        std::thread::sleep(Duration::from_millis(50));
+    let mut server = Server::launch(&m, &[&["-t", "2"][..], extra].concat());
+    let ready = server.wait_ready(|r| {
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert_eq!(
+            r.text(),
+            r#"{"error":{"message":"Loading model","type":"unavailable_error","code":503}}"#
+        );
+    });
+    if let Err(e) = ready {
+        panic!("rs-llama-server {e}");
     }
-}
-
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
-    fn events(&self) -> Vec<String> {
-        let text = self.text();
-        assert!(text.ends_with("\n\n"), "{text}");
-        text.split("\n\n")
-            .filter(|e| !e.is_empty())
-            .map(|e| e.strip_prefix("data: ").unwrap_or(e).to_string())
-            .collect()
-    }
-    fn error(&self) -> (u16, String, String) {
-        let e = &self.json()["error"];
-        (
-            e["code"].as_u64().unwrap() as u16,
-            e["message"].as_str().unwrap().into(),
-            e["type"].as_str().unwrap().into(),
-        )
-    }
-}
-
-fn write_request(
-    s: &mut TcpStream,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> std::io::Result<()> {
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-length")) {
-        head += &format!("Content-Length: {}\r\n", body.len());
-    }
-    for (k, v) in headers {
-        head += &format!("{k}: {v}\r\n");
-    }
-    s.write_all(head.as_bytes())?;
-    s.write_all(b"\r\n")?;
-    s.write_all(body)
-}
-
-fn try_request(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> std::io::Result<Resp> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(TIMEOUT))?;
-    s.set_write_timeout(Some(TIMEOUT))?;
-    write_request(&mut s, method, path, headers, body)?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or(std::io::ErrorKind::InvalidData)?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap_or_default().split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
-        body = dechunk(&body);
-    }
-    Ok(Resp { status, headers, body })
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&data[eol + 2..eol + 2 + size]);
-        data = &data[eol + 2 + size + 2..];
-    }
-    out
+    assert!(server.stderr.lock().unwrap().contains("listening on http://127.0.0.1:"));
+    Some(server)
 }
 
 const KEY: &str = "sekrit";

@@ -17,6 +17,8 @@ export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-$root/target/afl}
 
 export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1
 export AFL_SKIP_CRASHES=1 AFL_IGNORE_SEED_PROBLEMS=1
+# Several fuzzers at once (or a busy machine) would otherwise be refused a free core.
+export AFL_NO_AFFINITY=${AFL_NO_AFFINITY:-1}
 export RS_LLAMA_VOCAB_DIR=$root/tests/fixtures/vocab
 status=0
 for t in "${targets[@]}"; do

@@ -19,6 +19,8 @@ export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1
 export AFL_SKIP_CRASHES=1 AFL_IGNORE_SEED_PROBLEMS=1
 # Several fuzzers at once (or a busy machine) would otherwise be refused a free core.
 export AFL_NO_AFFINITY=${AFL_NO_AFFINITY:-1}
+# A second run goes on from the queue of the first (rm -r fuzz/out/TARGET to start over).
+export AFL_AUTORESUME=1
 export RS_LLAMA_VOCAB_DIR=$root/tests/fixtures/vocab
 status=0
 for t in "${targets[@]}"; do
@@ -39,6 +41,6 @@ for t in "${targets[@]}"; do
         echo "$crashes" | sed 's/^/     /'
     fi
     hangs=$(find "$out/default/hangs" -type f -name 'id:*' 2>/dev/null | wc -l)
-    [ "$hangs" -gt 0 ] && echo "   $hangs hang(s) in $out/default/hangs"
+    if [ "$hangs" -gt 0 ]; then echo "   $hangs hang(s) in $out/default/hangs"; fi
 done
 exit $status

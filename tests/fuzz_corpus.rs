@@ -112,7 +112,8 @@ fn write_seed_corpus() {
     }
     // chat: flags byte, template, NUL, role, NUL, content ...
     let chat = root.join("tests/fixtures/chat");
-    let conv = b"\0system\0You are a concise assistant.\0user\0What is 2+2?\0assistant\0Four.\0user\0And 3+3?";
+    let conv =
+        b"\0system\0You are a concise assistant.\0user\0What is 2+2?\0assistant\0Four.\0user\0And 3+3?";
     let render: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(chat.join("render.json")).unwrap()).unwrap();
     let mut seen = std::collections::BTreeSet::new();

@@ -25,3 +25,24 @@ pub use dtype::DType;
 pub use error::{GgufError, Result};
 pub use reader::{GgufFile, TensorInfo};
 pub use value::{Value, ValueType};
+
+/// Fuzzing entry point (fuzz/ and tests/fuzz_corpus.rs): parse `data` as a GGUF file and, when it
+/// parses, read every metadata value, the architecture, each tensor's bytes, and dequantize the
+/// small tensors. Never panics on any input: a malformed file is an `Err` inside, and `None` out.
+pub fn fuzz_parse(data: &[u8]) -> Option<GgufFile> {
+    let file = GgufFile::from_bytes(data.to_vec()).ok()?;
+    for (key, value) in &file.kv {
+        let _ = (key.len(), value.display_short(), value.type_name(), value.value_type());
+        let _ = (value.as_i128(), value.as_f64(), value.as_str(), value.as_bool());
+    }
+    let _ = file.architecture();
+    for info in &file.tensors {
+        let bytes = file.tensor_bytes(info);
+        let _ = (info.n_elems(), info.n_rows(), file.tensor(&info.name).is_some());
+        let n = info.n_elems();
+        if n <= 1 << 16 && dequant::supports(info.dtype) {
+            let _ = dequant::to_f32(info.dtype, bytes, n as usize);
+        }
+    }
+    Some(file)
+}

@@ -10,8 +10,10 @@
 //! between the whole chat rendered with and without it ([`ChatTemplates::format_single`]).
 
 pub mod builtin;
+mod fuzz;
 pub mod jinja;
 
+pub use fuzz::fuzz_render;
 use jinja::{JinjaTemplate, RenderInputs};
 
 /// llama.cpp's fallback when there is no template (or `--chat-template chatml`) — ChatML written

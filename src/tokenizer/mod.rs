@@ -10,6 +10,7 @@
 
 mod bpe;
 mod detok;
+pub mod fuzz;
 mod pretokenize;
 mod regex_split;
 mod special;
@@ -24,6 +25,8 @@ use crate::TokenId;
 use gguf::GgufFile;
 use special::Fragment;
 use vocab::{attr, Vocab, VocabKind};
+
+pub use fuzz::{fuzz_from_gguf, fuzz_one, fuzz_tokenizer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {

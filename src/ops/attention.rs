@@ -179,6 +179,44 @@ pub fn attention_f32(
     s.write_heads(&per_head, out);
 }
 
+/// What every f16-accumulating row of one pass shares: the K/V layout and which row kernel runs.
+struct F16Rows<'a> {
+    k: &'a [f16],
+    v: &'a [f16],
+    s: AttnShape,
+    scale: f32,
+    fused: bool,
+}
+
+impl<'a> F16Rows<'a> {
+    fn new(k: &'a [f16], v: &'a [f16], s: AttnShape, scale: f32) -> F16Rows<'a> {
+        F16Rows { k, v, s, scale, fused: fused_row_available(s.head_dim_k, s.head_dim_v) }
+    }
+
+    /// Query head `h` (its Q already rounded to f16) over positions `start..end`.
+    fn row<'q>(&self, q16: &'q [f16], h: usize, start: usize, end: usize) -> DecodeRow<'q>
+    where
+        'a: 'q,
+    {
+        let s = self.s;
+        let kvh = h / (s.n_head / s.n_head_kv);
+        DecodeRow {
+            q16,
+            k: &self.k[kvh * s.head_dim_k..],
+            v: &self.v[kvh * s.head_dim_v..],
+            k_stride: s.n_head_kv * s.head_dim_k,
+            v_stride: s.n_head_kv * s.head_dim_v,
+            start,
+            n_pos: end,
+            scale: self.scale,
+        }
+    }
+}
+
+fn to_f16(q: &[f32]) -> Vec<f16> {
+    q.iter().map(|v| f16::from_f32(*v)).collect()
+}
+
 /// The f16-accumulating kernel of ggml's CPU flash attention for small batches: per query row, Q
 /// rounded to f16; for each visible position in order, `s = (k·q)·scale`; when `s` is a new
 /// maximum the f16 sum is rescaled by `exp(M_old − s)`, else `v` is weighted by `exp(s − M)`;
@@ -194,25 +232,13 @@ pub fn attention_f16_accumulate(
 ) {
     let (dk, dv) = (s.head_dim_k, s.head_dim_v);
     let n_tok = q.len() / (s.n_head * dk);
-    let group = s.n_head / s.n_head_kv;
-    let (k_row, v_row) = (s.n_head_kv * dk, s.n_head_kv * dv);
-    let fused_row = fused_row_available(dk, dv);
+    let rows = F16Rows::new(k, v, s, scale);
     // One task per (token, head) row; rows: [n_tok][n_head][dv]
     out[..n_tok * s.n_head * dv].par_chunks_mut(dv).enumerate().for_each(|(row, o)| {
         let (t, h) = (row / s.n_head, row % s.n_head);
-        let kvh = h / group;
-        let q16: Vec<f16> = q[row * dk..][..dk].iter().map(|v| f16::from_f32(*v)).collect();
-        let r = DecodeRow {
-            q16: &q16,
-            k: &k[kvh * dk..],
-            v: &v[kvh * dv..],
-            k_stride: k_row,
-            v_stride: v_row,
-            start: 0,
-            n_pos: pos0 + t + 1,
-            scale,
-        };
-        if fused_row {
+        let q16 = to_f16(&q[row * dk..][..dk]);
+        let r = rows.row(&q16, h, 0, pos0 + t + 1);
+        if rows.fused {
             decode_row(&r, o);
         } else {
             portable_row(&r, o);
@@ -238,9 +264,7 @@ pub fn attention_split_kv(
 ) {
     let (dk, dv) = (s.head_dim_k, s.head_dim_v);
     assert_eq!(q.len(), s.n_head * dk, "attention_split_kv: one token");
-    let group = s.n_head / s.n_head_kv;
-    let (k_row, v_row) = (s.n_head_kv * dk, s.n_head_kv * dv);
-    let fused_row = fused_row_available(dk, dv);
+    let rows = F16Rows::new(k, v, s, scale);
     let ranges: Vec<(usize, usize)> = split.ranges(pos0 + 1).collect();
     let n_parts = ranges.len();
     // vkq: [n_head][n_parts][dv]
@@ -250,19 +274,9 @@ pub fn attention_split_kv(
         .enumerate()
         .map(|(i, o)| {
             let (h, (start, end)) = (i / n_parts, ranges[i % n_parts]);
-            let kvh = h / group;
-            let q16: Vec<f16> = q[h * dk..][..dk].iter().map(|v| f16::from_f32(*v)).collect();
-            let r = DecodeRow {
-                q16: &q16,
-                k: &k[kvh * dk..],
-                v: &v[kvh * dv..],
-                k_stride: k_row,
-                v_stride: v_row,
-                start,
-                n_pos: end,
-                scale,
-            };
-            if fused_row {
+            let q16 = to_f16(&q[h * dk..][..dk]);
+            let r = rows.row(&q16, h, start, end);
+            if rows.fused {
                 decode_row_partial(&r, o)
             } else {
                 portable_row_partial(&r, o)

@@ -40,16 +40,12 @@ pub(super) fn matmul(
         return matvec_many(x, &mut [(w, y)]);
     }
     let per_row = order == RowOrder::PerRow;
+    if per_row {
+        if let Some((tiles, round)) = vec_dot_order_tiles(k.path, w, n_tok) {
+            return gemm_f32(tiles, &rounded(x, round), w, n_in, n_out, y);
+        }
+    }
     match w {
-        WeightView::F16(_) if per_row && n_tok >= 4 && k.path == CpuPath::Avx512 => {
-            gemm_f32(vec_dot_order_tiles(), &rounded(x, round_to_f16), w, n_in, n_out, y)
-        }
-        WeightView::F16(_) if per_row && n_tok >= 3 && k.path == CpuPath::Avx2 => {
-            gemm_f32(avx2_vec_dot_tiles(false), &rounded(x, round_to_f16), w, n_in, n_out, y)
-        }
-        WeightView::BF16(_) if per_row && n_tok >= 3 && k.path == CpuPath::Avx2 => {
-            gemm_f32(avx2_vec_dot_tiles(true), &rounded(x, round_to_bf16), w, n_in, n_out, y)
-        }
         WeightView::F16(ws) if per_row => {
             let xh: Vec<f16> = x.iter().map(|v| f16::from_f32(*v)).collect();
             each_output(ws, &xh, n_in, n_out, y, vec_dot_f16);
@@ -110,31 +106,38 @@ pub(super) fn matvec_many(x: &[f32], mats: &mut [(WeightView<'_>, &mut [f32])]) 
     });
 }
 
-/// The AVX-512 tile that sums in `ggml_vec_dot_f16`'s order (expert matmuls over many tokens).
-fn vec_dot_order_tiles() -> TileAndDot {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use super::avx512::{tile_4x4_vec_dot_order, vec_dot_f16_order};
-        TileAndDot { tile: Some(Tile { tokens: 4, f: tile_4x4_vec_dot_order }), dot: vec_dot_f16_order }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("the AVX-512 path exists only on x86-64")
-}
+/// Rounds activations in place to a weight type's precision.
+type RoundFn = fn(&mut [f32]);
 
-/// The AVX2 tiles that sum in `ggml_vec_dot_f16`'s or (`bf16`) `ggml_vec_dot_bf16`'s order.
-fn avx2_vec_dot_tiles(bf16: bool) -> TileAndDot {
+/// The tiles that sum an expert matmul's outputs in `ggml_vec_dot_f16`'s or `ggml_vec_dot_bf16`'s
+/// order on `path`, with the rounding of the activations, where a tile pays for `n_tok` tokens
+/// (bf16 on AVX-512 has its own `vdpbf16ps` tiles, below).
+fn vec_dot_order_tiles(path: CpuPath, w: WeightView<'_>, n_tok: usize) -> Option<(TileAndDot, RoundFn)> {
     #[cfg(target_arch = "x86_64")]
     {
-        use super::avx2::*;
-        let (tile, dot) = if bf16 {
-            (Tile { tokens: TILE_TOKENS, f: tile_4x3_vec_dot_bf16 }, vec_dot_bf16_order as DotFn)
-        } else {
-            (Tile { tokens: TILE_TOKENS, f: tile_4x3_vec_dot_f16 }, vec_dot_f16_order as DotFn)
-        };
-        TileAndDot { tile: Some(tile), dot }
+        use super::{avx2, avx512};
+        let tile = |tokens, f, dot: DotFn| TileAndDot { tile: Some(Tile { tokens, f }), dot };
+        let avx2_tile = n_tok >= avx2::TILE_TOKENS && path == CpuPath::Avx2;
+        match w {
+            WeightView::F16(_) if n_tok >= 4 && path == CpuPath::Avx512 => {
+                Some((tile(4, avx512::tile_4x4_vec_dot_order, avx512::vec_dot_f16_order), round_to_f16))
+            }
+            WeightView::F16(_) if avx2_tile => Some((
+                tile(avx2::TILE_TOKENS, avx2::tile_4x3_vec_dot_f16, avx2::vec_dot_f16_order),
+                round_to_f16,
+            )),
+            WeightView::BF16(_) if avx2_tile => Some((
+                tile(avx2::TILE_TOKENS, avx2::tile_4x3_vec_dot_bf16, avx2::vec_dot_bf16_order),
+                round_to_bf16,
+            )),
+            _ => None,
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("the AVX2 path exists only on x86-64")
+    {
+        let _ = (path, w, n_tok);
+        None
+    }
 }
 
 fn rounded(x: &[f32], round: fn(&mut [f32])) -> Vec<f32> {

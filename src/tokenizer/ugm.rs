@@ -270,10 +270,10 @@ struct Charsmap {
 impl Charsmap {
     /// `None` for an empty double array (llama.cpp then normalizes nothing).
     fn parse(bytes: &[u8]) -> Result<Option<Charsmap>, TokenizerError> {
-        let Some(header) = bytes.get(..4) else {
+        let Some(&[b0, b1, b2, b3]) = bytes.get(..4) else {
             return Err(invalid("precompiled_charsmap too small for its size header"));
         };
-        let blob = u32::from_le_bytes(header.try_into().expect("4 bytes")) as usize;
+        let blob = u32::from_le_bytes([b0, b1, b2, b3]) as usize;
         if blob >= bytes.len().saturating_sub(4) {
             return Err(invalid(format!(
                 "precompiled_charsmap: a double array of {blob} bytes does not fit in {} bytes",
@@ -282,7 +282,7 @@ impl Charsmap {
         }
         let nodes: Vec<u32> = bytes[4..4 + blob]
             .chunks_exact(4)
-            .map(|c| u32::from_le_bytes(c.try_into().expect("4")))
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
         let replacements = bytes[4 + blob..].to_vec();
         if nodes.is_empty() {

@@ -12,11 +12,10 @@
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::Value;
-use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::info::Ctx;
 use super::json::{obj, Json};
-use super::sse::{lost, sse_response, SseRender};
+use super::sse::{sse_response, wait_final, SseRender};
 use super::{anthropic, json_response, params, responses};
 use crate::server::api::{ApiError, Final, GenerateEvent, Partial};
 
@@ -145,17 +144,6 @@ async fn run(ctx: &Ctx<'_>, chat: &Value, api: Api, id: u64) -> Result<Response,
     Ok(json_response(StatusCode::OK, &body))
 }
 
-async fn wait_final(mut rx: UnboundedReceiver<GenerateEvent>) -> Result<Box<Final>, ApiError> {
-    loop {
-        match rx.recv().await {
-            Some(GenerateEvent::Final(f)) => return Ok(f),
-            Some(GenerateEvent::Error(e)) => return Err(e),
-            Some(GenerateEvent::Partial(_)) => continue,
-            None => return Err(lost()),
-        }
-    }
-}
-
 /// Each generation's own renderer (one per choice).
 struct Renders(Vec<Box<dyn Render>>);
 
@@ -211,7 +199,7 @@ mod tests {
     use std::sync::Arc;
 
     use axum::extract::{Request, State};
-    use tokio::sync::mpsc::unbounded_channel;
+    use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
     use super::super::{handle, AppState, Backend, Loaded, ModelInfo, Vocabulary};
     use super::*;

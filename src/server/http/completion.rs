@@ -15,7 +15,7 @@ use super::info::Ctx;
 use super::json::{obj, Json};
 use super::params::{self, CompletionParams};
 use super::render::{self, Meta};
-use super::sse::{lost, sse_response, SseRender};
+use super::sse::{sse_response, wait_final, SseRender};
 use super::{error_json, json_response};
 use crate::server::api::{ApiError, Final, GenerateEvent, StopType};
 use crate::TokenId;
@@ -136,17 +136,6 @@ fn empty_result() -> UnboundedReceiver<GenerateEvent> {
         timings: Default::default(),
     })));
     rx
-}
-
-async fn wait_final(mut rx: UnboundedReceiver<GenerateEvent>) -> Result<Box<Final>, ApiError> {
-    loop {
-        match rx.recv().await {
-            Some(GenerateEvent::Final(f)) => return Ok(f),
-            Some(GenerateEvent::Error(e)) => return Err(e),
-            Some(GenerateEvent::Partial(_)) => continue,
-            None => return Err(lost()),
-        }
-    }
 }
 
 /// Several OpenAI results as one: the first object with every choice.

@@ -12,7 +12,7 @@ use axum::response::Response;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::server::api::{ApiError, ErrorKind, GenerateEvent};
+use crate::server::api::{ApiError, ErrorKind, Final, GenerateEvent};
 
 /// What an endpoint's stream writes.
 pub trait SseRender: Send + 'static {
@@ -26,6 +26,18 @@ pub trait SseRender: Send + 'static {
 
 pub fn lost() -> ApiError {
     ApiError::new(ErrorKind::Server, "the generation ended without a result")
+}
+
+/// A generation answered whole (no stream): its final result, skipping the partials.
+pub async fn wait_final(mut rx: UnboundedReceiver<GenerateEvent>) -> Result<Box<Final>, ApiError> {
+    loop {
+        match rx.recv().await {
+            Some(GenerateEvent::Final(f)) => return Ok(f),
+            Some(GenerateEvent::Error(e)) => return Err(e),
+            Some(GenerateEvent::Partial(_)) => continue,
+            None => return Err(lost()),
+        }
+    }
 }
 
 struct State<R> {

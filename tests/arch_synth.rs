@@ -11,19 +11,21 @@ use rs_llama::gguf::writer::GgufWriter;
 use rs_llama::gguf::GgufFile;
 use rs_llama::model::{Arch, LoadOptions, Logits, Model};
 
-const ARCHS: [(SynthArch, Arch); 6] = [
+const ARCHS: [(SynthArch, Arch); 7] = [
     (SynthArch::Qwen2, Arch::Qwen2),
     (SynthArch::Qwen2Moe, Arch::Qwen2Moe),
     (SynthArch::Phi3, Arch::Phi3),
     (SynthArch::PhiMoe, Arch::PhiMoe),
     (SynthArch::Qwen3, Arch::Qwen3),
     (SynthArch::Qwen3Moe, Arch::Qwen3Moe),
+    (SynthArch::Glm4Moe, Arch::Glm4Moe),
 ];
 
 const PROMPT: [u32; 9] = [5, 17, 3, 88, 41, 41, 0, 95, 12];
 
 fn writer(arch: SynthArch) -> GgufWriter {
-    let moe = matches!(arch, SynthArch::Qwen2Moe | SynthArch::PhiMoe | SynthArch::Qwen3Moe);
+    let moe =
+        matches!(arch, SynthArch::Qwen2Moe | SynthArch::PhiMoe | SynthArch::Qwen3Moe | SynthArch::Glm4Moe);
     let ffn = if moe {
         FfnKind::Moe { n_expert: 6, n_expert_used: 3, layout: ExpertLayout::Stacked }
     } else {
@@ -39,7 +41,7 @@ fn writer(arch: SynthArch) -> GgufWriter {
         ffn,
         ..Default::default()
     };
-    let head_dim = matches!(arch, SynthArch::Qwen3 | SynthArch::Qwen3Moe).then_some(24);
+    let head_dim = matches!(arch, SynthArch::Qwen3 | SynthArch::Qwen3Moe | SynthArch::Glm4Moe).then_some(24);
     to_writer_arch(&spec, &ArchSynth { arch, head_dim, n_ff_shexp: None }, &Vocab::placeholder(120))
         .expect("synth")
 }

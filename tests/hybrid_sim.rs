@@ -126,6 +126,21 @@ fn moe_tokens_equal_the_cpu_path_under_every_policy() {
     );
 }
 
+/// GLM-4.5's graph: a dense first layer among MoE layers (its FFN a row-block task, the others
+/// router and experts), sigmoid routing with a selection bias, a plain shared expert.
+#[test]
+fn glm4moe_equals_the_cpu_path_under_every_policy() {
+    check_model(
+        "synth-glm4moe-s42.f16.gguf",
+        &[
+            Case { policy: PolicyKind::Auto, gpu_mem: 40 * MIB, slots: Some(1) },
+            Case { policy: PolicyKind::Auto, gpu_mem: 4 << 30, slots: None },
+            Case { policy: PolicyKind::Layers, gpu_mem: 40 * MIB, slots: None },
+            Case { policy: PolicyKind::Fiddler, gpu_mem: 40 * MIB, slots: None },
+        ],
+    );
+}
+
 #[test]
 fn dense_and_upcycled_models_equal_the_cpu_path() {
     // SmolLM2-135M: 30 layers of 576; its tasks of a few MB; 512 rows of logits need 100 MB.

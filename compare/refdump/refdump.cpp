@@ -233,6 +233,10 @@ int main(int argc, char ** argv) {
 
     llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = 0;
+    // No extra weight buffer types: on a CPU with AMX, llama.cpp would move f16 weights into its
+    // AMX buffer, whose kernels keep the activations in f32 instead of rounding them to f16, so the
+    // same file would give other logits on such a machine than on every other x86-64 CPU.
+    mp.use_extra_bufts = false;
     llama_model * model = llama_model_load_from_file(model_path.c_str(), mp);
     if (!model) { fprintf(stderr, "error: llama.cpp cannot load %s\n", model_path.c_str()); return 1; }
     const llama_vocab * vocab = llama_model_get_vocab(model);

@@ -75,6 +75,17 @@ pub enum ArchKey {
     ExpertCount,
     ExpertUsedCount,
     ExpertWeightsNorm,
+    /// Routed expert weights are multiplied by this (DeepSeek-V3's and GLM-4.5's
+    /// `routed_scaling_factor`); 0 or 1: not scaled.
+    ExpertWeightsScale,
+    /// How router logits become probabilities: 1 softmax, 2 sigmoid (llama.cpp's enum).
+    ExpertGatingFunc,
+    /// Shared experts, all run on every token (their width is `n_ff_exp` times this).
+    ExpertSharedCount,
+    /// The first layers have a dense FFN instead of experts.
+    LeadingDenseBlockCount,
+    /// Multi-token-prediction blocks after the last layer (GLM-4.5's NextN); not run.
+    NextnPredictLayers,
     VocabSize,
     HeadCount,
     HeadCountKv,
@@ -87,6 +98,8 @@ pub enum ArchKey {
     RopeScalingType,
     RopeScalingFactor,
     RopeScalingOrigCtx,
+    /// Multimodal rope sections (M-RoPE); absent or all zero for text models.
+    RopeDimensionSections,
 }
 
 impl ArchKey {
@@ -103,6 +116,11 @@ impl ArchKey {
             ExpertCount => "expert_count",
             ExpertUsedCount => "expert_used_count",
             ExpertWeightsNorm => "expert_weights_norm",
+            ExpertWeightsScale => "expert_weights_scale",
+            ExpertGatingFunc => "expert_gating_func",
+            ExpertSharedCount => "expert_shared_count",
+            LeadingDenseBlockCount => "leading_dense_block_count",
+            NextnPredictLayers => "nextn_predict_layers",
             VocabSize => "vocab_size",
             HeadCount => "attention.head_count",
             HeadCountKv => "attention.head_count_kv",
@@ -115,6 +133,7 @@ impl ArchKey {
             RopeScalingType => "rope.scaling.type",
             RopeScalingFactor => "rope.scaling.factor",
             RopeScalingOrigCtx => "rope.scaling.original_context_length",
+            RopeDimensionSections => "rope.dimension_sections",
         }
     }
 
@@ -143,6 +162,8 @@ pub enum TensorKind {
     AttnQNorm,
     AttnKNorm,
     FfnNorm,
+    /// GLM-4.5's FFN input norm, named after the attention it follows.
+    AttnPostNorm,
     FfnGate,
     FfnUp,
     FfnDown,
@@ -159,6 +180,15 @@ pub enum TensorKind {
     FfnGateShexp,
     FfnUpShexp,
     FfnDownShexp,
+    /// `[n_expert]` added to the router's probabilities to choose experts, not to weight them
+    /// (DeepSeek-V3's and GLM-4.5's `e_score_correction_bias`); stored as `.bias`.
+    FfnExpProbsB,
+    /// GLM-4.5's multi-token-prediction block (after the trunk): projection of
+    /// [enorm(embedding); hnorm(hidden)], its two norms and its head norm.
+    NextnEhProj,
+    NextnEnorm,
+    NextnHnorm,
+    NextnSharedHeadNorm,
 }
 
 /// How the scheduler treats a tensor kind.
@@ -205,6 +235,12 @@ impl TensorKind {
             FfnGateShexp => "ffn_gate_shexp",
             FfnUpShexp => "ffn_up_shexp",
             FfnDownShexp => "ffn_down_shexp",
+            AttnPostNorm => "post_attention_norm",
+            FfnExpProbsB => "exp_probs_b",
+            NextnEhProj => "nextn.eh_proj",
+            NextnEnorm => "nextn.enorm",
+            NextnHnorm => "nextn.hnorm",
+            NextnSharedHeadNorm => "nextn.shared_head_norm",
         }
     }
 
@@ -224,7 +260,8 @@ impl TensorKind {
         use TensorKind::*;
         match self {
             TokenEmbd => OpClass::Lookup,
-            OutputNorm | AttnNorm | FfnNorm | AttnQNorm | AttnKNorm | RopeFreqs | RopeFactorsLong
+            OutputNorm | AttnNorm | FfnNorm | AttnPostNorm | FfnExpProbsB | NextnEnorm | NextnHnorm
+            | NextnSharedHeadNorm | AttnQNorm | AttnKNorm | RopeFreqs | RopeFactorsLong
             | RopeFactorsShort | FfnGateInpShexp => OpClass::Elementwise,
             FfnGateExps | FfnUpExps | FfnDownExps | FfnGateExpert | FfnUpExpert | FfnDownExpert => {
                 OpClass::ExpertMatmul
@@ -267,5 +304,9 @@ mod tests {
         assert_eq!(TensorKind::Output.weight(9), "output.weight");
         assert_eq!(TensorKind::FfnGateExpert.expert_weight(1, 7), "blk.1.ffn_gate.7.weight");
         assert_eq!(ArchKey::HeadCountKv.name("llama"), "llama.attention.head_count_kv");
+        assert_eq!(TensorKind::FfnExpProbsB.bias(2), "blk.2.exp_probs_b.bias");
+        assert_eq!(TensorKind::AttnPostNorm.weight(0), "blk.0.post_attention_norm.weight");
+        assert_eq!(TensorKind::NextnEhProj.weight(46), "blk.46.nextn.eh_proj.weight");
+        assert_eq!(ArchKey::LeadingDenseBlockCount.name("glm4moe"), "glm4moe.leading_dense_block_count");
     }
 }

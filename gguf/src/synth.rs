@@ -9,6 +9,7 @@
 //! change here makes them stale; `tests::small_model_hash_is_recorded` catches that.
 
 mod archs;
+mod glm4moe;
 mod upcycle;
 
 use std::path::Path;

@@ -40,7 +40,7 @@ fn layer_weights(model: &Model) -> (f64, f64, f64) {
                     params += params_of(w);
                 }
             }
-            FfnBlock::Moe { router, experts: ex, shared: shexp } => {
+            FfnBlock::Moe { router, experts: ex, shared: shexp, .. } => {
                 shared += bytes_of(router);
                 params += params_of(router);
                 // The shared expert (Qwen2-MoE) runs for every token, like the dense weights.

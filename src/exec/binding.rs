@@ -18,7 +18,7 @@ pub struct Binding<'m> {
 }
 
 /// The shape fields a plan and a model must agree on.
-fn shape_key(s: &ModelShape) -> [u64; 11] {
+fn shape_key(s: &ModelShape) -> [u64; 12] {
     [
         u64::from(s.n_layer),
         s.n_embd,
@@ -31,6 +31,7 @@ fn shape_key(s: &ModelShape) -> [u64; 11] {
         u64::from(s.n_expert),
         u64::from(s.n_expert_used),
         s.n_ff_exp,
+        u64::from(s.n_layer_dense_lead),
     ]
 }
 

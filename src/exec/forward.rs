@@ -65,7 +65,7 @@ fn run_layers(model: &Model, st: &StepState<'_>) {
                 TaskKind::FfnRows { block: 0, blocks: 1 },
                 &[m.gate.linear(), m.up.linear(), m.down.linear()],
             ),
-            FfnBlock::Moe { router, experts, shared } => {
+            FfnBlock::Moe { router, experts, shared, .. } => {
                 let r = Linear { w: router.view(), n_in: router.n_in, n_out: router.n_out, bias: None };
                 run(il, TaskKind::Router, &[r]);
                 for (e, m) in experts.iter().enumerate() {

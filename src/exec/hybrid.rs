@@ -359,7 +359,7 @@ impl<'m> Hybrid<'m> {
             for layer in 0..n_layer {
                 sb.head(layer);
                 submit(sb.ops(), &mut events);
-                if is_moe {
+                if graph.layers[layer].router.is_some() {
                     // The router is the head's last operation: its choices decide the FFN's.
                     if let Err(e) = events.last().map_or(Ok(()), |e| e.wait()) {
                         result = Err(ExecError::Device(e));
@@ -376,7 +376,7 @@ impl<'m> Hybrid<'m> {
                     {
                         let router = binding.host_mats(next);
                         if let Some(r) = router.first() {
-                            sb.set_predicted(layer + 1, st_ref.predict_experts(r));
+                            sb.set_predicted(layer + 1, st_ref.predict_experts(layer + 1, r));
                         }
                     }
                 }

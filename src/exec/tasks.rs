@@ -16,6 +16,7 @@ use super::dump;
 use super::kv_cache::KvCache;
 use super::row_order::by_row_order;
 use super::{OutputRows, SeqChunk};
+use crate::model::tensors::{FfnBlock, SharedExpert};
 use crate::model::Model;
 use crate::ops::attention::{attention, AttnShape, KvSplit};
 use crate::ops::ffn::{swiglu_ffn, swiglu_ffn_expert, FfnWeights};
@@ -39,12 +40,14 @@ pub type Picked = (usize, usize, f32);
 /// The FFN outputs of the layer being computed, each written by its own task.
 #[derive(Default)]
 struct FfnOutputs {
+    /// The layer they belong to.
+    layer: usize,
     /// Routed experts: `[n_rows][k][n_embd]`, each expert's weighted rows in its routing slots.
     slots: Vec<f32>,
     /// Dense row blocks' partial `down` sums, `[n_rows][n_embd]` each, by block.
     parts: Vec<Option<Vec<f32>>>,
-    /// The shared expert `[n_rows][n_embd]` and its gates `[n_rows]`.
-    shared: Option<(Vec<f32>, Vec<f32>)>,
+    /// The shared expert `[n_rows][n_embd]` and its gates `[n_rows]` (if it has a gate).
+    shared: Option<(Vec<f32>, Option<Vec<f32>>)>,
 }
 
 /// One sequence's rows in a step: tokens `start..start + n_tok` of the batch, at positions
@@ -182,11 +185,11 @@ impl<'m> StepState<'m> {
         counts
     }
 
-    /// A prediction of the next layer's experts: its `router` applied to this layer's FFN input
-    /// (the next layer's own input is not known yet). `picked[expert]`; nothing is dumped.
-    pub fn predict_experts(&self, router: &Linear<'_>) -> Vec<bool> {
+    /// A prediction of the experts of layer `il` (the next one): its `router` applied to this
+    /// layer's FFN input (the next layer's own input is not known yet). `picked[expert]`; nothing
+    /// is dumped.
+    pub fn predict_experts(&self, il: usize, router: &Linear<'_>) -> Vec<bool> {
         let hp = self.model.hparams();
-        let arch = self.model.arch();
         let mut picked = vec![false; hp.n_expert];
         let cur = self.cur.read().unwrap_or_else(|e| e.into_inner());
         let n_rows = cur.len() / hp.n_embd;
@@ -195,7 +198,7 @@ impl<'m> StepState<'m> {
         }
         let mut logits = vec![0f32; n_rows * hp.n_expert]; // [n_rows][n_expert]
         linear(&cur, router, &mut logits);
-        let routes = route(&logits, hp.n_expert, hp.n_expert_used, arch.expert_gating(), false);
+        let routes = route(&logits, hp.n_expert, hp.n_expert_used, &hp.routing, self.selection_bias(il));
         for &e in routes.iter().flat_map(|r| &r.experts) {
             if let Some(p) = picked.get_mut(e) {
                 *p = true;
@@ -239,18 +242,33 @@ impl<'m> StepState<'m> {
         }
     }
 
+    /// Layer `il`'s router weights and shared expert, if it routes.
+    fn moe_layer(&self, il: usize) -> Option<(Option<&'m [f32]>, Option<&'m SharedExpert>)> {
+        match &self.model.weights().layers.get(il)?.ffn {
+            FfnBlock::Moe { selection_bias, shared, .. } => {
+                Some((selection_bias.as_deref(), shared.as_ref()))
+            }
+            FfnBlock::Dense(_) => None,
+        }
+    }
+
+    fn selection_bias(&self, il: usize) -> Option<&'m [f32]> {
+        self.moe_layer(il).and_then(|(b, _)| b)
+    }
+
     fn ffn_weights<'a>(mats: &[Linear<'a>]) -> FfnWeights<'a> {
         FfnWeights { gate: mats[0], up: mats[1], down: mats[2] }
     }
 
     /// The layer before's FFN output (`ffn_out-{il}`), summed in llama.cpp's order: routed slots
-    /// in slot order, then the gated shared expert; or the row blocks' partial sums in block order.
+    /// in slot order, then the shared expert (times its gate, if it has one); or the row blocks'
+    /// partial sums in block order.
     fn finish_ffn(&self, il: usize, x: &mut [f32]) {
         let n_embd = self.model.hparams().n_embd;
         let k = self.model.hparams().n_expert_used;
         let mut outs = lock(&self.ffn);
         let mut out = vec![0f32; x.len()]; // ffn_out: [n_rows][n_embd]
-        if self.model.hparams().is_moe() {
+        if self.model.hparams().layer_is_moe(il) {
             for (o, tok_slots) in out.chunks_exact_mut(n_embd).zip(outs.slots.chunks_exact(k * n_embd)) {
                 o.copy_from_slice(&tok_slots[..n_embd]);
                 for s in tok_slots.chunks_exact(n_embd).skip(1) {
@@ -260,12 +278,16 @@ impl<'m> StepState<'m> {
                 }
             }
             dump::tensor("ffn_moe_out", &out);
-            if let Some((y, gates)) = outs.shared.take() {
-                for ((o, yr), g) in out.chunks_exact_mut(n_embd).zip(y.chunks_exact(n_embd)).zip(gates) {
-                    for (a, b) in o.iter_mut().zip(yr) {
-                        *a += b * g;
+            match outs.shared.take() {
+                Some((y, Some(gates))) => {
+                    for ((o, yr), g) in out.chunks_exact_mut(n_embd).zip(y.chunks_exact(n_embd)).zip(gates) {
+                        for (a, b) in o.iter_mut().zip(yr) {
+                            *a += b * g;
+                        }
                     }
                 }
+                Some((y, None)) => add_into(&mut out, &y),
+                None => {}
             }
         } else {
             let mut parts = outs.parts.iter_mut().map(|p| p.take().unwrap_or_default());
@@ -372,7 +394,7 @@ impl<'m> StepState<'m> {
             if let Some(keep) = self.output_rows() {
                 if keep.is_empty() {
                     x.clear();
-                    self.start_ffn(Vec::new());
+                    self.start_ffn(il, Vec::new());
                     return;
                 }
                 let gather = |m: &[f32]| -> Vec<f32> {
@@ -394,15 +416,17 @@ impl<'m> StepState<'m> {
             add_bias(&mut cur, b);
         }
         dump::tensor(&format!("ffn_norm-{il}"), &cur);
-        self.start_ffn(cur);
+        self.start_ffn(il, cur);
     }
 
-    /// The layer's FFN input is `cur`; its outputs start empty.
-    fn start_ffn(&self, cur: Vec<f32>) {
+    /// Layer `il`'s FFN input is `cur`; its outputs start empty.
+    fn start_ffn(&self, il: usize, cur: Vec<f32>) {
         let hp = self.model.hparams();
         let n_rows = cur.len() / hp.n_embd;
         let mut outs = lock(&self.ffn);
-        outs.slots = if hp.is_moe() { vec![0f32; n_rows * hp.n_expert_used * hp.n_embd] } else { Vec::new() };
+        outs.layer = il;
+        outs.slots =
+            if hp.layer_is_moe(il) { vec![0f32; n_rows * hp.n_expert_used * hp.n_embd] } else { Vec::new() };
         outs.parts.clear();
         outs.shared = None;
         *self.routes.write().unwrap_or_else(|e| e.into_inner()) = Vec::new();
@@ -418,10 +442,9 @@ impl<'m> StepState<'m> {
     /// `ffn_moe_logits-{il}` `[n_rows][n_expert]` → each row's experts.
     pub fn put_router_logits(&self, logits: &[f32]) {
         let hp = self.model.hparams();
-        let arch = self.model.arch();
         dump::tensor("ffn_moe_logits", logits);
-        let gating = arch.expert_gating();
-        let routes = route(logits, hp.n_expert, hp.n_expert_used, gating, arch.normalizes_expert_weights());
+        let bias = self.selection_bias(lock(&self.ffn).layer);
+        let routes = route(logits, hp.n_expert, hp.n_expert_used, &hp.routing, bias);
         *self.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
     }
 
@@ -509,16 +532,15 @@ impl<'m> StepState<'m> {
     }
 
     /// The shared expert's output `y` `[n_rows][n_embd]` (`ffn_shexp`); its gates
-    /// `sigmoid(ffn_gate_inp_shexp · x)` are computed here, on the host.
+    /// `sigmoid(ffn_gate_inp_shexp · x)`, where it has them, are computed here, on the host.
     pub fn put_shared_output(&self, il: usize, y: Vec<f32>) {
-        let crate::model::tensors::FfnBlock::Moe { shared: Some(sh), .. } =
-            &self.model.weights().layers[il].ffn
-        else {
-            return;
-        };
+        let Some((_, Some(sh))) = self.moe_layer(il) else { return };
         dump::tensor("ffn_shexp", &y);
-        let gates = shared_expert_gate(&self.cur.read().unwrap_or_else(|e| e.into_inner()), &sh.gate_inp);
-        dump::tensor("ffn_shexp_gate", &gates);
+        let gates = sh.gate_inp.as_ref().map(|gate_inp| {
+            let gates = shared_expert_gate(&self.cur.read().unwrap_or_else(|e| e.into_inner()), gate_inp);
+            dump::tensor("ffn_shexp_gate", &gates);
+            gates
+        });
         lock(&self.ffn).shared = Some((y, gates));
     }
 

@@ -3,7 +3,9 @@
 //! Adding an architecture: a variant here (with its properties in every `match`), a file that
 //! loads its tensors (like `llama.rs`), and a line in `Model::load`'s dispatch.
 
-use crate::ops::moe::ExpertGating;
+use gguf::names::TensorKind;
+
+use crate::ops::moe::{ExpertGating, ExpertRouting};
 use crate::ops::rope::RopeStyle;
 
 use super::ModelError;
@@ -24,6 +26,10 @@ pub enum Arch {
     Qwen3,
     /// Qwen3-MoE: Qwen3's attention with routed experts (renormalised).
     Qwen3Moe,
+    /// GLM-4.5 / 4.6 / 4.5-Air: Q/K/V biases, rope over part of each head, leading dense layers,
+    /// then sigmoid-routed experts (chosen with a selection bias, renormalised and scaled) plus an
+    /// ungated shared expert; a NextN block after the trunk is not run.
+    Glm4Moe,
 }
 
 /// Whether the model's FFN is dense, routed experts, or either (decided by `expert_count`).
@@ -34,17 +40,35 @@ pub enum FfnShape {
     Either,
 }
 
-/// Whether a family of bias tensors is absent, optional or required.
+/// What an MoE layer's shared expert is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BiasRule {
+pub enum SharedExpertKind {
     None,
+    /// Scaled by `sigmoid(ffn_gate_inp_shexp · x)` (Qwen2-MoE).
+    Gated,
+    /// Added as it is (GLM-4.5, DeepSeek).
+    Plain,
+}
+
+/// Whether a family of tensors (biases, norms) is absent, optional or required.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    Absent,
     Optional,
     Required,
 }
 
 impl Arch {
-    pub const ALL: &'static [Arch] =
-        &[Arch::Llama, Arch::Qwen2, Arch::Qwen2Moe, Arch::Phi3, Arch::PhiMoe, Arch::Qwen3, Arch::Qwen3Moe];
+    pub const ALL: &'static [Arch] = &[
+        Arch::Llama,
+        Arch::Qwen2,
+        Arch::Qwen2Moe,
+        Arch::Phi3,
+        Arch::PhiMoe,
+        Arch::Qwen3,
+        Arch::Qwen3Moe,
+        Arch::Glm4Moe,
+    ];
 
     /// `general.architecture` as written in GGUF files.
     pub fn name(self) -> &'static str {
@@ -56,6 +80,7 @@ impl Arch {
             Arch::PhiMoe => "phimoe",
             Arch::Qwen3 => "qwen3",
             Arch::Qwen3Moe => "qwen3moe",
+            Arch::Glm4Moe => "glm4moe",
         }
     }
 
@@ -82,32 +107,66 @@ impl Arch {
         match self {
             Arch::Llama => FfnShape::Either,
             Arch::Qwen2 | Arch::Phi3 | Arch::Qwen3 => FfnShape::Dense,
-            Arch::Qwen2Moe | Arch::PhiMoe | Arch::Qwen3Moe => FfnShape::Moe,
+            Arch::Qwen2Moe | Arch::PhiMoe | Arch::Qwen3Moe | Arch::Glm4Moe => FfnShape::Moe,
         }
     }
 
-    pub fn expert_gating(self) -> ExpertGating {
-        ExpertGating::Softmax
+    /// The routing when the file does not say (llama.cpp's fixed choice for the architecture; for
+    /// `glm4moe`, its defaults where the `expert_*` keys are missing).
+    pub fn default_routing(self) -> ExpertRouting {
+        match self {
+            Arch::Glm4Moe => ExpertRouting { gating: ExpertGating::Sigmoid, normalize: false, scale: 1.0 },
+            _ => {
+                ExpertRouting { gating: ExpertGating::Softmax, normalize: self != Arch::Qwen2Moe, scale: 1.0 }
+            }
+        }
     }
 
-    /// The top-k expert weights are renormalised to sum to one.
-    pub fn normalizes_expert_weights(self) -> bool {
-        self != Arch::Qwen2Moe
+    /// The `expert_gating_func`, `expert_weights_norm` and `expert_weights_scale` keys are read.
+    pub fn reads_routing_keys(self) -> bool {
+        self == Arch::Glm4Moe
     }
 
     /// Experts have their own width (`expert_feed_forward_length`, else n_ff / n_expert_used).
     pub fn has_expert_ff_length(self) -> bool {
-        matches!(self, Arch::Qwen2Moe | Arch::Qwen3Moe)
+        matches!(self, Arch::Qwen2Moe | Arch::Qwen3Moe | Arch::Glm4Moe)
     }
 
-    /// A shared expert runs on every token, scaled by `sigmoid(ffn_gate_inp_shexp · x)`.
-    pub fn has_gated_shared_expert(self) -> bool {
-        self == Arch::Qwen2Moe
+    /// The shared expert of an MoE layer, if the architecture has one.
+    pub fn shared_expert(self) -> SharedExpertKind {
+        match self {
+            Arch::Qwen2Moe => SharedExpertKind::Gated,
+            Arch::Glm4Moe => SharedExpertKind::Plain,
+            _ => SharedExpertKind::None,
+        }
     }
 
-    /// Q and K heads are RMS-normalised (`attn_q_norm`, `attn_k_norm`, `[head_dim]`) before rope.
-    pub fn has_qk_norm(self) -> bool {
-        matches!(self, Arch::Qwen3 | Arch::Qwen3Moe)
+    /// The router's probabilities get a per-expert bias (`exp_probs_b`) for choosing the experts.
+    pub fn has_selection_bias(self) -> bool {
+        self == Arch::Glm4Moe
+    }
+
+    /// The first `leading_dense_block_count` layers have a dense FFN.
+    pub fn has_leading_dense_layers(self) -> bool {
+        self == Arch::Glm4Moe
+    }
+
+    /// Per-head RMSNorm of Q and K (`attn_q_norm`, `attn_k_norm`, `[head_dim]`) before rope.
+    pub fn qk_norm(self) -> Presence {
+        match self {
+            Arch::Qwen3 | Arch::Qwen3Moe => Presence::Required,
+            // GLM-4.5 (355B) has them, GLM-4.5-Air not.
+            Arch::Glm4Moe => Presence::Optional,
+            _ => Presence::Absent,
+        }
+    }
+
+    /// The FFN's input norm: `ffn_norm`, or GLM's `post_attention_norm`.
+    pub fn ffn_norm_tensor(self) -> TensorKind {
+        match self {
+            Arch::Glm4Moe => TensorKind::AttnPostNorm,
+            _ => TensorKind::FfnNorm,
+        }
     }
 
     /// Q is multiplied by 1/sqrt(head_dim) after rope and the attention scale is 1.
@@ -126,41 +185,41 @@ impl Arch {
     }
 
     /// Biases of `attn_norm`, `ffn_norm` and `output_norm` (added after the RMSNorm's scale).
-    pub fn norm_bias(self) -> BiasRule {
+    pub fn norm_bias(self) -> Presence {
         match self {
-            Arch::PhiMoe => BiasRule::Required,
-            _ => BiasRule::None,
+            Arch::PhiMoe => Presence::Required,
+            _ => Presence::Absent,
         }
     }
 
     /// Bias of the output head.
-    pub fn output_bias(self) -> BiasRule {
+    pub fn output_bias(self) -> Presence {
         match self {
-            Arch::PhiMoe => BiasRule::Required,
-            Arch::Qwen2 | Arch::Phi3 => BiasRule::Optional,
-            _ => BiasRule::None,
+            Arch::PhiMoe => Presence::Required,
+            Arch::Qwen2 | Arch::Phi3 => Presence::Optional,
+            _ => Presence::Absent,
         }
     }
 
     /// Bias of `attn_output`.
-    pub fn attn_out_bias(self) -> BiasRule {
+    pub fn attn_out_bias(self) -> Presence {
         match self {
-            Arch::PhiMoe => BiasRule::Required,
-            Arch::Llama => BiasRule::Optional,
-            _ => BiasRule::None,
+            Arch::PhiMoe => Presence::Required,
+            Arch::Llama => Presence::Optional,
+            _ => Presence::Absent,
         }
     }
 
     /// Biases of `attn_q/k/v` (or the fused `attn_qkv`): optional in every llama.cpp loader.
-    pub fn attn_bias(self) -> BiasRule {
-        BiasRule::Optional
+    pub fn attn_bias(self) -> Presence {
+        Presence::Optional
     }
 
     /// Biases of the dense FFN's `ffn_gate/up/down`.
-    pub fn ffn_bias(self) -> BiasRule {
+    pub fn ffn_bias(self) -> Presence {
         match self {
-            Arch::Llama => BiasRule::Optional,
-            _ => BiasRule::None,
+            Arch::Llama => Presence::Optional,
+            _ => Presence::Absent,
         }
     }
 }

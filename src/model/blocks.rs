@@ -4,7 +4,7 @@
 
 use gguf::names::TensorKind as T;
 
-use super::arch::{Arch, BiasRule};
+use super::arch::{Arch, Presence, SharedExpertKind};
 use super::hparams::HParams;
 use super::tensors::{
     AttnWeights, FfnBlock, FfnMats, LayerWeights, LinearWeight, ModelWeights, SharedExpert,
@@ -22,14 +22,14 @@ pub(super) fn load_model(
     let n_embd = hp.n_embd;
     let tok_embd = ld.matrix(&T::TokenEmbd.weight(0), n_embd, hp.n_vocab)?;
     let output_norm = ld.vector(&T::OutputNorm.weight(0), n_embd)?;
-    let output_norm_b = bias(ld, &T::OutputNorm.bias(0), n_embd, arch.norm_bias())?;
+    let output_norm_b = vector_if(ld, &T::OutputNorm.bias(0), n_embd, arch.norm_bias())?;
     let output_name = T::Output.weight(0);
     let output = if ld.has(&output_name) || !arch.output_may_be_tied() {
         Some(ld.matrix(&output_name, n_embd, hp.n_vocab)?)
     } else {
         None
     };
-    let output_b = bias(ld, &T::Output.bias(0), hp.n_vocab, arch.output_bias())?;
+    let output_b = vector_if(ld, &T::Output.bias(0), hp.n_vocab, arch.output_bias())?;
     let half_rot = hp.n_rot / 2;
     let (rope_freqs, rope_freqs_long) = if arch.has_long_short_rope() {
         (
@@ -46,18 +46,22 @@ pub(super) fn load_model(
             let ffn = ffn(il)?;
             Ok(LayerWeights {
                 attn_norm: ld.vector(&T::AttnNorm.weight(il), n_embd)?,
-                attn_norm_b: bias(ld, &T::AttnNorm.bias(il), n_embd, arch.norm_bias())?,
+                attn_norm_b: vector_if(ld, &T::AttnNorm.bias(il), n_embd, arch.norm_bias())?,
                 attn,
-                qk_norm: if arch.has_qk_norm() {
-                    Some((
-                        ld.vector(&T::AttnQNorm.weight(il), hp.head_dim_k)?,
-                        ld.vector(&T::AttnKNorm.weight(il), hp.head_dim_k)?,
-                    ))
-                } else {
-                    None
+                qk_norm: match (
+                    vector_if(ld, &T::AttnQNorm.weight(il), hp.head_dim_k, arch.qk_norm())?,
+                    vector_if(ld, &T::AttnKNorm.weight(il), hp.head_dim_k, arch.qk_norm())?,
+                ) {
+                    (Some(q), Some(k)) => Some((q, k)),
+                    (None, None) => None,
+                    _ => {
+                        return Err(ModelError::Invalid(format!(
+                            "layer {il} has only one of attn_q_norm and attn_k_norm"
+                        )))
+                    }
                 },
-                ffn_norm: ld.vector(&T::FfnNorm.weight(il), n_embd)?,
-                ffn_norm_b: bias(ld, &T::FfnNorm.bias(il), n_embd, arch.norm_bias())?,
+                ffn_norm: ld.vector(&arch.ffn_norm_tensor().weight(il), n_embd)?,
+                ffn_norm_b: vector_if(ld, &T::FfnNorm.bias(il), n_embd, arch.norm_bias())?,
                 ffn,
             })
         })
@@ -122,29 +126,33 @@ pub(super) fn load_dense(ld: &Loader, hp: &HParams, arch: Arch, il: usize) -> Re
     }))
 }
 
-/// Router and stacked experts `ffn_*_exps` of width `n_ff`; plus the gated shared expert where the
-/// architecture has one.
+/// Router and stacked experts `ffn_*_exps` of width `n_ff_exp`; plus the selection bias and the
+/// shared expert (gated or plain) where the architecture has them.
 pub(super) fn load_moe(ld: &Loader, hp: &HParams, arch: Arch, il: usize) -> Result<FfnBlock, ModelError> {
     let (n_embd, n_ff, n_exp) = (hp.n_embd, hp.n_ff_exp, hp.n_expert);
     let router = ld.matrix(&T::FfnGateInp.weight(il), n_embd, n_exp)?;
+    let selection_bias =
+        if arch.has_selection_bias() { Some(ld.vector(&T::FfnExpProbsB.bias(il), n_exp)?) } else { None };
     let experts = stacked_experts(ld, il, n_embd, n_ff, n_exp)?;
-    let shared = if arch.has_gated_shared_expert() {
-        let n_sh = hp.n_ff_shexp;
-        let mat = |kind: T, n_in, n_out| {
-            ld.matrix(&kind.weight(il), n_in, n_out).map(|w| LinearWeight { w, b: None })
-        };
-        Some(SharedExpert {
-            gate_inp: ld.vector(&T::FfnGateInpShexp.weight(il), n_embd)?,
-            ffn: FfnMats {
-                gate: mat(T::FfnGateShexp, n_embd, n_sh)?,
-                up: mat(T::FfnUpShexp, n_embd, n_sh)?,
-                down: mat(T::FfnDownShexp, n_sh, n_embd)?,
-            },
+    let n_sh = hp.n_ff_shexp;
+    let mat =
+        |kind: T, n_in, n_out| ld.matrix(&kind.weight(il), n_in, n_out).map(|w| LinearWeight { w, b: None });
+    let shared_ffn = || -> Result<FfnMats, ModelError> {
+        Ok(FfnMats {
+            gate: mat(T::FfnGateShexp, n_embd, n_sh)?,
+            up: mat(T::FfnUpShexp, n_embd, n_sh)?,
+            down: mat(T::FfnDownShexp, n_sh, n_embd)?,
         })
-    } else {
-        None
     };
-    Ok(FfnBlock::Moe { router, experts, shared })
+    let shared = match arch.shared_expert() {
+        SharedExpertKind::None => None,
+        SharedExpertKind::Gated => Some(SharedExpert {
+            gate_inp: Some(ld.vector(&T::FfnGateInpShexp.weight(il), n_embd)?),
+            ffn: shared_ffn()?,
+        }),
+        SharedExpertKind::Plain => Some(SharedExpert { gate_inp: None, ffn: shared_ffn()? }),
+    };
+    Ok(FfnBlock::Moe { router, selection_bias, experts, shared })
 }
 
 pub(super) fn stacked_experts(
@@ -172,17 +180,17 @@ pub(super) fn linear(
     il: usize,
     n_in: usize,
     n_out: usize,
-    rule: BiasRule,
+    rule: Presence,
 ) -> Result<LinearWeight, ModelError> {
     let w = ld.matrix(&kind.weight(il), n_in, n_out)?;
-    let b = bias(ld, &kind.bias(il), n_out, rule)?;
+    let b = vector_if(ld, &kind.bias(il), n_out, rule)?;
     Ok(LinearWeight { w, b })
 }
 
-fn bias(ld: &Loader, name: &str, n: usize, rule: BiasRule) -> Result<Option<Vec<f32>>, ModelError> {
+fn vector_if(ld: &Loader, name: &str, n: usize, rule: Presence) -> Result<Option<Vec<f32>>, ModelError> {
     match rule {
-        BiasRule::None => Ok(None),
-        BiasRule::Optional => ld.optional_vector(name, n),
-        BiasRule::Required => ld.vector(name, n).map(Some),
+        Presence::Absent => Ok(None),
+        Presence::Optional => ld.optional_vector(name, n),
+        Presence::Required => ld.vector(name, n).map(Some),
     }
 }

@@ -6,6 +6,7 @@ use gguf::GgufFile;
 
 use super::arch::{Arch, FfnShape};
 use super::ModelError;
+use crate::ops::moe::{ExpertGating, ExpertRouting};
 use crate::ops::rope::RopeStyle;
 
 /// Limits that keep a corrupt file from asking for absurd allocations.
@@ -34,6 +35,12 @@ pub struct HParams {
     /// 0 for a dense model.
     pub n_expert: usize,
     pub n_expert_used: usize,
+    /// How routers pick and weight experts.
+    pub routing: ExpertRouting,
+    /// Layers `0..n_layer_dense_lead` of an MoE model have a dense FFN of `n_ff` (GLM-4.5).
+    pub n_layer_dense_lead: usize,
+    /// Multi-token-prediction blocks in the file after the `n_layer` trunk layers; not run.
+    pub n_layer_nextn: usize,
     pub rms_eps: f32,
     pub rope_style: RopeStyle,
     pub n_rot: usize,
@@ -62,6 +69,11 @@ impl HParams {
         self.n_expert > 0
     }
 
+    /// Layer `il` routes to experts (an MoE model past its leading dense layers).
+    pub fn layer_is_moe(&self, il: usize) -> bool {
+        self.is_moe() && il >= self.n_layer_dense_lead
+    }
+
     pub fn parse(file: &GgufFile, arch: Arch) -> Result<HParams, ModelError> {
         let key = |k: ArchKey| k.name(arch.name());
         let req = |k: ArchKey| -> Result<usize, ModelError> { Ok(file.require_u32(&key(k))? as usize) };
@@ -70,7 +82,14 @@ impl HParams {
         };
 
         let n_embd = req(ArchKey::EmbeddingLength)?;
-        let n_layer = req(ArchKey::BlockCount)?;
+        let n_layer_all = req(ArchKey::BlockCount)?;
+        let n_layer_nextn = opt(ArchKey::NextnPredictLayers)?.unwrap_or(0);
+        if n_layer_nextn >= n_layer_all {
+            return Err(invalid(format!(
+                "{n_layer_nextn} NextN blocks leave no trunk layer of the {n_layer_all} blocks"
+            )));
+        }
+        let n_layer = n_layer_all - n_layer_nextn;
         let n_head = req(ArchKey::HeadCount)?;
         let n_head_kv = opt(ArchKey::HeadCountKv)?.unwrap_or(n_head);
         let n_vocab = match opt(ArchKey::VocabSize)? {
@@ -135,8 +154,26 @@ impl HParams {
             _ => n_ff,
         };
         check_range("n_ff_exp", n_ff_exp, 1, MAX_DIM)?;
-        let n_ff_shexp = opt(ArchKey::ExpertSharedFeedForwardLength)?.unwrap_or(n_ff);
+        let n_ff_shexp = match opt(ArchKey::ExpertSharedCount)? {
+            // GLM-4.5 / DeepSeek: `expert_shared_count` experts of the routed width, fused.
+            Some(n_shared) => n_shared.saturating_mul(n_ff_exp),
+            None => opt(ArchKey::ExpertSharedFeedForwardLength)?.unwrap_or(n_ff),
+        };
         check_range("n_ff_shexp", n_ff_shexp, 1, MAX_DIM)?;
+        let n_layer_dense_lead = if arch.has_leading_dense_layers() {
+            opt(ArchKey::LeadingDenseBlockCount)?.unwrap_or(0)
+        } else {
+            0
+        };
+        check_range("leading_dense_block_count", n_layer_dense_lead, 0, n_layer)?;
+        let routing = routing(file, arch, &key)?;
+        if let Some((_, sections)) = file.get_array(&key(ArchKey::RopeDimensionSections))? {
+            if sections.iter().any(|v| v.as_i128() != Some(0)) {
+                return Err(invalid(
+                    "multimodal rope sections (M-RoPE, vision models) are not supported".into(),
+                ));
+            }
+        }
 
         let n_ctx_train = req(ArchKey::ContextLength)?;
         check_range("n_ctx_train", n_ctx_train, 1, 1 << 31)?;
@@ -171,6 +208,9 @@ impl HParams {
             n_ff_shexp,
             n_expert,
             n_expert_used,
+            routing,
+            n_layer_dense_lead,
+            n_layer_nextn,
             rms_eps,
             rope_style: arch.rope_style(),
             n_rot,
@@ -199,6 +239,38 @@ impl HParams {
         }
         Ok(hp)
     }
+}
+
+/// The routing of `arch`, with the `expert_*` keys where the architecture reads them (as llama.cpp:
+/// gating 1 softmax, 2 sigmoid, 0 or absent the architecture's default).
+fn routing(
+    file: &GgufFile,
+    arch: Arch,
+    key: &dyn Fn(ArchKey) -> String,
+) -> Result<ExpertRouting, ModelError> {
+    let mut r = arch.default_routing();
+    if !arch.reads_routing_keys() {
+        return Ok(r);
+    }
+    match file.get_u32(&key(ArchKey::ExpertGatingFunc))? {
+        None | Some(0) => {}
+        Some(1) => r.gating = ExpertGating::Softmax,
+        Some(2) => r.gating = ExpertGating::Sigmoid,
+        Some(g) => {
+            return Err(invalid(format!(
+                "expert gating function {g} is not supported (1 softmax, 2 sigmoid)"
+            )))
+        }
+    }
+    if let Some(norm) = file.get_bool(&key(ArchKey::ExpertWeightsNorm))? {
+        r.normalize = norm;
+    }
+    match file.get_f32(&key(ArchKey::ExpertWeightsScale))? {
+        None | Some(0.0) => {}
+        Some(s) if s.is_finite() && s > 0.0 => r.scale = s,
+        Some(s) => return Err(invalid(format!("expert weights scale {s} must be a positive number"))),
+    }
+    Ok(r)
 }
 
 /// Rope scaling: none or linear (`freq_scale = 1/factor`); the others are refused by name.

@@ -3,6 +3,7 @@
 
 pub mod arch;
 mod blocks;
+pub mod glm4moe;
 pub mod hparams;
 pub mod llama;
 pub mod phi3;
@@ -64,6 +65,7 @@ impl Model {
             Arch::Qwen2 | Arch::Qwen2Moe => qwen2::load(&loader, &hparams, arch),
             Arch::Phi3 | Arch::PhiMoe => phi3::load(&loader, &hparams, arch),
             Arch::Qwen3 | Arch::Qwen3Moe => qwen3::load(&loader, &hparams, arch),
+            Arch::Glm4Moe => glm4moe::load(&loader, &hparams, arch),
         };
         loader.finish();
         let weights = weights?;
@@ -129,10 +131,11 @@ impl Model {
             let ffn = |m: &tensors::FfnMats| mat(&m.gate.w) + mat(&m.up.w) + mat(&m.down.w);
             n += match &l.ffn {
                 FfnBlock::Dense(m) => ffn(m),
-                FfnBlock::Moe { router, experts, shared } => {
+                FfnBlock::Moe { router, selection_bias, experts, shared } => {
                     mat(router)
+                        + vec_len(selection_bias)
                         + experts.iter().map(ffn).sum::<u64>()
-                        + shared.as_ref().map_or(0, |s| s.gate_inp.len() as u64 + ffn(&s.ffn))
+                        + shared.as_ref().map_or(0, |s| vec_len(&s.gate_inp) + ffn(&s.ffn))
                 }
             };
         }

@@ -40,18 +40,21 @@ impl FfnMats {
     }
 }
 
-/// Qwen2-MoE's shared expert: a SwiGLU FFN run on every token, scaled by `sigmoid(gate_inp · x)`.
+/// A shared expert: a SwiGLU FFN run on every token, scaled by `sigmoid(gate_inp · x)` where it
+/// has a gate (Qwen2-MoE), added as it is otherwise (GLM-4.5).
 pub struct SharedExpert {
     /// `[n_embd]` (`ffn_gate_inp_shexp`, a single row)
-    pub gate_inp: Vec<f32>,
+    pub gate_inp: Option<Vec<f32>>,
     pub ffn: FfnMats,
 }
 
 pub enum FfnBlock {
     Dense(FfnMats),
-    /// `router`: `[n_embd, n_expert]`; experts in id order, whichever layout the file used.
+    /// `router`: `[n_embd, n_expert]`; experts in id order, whichever layout the file used;
+    /// `selection_bias` `[n_expert]` (`exp_probs_b`) added to the probabilities to choose experts.
     Moe {
         router: Weight,
+        selection_bias: Option<Vec<f32>>,
         experts: Vec<FfnMats>,
         shared: Option<SharedExpert>,
     },

@@ -9,6 +9,18 @@ use crate::cpu::vexp::exp_shifted_sum;
 pub enum ExpertGating {
     /// Softmax over all experts, then top-k (LLaMA/Mixtral, Qwen2-MoE).
     Softmax,
+    /// An independent sigmoid per expert (GLM-4.5, DeepSeek-V3).
+    Sigmoid,
+}
+
+/// How a layer's router picks and weights its experts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExpertRouting {
+    pub gating: ExpertGating,
+    /// The `k` chosen probabilities are divided by their sum.
+    pub normalize: bool,
+    /// Then multiplied by this (1: not scaled).
+    pub scale: f32,
 }
 
 /// The router's choice for one token: `k` experts, best first, with their weights.
@@ -21,24 +33,39 @@ pub struct Route {
 /// Smallest divisor when renormalising the selected weights (as llama.cpp clamps the sum).
 const MIN_WEIGHT_SUM: f32 = 1.0 / 16384.0; // 2^-14, the smallest normal f16
 
-/// Route each token: `logits` is `[n_tok][n_expert]`. With `normalize`, the `k` selected
-/// probabilities are divided by their sum (Mixtral); otherwise they are used as they are.
-pub fn route(logits: &[f32], n_expert: usize, k: usize, gating: ExpertGating, normalize: bool) -> Vec<Route> {
+/// Route each token: `logits` is `[n_tok][n_expert]`. The `k` experts with the highest
+/// probabilities (plus `selection_bias` `[n_expert]` where given: it only decides who wins) are
+/// weighted by their probabilities, renormalised and scaled as `routing` says.
+pub fn route(
+    logits: &[f32],
+    n_expert: usize,
+    k: usize,
+    routing: &ExpertRouting,
+    selection_bias: Option<&[f32]>,
+) -> Vec<Route> {
     logits
         .chunks_exact(n_expert)
         .map(|row| {
-            let probs = match gating {
+            let probs = match routing.gating {
                 ExpertGating::Softmax => softmax(row),
+                ExpertGating::Sigmoid => row.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(),
+            };
+            let selection: Vec<f32> = match selection_bias {
+                Some(b) => probs.iter().zip(b).map(|(p, b)| p + b).collect(),
+                None => probs.clone(),
             };
             let mut order: Vec<usize> = (0..n_expert).collect();
-            // Stable: on equal probabilities the lower expert id wins.
-            order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+            // Stable: on equal scores the lower expert id wins.
+            order.sort_by(|&a, &b| selection[b].total_cmp(&selection[a]));
             order.truncate(k);
             let mut weights: Vec<f32> = order.iter().map(|&e| probs[e]).collect();
-            if normalize {
+            if routing.normalize {
                 // Summed in f64 and rounded once, as ggml's `sum_rows`.
                 let sum = (weights.iter().map(|w| *w as f64).sum::<f64>() as f32).max(MIN_WEIGHT_SUM);
                 weights.iter_mut().for_each(|w| *w /= sum);
+            }
+            if routing.scale != 1.0 && routing.scale != 0.0 {
+                weights.iter_mut().for_each(|w| *w *= routing.scale);
             }
             Route { experts: order, weights }
         })
@@ -94,7 +121,8 @@ mod tests {
         let (n_tok, n_expert, k) = (5, 8, 2);
         let logits = rng.vec(n_tok * n_expert, 3.0);
         for normalize in [true, false] {
-            let routes = route(&logits, n_expert, k, ExpertGating::Softmax, normalize);
+            let routing = ExpertRouting { gating: ExpertGating::Softmax, normalize, scale: 1.0 };
+            let routes = route(&logits, n_expert, k, &routing, None);
             for (t, r) in routes.iter().enumerate() {
                 let row: Vec<f64> =
                     logits[t * n_expert..(t + 1) * n_expert].iter().map(|&x| x as f64).collect();
@@ -116,13 +144,48 @@ mod tests {
     fn qwen2moe_routing_is_not_renormalised() {
         // Top-2 of a softmax over 6 experts: the weights are the plain probabilities, summing to < 1.
         let logits = [0.3f32, -1.2, 2.0, 0.9, -0.4, 1.7];
-        let r = &route(&logits, 6, 2, ExpertGating::Softmax, false)[0];
+        let routing = ExpertRouting { gating: ExpertGating::Softmax, normalize: false, scale: 1.0 };
+        let r = &route(&logits, 6, 2, &routing, None)[0];
         let z: f64 = logits.iter().map(|&x| (x as f64).exp()).sum();
         assert_eq!(r.experts, vec![2, 5]);
         for (w, e) in r.weights.iter().zip([2usize, 5]) {
             assert!((*w as f64 - (logits[e] as f64).exp() / z).abs() < 1e-7);
         }
         assert!(r.weights.iter().sum::<f32>() < 0.9);
+    }
+
+    /// GLM-4.5's routing against an f64 reference: sigmoid scores, the biased scores choose, the
+    /// unbiased ones weigh, renormalised, then scaled.
+    #[test]
+    fn sigmoid_routing_chooses_by_biased_scores_and_weighs_by_plain_ones() {
+        let mut rng = Rng::new(29);
+        let (n_tok, n_expert, k, scale) = (6, 16, 4, 2.5f32);
+        let logits = rng.vec(n_tok * n_expert, 2.0);
+        let bias = rng.vec(n_expert, 0.3);
+        let routing = ExpertRouting { gating: ExpertGating::Sigmoid, normalize: true, scale };
+        let routes = route(&logits, n_expert, k, &routing, Some(&bias));
+        let mut bias_mattered = false;
+        for (t, r) in routes.iter().enumerate() {
+            let p: Vec<f64> = logits[t * n_expert..(t + 1) * n_expert]
+                .iter()
+                .map(|&x| 1.0 / (1.0 + (-(x as f64)).exp()))
+                .collect();
+            let by = |score: &dyn Fn(usize) -> f64| {
+                let mut idx: Vec<usize> = (0..n_expert).collect();
+                idx.sort_by(|&a, &b| score(b).partial_cmp(&score(a)).unwrap());
+                idx.truncate(k);
+                idx
+            };
+            let chosen = by(&|e| p[e] + bias[e] as f64);
+            bias_mattered |= chosen != by(&|e| p[e]);
+            assert_eq!(r.experts, chosen);
+            let sum: f64 = chosen.iter().map(|&e| p[e]).sum();
+            for (w, &e) in r.weights.iter().zip(&chosen) {
+                let want = p[e] / sum * scale as f64;
+                assert!((*w as f64 - want).abs() < 1e-6, "{w} vs {want}");
+            }
+        }
+        assert!(bias_mattered, "the test's bias never changed a choice");
     }
 
     #[test]

@@ -49,8 +49,12 @@ pub struct ModelShape {
     pub head_dim_k: u64,
     pub head_dim_v: u64,
     pub n_vocab: u64,
-    /// Dense FFN width; 0 for MoE layers.
+    /// Dense FFN width (every layer of a dense model, the leading dense layers of an MoE one); 0
+    /// when no layer is dense.
     pub n_ff: u64,
+    /// Layers `0..n_layer_dense_lead` of an MoE model are dense (GLM-4.5, DeepSeek).
+    #[serde(default)]
+    pub n_layer_dense_lead: u32,
     pub n_expert: u32,
     pub n_expert_used: u32,
     pub n_ff_exp: u64,
@@ -68,6 +72,7 @@ pub const SHAPE_NAMES: &[&str] = &[
     "qwen1.5-moe-a2.7b",
     "qwen2-57b-a14b",
     "qwen3-30b-a3b",
+    "glm-4.5-air",
     "llama-2-13b",
     "llama-2-70b",
 ];
@@ -94,6 +99,7 @@ fn shape(
         head_dim_v: heads.2,
         n_vocab,
         n_ff,
+        n_layer_dense_lead: 0,
         n_expert: moe.0,
         n_expert_used: moe.1,
         n_ff_exp: moe.2,
@@ -117,6 +123,13 @@ impl ModelShape {
                 shape(name, "qwen2moe", 28, 3584, (28, 4, 128), 151936, 0, (64, 8, 2560, 20480))
             }
             "qwen3-30b-a3b" => shape(name, "qwen3moe", 48, 2048, (32, 4, 128), 151936, 0, (128, 8, 768, 0)),
+            // One dense layer of 10944, then 128 experts of 1408 (top-8) and a shared one of 1408;
+            // the NextN block is not run and not counted.
+            "glm-4.5-air" => ModelShape {
+                n_layer_dense_lead: 1,
+                shexp_gated: false,
+                ..shape(name, "glm4moe", 46, 4096, (96, 8, 128), 151552, 10944, (128, 8, 1408, 1408))
+            },
             "llama-2-13b" => shape(name, "llama", 40, 5120, (40, 40, 128), 32000, 13824, (0, 0, 0, 0)),
             "llama-2-70b" => shape(name, "llama", 80, 8192, (64, 8, 128), 32000, 28672, (0, 0, 0, 0)),
             _ => {
@@ -142,11 +155,15 @@ impl ModelShape {
         if n_head == 0 || n_embd == 0 {
             return Err(PlanError::BadModel("head count and embedding length must be positive".into()));
         }
-        let n_layer = file.require_u32(&key(ArchKey::BlockCount))?;
+        let n_layer_nextn = file.get_u32(&key(ArchKey::NextnPredictLayers))?.unwrap_or(0);
+        let n_layer = file.require_u32(&key(ArchKey::BlockCount))?.saturating_sub(n_layer_nextn);
+        let n_layer_dense_lead = file.get_u32(&key(ArchKey::LeadingDenseBlockCount))?.unwrap_or(0);
         let n_head_kv = opt(ArchKey::HeadCountKv)?.unwrap_or(n_head);
         let head_dim_k = opt(ArchKey::KeyLength)?.unwrap_or(n_embd / n_head);
         let head_dim_v = opt(ArchKey::ValueLength)?.unwrap_or(head_dim_k);
-        let dim1 = |kind: TensorKind| file.tensor(&kind.weight(0)).and_then(|t| t.dims.get(1).copied());
+        // MoE tensors are looked up in the first MoE layer.
+        let moe0 = n_layer_dense_lead as usize;
+        let dim1 = |kind: TensorKind| file.tensor(&kind.weight(moe0)).and_then(|t| t.dims.get(1).copied());
         let embd = file.require_tensor(&TensorKind::TokenEmbd.weight(0))?;
         let n_vocab = embd.dims.get(1).copied().unwrap_or(0);
         let n_expert = opt(ArchKey::ExpertCount)?.unwrap_or(0) as u32;
@@ -155,12 +172,13 @@ impl ModelShape {
             let exp = opt(ArchKey::ExpertFeedForwardLength)?
                 .or_else(|| dim1(TensorKind::FfnGateExps))
                 .or_else(|| {
-                    file.tensor(&TensorKind::FfnUpExpert.expert_weight(0, 0))
+                    file.tensor(&TensorKind::FfnUpExpert.expert_weight(moe0, 0))
                         .and_then(|t| t.dims.get(1).copied())
                 })
                 .or(opt(ArchKey::FeedForwardLength)?)
                 .unwrap_or(0);
-            (0, exp)
+            let dense = if n_layer_dense_lead > 0 { req(ArchKey::FeedForwardLength)? } else { 0 };
+            (dense, exp)
         } else {
             (req(ArchKey::FeedForwardLength)?, 0)
         };
@@ -187,11 +205,12 @@ impl ModelShape {
             head_dim_v,
             n_vocab,
             n_ff,
+            n_layer_dense_lead: if n_expert > 0 { n_layer_dense_lead } else { 0 },
             n_expert,
             n_expert_used,
             n_ff_exp,
             n_ff_shexp,
-            shexp_gated: file.tensor(&TensorKind::FfnGateInpShexp.weight(0)).is_some(),
+            shexp_gated: file.tensor(&TensorKind::FfnGateInpShexp.weight(moe0)).is_some(),
             tied_output: file.tensor(&TensorKind::Output.weight(0)).is_none(),
             wtype,
         };
@@ -212,11 +231,19 @@ impl ModelShape {
         if !self.is_moe() && self.n_ff == 0 {
             return bad("dense model needs a feed-forward length");
         }
+        if self.n_layer_dense_lead > self.n_layer || (self.n_layer_dense_lead > 0 && self.n_ff == 0) {
+            return bad("leading dense layers need a feed-forward length and must be at most n_layer");
+        }
         Ok(())
     }
 
     pub fn is_moe(&self) -> bool {
         self.n_expert > 0
+    }
+
+    /// Layer `il` routes to experts (an MoE model past its leading dense layers).
+    pub fn layer_is_moe(&self, il: u32) -> bool {
+        self.is_moe() && il >= self.n_layer_dense_lead
     }
 
     /// Parameters of one layer's attention block (projections and norms; biases are negligible).
@@ -250,14 +277,18 @@ impl ModelShape {
 
     /// Every parameter, the token embedding included.
     pub fn total_params(&self) -> u64 {
-        let per_layer = self.attn_params()
-            + if self.is_moe() {
-                self.router_params() + u64::from(self.n_expert) * self.expert_params() + self.shexp_params()
-            } else {
-                self.dense_ffn_params()
-            };
+        let layer = |il: u32| {
+            self.attn_params()
+                + if self.layer_is_moe(il) {
+                    self.router_params()
+                        + u64::from(self.n_expert) * self.expert_params()
+                        + self.shexp_params()
+                } else {
+                    self.dense_ffn_params()
+                }
+        };
         let embd = if self.tied_output { 0 } else { self.n_embd * self.n_vocab };
-        u64::from(self.n_layer) * per_layer + self.output_params() + embd
+        (0..self.n_layer).map(layer).sum::<u64>() + self.output_params() + embd
     }
 
     /// KV cache bytes per token per layer (f16 cache).
@@ -279,6 +310,8 @@ mod tests {
             ("qwen1.5-moe-a2.7b", 14.3),
             ("qwen2-57b-a14b", 57.4),
             ("qwen3-30b-a3b", 30.5),
+            // GLM-4.5-Air: 106B published (12B active).
+            ("glm-4.5-air", 106.0),
             ("llama-2-13b", 13.0),
             ("llama-2-70b", 69.0),
         ] {

@@ -79,7 +79,7 @@ impl TaskGraph {
         let mut layers = Vec::with_capacity(shape.n_layer as usize);
         for il in 0..shape.n_layer {
             let attention = push(il, TaskKind::Attention, format!("blk.{il}.attn"), shape.attn_params());
-            let (router, ffn, shared) = if shape.is_moe() {
+            let (router, ffn, shared) = if shape.layer_is_moe(il) {
                 let router = push(il, TaskKind::Router, format!("blk.{il}.router"), shape.router_params());
                 let ffn = (0..shape.n_expert)
                     .map(|e| {

@@ -22,6 +22,8 @@ pub enum SynthArch {
     PhiMoe,
     Qwen3,
     Qwen3Moe,
+    /// GLM-4.5 (see `super::glm4moe`).
+    Glm4Moe,
 }
 
 impl SynthArch {
@@ -34,11 +36,12 @@ impl SynthArch {
             SynthArch::PhiMoe => "phimoe",
             SynthArch::Qwen3 => "qwen3",
             SynthArch::Qwen3Moe => "qwen3moe",
+            SynthArch::Glm4Moe => "glm4moe",
         }
     }
 
     fn is_moe(self) -> bool {
-        matches!(self, SynthArch::Qwen2Moe | SynthArch::PhiMoe | SynthArch::Qwen3Moe)
+        matches!(self, SynthArch::Qwen2Moe | SynthArch::PhiMoe | SynthArch::Qwen3Moe | SynthArch::Glm4Moe)
     }
 }
 
@@ -66,8 +69,8 @@ pub fn to_writer_arch(spec: &SynthSpec, extra: &ArchSynth, vocab: &Vocab) -> Res
         return bad("MoE architectures need --kind moe, dense ones --kind dense".into());
     }
     let head_dim = match (arch, extra.head_dim) {
-        (SynthArch::Qwen3 | SynthArch::Qwen3Moe, Some(d)) => d,
-        (_, Some(_)) => return bad("only qwen3 and qwen3moe take a head size".into()),
+        (SynthArch::Qwen3 | SynthArch::Qwen3Moe | SynthArch::Glm4Moe, Some(d)) => d,
+        (_, Some(_)) => return bad("only qwen3, qwen3moe and glm4moe take a head size".into()),
         (_, None) => spec.head_dim(),
     };
     if head_dim == 0 || !head_dim.is_multiple_of(2) {
@@ -76,6 +79,12 @@ pub fn to_writer_arch(spec: &SynthSpec, extra: &ArchSynth, vocab: &Vocab) -> Res
     let n_ff_shexp = extra.n_ff_shexp.unwrap_or(2 * spec.n_ff);
     if n_ff_shexp == 0 {
         return bad("the shared expert needs a positive width".into());
+    }
+    if arch == SynthArch::Glm4Moe {
+        if extra.n_ff_shexp.is_some() {
+            return bad("the shared expert is as wide as the routed ones".into());
+        }
+        return super::glm4moe::to_writer(spec, head_dim, n_expert, n_expert_used, vocab);
     }
 
     let name = arch.name();
@@ -184,7 +193,7 @@ pub fn to_writer_arch(spec: &SynthSpec, extra: &ArchSynth, vocab: &Vocab) -> Res
                 g.linear(&mut w, &T::FfnUp.weight(il), n_embd, 2 * n_ff)?;
                 g.linear(&mut w, &T::FfnDown.weight(il), n_ff, n_embd)?;
             }
-            SynthArch::Qwen2Moe | SynthArch::PhiMoe | SynthArch::Qwen3Moe => {
+            SynthArch::Qwen2Moe | SynthArch::PhiMoe | SynthArch::Qwen3Moe | SynthArch::Glm4Moe => {
                 g.router(&mut w, il, n_embd, n_expert)?;
                 g.experts(&mut w, il, n_expert, super::ExpertLayout::Stacked, n_embd, n_ff)?;
             }
@@ -204,7 +213,7 @@ pub fn to_writer_arch(spec: &SynthSpec, extra: &ArchSynth, vocab: &Vocab) -> Res
 
 impl Gen {
     /// A bias `[n]` with N(0, std²) entries, f32 like every 1-D tensor in llama.cpp's files.
-    fn bias(&self, w: &mut GgufWriter, name: &str, n: usize, std: f64) -> Result<()> {
+    pub(super) fn bias(&self, w: &mut GgufWriter, name: &str, n: usize, std: f64) -> Result<()> {
         let values = self.values(name, n, 0.0, std);
         w.add_tensor(name, &[n as u64], DType::F32, encode(&values, DType::F32))?;
         Ok(())
@@ -265,6 +274,17 @@ mod tests {
         assert_eq!(dims(&f, "blk.0.attn_q.weight"), vec![32, 48]);
         assert_eq!(dims(&f, "blk.0.attn_k_norm.weight"), vec![12]);
         assert_eq!(dims(&f, "blk.0.attn_output.weight"), vec![48, 32]);
+        // GLM-4.5: a dense layer 0, MoE layers after it, one NextN block after the trunk.
+        let f = build(SynthArch::Glm4Moe, Some(16));
+        assert_eq!(f.get_u32("glm4moe.block_count").unwrap(), Some(3));
+        assert_eq!(f.get_u32("glm4moe.rope.dimension_count").unwrap(), Some(8));
+        assert_eq!(dims(&f, "blk.0.ffn_up.weight"), vec![32, 4 * 24]);
+        assert!(f.tensor("blk.0.ffn_gate_inp.weight").is_none());
+        assert_eq!(dims(&f, "blk.1.exp_probs_b.bias"), vec![4]);
+        assert_eq!(dims(&f, "blk.1.ffn_up_shexp.weight"), vec![32, 24]);
+        assert_eq!(dims(&f, "blk.1.post_attention_norm.weight"), vec![32]);
+        assert_eq!(dims(&f, "blk.2.nextn.eh_proj.weight"), vec![64, 32]);
+        assert!(f.tensor("blk.1.nextn.eh_proj.weight").is_none());
     }
 
     #[test]

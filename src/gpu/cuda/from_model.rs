@@ -68,7 +68,7 @@ impl GpuLlama {
             rope_freq_scale: rope.freq_scale,
             rms_eps: hp.rms_eps,
             n_expert_used: hp.n_expert_used,
-            renorm_experts: model.arch().normalizes_expert_weights(),
+            renorm_experts: hp.routing.normalize,
         };
         let mut layers = Vec::with_capacity(w.layers.len());
         for l in &w.layers {
@@ -84,7 +84,7 @@ impl GpuLlama {
                     FfnBlock::Moe { shared: Some(_), .. } => {
                         return Err(unsupported("a shared expert (not on the GPU yet)".into()))
                     }
-                    FfnBlock::Moe { router, experts, shared: None } => HostFfnBlock::Moe {
+                    FfnBlock::Moe { router, experts, shared: None, .. } => HostFfnBlock::Moe {
                         router: linear(router),
                         experts: experts.iter().map(ffn).collect::<Result<_, _>>()?,
                     },

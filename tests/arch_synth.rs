@@ -11,7 +11,7 @@ use rs_llama::gguf::writer::GgufWriter;
 use rs_llama::gguf::GgufFile;
 use rs_llama::model::{Arch, LoadOptions, Logits, Model};
 
-const ARCHS: [(SynthArch, Arch); 7] = [
+const ARCHS: [(SynthArch, Arch); 8] = [
     (SynthArch::Qwen2, Arch::Qwen2),
     (SynthArch::Qwen2Moe, Arch::Qwen2Moe),
     (SynthArch::Phi3, Arch::Phi3),
@@ -19,13 +19,20 @@ const ARCHS: [(SynthArch, Arch); 7] = [
     (SynthArch::Qwen3, Arch::Qwen3),
     (SynthArch::Qwen3Moe, Arch::Qwen3Moe),
     (SynthArch::Glm4Moe, Arch::Glm4Moe),
+    (SynthArch::Llama4, Arch::Llama4),
 ];
 
 const PROMPT: [u32; 9] = [5, 17, 3, 88, 41, 41, 0, 95, 12];
 
 fn writer(arch: SynthArch) -> GgufWriter {
-    let moe =
-        matches!(arch, SynthArch::Qwen2Moe | SynthArch::PhiMoe | SynthArch::Qwen3Moe | SynthArch::Glm4Moe);
+    let moe = matches!(
+        arch,
+        SynthArch::Qwen2Moe
+            | SynthArch::PhiMoe
+            | SynthArch::Qwen3Moe
+            | SynthArch::Glm4Moe
+            | SynthArch::Llama4
+    );
     let ffn = if moe {
         FfnKind::Moe { n_expert: 6, n_expert_used: 3, layout: ExpertLayout::Stacked }
     } else {
@@ -127,4 +134,26 @@ fn phimoe_without_a_required_bias_is_refused_by_name() {
     }
     let err = load(&w).err().unwrap_or_default();
     assert!(err.contains("blk.1.attn_output.bias"), "{err}");
+}
+
+/// Llama 4 runs contexts up to its attention chunk (8192) only: a longer one is refused by name.
+#[test]
+fn llama4_refuses_contexts_beyond_its_attention_chunk() {
+    let model = load(&writer(SynthArch::Llama4)).expect("load");
+    assert!(Session::new(&model, 8192, 512).is_ok());
+    let err = Session::new(&model, 8193, 512).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("llama4") && err.contains("8192"), "{err}");
+}
+
+/// The NoPE layers' temperature against llama.cpp's formula in f64: 1 within the first chunk,
+/// then `ln(floor((pos + 1) / 8192) + 1) · 0.1 + 1`.
+#[test]
+fn llama4_attention_temperature_follows_the_chunks() {
+    let model = load(&writer(SynthArch::Llama4)).expect("load");
+    let t = model.hparams().layer_attn.temperature.expect("llama4 has a temperature");
+    for (pos, buckets) in [(0usize, 0.0f64), (8190, 0.0), (8191, 1.0), (20000, 2.0), (1 << 20, 128.0)] {
+        let want = ((buckets + 1.0).ln() * 0.1f32 as f64 + 1.0) as f32;
+        assert_eq!(t.at(pos), want, "position {pos}");
+    }
+    assert!(!model.hparams().layer_uses_rope(3) && model.hparams().layer_uses_rope(2));
 }

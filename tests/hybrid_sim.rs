@@ -141,6 +141,21 @@ fn glm4moe_equals_the_cpu_path_under_every_policy() {
     );
 }
 
+/// Llama 4's graph: MoE every second layer with the routing weights on the experts' inputs, a
+/// NoPE layer, Q/K norms after rope.
+#[test]
+fn llama4_equals_the_cpu_path_under_every_policy() {
+    check_model(
+        "synth-llama4-s42.f16.gguf",
+        &[
+            Case { policy: PolicyKind::Auto, gpu_mem: 40 * MIB, slots: Some(1) },
+            Case { policy: PolicyKind::Auto, gpu_mem: 4 << 30, slots: None },
+            Case { policy: PolicyKind::Layers, gpu_mem: 40 * MIB, slots: None },
+            Case { policy: PolicyKind::Fiddler, gpu_mem: 40 * MIB, slots: None },
+        ],
+    );
+}
+
 #[test]
 fn dense_and_upcycled_models_equal_the_cpu_path() {
     // SmolLM2-135M: 30 layers of 576; its tasks of a few MB; 512 rows of logits need 100 MB.

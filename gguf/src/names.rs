@@ -86,6 +86,10 @@ pub enum ArchKey {
     LeadingDenseBlockCount,
     /// Multi-token-prediction blocks after the last layer (GLM-4.5's NextN); not run.
     NextnPredictLayers,
+    /// Llama 4: every this-many-th layer (1-based) routes to experts, the others are dense.
+    InterleaveMoeLayerStep,
+    /// Sliding-window size; Llama 4 writes 0 for a model without chunked attention.
+    SlidingWindow,
     VocabSize,
     HeadCount,
     HeadCountKv,
@@ -121,6 +125,8 @@ impl ArchKey {
             ExpertSharedCount => "expert_shared_count",
             LeadingDenseBlockCount => "leading_dense_block_count",
             NextnPredictLayers => "nextn_predict_layers",
+            InterleaveMoeLayerStep => "interleave_moe_layer_step",
+            SlidingWindow => "attention.sliding_window",
             VocabSize => "vocab_size",
             HeadCount => "attention.head_count",
             HeadCountKv => "attention.head_count_kv",

@@ -10,6 +10,7 @@
 
 mod archs;
 mod glm4moe;
+mod llama4;
 mod upcycle;
 
 use std::path::Path;

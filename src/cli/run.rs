@@ -119,7 +119,7 @@ pub fn run(cfg: &RunConfig) -> Result<i32, RunError> {
     log_info!("{}\n", model.describe());
 
     let n_ctx_train = model.n_ctx_train();
-    let mut n_ctx = if cfg.n_ctx == 0 { n_ctx_train } else { cfg.n_ctx as usize };
+    let mut n_ctx = if cfg.n_ctx == 0 { model.default_context() } else { cfg.n_ctx as usize };
     if n_ctx < 8 {
         log_warn!("llama_completion: warning: minimum context size is 8, using minimum size.\n");
         n_ctx = 8;

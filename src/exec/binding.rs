@@ -18,7 +18,7 @@ pub struct Binding<'m> {
 }
 
 /// The shape fields a plan and a model must agree on.
-fn shape_key(s: &ModelShape) -> [u64; 12] {
+fn shape_key(s: &ModelShape) -> [u64; 13] {
     [
         u64::from(s.n_layer),
         s.n_embd,
@@ -32,6 +32,7 @@ fn shape_key(s: &ModelShape) -> [u64; 12] {
         u64::from(s.n_expert_used),
         s.n_ff_exp,
         u64::from(s.n_layer_dense_lead),
+        u64::from(s.n_moe_layer_step),
     ]
 }
 

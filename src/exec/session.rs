@@ -37,6 +37,7 @@ pub struct Session<'m> {
 impl<'m> Session<'m> {
     /// `n_ubatch`: the largest number of tokens evaluated in one pass (llama.cpp's `-ub`).
     pub fn new(model: &'m Model, n_ctx: usize, n_ubatch: usize) -> Result<Session<'m>, ModelError> {
+        check_context(model, n_ctx)?;
         if n_ctx == 0 || n_ubatch == 0 {
             return Err(ModelError::Invalid(format!(
                 "n_ctx ({n_ctx}) and n_ubatch ({n_ubatch}) must be > 0"
@@ -59,6 +60,7 @@ impl<'m> Session<'m> {
         n_ubatch: usize,
     ) -> Result<Session<'m>, ModelError> {
         let mut s = Session::new(model, 1, n_ubatch + n_seq)?;
+        check_context(model, n_ctx)?;
         if n_ctx == 0 || n_seq == 0 {
             return Err(ModelError::Invalid(format!("n_ctx ({n_ctx}) and n_seq ({n_seq}) must be > 0")));
         }
@@ -246,5 +248,17 @@ impl<'m> Session<'m> {
         for s in &mut self.seqs {
             s.n_past = 0;
         }
+    }
+}
+
+/// Llama 4 attends within chunks of 8192 positions on most layers, which rs-llama does not cut
+/// yet: a longer context is refused rather than answered differently from llama.cpp.
+fn check_context(model: &Model, n_ctx: usize) -> Result<(), ModelError> {
+    match model.hparams().max_context() {
+        Some(max) if n_ctx > max => Err(ModelError::Invalid(format!(
+            "{}: contexts beyond {max} positions (its attention chunk) are not supported yet; use -c {max} or less",
+            model.arch()
+        ))),
+        _ => Ok(()),
     }
 }

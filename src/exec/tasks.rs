@@ -22,7 +22,7 @@ use crate::ops::attention::{attention, AttnShape, KvSplit};
 use crate::ops::ffn::{swiglu_ffn, swiglu_ffn_expert, FfnWeights};
 use crate::ops::matmul::{linear, linear_many, linear_per_row, Linear};
 use crate::ops::moe::{route, shared_expert_gate, Route};
-use crate::ops::rmsnorm::{add_bias, add_into, rms_norm, rms_norm_heads};
+use crate::ops::rmsnorm::{add_bias, add_into, rms_norm, rms_norm_heads, rms_norm_unweighted};
 use crate::ops::rope::rope;
 use crate::plan::tasks::TaskKind;
 
@@ -350,8 +350,20 @@ impl<'m> StepState<'m> {
             rms_norm_heads(&mut q, q_norm, hp.rms_eps);
             rms_norm_heads(&mut k, k_norm, hp.rms_eps);
         }
-        rope(&mut q, &self.positions, hp.n_head, hp.head_dim_k, rope_p);
-        rope(&mut k, &self.positions, hp.n_head_kv, hp.head_dim_k, rope_p);
+        if hp.layer_uses_rope(il) {
+            rope(&mut q, &self.positions, hp.n_head, hp.head_dim_k, rope_p);
+            rope(&mut k, &self.positions, hp.n_head_kv, hp.head_dim_k, rope_p);
+            if hp.layer_attn.qk_norm_after_rope {
+                rms_norm_unweighted(&mut q, hp.head_dim_k, hp.rms_eps);
+                rms_norm_unweighted(&mut k, hp.head_dim_k, hp.rms_eps);
+            }
+        } else if let Some(t) = hp.layer_attn.temperature {
+            // Llama 4's NoPE layers: Q times a temperature that grows with the position.
+            for (row, &pos) in q.chunks_exact_mut(hp.n_embd_q()).zip(&self.positions) {
+                let s = t.at(pos);
+                row.iter_mut().for_each(|x| *x *= s);
+            }
+        }
         if let Some(s) = q_scale {
             q.iter_mut().for_each(|x| *x *= s);
         }
@@ -462,7 +474,8 @@ impl<'m> StepState<'m> {
     }
 
     /// The rows routed to expert `e`: (row, slot, weight) each, and the rows themselves
-    /// `[n_picked][n_embd]`; `None` when it got none.
+    /// `[n_picked][n_embd]` (times their weights where the routing weighs inputs); `None` when it
+    /// got none.
     pub fn expert_input(&self, e: usize) -> Option<(Vec<Picked>, Vec<f32>)> {
         let n_embd = self.model.hparams().n_embd;
         let picked: Vec<Picked> = self
@@ -485,22 +498,32 @@ impl<'m> StepState<'m> {
         }
         let mut xe = Vec::with_capacity(picked.len() * n_embd);
         let cur = self.cur.read().unwrap_or_else(|e| e.into_inner());
-        for &(t, _, _) in &picked {
-            xe.extend_from_slice(&cur[t * n_embd..(t + 1) * n_embd]);
+        let weight_inputs = self.model.hparams().routing.weight_inputs;
+        for &(t, _, w) in &picked {
+            let row = &cur[t * n_embd..(t + 1) * n_embd];
+            if weight_inputs {
+                xe.extend(row.iter().map(|x| x * w));
+            } else {
+                xe.extend_from_slice(row);
+            }
         }
         Some((picked, xe))
     }
 
     /// Expert outputs `ye` `[n_picked][n_embd]` for `picked`, weighted into their routing slots
-    /// (`ffn_moe_weighted`).
+    /// (`ffn_moe_weighted`; as they are where the inputs were weighted).
     pub fn put_expert_output(&self, picked: &[Picked], ye: &[f32]) {
         let hp = self.model.hparams();
         let (n_embd, k) = (hp.n_embd, hp.n_expert_used);
         let mut outs = lock(&self.ffn);
         for (row, &(t, slot, w)) in ye.chunks_exact(n_embd).zip(picked) {
             let dst = &mut outs.slots[(t * k + slot) * n_embd..][..n_embd];
-            for (d, v) in dst.iter_mut().zip(row) {
-                *d = v * w;
+            if hp.routing.weight_inputs {
+                dst.copy_from_slice(row);
+            } else {
+                for (d, v) in dst.iter_mut().zip(row) {
+                    *d = v * w;
+                }
             }
         }
     }

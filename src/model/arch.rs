@@ -30,6 +30,11 @@ pub enum Arch {
     /// then sigmoid-routed experts (chosen with a selection bias, renormalised and scaled) plus an
     /// ungated shared expert; a NextN block after the trunk is not run.
     Glm4Moe,
+    /// Llama 4 Scout / Maverick: MoE every `interleave_moe_layer_step`-th layer (top-k on the
+    /// router logits, sigmoid weights applied to the expert's input) plus a shared expert; with
+    /// chunked attention, every fourth layer has no rope (and temperature-scaled Q), the others
+    /// RMS-normalise Q and K after rope.
+    Llama4,
 }
 
 /// Whether the model's FFN is dense, routed experts, or either (decided by `expert_count`).
@@ -68,6 +73,7 @@ impl Arch {
         Arch::Qwen3,
         Arch::Qwen3Moe,
         Arch::Glm4Moe,
+        Arch::Llama4,
     ];
 
     /// `general.architecture` as written in GGUF files.
@@ -81,6 +87,7 @@ impl Arch {
             Arch::Qwen3 => "qwen3",
             Arch::Qwen3Moe => "qwen3moe",
             Arch::Glm4Moe => "glm4moe",
+            Arch::Llama4 => "llama4",
         }
     }
 
@@ -93,7 +100,7 @@ impl Arch {
 
     pub fn rope_style(self) -> RopeStyle {
         match self {
-            Arch::Llama => RopeStyle::Norm,
+            Arch::Llama | Arch::Llama4 => RopeStyle::Norm,
             _ => RopeStyle::Neox,
         }
     }
@@ -107,7 +114,7 @@ impl Arch {
         match self {
             Arch::Llama => FfnShape::Either,
             Arch::Qwen2 | Arch::Phi3 | Arch::Qwen3 => FfnShape::Dense,
-            Arch::Qwen2Moe | Arch::PhiMoe | Arch::Qwen3Moe | Arch::Glm4Moe => FfnShape::Moe,
+            Arch::Qwen2Moe | Arch::PhiMoe | Arch::Qwen3Moe | Arch::Glm4Moe | Arch::Llama4 => FfnShape::Moe,
         }
     }
 
@@ -115,10 +122,14 @@ impl Arch {
     /// `glm4moe`, its defaults where the `expert_*` keys are missing).
     pub fn default_routing(self) -> ExpertRouting {
         match self {
-            Arch::Glm4Moe => ExpertRouting { gating: ExpertGating::Sigmoid, normalize: false, scale: 1.0 },
-            _ => {
-                ExpertRouting { gating: ExpertGating::Softmax, normalize: self != Arch::Qwen2Moe, scale: 1.0 }
-            }
+            Arch::Glm4Moe => ExpertRouting { gating: ExpertGating::Sigmoid, ..ExpertRouting::softmax(false) },
+            Arch::Llama4 => ExpertRouting {
+                gating: ExpertGating::Sigmoid,
+                select_on_logits: true,
+                weight_inputs: true,
+                ..ExpertRouting::softmax(false)
+            },
+            _ => ExpertRouting::softmax(self != Arch::Qwen2Moe),
         }
     }
 
@@ -129,14 +140,14 @@ impl Arch {
 
     /// Experts have their own width (`expert_feed_forward_length`, else n_ff / n_expert_used).
     pub fn has_expert_ff_length(self) -> bool {
-        matches!(self, Arch::Qwen2Moe | Arch::Qwen3Moe | Arch::Glm4Moe)
+        matches!(self, Arch::Qwen2Moe | Arch::Qwen3Moe | Arch::Glm4Moe | Arch::Llama4)
     }
 
     /// The shared expert of an MoE layer, if the architecture has one.
     pub fn shared_expert(self) -> SharedExpertKind {
         match self {
             Arch::Qwen2Moe => SharedExpertKind::Gated,
-            Arch::Glm4Moe => SharedExpertKind::Plain,
+            Arch::Glm4Moe | Arch::Llama4 => SharedExpertKind::Plain,
             _ => SharedExpertKind::None,
         }
     }
@@ -149,6 +160,11 @@ impl Arch {
     /// The first `leading_dense_block_count` layers have a dense FFN.
     pub fn has_leading_dense_layers(self) -> bool {
         self == Arch::Glm4Moe
+    }
+
+    /// Only every `interleave_moe_layer_step`-th layer (1-based) routes to experts.
+    pub fn has_interleaved_moe_layers(self) -> bool {
+        self == Arch::Llama4
     }
 
     /// Per-head RMSNorm of Q and K (`attn_q_norm`, `attn_k_norm`, `[head_dim]`) before rope.

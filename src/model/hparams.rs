@@ -4,7 +4,7 @@ use gguf::names::{ArchKey, TOK_TOKENS};
 use gguf::value::Metadata;
 use gguf::GgufFile;
 
-use super::arch::{Arch, FfnShape};
+use super::arch::{Arch, FfnShape, SharedExpertKind};
 use super::ModelError;
 use crate::ops::moe::{ExpertGating, ExpertRouting};
 use crate::ops::rope::RopeStyle;
@@ -39,6 +39,10 @@ pub struct HParams {
     pub routing: ExpertRouting,
     /// Layers `0..n_layer_dense_lead` of an MoE model have a dense FFN of `n_ff` (GLM-4.5).
     pub n_layer_dense_lead: usize,
+    /// Past those, only every this-many-th layer (1-based) routes to experts (Llama 4; else 1).
+    pub n_moe_layer_step: usize,
+    /// What some layers' attention does differently (Llama 4).
+    pub layer_attn: LayerAttention,
     /// Multi-token-prediction blocks in the file after the `n_layer` trunk layers; not run.
     pub n_layer_nextn: usize,
     pub rms_eps: f32,
@@ -69,9 +73,20 @@ impl HParams {
         self.n_expert > 0
     }
 
-    /// Layer `il` routes to experts (an MoE model past its leading dense layers).
+    /// Layer `il` routes to experts (an MoE model past its leading dense layers, on its step).
     pub fn layer_is_moe(&self, il: usize) -> bool {
-        self.is_moe() && il >= self.n_layer_dense_lead
+        self.is_moe() && il >= self.n_layer_dense_lead && (il + 1).is_multiple_of(self.n_moe_layer_step)
+    }
+
+    /// Layer `il` rotates Q and K (all but Llama 4's NoPE layers).
+    pub fn layer_uses_rope(&self, il: usize) -> bool {
+        let step = self.layer_attn.nope_step;
+        step == 0 || !(il + 1).is_multiple_of(step)
+    }
+
+    /// The longest context the model runs exactly; `None`: any.
+    pub fn max_context(&self) -> Option<usize> {
+        self.layer_attn.chunk
     }
 
     pub fn parse(file: &GgufFile, arch: Arch) -> Result<HParams, ModelError> {
@@ -157,6 +172,8 @@ impl HParams {
         let n_ff_shexp = match opt(ArchKey::ExpertSharedCount)? {
             // GLM-4.5 / DeepSeek: `expert_shared_count` experts of the routed width, fused.
             Some(n_shared) => n_shared.saturating_mul(n_ff_exp),
+            // Llama 4: one shared expert of the routed width.
+            None if arch.shared_expert() == SharedExpertKind::Plain => n_ff_exp,
             None => opt(ArchKey::ExpertSharedFeedForwardLength)?.unwrap_or(n_ff),
         };
         check_range("n_ff_shexp", n_ff_shexp, 1, MAX_DIM)?;
@@ -166,7 +183,15 @@ impl HParams {
             0
         };
         check_range("leading_dense_block_count", n_layer_dense_lead, 0, n_layer)?;
+        let n_moe_layer_step = if arch.has_interleaved_moe_layers() {
+            let step = req(ArchKey::InterleaveMoeLayerStep)?;
+            check_range("interleave_moe_layer_step", step, 1, n_layer)?;
+            step
+        } else {
+            1
+        };
         let routing = routing(file, arch, &key)?;
+        let layer_attn = layer_attention(file, arch, n_expert, &key)?;
         if let Some((_, sections)) = file.get_array(&key(ArchKey::RopeDimensionSections))? {
             if sections.iter().any(|v| v.as_i128() != Some(0)) {
                 return Err(invalid(
@@ -210,6 +235,8 @@ impl HParams {
             n_expert_used,
             routing,
             n_layer_dense_lead,
+            n_moe_layer_step,
+            layer_attn,
             n_layer_nextn,
             rms_eps,
             rope_style: arch.rope_style(),
@@ -239,6 +266,63 @@ impl HParams {
         }
         Ok(hp)
     }
+}
+
+/// Per-layer attention differences (Llama 4), all off by default.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct LayerAttention {
+    /// Every this-many-th layer (1-based) has no rope (0: every layer has rope).
+    pub nope_step: usize,
+    /// Rope layers RMS-normalise each Q and K head (without a weight) after rope.
+    pub qk_norm_after_rope: bool,
+    /// NoPE layers scale Q by this position-dependent temperature.
+    pub temperature: Option<AttnTemperature>,
+    /// Rope layers attend only within chunks of this many positions; rs-llama runs contexts up
+    /// to one chunk (where that is all attention).
+    pub chunk: Option<usize>,
+}
+
+/// Llama 4's attention temperature: Q times `ln(floor((pos + offset) / floor_scale) + 1) · scale
+/// + 1` (1 for the first `floor_scale` positions).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttnTemperature {
+    pub floor_scale: f32,
+    pub scale: f32,
+    pub offset: f32,
+}
+
+impl AttnTemperature {
+    /// As llama.cpp computes it: the floor in f32, the log and the rest in f64, rounded once.
+    pub fn at(&self, pos: usize) -> f32 {
+        let bucket = ((pos as f32 + self.offset) / self.floor_scale).floor() as f64;
+        ((bucket + 1.0).ln() * self.scale as f64 + 1.0) as f32
+    }
+}
+
+/// Llama 4 as llama.cpp 11434 runs it: chunks of 8192 on three layers of four, the fourth
+/// without rope and with temperature tuning; Q/K norm unless it has 128 experts (Maverick).
+fn layer_attention(
+    file: &GgufFile,
+    arch: Arch,
+    n_expert: usize,
+    key: &dyn Fn(ArchKey) -> String,
+) -> Result<LayerAttention, ModelError> {
+    if arch != Arch::Llama4 {
+        return Ok(LayerAttention::default());
+    }
+    if file.get_u32(&key(ArchKey::SlidingWindow))? == Some(0) {
+        // llama.cpp then builds the temperature input with a zero scale and aborts on it.
+        return Err(invalid(
+            "llama4 without chunked attention (attention.sliding_window = 0) is not supported".into(),
+        ));
+    }
+    const CHUNK: usize = 8192;
+    Ok(LayerAttention {
+        nope_step: 4,
+        qk_norm_after_rope: n_expert != 128,
+        temperature: Some(AttnTemperature { floor_scale: CHUNK as f32, scale: 0.1, offset: 1.0 }),
+        chunk: Some(CHUNK),
+    })
 }
 
 /// The routing of `arch`, with the `expert_*` keys where the architecture reads them (as llama.cpp:

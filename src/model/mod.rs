@@ -3,9 +3,9 @@
 
 pub mod arch;
 mod blocks;
-pub mod glm4moe;
 pub mod hparams;
 pub mod llama;
+pub mod mixed;
 pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;
@@ -65,7 +65,7 @@ impl Model {
             Arch::Qwen2 | Arch::Qwen2Moe => qwen2::load(&loader, &hparams, arch),
             Arch::Phi3 | Arch::PhiMoe => phi3::load(&loader, &hparams, arch),
             Arch::Qwen3 | Arch::Qwen3Moe => qwen3::load(&loader, &hparams, arch),
-            Arch::Glm4Moe => glm4moe::load(&loader, &hparams, arch),
+            Arch::Glm4Moe | Arch::Llama4 => mixed::load(&loader, &hparams, arch),
         };
         loader.finish();
         let weights = weights?;
@@ -92,6 +92,11 @@ impl Model {
     /// n_ctx_train from the file.
     pub fn n_ctx_train(&self) -> usize {
         self.hparams.n_ctx_train
+    }
+    /// The context when none is asked for (`-c 0`): the trained one, as llama.cpp, but no more
+    /// than the model runs exactly (Llama 4: one attention chunk).
+    pub fn default_context(&self) -> usize {
+        self.hparams.max_context().map_or(self.hparams.n_ctx_train, |max| max.min(self.hparams.n_ctx_train))
     }
     pub fn arch(&self) -> Arch {
         self.arch

@@ -17,10 +17,27 @@ pub enum ExpertGating {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ExpertRouting {
     pub gating: ExpertGating,
+    /// The experts are chosen by the raw logits rather than the probabilities (Llama 4).
+    pub select_on_logits: bool,
     /// The `k` chosen probabilities are divided by their sum.
     pub normalize: bool,
     /// Then multiplied by this (1: not scaled).
     pub scale: f32,
+    /// The weights scale each expert's input instead of its output (Llama 4).
+    pub weight_inputs: bool,
+}
+
+impl ExpertRouting {
+    /// Softmax over the experts, optionally renormalised; weights applied to the outputs.
+    pub fn softmax(normalize: bool) -> ExpertRouting {
+        ExpertRouting {
+            gating: ExpertGating::Softmax,
+            select_on_logits: false,
+            normalize,
+            scale: 1.0,
+            weight_inputs: false,
+        }
+    }
 }
 
 /// The router's choice for one token: `k` experts, best first, with their weights.
@@ -51,6 +68,7 @@ pub fn route(
                 ExpertGating::Sigmoid => row.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(),
             };
             let selection: Vec<f32> = match selection_bias {
+                _ if routing.select_on_logits => row.to_vec(),
                 Some(b) => probs.iter().zip(b).map(|(p, b)| p + b).collect(),
                 None => probs.clone(),
             };
@@ -121,7 +139,7 @@ mod tests {
         let (n_tok, n_expert, k) = (5, 8, 2);
         let logits = rng.vec(n_tok * n_expert, 3.0);
         for normalize in [true, false] {
-            let routing = ExpertRouting { gating: ExpertGating::Softmax, normalize, scale: 1.0 };
+            let routing = ExpertRouting::softmax(normalize);
             let routes = route(&logits, n_expert, k, &routing, None);
             for (t, r) in routes.iter().enumerate() {
                 let row: Vec<f64> =
@@ -144,7 +162,7 @@ mod tests {
     fn qwen2moe_routing_is_not_renormalised() {
         // Top-2 of a softmax over 6 experts: the weights are the plain probabilities, summing to < 1.
         let logits = [0.3f32, -1.2, 2.0, 0.9, -0.4, 1.7];
-        let routing = ExpertRouting { gating: ExpertGating::Softmax, normalize: false, scale: 1.0 };
+        let routing = ExpertRouting::softmax(false);
         let r = &route(&logits, 6, 2, &routing, None)[0];
         let z: f64 = logits.iter().map(|&x| (x as f64).exp()).sum();
         assert_eq!(r.experts, vec![2, 5]);
@@ -162,7 +180,12 @@ mod tests {
         let (n_tok, n_expert, k, scale) = (6, 16, 4, 2.5f32);
         let logits = rng.vec(n_tok * n_expert, 2.0);
         let bias = rng.vec(n_expert, 0.3);
-        let routing = ExpertRouting { gating: ExpertGating::Sigmoid, normalize: true, scale };
+        let routing = ExpertRouting {
+            gating: ExpertGating::Sigmoid,
+            normalize: true,
+            scale,
+            ..ExpertRouting::softmax(true)
+        };
         let routes = route(&logits, n_expert, k, &routing, Some(&bias));
         let mut bias_mattered = false;
         for (t, r) in routes.iter().enumerate() {

@@ -19,6 +19,17 @@ pub fn rms_norm(x: &mut [f32], weight: &[f32], eps: f32) {
     });
 }
 
+/// Normalise each row of `n` in place without a weight (`ggml_rms_norm` alone: Llama 4's Q/K
+/// "L2 norm"); the same rounding as [`rms_norm`] with a weight of ones.
+pub fn rms_norm_unweighted(x: &mut [f32], n: usize, eps: f32) {
+    x.par_chunks_exact_mut(n).with_min_len(PAR_MIN_ELEMS.div_ceil(n.max(1))).for_each(|row| {
+        let sum: f64 = row.iter().map(|&v| (v * v) as f64).sum();
+        let mean = (sum / n as f64) as f32;
+        let scale = 1.0 / (mean + eps).sqrt();
+        row.iter_mut().for_each(|v| *v *= scale);
+    });
+}
+
 /// Below this many elements an elementwise op stays on the calling thread.
 pub(crate) const PAR_MIN_ELEMS: usize = 1 << 15;
 

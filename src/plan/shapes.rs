@@ -55,6 +55,9 @@ pub struct ModelShape {
     /// Layers `0..n_layer_dense_lead` of an MoE model are dense (GLM-4.5, DeepSeek).
     #[serde(default)]
     pub n_layer_dense_lead: u32,
+    /// Past those, every this-many-th layer (1-based) is MoE, the others dense (Llama 4).
+    #[serde(default = "every_layer")]
+    pub n_moe_layer_step: u32,
     pub n_expert: u32,
     pub n_expert_used: u32,
     pub n_ff_exp: u64,
@@ -73,6 +76,8 @@ pub const SHAPE_NAMES: &[&str] = &[
     "qwen2-57b-a14b",
     "qwen3-30b-a3b",
     "glm-4.5-air",
+    "gpt-oss-120b",
+    "llama-4-scout",
     "llama-2-13b",
     "llama-2-70b",
 ];
@@ -100,6 +105,7 @@ fn shape(
         n_vocab,
         n_ff,
         n_layer_dense_lead: 0,
+        n_moe_layer_step: 1,
         n_expert: moe.0,
         n_expert_used: moe.1,
         n_ff_exp: moe.2,
@@ -108,6 +114,10 @@ fn shape(
         tied_output: false,
         wtype: WeightType::F16,
     }
+}
+
+fn every_layer() -> u32 {
+    1
 }
 
 impl ModelShape {
@@ -129,6 +139,13 @@ impl ModelShape {
                 n_layer_dense_lead: 1,
                 shexp_gated: false,
                 ..shape(name, "glm4moe", 46, 4096, (96, 8, 128), 151552, 10944, (128, 8, 1408, 1408))
+            },
+            // Attention sinks and biases are a rounding error of the parameters.
+            "gpt-oss-120b" => shape(name, "gpt-oss", 36, 2880, (64, 8, 64), 201088, 0, (128, 4, 2880, 0)),
+            // Every layer MoE: 16 experts of 8192 (top-1) and a shared one.
+            "llama-4-scout" => ModelShape {
+                shexp_gated: false,
+                ..shape(name, "llama4", 48, 5120, (40, 8, 128), 202048, 0, (16, 1, 8192, 8192))
             },
             "llama-2-13b" => shape(name, "llama", 40, 5120, (40, 40, 128), 32000, 13824, (0, 0, 0, 0)),
             "llama-2-70b" => shape(name, "llama", 80, 8192, (64, 8, 128), 32000, 28672, (0, 0, 0, 0)),
@@ -158,11 +175,14 @@ impl ModelShape {
         let n_layer_nextn = file.get_u32(&key(ArchKey::NextnPredictLayers))?.unwrap_or(0);
         let n_layer = file.require_u32(&key(ArchKey::BlockCount))?.saturating_sub(n_layer_nextn);
         let n_layer_dense_lead = file.get_u32(&key(ArchKey::LeadingDenseBlockCount))?.unwrap_or(0);
+        let n_moe_layer_step = file.get_u32(&key(ArchKey::InterleaveMoeLayerStep))?.unwrap_or(1).max(1);
         let n_head_kv = opt(ArchKey::HeadCountKv)?.unwrap_or(n_head);
         let head_dim_k = opt(ArchKey::KeyLength)?.unwrap_or(n_embd / n_head);
         let head_dim_v = opt(ArchKey::ValueLength)?.unwrap_or(head_dim_k);
         // MoE tensors are looked up in the first MoE layer.
-        let moe0 = n_layer_dense_lead as usize;
+        let moe0 = (n_layer_dense_lead..n_layer.max(1))
+            .find(|il| (il + 1).is_multiple_of(n_moe_layer_step))
+            .unwrap_or(n_layer_dense_lead) as usize;
         let dim1 = |kind: TensorKind| file.tensor(&kind.weight(moe0)).and_then(|t| t.dims.get(1).copied());
         let embd = file.require_tensor(&TensorKind::TokenEmbd.weight(0))?;
         let n_vocab = embd.dims.get(1).copied().unwrap_or(0);
@@ -177,7 +197,11 @@ impl ModelShape {
                 })
                 .or(opt(ArchKey::FeedForwardLength)?)
                 .unwrap_or(0);
-            let dense = if n_layer_dense_lead > 0 { req(ArchKey::FeedForwardLength)? } else { 0 };
+            let dense = if n_layer_dense_lead > 0 || n_moe_layer_step > 1 {
+                req(ArchKey::FeedForwardLength)?
+            } else {
+                0
+            };
             (dense, exp)
         } else {
             (req(ArchKey::FeedForwardLength)?, 0)
@@ -206,6 +230,7 @@ impl ModelShape {
             n_vocab,
             n_ff,
             n_layer_dense_lead: if n_expert > 0 { n_layer_dense_lead } else { 0 },
+            n_moe_layer_step: if n_expert > 0 { n_moe_layer_step } else { 1 },
             n_expert,
             n_expert_used,
             n_ff_exp,
@@ -231,8 +256,14 @@ impl ModelShape {
         if !self.is_moe() && self.n_ff == 0 {
             return bad("dense model needs a feed-forward length");
         }
-        if self.n_layer_dense_lead > self.n_layer || (self.n_layer_dense_lead > 0 && self.n_ff == 0) {
-            return bad("leading dense layers need a feed-forward length and must be at most n_layer");
+        let some_dense = self.is_moe() && (self.n_layer_dense_lead > 0 || self.n_moe_layer_step > 1);
+        if self.n_layer_dense_lead > self.n_layer
+            || self.n_moe_layer_step == 0
+            || (some_dense && self.n_ff == 0)
+        {
+            return bad(
+                "dense layers of an MoE model need a feed-forward length (and a valid layer pattern)",
+            );
         }
         Ok(())
     }
@@ -241,9 +272,11 @@ impl ModelShape {
         self.n_expert > 0
     }
 
-    /// Layer `il` routes to experts (an MoE model past its leading dense layers).
+    /// Layer `il` routes to experts (an MoE model past its leading dense layers, on its step).
     pub fn layer_is_moe(&self, il: u32) -> bool {
-        self.is_moe() && il >= self.n_layer_dense_lead
+        self.is_moe()
+            && il >= self.n_layer_dense_lead
+            && (il + 1).is_multiple_of(self.n_moe_layer_step.max(1))
     }
 
     /// Parameters of one layer's attention block (projections and norms; biases are negligible).
@@ -310,8 +343,10 @@ mod tests {
             ("qwen1.5-moe-a2.7b", 14.3),
             ("qwen2-57b-a14b", 57.4),
             ("qwen3-30b-a3b", 30.5),
-            // GLM-4.5-Air: 106B published (12B active).
+            // GLM-4.5-Air: 106B published (12B active); gpt-oss-120b: 116.8B; Llama 4 Scout: 109B.
             ("glm-4.5-air", 106.0),
+            ("gpt-oss-120b", 116.8),
+            ("llama-4-scout", 109.0),
             ("llama-2-13b", 13.0),
             ("llama-2-70b", 69.0),
         ] {

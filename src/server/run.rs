@@ -178,7 +178,7 @@ fn load(cfg: &ServerConfig) -> Result<Loaded, String> {
     log_info!("{}\n", model.describe());
 
     let n_ctx_train = model.n_ctx_train();
-    let n_ctx = if cfg.n_ctx == 0 { n_ctx_train } else { cfg.n_ctx as usize }.max(8);
+    let n_ctx = if cfg.n_ctx == 0 { model.default_context() } else { cfg.n_ctx as usize }.max(8);
     let n_slots = cfg.n_slots();
     let mut n_ctx_slot = if cfg.unified_kv() { n_ctx } else { n_ctx / n_slots };
     if n_ctx_train > 0 {

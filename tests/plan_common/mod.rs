@@ -24,6 +24,7 @@ pub fn small_shape(rng: &mut Rng, max_tasks: usize) -> ModelShape {
             n_vocab: 32000,
             n_ff: if moe { 0 } else { [5632u64, 14336][(rng.next_u64() % 2) as usize] },
             n_layer_dense_lead: 0,
+            n_moe_layer_step: 1,
             n_expert,
             n_expert_used: if moe { 1 + (rng.next_u64() % 2) as u32 } else { 0 },
             n_ff_exp: if moe { [1408u64, 6400, 14336][(rng.next_u64() % 3) as usize] } else { 0 },

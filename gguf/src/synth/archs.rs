@@ -24,6 +24,8 @@ pub enum SynthArch {
     Qwen3Moe,
     /// GLM-4.5 (see `super::glm4moe`).
     Glm4Moe,
+    /// Llama 4 (see `super::llama4`).
+    Llama4,
 }
 
 impl SynthArch {
@@ -37,11 +39,19 @@ impl SynthArch {
             SynthArch::Qwen3 => "qwen3",
             SynthArch::Qwen3Moe => "qwen3moe",
             SynthArch::Glm4Moe => "glm4moe",
+            SynthArch::Llama4 => "llama4",
         }
     }
 
     fn is_moe(self) -> bool {
-        matches!(self, SynthArch::Qwen2Moe | SynthArch::PhiMoe | SynthArch::Qwen3Moe | SynthArch::Glm4Moe)
+        matches!(
+            self,
+            SynthArch::Qwen2Moe
+                | SynthArch::PhiMoe
+                | SynthArch::Qwen3Moe
+                | SynthArch::Glm4Moe
+                | SynthArch::Llama4
+        )
     }
 }
 
@@ -85,6 +95,12 @@ pub fn to_writer_arch(spec: &SynthSpec, extra: &ArchSynth, vocab: &Vocab) -> Res
             return bad("the shared expert is as wide as the routed ones".into());
         }
         return super::glm4moe::to_writer(spec, head_dim, n_expert, n_expert_used, vocab);
+    }
+    if arch == SynthArch::Llama4 {
+        if extra.n_ff_shexp.is_some() {
+            return bad("the shared expert is as wide as the routed ones".into());
+        }
+        return super::llama4::to_writer(spec, n_expert, n_expert_used, vocab);
     }
 
     let name = arch.name();
@@ -193,7 +209,11 @@ pub fn to_writer_arch(spec: &SynthSpec, extra: &ArchSynth, vocab: &Vocab) -> Res
                 g.linear(&mut w, &T::FfnUp.weight(il), n_embd, 2 * n_ff)?;
                 g.linear(&mut w, &T::FfnDown.weight(il), n_ff, n_embd)?;
             }
-            SynthArch::Qwen2Moe | SynthArch::PhiMoe | SynthArch::Qwen3Moe | SynthArch::Glm4Moe => {
+            SynthArch::Qwen2Moe
+            | SynthArch::PhiMoe
+            | SynthArch::Qwen3Moe
+            | SynthArch::Glm4Moe
+            | SynthArch::Llama4 => {
                 g.router(&mut w, il, n_embd, n_expert)?;
                 g.experts(&mut w, il, n_expert, super::ExpertLayout::Stacked, n_embd, n_ff)?;
             }
@@ -225,6 +245,7 @@ mod tests {
     use super::*;
     use crate::reader::GgufFile;
     use crate::synth::ExpertLayout;
+    use crate::value::Metadata;
 
     fn spec(moe: bool) -> SynthSpec {
         let ffn = if moe {
@@ -285,6 +306,13 @@ mod tests {
         assert_eq!(dims(&f, "blk.1.post_attention_norm.weight"), vec![32]);
         assert_eq!(dims(&f, "blk.2.nextn.eh_proj.weight"), vec![64, 32]);
         assert!(f.tensor("blk.1.nextn.eh_proj.weight").is_none());
+        // Llama 4: dense layer 0, MoE layer 1 with its shared expert, llama3 rope factors.
+        let f = build(SynthArch::Llama4, None);
+        assert_eq!(dims(&f, "blk.0.ffn_up.weight"), vec![32, 2 * 24]);
+        assert_eq!(dims(&f, "blk.1.ffn_up_exps.weight"), vec![32, 24, 4]);
+        assert_eq!(dims(&f, "blk.1.ffn_down_shexp.weight"), vec![24, 32]);
+        assert_eq!(dims(&f, "rope_freqs.weight"), vec![4]);
+        assert_eq!(f.get_u32("llama4.interleave_moe_layer_step").unwrap(), Some(2));
     }
 
     #[test]

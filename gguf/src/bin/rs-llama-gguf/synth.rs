@@ -28,6 +28,7 @@ enum Arch {
     Qwen3,
     Qwen3moe,
     Glm4moe,
+    Llama4,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -41,7 +42,7 @@ enum Dtype {
 pub struct Args {
     #[arg(long, value_enum)]
     kind: Kind,
-    /// Architecture (qwen2moe, phimoe, qwen3moe and glm4moe need --kind moe, the others --kind dense).
+    /// Architecture (qwen2moe, phimoe, qwen3moe, glm4moe and llama4 need --kind moe, the others --kind dense).
     #[arg(long, value_enum, default_value = "llama")]
     arch: Arch,
     /// Q/K/V head size (qwen3, qwen3moe, glm4moe; default n_embd / n_head).
@@ -152,6 +153,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 Arch::Qwen3 => Some(SynthArch::Qwen3),
                 Arch::Qwen3moe => Some(SynthArch::Qwen3Moe),
                 Arch::Glm4moe => Some(SynthArch::Glm4Moe),
+                Arch::Llama4 => Some(SynthArch::Llama4),
             };
             match arch {
                 None if args.head_dim.is_some() || args.n_ff_shexp.is_some() => {

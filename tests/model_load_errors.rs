@@ -74,10 +74,10 @@ fn inconsistent_hparams_are_refused() {
 #[test]
 fn unsupported_rope_scaling_is_refused_by_name() {
     let e = load_err(|w| {
-        w.set(&key(ArchKey::RopeScalingType), Value::String("yarn".into()));
+        w.set(&key(ArchKey::RopeScalingType), Value::String("longrope".into()));
         w.set(&key(ArchKey::RopeScalingFactor), Value::F32(4.0));
     });
-    assert!(e.to_string().contains("'yarn'"), "{e}");
+    assert!(e.to_string().contains("'longrope'"), "{e}");
 }
 
 #[test]

@@ -102,6 +102,8 @@ pub enum ArchKey {
     RopeScalingType,
     RopeScalingFactor,
     RopeScalingOrigCtx,
+    /// Multiplies YaRN's attention factor (default 1).
+    RopeScalingAttnFactor,
     /// Multimodal rope sections (M-RoPE); absent or all zero for text models.
     RopeDimensionSections,
 }
@@ -139,6 +141,7 @@ impl ArchKey {
             RopeScalingType => "rope.scaling.type",
             RopeScalingFactor => "rope.scaling.factor",
             RopeScalingOrigCtx => "rope.scaling.original_context_length",
+            RopeScalingAttnFactor => "rope.scaling.attn_factor",
             RopeDimensionSections => "rope.dimension_sections",
         }
     }

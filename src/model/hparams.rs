@@ -7,7 +7,7 @@ use gguf::GgufFile;
 use super::arch::{Arch, FfnShape, SharedExpertKind};
 use super::ModelError;
 use crate::ops::moe::{ExpertGating, ExpertRouting};
-use crate::ops::rope::RopeStyle;
+use crate::ops::rope::{RopeStyle, Yarn};
 
 /// Limits that keep a corrupt file from asking for absurd allocations.
 const MAX_DIM: usize = 1 << 20;
@@ -54,6 +54,8 @@ pub struct HParams {
     /// Context the rope was trained for (`rope.scaling.original_context_length`, else n_ctx_train);
     /// Phi-3 uses its long rope factors beyond it.
     pub n_ctx_orig: usize,
+    /// YaRN's parameters when the rope is scaled that way (`rope.scaling.type = yarn`).
+    pub yarn: Option<Yarn>,
 }
 
 impl HParams {
@@ -216,8 +218,14 @@ impl HParams {
                 "rope dimension count {n_rot} must be even and in 2..={head_dim_k}"
             )));
         }
-        let rope_freq_scale = rope_freq_scale(file, &key)?;
+        let (rope_freq_scale, is_yarn) = rope_freq_scale(file, &key)?;
         let n_ctx_orig = opt(ArchKey::RopeScalingOrigCtx)?.unwrap_or(n_ctx_train);
+        let yarn = if is_yarn {
+            let attn_factor = file.get_f32(&key(ArchKey::RopeScalingAttnFactor))?.unwrap_or(1.0);
+            Some(yarn(rope_freq_scale, attn_factor, n_rot, n_ctx_orig, rope_freq_base))
+        } else {
+            None
+        };
 
         let hp = HParams {
             n_vocab,
@@ -244,6 +252,7 @@ impl HParams {
             rope_freq_base,
             rope_freq_scale,
             n_ctx_orig,
+            yarn,
         };
         match arch {
             // llama.cpp's llama graph needs equal K/V head sizes and full-head rotation.
@@ -357,20 +366,34 @@ fn routing(
     Ok(r)
 }
 
-/// Rope scaling: none or linear (`freq_scale = 1/factor`); the others are refused by name.
-fn rope_freq_scale(file: &GgufFile, key: &dyn Fn(ArchKey) -> String) -> Result<f32, ModelError> {
+/// YaRN with llama.cpp's defaults (ext factor 1, beta fast 32, slow 1) and its attention factor:
+/// `0.1·ln(factor) + 1`, divided by what ggml multiplies in again (`1 + 0.1·ln(factor)`), times
+/// `rope.scaling.attn_factor`; in f32 without fused multiply-adds, as libllama is built (Rust never
+/// contracts them).
+fn yarn(freq_scale: f32, rope_attn_factor: f32, n_rot: usize, n_ctx_orig: usize, freq_base: f32) -> Yarn {
+    let factor = 1.0 / freq_scale;
+    let mscale = if factor <= 1.0 { 1.0 } else { 0.1f32 * factor.ln() + 1.0 };
+    let attn_factor = mscale * (1.0 / (1.0 + 0.1f32 * factor.ln())) * rope_attn_factor;
+    Yarn { ext_factor: 1.0, attn_factor, corr_dims: Yarn::corr_dims(n_rot, n_ctx_orig, freq_base, 32.0, 1.0) }
+}
+
+/// Rope scaling: none, linear or YaRN (`freq_scale = 1/factor`, and whether it is YaRN); the
+/// others are refused by name.
+fn rope_freq_scale(file: &GgufFile, key: &dyn Fn(ArchKey) -> String) -> Result<(f32, bool), ModelError> {
     let factor = file.get_f32(&key(ArchKey::RopeScalingFactor))?;
     let kind = file.get_str(&key(ArchKey::RopeScalingType))?;
+    let scale = match factor {
+        None => 1.0,
+        Some(f) if f == 0.0 || f == 1.0 => 1.0,
+        Some(f) if f.is_finite() && f > 0.0 => 1.0 / f,
+        Some(f) => return Err(invalid(format!("rope scaling factor {f} must be a positive number"))),
+    };
     match kind.unwrap_or("linear") {
-        "none" => Ok(1.0),
-        "linear" => match factor {
-            None => Ok(1.0),
-            Some(f) if f == 0.0 || f == 1.0 => Ok(1.0),
-            Some(f) if f.is_finite() && f > 0.0 => Ok(1.0 / f),
-            Some(f) => Err(invalid(format!("rope scaling factor {f} must be a positive number"))),
-        },
+        "none" => Ok((1.0, false)),
+        "linear" => Ok((scale, false)),
+        "yarn" => Ok((scale, true)),
         other => Err(invalid(format!(
-            "rope scaling type '{other}' is not supported yet (supported: none, linear)"
+            "rope scaling type '{other}' is not supported yet (supported: none, linear, yarn)"
         ))),
     }
 }

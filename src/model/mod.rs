@@ -75,6 +75,7 @@ impl Model {
             freq_base: hparams.rope_freq_base,
             freq_scale: hparams.rope_freq_scale,
             freq_factors: weights.rope_freqs.clone(),
+            yarn: hparams.yarn,
         };
         let rope_long =
             weights.rope_freqs_long.clone().map(|f| RopeParams { freq_factors: Some(f), ..rope.clone() });

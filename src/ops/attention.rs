@@ -18,7 +18,7 @@ use half::f16;
 use rayon::prelude::*;
 
 use super::attention_decode::{
-    combine_partials, decode_row, decode_row_partial, fused_row_available, portable_row,
+    combine_partials, decode_row, decode_row_partial, fused_row_available, normalize, portable_row,
     portable_row_partial, DecodeRow, Partial,
 };
 use crate::cpu::convert::f16_to_f32;
@@ -50,6 +50,41 @@ impl AttnShape {
             }
         }
     }
+}
+
+/// What a layer's attention adds to the causal mask and the softmax (gpt-oss).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AttnExtras<'a> {
+    /// A query at position `p` sees only `p + 1 - window ..= p` (llama.cpp's standard sliding
+    /// window: keys `window` or more positions back are masked).
+    pub window: Option<usize>,
+    /// Per-head sink logits `[n_head]`: one more term in each softmax's denominator, with no value.
+    pub sinks: Option<&'a [f32]>,
+}
+
+impl AttnExtras<'_> {
+    pub const NONE: AttnExtras<'static> = AttnExtras { window: None, sinks: None };
+
+    /// The first position a query at `pos` sees.
+    pub fn first_visible(&self, pos: usize) -> usize {
+        self.window.map_or(0, |w| (pos + 1).saturating_sub(w))
+    }
+}
+
+/// ggml's sink for one row, on what the online softmax left (`p`, the unnormalized V sum `o`): a
+/// sink above the maximum rescales the sum and becomes the maximum, else it adds
+/// `exp(sink − max)`; `S = S·ms + vs` fused where the CPU path has FMA, as GCC contracts it.
+pub(super) fn apply_sink(sink: f32, max: &mut f32, sum: &mut f32, o: &mut [f32]) {
+    let fma = crate::cpu::path::active() != crate::cpu::path::CpuPath::Scalar;
+    let (mut ms, mut vs) = (1f32, 1f32);
+    if sink > *max {
+        ms = (*max - sink).exp();
+        *max = sink;
+        o.iter_mut().for_each(|x| *x *= ms);
+    } else {
+        vs = (sink - *max).exp();
+    }
+    *sum = if fma { sum.mul_add(ms, vs) } else { *sum * ms + vs };
 }
 
 /// llama.cpp's KV view of a pass (`llama_kv_cache::get_n_kv`): the cells up to the last used one,
@@ -113,18 +148,35 @@ pub fn attention(
     split: Option<KvSplit>,
     out: &mut [f32],
 ) {
+    attention_with(q, k, v, pos0, s, scale, split, AttnExtras::NONE, out)
+}
+
+/// [`attention`] with a sliding window and sinks (`x`).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_with(
+    q: &[f32],
+    k: &[f16],
+    v: &[f16],
+    pos0: usize,
+    s: AttnShape,
+    scale: f32,
+    split: Option<KvSplit>,
+    x: AttnExtras<'_>,
+    out: &mut [f32],
+) {
     let n_tok = q.len() / (s.n_head * s.head_dim_k);
     match (numerics::active(), n_tok < GGML_TILE_TOKENS) {
         (Numerics::Ggml, true) => match split {
-            Some(sp) if n_tok == 1 => attention_split_kv(q, k, v, pos0, s, scale, sp, out),
-            _ => attention_f16_accumulate(q, k, v, pos0, s, scale, out),
+            Some(sp) if n_tok == 1 => attention_split_kv(q, k, v, pos0, s, scale, sp, x, out),
+            _ => attention_f16_accumulate(q, k, v, pos0, s, scale, x, out),
         },
-        (Numerics::Ggml, false) => super::attention_tiled::attention_tiled(q, k, v, pos0, s, scale, out),
-        (Numerics::F32, _) => attention_f32(q, k, v, pos0, s, scale, out),
+        (Numerics::Ggml, false) => super::attention_tiled::attention_tiled(q, k, v, pos0, s, scale, x, out),
+        (Numerics::F32, _) => attention_f32(q, k, v, pos0, s, scale, x, out),
     }
 }
 
 /// The f32 kernel (see the module note).
+#[allow(clippy::too_many_arguments)]
 pub fn attention_f32(
     q: &[f32],
     k: &[f16],
@@ -132,6 +184,7 @@ pub fn attention_f32(
     pos0: usize,
     s: AttnShape,
     scale: f32,
+    x: AttnExtras<'_>,
     out: &mut [f32],
 ) {
     let (dk, dv) = (s.head_dim_k, s.head_dim_v);
@@ -157,16 +210,18 @@ pub fn attention_f32(
             let mut kq = Vec::with_capacity(n_kv);
             for (t, ot) in o.chunks_exact_mut(dv).enumerate() {
                 let qh = &q[(t * s.n_head + h) * dk..][..dk];
+                let first = x.first_visible(pos0 + t);
                 kq.clear();
-                kq.extend(kh.chunks_exact(dk).take(pos0 + t + 1).map(|kj| dot(qh, kj) * scale));
-                let max = kq.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0f64;
+                kq.extend(kh.chunks_exact(dk).take(pos0 + t + 1).skip(first).map(|kj| dot(qh, kj) * scale));
+                let sink = x.sinks.map(|sk| sk[h]);
+                let max = kq.iter().copied().chain(sink).fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = sink.map_or(0f64, |sk| (sk - max).exp() as f64);
                 for x in kq.iter_mut() {
                     *x = (*x - max).exp();
                     sum += *x as f64;
                 }
                 let inv = (1.0 / sum) as f32;
-                for (p, vj) in kq.iter().zip(vh.chunks_exact(dv)) {
+                for (p, vj) in kq.iter().zip(vh.chunks_exact(dv).skip(first)) {
                     let w = p * inv;
                     for (acc, x) in ot.iter_mut().zip(vj) {
                         *acc += w * x;
@@ -221,6 +276,7 @@ fn to_f16(q: &[f32]) -> Vec<f16> {
 /// rounded to f16; for each visible position in order, `s = (k·q)·scale`; when `s` is a new
 /// maximum the f16 sum is rescaled by `exp(M_old − s)`, else `v` is weighted by `exp(s − M)`;
 /// `VKQ = f16(VKQ + v·w)`; the result is `VKQ / S`.
+#[allow(clippy::too_many_arguments)]
 pub fn attention_f16_accumulate(
     q: &[f32],
     k: &[f16],
@@ -228,6 +284,7 @@ pub fn attention_f16_accumulate(
     pos0: usize,
     s: AttnShape,
     scale: f32,
+    x: AttnExtras<'_>,
     out: &mut [f32],
 ) {
     let (dk, dv) = (s.head_dim_k, s.head_dim_v);
@@ -237,11 +294,16 @@ pub fn attention_f16_accumulate(
     out[..n_tok * s.n_head * dv].par_chunks_mut(dv).enumerate().for_each(|(row, o)| {
         let (t, h) = (row / s.n_head, row % s.n_head);
         let q16 = to_f16(&q[row * dk..][..dk]);
-        let r = rows.row(&q16, h, 0, pos0 + t + 1);
-        if rows.fused {
-            decode_row(&r, o);
-        } else {
-            portable_row(&r, o);
+        let r = rows.row(&q16, h, x.first_visible(pos0 + t), pos0 + t + 1);
+        match x.sinks {
+            None if rows.fused => decode_row(&r, o),
+            None => portable_row(&r, o),
+            Some(sinks) => {
+                let p = if rows.fused { decode_row_partial(&r, o) } else { portable_row_partial(&r, o) };
+                let (mut max, mut sum) = (p.max, p.sum);
+                apply_sink(sinks[h], &mut max, &mut sum, o);
+                normalize(sum, o);
+            }
         }
     });
 }
@@ -260,12 +322,15 @@ pub fn attention_split_kv(
     s: AttnShape,
     scale: f32,
     split: KvSplit,
+    x: AttnExtras<'_>,
     out: &mut [f32],
 ) {
     let (dk, dv) = (s.head_dim_k, s.head_dim_v);
     assert_eq!(q.len(), s.n_head * dk, "attention_split_kv: one token");
     let rows = F16Rows::new(k, v, s, scale);
-    let ranges: Vec<(usize, usize)> = split.ranges(pos0 + 1).collect();
+    // Positions before the window are masked: a chunk of them alone is empty.
+    let first = x.first_visible(pos0);
+    let ranges: Vec<(usize, usize)> = split.ranges(pos0 + 1).map(|(a, b)| (a.max(first).min(b), b)).collect();
     let n_parts = ranges.len();
     // vkq: [n_head][n_parts][dv]
     let mut vkq = vec![0f32; s.n_head * n_parts * dv];
@@ -276,11 +341,12 @@ pub fn attention_split_kv(
             let (h, (start, end)) = (i / n_parts, ranges[i % n_parts]);
             let q16 = to_f16(&q[h * dk..][..dk]);
             let r = rows.row(&q16, h, start, end);
-            if rows.fused {
-                decode_row_partial(&r, o)
-            } else {
-                portable_row_partial(&r, o)
+            let mut p = if rows.fused { decode_row_partial(&r, o) } else { portable_row_partial(&r, o) };
+            // ggml adds the sink to the first chunk's partial, whether or not it saw a position.
+            if let (Some(sinks), 0) = (x.sinks, i % n_parts) {
+                apply_sink(sinks[h], &mut p.max, &mut p.sum, o);
             }
+            p
         })
         .collect();
     for (h, o) in out[..s.n_head * dv].chunks_exact_mut(dv).enumerate() {
@@ -302,6 +368,20 @@ pub(crate) mod tests {
         s: AttnShape,
         scale: f32,
     ) -> Vec<f64> {
+        reference_with(q, k, v, pos0, s, scale, AttnExtras::NONE)
+    }
+
+    /// [`reference`] with a sliding window (positions before it left out) and sinks (one more
+    /// exponential in the denominator).
+    pub(crate) fn reference_with(
+        q: &[f32],
+        k: &[f16],
+        v: &[f16],
+        pos0: usize,
+        s: AttnShape,
+        scale: f32,
+        x: AttnExtras<'_>,
+    ) -> Vec<f64> {
         let (dk, dv) = (s.head_dim_k, s.head_dim_v);
         let n_tok = q.len() / (s.n_head * dk);
         let group = s.n_head / s.n_head_kv;
@@ -310,8 +390,12 @@ pub(crate) mod tests {
             for h in 0..s.n_head {
                 let kvh = h / group;
                 let seen = pos0 + t + 1;
+                let first = x.window.map_or(0, |w| seen.saturating_sub(w));
                 let scores: Vec<f64> = (0..seen)
                     .map(|j| {
+                        if j < first {
+                            return f64::NEG_INFINITY;
+                        }
                         (0..dk)
                             .map(|d| {
                                 q[(t * s.n_head + h) * dk + d] as f64
@@ -321,9 +405,10 @@ pub(crate) mod tests {
                             * scale as f64
                     })
                     .collect();
-                let m = scores.iter().cloned().fold(f64::MIN, f64::max);
+                let sink = x.sinks.map(|sk| sk[h] as f64);
+                let m = scores.iter().cloned().chain(sink).fold(f64::MIN, f64::max);
                 let e: Vec<f64> = scores.iter().map(|x| (x - m).exp()).collect();
-                let z: f64 = e.iter().sum();
+                let z: f64 = e.iter().sum::<f64>() + sink.map_or(0.0, |sk| (sk - m).exp());
                 for d in 0..dv {
                     out[(t * s.n_head + h) * dv + d] =
                         (0..seen).map(|j| e[j] / z * v[(j * s.n_head_kv + kvh) * dv + d].to_f64()).sum();
@@ -355,7 +440,7 @@ pub(crate) mod tests {
         let s = AttnShape { n_head: 6, n_head_kv: 2, head_dim_k: 16, head_dim_v: 8 };
         let c = case(9, 5, 4, s);
         let mut out = vec![0f32; 4 * s.n_head * s.head_dim_v];
-        attention_f32(&c.q, &c.k, &c.v, c.pos0, s, c.scale, &mut out);
+        attention_f32(&c.q, &c.k, &c.v, c.pos0, s, c.scale, AttnExtras::NONE, &mut out);
         for (i, (g, w)) in out.iter().zip(reference(&c.q, &c.k, &c.v, c.pos0, s, c.scale)).enumerate() {
             assert!((*g as f64 - w).abs() < 1e-5, "element {i}: {g} vs {w}");
         }
@@ -387,9 +472,9 @@ pub(crate) mod tests {
         for pos0 in [300usize, 511, 700] {
             let c = case(21 + pos0 as u64, pos0, 1, s);
             let (mut one, mut split) = (vec![0f32; s.n_head * 64], vec![0f32; s.n_head * 64]);
-            attention_f16_accumulate(&c.q, &c.k, &c.v, pos0, s, c.scale, &mut one);
+            attention_f16_accumulate(&c.q, &c.k, &c.v, pos0, s, c.scale, AttnExtras::NONE, &mut one);
             let sp = KvSplit::new(ggml_kv_view(1024, pos0 + 1), 1).unwrap();
-            attention_split_kv(&c.q, &c.k, &c.v, pos0, s, c.scale, sp, &mut split);
+            attention_split_kv(&c.q, &c.k, &c.v, pos0, s, c.scale, sp, AttnExtras::NONE, &mut split);
             for (i, (a, b)) in one.iter().zip(&split).enumerate() {
                 assert_eq!(a.to_bits(), b.to_bits(), "pos0 {pos0} element {i}: {a} vs {b}");
             }
@@ -405,13 +490,13 @@ pub(crate) mod tests {
             let c = case(seed, pos0, 1, s);
             let exact = reference(&c.q, &c.k, &c.v, pos0, s, c.scale);
             let mut single = vec![0f32; s.n_head * dk];
-            attention_f16_accumulate(&c.q, &c.k, &c.v, pos0, s, c.scale, &mut single);
+            attention_f16_accumulate(&c.q, &c.k, &c.v, pos0, s, c.scale, AttnExtras::NONE, &mut single);
             let mut differs = false;
             // 2 and 3 chunks over a view of 768 (the last one part masked), 16 (some past it all).
             for n_threads in [2usize, 3, 16] {
                 let sp = KvSplit::new(ggml_kv_view(4096, pos0 + 1), n_threads).unwrap();
                 let mut out = vec![0f32; s.n_head * dk];
-                attention_split_kv(&c.q, &c.k, &c.v, pos0, s, c.scale, sp, &mut out);
+                attention_split_kv(&c.q, &c.k, &c.v, pos0, s, c.scale, sp, AttnExtras::NONE, &mut out);
                 for (i, (g, w)) in out.iter().zip(&exact).enumerate() {
                     assert!(
                         (*g as f64 - w).abs() < 5e-3,
@@ -425,6 +510,33 @@ pub(crate) mod tests {
         }
     }
 
+    /// gpt-oss's attention: a sliding window of 16 and per-head sinks, through every kernel (the
+    /// tiled one for a 70-token prompt, the f16 rows for 3 tokens, the split-KV merge for one token
+    /// whose first chunk lies wholly before the window, and the f32 one), against f64.
+    #[test]
+    fn window_and_sinks_match_f64_in_every_kernel() {
+        let s = AttnShape { n_head: 4, n_head_kv: 2, head_dim_k: 64, head_dim_v: 64 };
+        let sinks = [0.5f32, -1.0, 3.0, 8.0];
+        let x = AttnExtras { window: Some(16), sinks: Some(&sinks) };
+        let check = |what: &str, got: &[f32], want: &[f64], tol: f64| {
+            for (i, (g, w)) in got.iter().zip(want).enumerate() {
+                assert!((*g as f64 - w).abs() < tol, "{what} element {i}: {g} vs {w}");
+            }
+        };
+        for (pos0, n_tok) in [(30usize, 70usize), (37, 3), (600, 1)] {
+            let c = case(31, pos0, n_tok, s);
+            let want = reference_with(&c.q, &c.k, &c.v, pos0, s, c.scale, x);
+            let plain = reference(&c.q, &c.k, &c.v, pos0, s, c.scale);
+            assert!(want.iter().zip(&plain).any(|(a, b)| (a - b).abs() > 1e-2), "extras changed nothing");
+            let mut out = vec![0f32; n_tok * s.n_head * s.head_dim_v];
+            let split = (n_tok == 1).then(|| KvSplit::new(1024, 2)).flatten();
+            attention_with(&c.q, &c.k, &c.v, pos0, s, c.scale, split, x, &mut out);
+            check(&format!("pos0 {pos0} n_tok {n_tok}"), &out, &want, 5e-3);
+            attention_f32(&c.q, &c.k, &c.v, pos0, s, c.scale, x, &mut out);
+            check(&format!("f32 pos0 {pos0}"), &out, &want, 1e-5);
+        }
+    }
+
     #[test]
     fn f16_accumulating_kernel_equals_a_scalar_replay_and_stays_near_f64() {
         // Head dims 64 and 20: the SIMD body and its scalar tail.
@@ -433,7 +545,7 @@ pub(crate) mod tests {
             let (pos0, n_tok) = (37, 3);
             let c = case(seed, pos0, n_tok, s);
             let mut out = vec![0f32; n_tok * s.n_head * dv];
-            attention_f16_accumulate(&c.q, &c.k, &c.v, pos0, s, c.scale, &mut out);
+            attention_f16_accumulate(&c.q, &c.k, &c.v, pos0, s, c.scale, AttnExtras::NONE, &mut out);
             let exact = reference(&c.q, &c.k, &c.v, pos0, s, c.scale);
             for (i, (g, w)) in out.iter().zip(&exact).enumerate() {
                 // f16 rounding of Q and of the running sum: a few f16 ulps of |v| ≤ 2.

@@ -12,7 +12,7 @@
 use half::f16;
 use rayon::prelude::*;
 
-use super::attention::AttnShape;
+use super::attention::{apply_sink, AttnExtras, AttnShape};
 use super::attention_tile_kernels::{tile_kernels, TileKernels, KV_TILE};
 use crate::cpu::convert::f16_to_f32;
 use crate::cpu::vexp::exp_shifted_sum;
@@ -21,7 +21,8 @@ use crate::cpu::vexp::exp_shifted_sum;
 /// to f32 (once per task) stays cheap next to the rows that use it.
 const Q_CHUNK: usize = 32;
 
-/// Same contract as [`super::attention::attention`].
+/// Same contract as [`super::attention::attention_with`].
+#[allow(clippy::too_many_arguments)]
 pub fn attention_tiled(
     q: &[f32],
     k: &[f16],
@@ -29,6 +30,7 @@ pub fn attention_tiled(
     pos0: usize,
     s: AttnShape,
     scale: f32,
+    x: AttnExtras<'_>,
     out: &mut [f32],
 ) {
     let n_tok = q.len() / (s.n_head * s.head_dim_k);
@@ -43,7 +45,7 @@ pub fn attention_tiled(
         .with_max_len(1)
         .map(|&(h, t0)| {
             let rows = t0..(t0 + Q_CHUNK).min(n_tok);
-            head_rows(&kernels, q, &wide, pos0, s, scale, h, rows)
+            head_rows(&kernels, q, &wide, pos0, s, scale, x, h, rows)
         })
         .collect();
     let dv = s.head_dim_v;
@@ -104,6 +106,7 @@ fn head_rows(
     pos0: usize,
     s: AttnShape,
     scale: f32,
+    x: AttnExtras<'_>,
     h: usize,
     rows: std::ops::Range<usize>,
 ) -> Vec<f32> {
@@ -133,7 +136,14 @@ fn head_rows(
             }
             for (r, scores) in kq.iter_mut().take(1 + usize::from(pair)).enumerate() {
                 let row = i + r;
-                let tile_max = mask_scale_max(scores, c0, len, pos0 + rows.start + row, scale);
+                let pos = pos0 + rows.start + row;
+                let tile_max = mask_scale_max(scores, c0, len, x.first_visible(pos), pos, scale);
+                if tile_max == f32::NEG_INFINITY {
+                    // A tile wholly outside the row's window: ggml skips the row there (its
+                    // weights zero, its sums untouched).
+                    scores.fill(0.0);
+                    continue;
+                }
                 let new_max = max[row].max(tile_max);
                 if new_max > max[row] {
                     let rescale = (max[row] - new_max).exp();
@@ -152,21 +162,31 @@ fn head_rows(
             i += 1 + usize::from(pair);
         }
     }
-    for (row, s) in acc.chunks_exact_mut(dv).zip(&sum) {
-        let inv = if *s == 0.0 { 0.0 } else { 1.0 / s };
+    for (i, (row, s)) in acc.chunks_exact_mut(dv).zip(&mut sum).enumerate() {
+        if let Some(sinks) = x.sinks {
+            apply_sink(sinks[h], &mut max[i], s, row);
+        }
+        let inv = if *s == 0.0 { 0.0 } else { 1.0 / *s };
         row.iter_mut().for_each(|x| *x *= inv);
     }
     acc
 }
 
-/// The tile's scores for the row at `pos`: scaled, positions past `pos` (or past the cache) masked
-/// to −∞; returns their max.
-fn mask_scale_max(kq: &mut [f32; KV_TILE], c0: usize, len: usize, pos: usize, scale: f32) -> f32 {
-    if len == KV_TILE && c0 + KV_TILE <= pos + 1 {
+/// The tile's scores for the row at `pos`: scaled, positions past `pos` (or past the cache) and
+/// before `first` masked to −∞; returns their max.
+fn mask_scale_max(
+    kq: &mut [f32; KV_TILE],
+    c0: usize,
+    len: usize,
+    first: usize,
+    pos: usize,
+    scale: f32,
+) -> f32 {
+    if len == KV_TILE && c0 + KV_TILE <= pos + 1 && c0 >= first {
         return scale_and_max(kq, scale);
     }
     for (j, x) in kq.iter_mut().enumerate() {
-        *x = if j < len && c0 + j <= pos { *x * scale } else { f32::NEG_INFINITY };
+        *x = if j < len && c0 + j <= pos && c0 + j >= first { *x * scale } else { f32::NEG_INFINITY };
     }
     kq.iter().copied().fold(f32::NEG_INFINITY, f32::max)
 }
@@ -204,7 +224,7 @@ mod tests {
             rng.vec(n_kv * s.n_head_kv * s.head_dim_v, 2.0).into_iter().map(f16::from_f32).collect();
         let scale = 1.0 / (s.head_dim_k as f32).sqrt();
         let mut out = vec![0f32; n_tok * s.n_head * s.head_dim_v];
-        attention_tiled(&q, &k, &v, pos0, s, scale, &mut out);
+        attention_tiled(&q, &k, &v, pos0, s, scale, AttnExtras::NONE, &mut out);
         for (i, (g, w)) in out.iter().zip(reference(&q, &k, &v, pos0, s, scale)).enumerate() {
             assert!((*g as f64 - w).abs() < 2e-5, "element {i}: {g} vs {w}");
         }

@@ -26,19 +26,69 @@ pub struct RopeParams {
     pub freq_scale: f32,
     /// `[n_rot/2]` divisors of the frequencies, if the model has them.
     pub freq_factors: Option<Vec<f32>>,
+    /// YaRN's blend of interpolated and extrapolated angles, if the model scales rope that way.
+    pub yarn: Option<Yarn>,
+}
+
+/// YaRN as ggml applies it: pair `i`'s angle blends the interpolated one (`freq_scale · θ`) into
+/// the extrapolated one (`θ`) by a ramp between the correction dims, and cos and sin are scaled
+/// by `attn_factor · (1 + 0.1 · ln(1 / freq_scale))`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Yarn {
+    pub ext_factor: f32,
+    /// llama.cpp's `yarn_attn_factor` (ggml's `mscale` before its own correction).
+    pub attn_factor: f32,
+    /// Pairs below `corr_dims[0]` keep the extrapolated angle, above `corr_dims[1]` the
+    /// interpolated one.
+    pub corr_dims: [f32; 2],
+}
+
+impl Yarn {
+    /// ggml's correction dims for a rope of `n_rot` dims trained on `n_ctx_orig` positions.
+    pub fn corr_dims(
+        n_rot: usize,
+        n_ctx_orig: usize,
+        freq_base: f32,
+        beta_fast: f32,
+        beta_slow: f32,
+    ) -> [f32; 2] {
+        let dim = |n_rotations: f32| {
+            n_rot as f32 * (n_ctx_orig as f32 / (n_rotations * 2.0 * std::f32::consts::PI)).ln()
+                / (2.0 * freq_base.ln())
+        };
+        [dim(beta_fast).floor().max(0.0), dim(beta_slow).ceil().min(n_rot as f32 - 1.0)]
+    }
 }
 
 impl RopeParams {
-    /// `[n_rot/2]` (cos, sin) for one position.
-    fn angles(&self, pos: usize) -> Vec<(f32, f32)> {
+    /// `[n_rot/2]` (cos, sin) for one position. `fused`: ggml built with FMA contracts the
+    /// blend and the magnitude correction of YaRN into fused multiply-adds.
+    fn angles(&self, pos: usize, fused: bool) -> Vec<(f32, f32)> {
         let step = self.freq_base.powf(-2.0 / self.n_rot as f32);
         let mut theta = pos as f32;
+        let mul_add = |a: f32, b: f32, c: f32| if fused { a.mul_add(b, c) } else { a * b + c };
+        let mscale = match self.yarn {
+            Some(y) if y.ext_factor != 0.0 => y.attn_factor * mul_add(0.1, (1.0 / self.freq_scale).ln(), 1.0),
+            Some(y) => y.attn_factor,
+            None => 1.0,
+        };
         (0..self.n_rot / 2)
             .map(|i| {
                 let ff = self.freq_factors.as_ref().map_or(1.0, |f| f[i]);
-                let t = self.freq_scale * (theta / ff);
+                let extrap = theta / ff;
+                let mut t = self.freq_scale * extrap;
+                if let Some(y) = self.yarn.filter(|y| y.ext_factor != 0.0) {
+                    let [low, high] = y.corr_dims;
+                    let ramp = 1.0 - ((i as f32 - low) / (high - low).max(0.001)).clamp(0.0, 1.0);
+                    let mix = ramp * y.ext_factor;
+                    t = mul_add(t, 1.0 - mix, extrap * mix);
+                }
                 theta *= step;
-                (t.cos(), t.sin())
+                if self.yarn.is_some() {
+                    (t.cos() * mscale, t.sin() * mscale)
+                } else {
+                    (t.cos(), t.sin())
+                }
             })
             .collect()
     }
@@ -57,7 +107,7 @@ pub fn rope(x: &mut [f32], positions: &[usize], n_heads: usize, head_dim: usize,
     let row = n_heads * head_dim;
     let min_rows = super::rmsnorm::PAR_MIN_ELEMS.div_ceil(row.max(1));
     x.par_chunks_exact_mut(row).zip(positions).with_min_len(min_rows).for_each(|(tok, &pos)| {
-        let cs = p.angles(pos);
+        let cs = p.angles(pos, fused);
         for head in tok.chunks_exact_mut(head_dim) {
             #[cfg(target_arch = "x86_64")]
             if fused {
@@ -110,17 +160,24 @@ mod tests {
                 let base = (t * n_heads + h) * hd;
                 for i in 0..p.n_rot / 2 {
                     let ff = p.freq_factors.as_ref().map_or(1.0, |f| f[i] as f64);
-                    let theta = ps as f64
-                        * p.freq_scale as f64
-                        * (p.freq_base as f64).powf(-2.0 * i as f64 / p.n_rot as f64)
-                        / ff;
+                    let extrap = ps as f64 * (p.freq_base as f64).powf(-2.0 * i as f64 / p.n_rot as f64) / ff;
+                    let mut theta = p.freq_scale as f64 * extrap;
+                    let mut mscale = 1.0;
+                    if let Some(y) = p.yarn {
+                        let [lo, hi] = y.corr_dims.map(|d| d as f64);
+                        let ramp = 1.0 - ((i as f64 - lo) / (hi - lo).max(0.001)).clamp(0.0, 1.0);
+                        let mix = ramp * y.ext_factor as f64;
+                        theta = theta * (1.0 - mix) + extrap * mix;
+                        mscale = y.attn_factor as f64 * (1.0 + 0.1 * (1.0 / p.freq_scale as f64).ln());
+                    }
+                    let (cos, sin) = (theta.cos() * mscale, theta.sin() * mscale);
                     let (a, b) = match p.style {
                         RopeStyle::Norm => (2 * i, 2 * i + 1),
                         RopeStyle::Neox => (i, i + p.n_rot / 2),
                     };
                     let (x0, x1) = (x[base + a] as f64, x[base + b] as f64);
-                    out[base + a] = x0 * theta.cos() - x1 * theta.sin();
-                    out[base + b] = x0 * theta.sin() + x1 * theta.cos();
+                    out[base + a] = x0 * cos - x1 * sin;
+                    out[base + b] = x0 * sin + x1 * cos;
                 }
             }
         }
@@ -138,7 +195,7 @@ mod tests {
                 [(16, 1.0, None), (8, 0.25, None), (16, 1.0, Some(rng.vec(8, 0.5)))]
             {
                 let freq_factors = factors.map(|f: Vec<f32>| f.iter().map(|v| 1.5 + v).collect());
-                let p = RopeParams { style, n_rot, freq_base: 10000.0, freq_scale, freq_factors };
+                let p = RopeParams { style, n_rot, freq_base: 10000.0, freq_scale, freq_factors, yarn: None };
                 let mut y = x.clone();
                 rope(&mut y, &positions, n_heads, hd, &p);
                 let want = reference(&x, &positions, n_heads, hd, &p);
@@ -148,5 +205,36 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// gpt-oss's YaRN (factor 32 over 4096 trained positions) against the formula in f64; and
+    /// its correction dims as ggml computes them for a 64-dim head (8 and 18 at base 150000).
+    #[test]
+    fn yarn_matches_f64_and_its_correction_dims() {
+        let corr = Yarn::corr_dims(64, 4096, 150000.0, 32.0, 1.0);
+        assert_eq!(corr, [8.0, 18.0]);
+        let mut rng = Rng::new(5);
+        let (n_heads, hd) = (2, 64);
+        let positions = [0usize, 3, 100, 4000, 60000];
+        let x = rng.vec(positions.len() * n_heads * hd, 1.0);
+        let yarn = Some(Yarn { ext_factor: 1.0, attn_factor: 1.0, corr_dims: corr });
+        let p = RopeParams {
+            style: RopeStyle::Neox,
+            n_rot: 64,
+            freq_base: 150000.0,
+            freq_scale: 1.0 / 32.0,
+            freq_factors: None,
+            yarn,
+        };
+        let mut y = x.clone();
+        rope(&mut y, &positions, n_heads, hd, &p);
+        let want = reference(&x, &positions, n_heads, hd, &p);
+        let mut moved = false;
+        for (i, (g, w)) in y.iter().zip(&want).enumerate() {
+            // Angles of 60000 positions carry ~4e-3 of f32 error in radians, as in ggml.
+            assert!((*g as f64 - w).abs() < 2e-2, "element {i}: {g} vs {w}");
+            moved |= (g - x[i]).abs() > 1e-3;
+        }
+        assert!(moved);
     }
 }

@@ -377,6 +377,7 @@ impl DecodeLayer {
 /// LLaMA's rope over whole heads.
 fn probe_rope() -> RopeParams {
     RopeParams {
+        yarn: None,
         style: RopeStyle::Norm,
         n_rot: HEAD_DIM,
         freq_base: 10_000.0,

@@ -11,7 +11,7 @@ use rs_llama::gguf::writer::GgufWriter;
 use rs_llama::gguf::GgufFile;
 use rs_llama::model::{Arch, LoadOptions, Logits, Model};
 
-const ARCHS: [(SynthArch, Arch); 8] = [
+const ARCHS: [(SynthArch, Arch); 9] = [
     (SynthArch::Qwen2, Arch::Qwen2),
     (SynthArch::Qwen2Moe, Arch::Qwen2Moe),
     (SynthArch::Phi3, Arch::Phi3),
@@ -20,6 +20,7 @@ const ARCHS: [(SynthArch, Arch); 8] = [
     (SynthArch::Qwen3Moe, Arch::Qwen3Moe),
     (SynthArch::Glm4Moe, Arch::Glm4Moe),
     (SynthArch::Llama4, Arch::Llama4),
+    (SynthArch::GptOss, Arch::GptOss),
 ];
 
 const PROMPT: [u32; 9] = [5, 17, 3, 88, 41, 41, 0, 95, 12];
@@ -32,6 +33,7 @@ fn writer(arch: SynthArch) -> GgufWriter {
             | SynthArch::Qwen3Moe
             | SynthArch::Glm4Moe
             | SynthArch::Llama4
+            | SynthArch::GptOss
     );
     let ffn = if moe {
         FfnKind::Moe { n_expert: 6, n_expert_used: 3, layout: ExpertLayout::Stacked }
@@ -48,7 +50,9 @@ fn writer(arch: SynthArch) -> GgufWriter {
         ffn,
         ..Default::default()
     };
-    let head_dim = matches!(arch, SynthArch::Qwen3 | SynthArch::Qwen3Moe | SynthArch::Glm4Moe).then_some(24);
+    let head_dim =
+        matches!(arch, SynthArch::Qwen3 | SynthArch::Qwen3Moe | SynthArch::Glm4Moe | SynthArch::GptOss)
+            .then_some(24);
     to_writer_arch(&spec, &ArchSynth { arch, head_dim, n_ff_shexp: None }, &Vocab::placeholder(120))
         .expect("synth")
 }

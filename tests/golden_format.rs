@@ -140,8 +140,9 @@ fn every_golden_is_well_formed() -> Result<()> {
         *counts.entry(format.to_string()).or_default() += 1;
     }
     // Six prompts (and `paragraph` again at 2 threads) for each of SmolLM2 f16 and bf16, 3+3
-    // random, 4 upcycled, 4 for each of the eight synth-<arch> models; two CLI transcripts.
-    assert_eq!(counts.get("rs-llama-refdump-v1"), Some(&(24 + 8 * 4)), "{counts:?}");
+    // random, 4 upcycled, 4 for each of the nine synth-<arch> models and gpt-oss's long prompt;
+    // two CLI transcripts.
+    assert_eq!(counts.get("rs-llama-refdump-v1"), Some(&(24 + 9 * 4 + 1)), "{counts:?}");
     assert_eq!(counts.get("rs-llama-cli-v1"), Some(&2), "{counts:?}");
     Ok(())
 }
@@ -174,6 +175,6 @@ fn every_native_trace_has_an_avx2_twin() -> Result<()> {
         ensure!(native["model"]["sha256"] == twin["model"]["sha256"], "{}: another model", rel.display());
         twins += 1;
     }
-    assert_eq!(twins, 24 + 8 * 4);
+    assert_eq!(twins, 24 + 9 * 4 + 1);
     Ok(())
 }

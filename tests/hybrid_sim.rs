@@ -156,6 +156,21 @@ fn llama4_equals_the_cpu_path_under_every_policy() {
     );
 }
 
+/// gpt-oss's graph: windowed layers with sinks, a biased router and biased experts with the
+/// clamped GLU (the sim runs the host's task functions, which have it).
+#[test]
+fn gpt_oss_equals_the_cpu_path_under_every_policy() {
+    check_model(
+        "synth-gpt-oss-s42.f16.gguf",
+        &[
+            Case { policy: PolicyKind::Auto, gpu_mem: 40 * MIB, slots: Some(1) },
+            Case { policy: PolicyKind::Auto, gpu_mem: 4 << 30, slots: None },
+            Case { policy: PolicyKind::Layers, gpu_mem: 40 * MIB, slots: None },
+            Case { policy: PolicyKind::Fiddler, gpu_mem: 40 * MIB, slots: None },
+        ],
+    );
+}
+
 #[test]
 fn dense_and_upcycled_models_equal_the_cpu_path() {
     // SmolLM2-135M: 30 layers of 576; its tasks of a few MB; 512 rows of logits need 100 MB.

@@ -131,6 +131,7 @@ fn block_decoder(dtype: DType) -> Option<BlockDecoder> {
         DType::Q5_0 => q5_0,
         DType::Q5_1 => q5_1,
         DType::Q8_0 => q8_0,
+        DType::MXFP4 => mxfp4,
         DType::Q2K => q2_k,
         DType::Q3K => q3_k,
         DType::Q4K => q4_k,
@@ -200,6 +201,20 @@ fn q8_0(b: &[u8], y: &mut [f32]) {
     let d = half_at(b, 0);
     for (out, &q) in y.iter_mut().zip(&b[2..34]) {
         *out = (q as i8) as f32 * d;
+    }
+}
+
+/// MXFP4 = e (E8M0 scale) | qs[16] (E2M1 codes): element = code value · 2^(e − 127). ggml keeps
+/// the codes doubled (`0, 1, 2, 3, 4, 6, 8, 12` and their negatives) and halves the scale; every
+/// value is exact in f32 and in bf16.
+fn mxfp4(b: &[u8], y: &mut [f32]) {
+    const CODES: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
+    let e = b[0];
+    let half_scale = f32::from_bits(if e < 2 { 0x0020_0000 << e } else { u32::from(e - 1) << 23 });
+    let (lo, hi) = y.split_at_mut(16);
+    for ((l, h), &q) in lo.iter_mut().zip(hi).zip(&b[1..17]) {
+        *l = f32::from(CODES[(q & 0x0f) as usize]) * half_scale;
+        *h = f32::from(CODES[(q >> 4) as usize]) * half_scale;
     }
 }
 
@@ -347,6 +362,25 @@ fn q8_k(b: &[u8], y: &mut [f32]) {
 
 #[cfg(test)]
 mod tests {
+    /// MXFP4 against the OCP spec's arithmetic in f64: E2M1 values times 2^(e − 127), including
+    /// the denormal scales (e = 0, 1) and a large one.
+    #[test]
+    fn mxfp4_blocks_decode_to_e2m1_times_the_e8m0_scale() {
+        const E2M1: [f64; 8] = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0];
+        for e in [0u8, 1, 2, 100, 127, 130, 200] {
+            let mut block = vec![e];
+            block.extend((0..16u8).map(|i| i | ((15 - i) << 4)));
+            let y = super::to_f32(crate::dtype::DType::MXFP4, &block, 32).unwrap();
+            for (j, &v) in y.iter().enumerate() {
+                let code = if j < 16 { j } else { 15 - (j - 16) };
+                let mag = E2M1[code & 7] * 2f64.powi(i32::from(e) - 127);
+                let want = if code & 8 != 0 { -mag } else { mag };
+                assert_eq!(v as f64, want, "e {e} element {j}");
+                assert_eq!(half::bf16::from_f32(v).to_f32(), v, "bf16 holds it exactly");
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

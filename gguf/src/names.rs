@@ -90,6 +90,8 @@ pub enum ArchKey {
     InterleaveMoeLayerStep,
     /// Sliding-window size; Llama 4 writes 0 for a model without chunked attention.
     SlidingWindow,
+    /// Which layers use the sliding window: every layer but each n-th (u32), or a bool per layer.
+    SlidingWindowPattern,
     VocabSize,
     HeadCount,
     HeadCountKv,
@@ -129,6 +131,7 @@ impl ArchKey {
             NextnPredictLayers => "nextn_predict_layers",
             InterleaveMoeLayerStep => "interleave_moe_layer_step",
             SlidingWindow => "attention.sliding_window",
+            SlidingWindowPattern => "attention.sliding_window_pattern",
             VocabSize => "vocab_size",
             HeadCount => "attention.head_count",
             HeadCountKv => "attention.head_count_kv",
@@ -189,6 +192,8 @@ pub enum TensorKind {
     FfnGateShexp,
     FfnUpShexp,
     FfnDownShexp,
+    /// gpt-oss's per-head attention sink logits `[n_head]`.
+    AttnSinks,
     /// `[n_expert]` added to the router's probabilities to choose experts, not to weight them
     /// (DeepSeek-V3's and GLM-4.5's `e_score_correction_bias`); stored as `.bias`.
     FfnExpProbsB,
@@ -245,6 +250,7 @@ impl TensorKind {
             FfnUpShexp => "ffn_up_shexp",
             FfnDownShexp => "ffn_down_shexp",
             AttnPostNorm => "post_attention_norm",
+            AttnSinks => "attn_sinks",
             FfnExpProbsB => "exp_probs_b",
             NextnEhProj => "nextn.eh_proj",
             NextnEnorm => "nextn.enorm",
@@ -269,8 +275,8 @@ impl TensorKind {
         use TensorKind::*;
         match self {
             TokenEmbd => OpClass::Lookup,
-            OutputNorm | AttnNorm | FfnNorm | AttnPostNorm | FfnExpProbsB | NextnEnorm | NextnHnorm
-            | NextnSharedHeadNorm | AttnQNorm | AttnKNorm | RopeFreqs | RopeFactorsLong
+            OutputNorm | AttnNorm | FfnNorm | AttnPostNorm | AttnSinks | FfnExpProbsB | NextnEnorm
+            | NextnHnorm | NextnSharedHeadNorm | AttnQNorm | AttnKNorm | RopeFreqs | RopeFactorsLong
             | RopeFactorsShort | FfnGateInpShexp => OpClass::Elementwise,
             FfnGateExps | FfnUpExps | FfnDownExps | FfnGateExpert | FfnUpExpert | FfnDownExpert => {
                 OpClass::ExpertMatmul

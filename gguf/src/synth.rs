@@ -10,6 +10,7 @@
 
 mod archs;
 mod glm4moe;
+mod gpt_oss;
 mod llama4;
 mod upcycle;
 

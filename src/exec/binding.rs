@@ -124,7 +124,9 @@ impl<'m> Binding<'m> {
                 let a = &layer.attn;
                 vec![a.q.linear(), a.k.linear(), a.v.linear(), a.o.linear()]
             }
-            (TaskKind::Router, FfnBlock::Moe { router, .. }) => vec![plain(router, None)],
+            (TaskKind::Router, FfnBlock::Moe { router, router_b, .. }) => {
+                vec![plain(router, router_b.as_deref())]
+            }
             (TaskKind::Expert { expert }, FfnBlock::Moe { experts, .. }) => ffn(&experts[expert as usize]),
             (TaskKind::SharedExpert, FfnBlock::Moe { shared: Some(sh), .. }) => ffn(&sh.ffn),
             (TaskKind::FfnRows { .. }, FfnBlock::Dense(m)) => ffn(m),

@@ -65,8 +65,9 @@ fn run_layers(model: &Model, st: &StepState<'_>) {
                 TaskKind::FfnRows { block: 0, blocks: 1 },
                 &[m.gate.linear(), m.up.linear(), m.down.linear()],
             ),
-            FfnBlock::Moe { router, experts, shared, .. } => {
-                let r = Linear { w: router.view(), n_in: router.n_in, n_out: router.n_out, bias: None };
+            FfnBlock::Moe { router, router_b, experts, shared, .. } => {
+                let bias = router_b.as_deref();
+                let r = Linear { w: router.view(), n_in: router.n_in, n_out: router.n_out, bias };
                 run(il, TaskKind::Router, &[r]);
                 for (e, m) in experts.iter().enumerate() {
                     let kind = TaskKind::Expert { expert: e as u32 };

@@ -19,6 +19,7 @@ use super::tasks::StepState;
 use super::trace::TraceLog;
 use super::{ExecError, OutputRows, SeqChunk};
 use crate::model::Model;
+use crate::ops::ffn::Glu;
 use crate::plan::cost::CostModel;
 use crate::plan::overrides::{forced, parse_overrides};
 use crate::plan::profile::HwProfile;
@@ -181,8 +182,13 @@ impl<'m> Hybrid<'m> {
         let binding = Binding::new(model, &shape, &graph)?;
         // What `-ot` forces, and on the host what the device cannot run.
         let mut forced = forced(&graph, &overrides);
+        // The CUDA lane's experts are SwiGLU; gpt-oss's clamped GLU runs on the host (the
+        // simulated device runs the host's task functions, so it can).
+        let glu_on_device = device.kind() != "cuda" || model.arch().expert_glu() == Glu::SiLU;
         for (id, f) in forced.iter_mut().enumerate() {
-            if !device.can_run(binding.task(id), &binding.host_mats(id)) {
+            let task = binding.task(id);
+            let expert = matches!(task.kind, TaskKind::Expert { .. });
+            if !device.can_run(task, &binding.host_mats(id)) || (expert && !glu_on_device) {
                 *f = Some(false);
             }
         }

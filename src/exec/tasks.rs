@@ -18,8 +18,8 @@ use super::row_order::by_row_order;
 use super::{OutputRows, SeqChunk};
 use crate::model::tensors::{FfnBlock, SharedExpert};
 use crate::model::Model;
-use crate::ops::attention::{attention, AttnShape, KvSplit};
-use crate::ops::ffn::{swiglu_ffn, swiglu_ffn_expert, FfnWeights};
+use crate::ops::attention::{attention_with, AttnExtras, AttnShape, KvSplit};
+use crate::ops::ffn::{glu_ffn_expert, swiglu_ffn, swiglu_ffn_expert, FfnWeights};
 use crate::ops::matmul::{linear, linear_many, linear_per_row, Linear};
 use crate::ops::moe::{route, shared_expert_gate, Route};
 use crate::ops::rmsnorm::{add_bias, add_into, rms_norm, rms_norm_heads, rms_norm_unweighted};
@@ -385,7 +385,8 @@ impl<'m> StepState<'m> {
             let split = if lone_token { KvSplit::for_decode(kv.n_ctx(), s.pos0) } else { None };
             let (kc, vc) = kv.layer(il);
             let q_rows = &q[rows.start * qw..rows.end * qw];
-            attention(
+            let extras = AttnExtras { window: hp.window(il), sinks: layer.attn_sinks.as_deref() };
+            attention_with(
                 q_rows,
                 kc,
                 vc,
@@ -393,6 +394,7 @@ impl<'m> StepState<'m> {
                 shape,
                 kq_scale,
                 split,
+                extras,
                 &mut kqv[rows.start * ow..rows.end * ow],
             );
         }
@@ -400,7 +402,7 @@ impl<'m> StepState<'m> {
         // attn_out-{il}: [n_tok][n_embd]
         let mut out = self.linear(&kqv, &mats[3]);
         dump::tensor(&format!("attn_out-{il}"), &out);
-        if il + 1 == hp.n_layer {
+        if il + 1 == hp.n_layer && model.arch().gathers_rows_before_last_ffn() {
             // As llama.cpp: the last layer's FFN runs only on the rows whose logits are wanted
             // (one token sums in a different order than a batch, so this is also for parity).
             if let Some(keep) = self.output_rows() {
@@ -409,13 +411,8 @@ impl<'m> StepState<'m> {
                     self.start_ffn(il, Vec::new());
                     return;
                 }
-                let gather = |m: &[f32]| -> Vec<f32> {
-                    keep.iter().flat_map(|&(r, _)| &m[r * n_embd..(r + 1) * n_embd]).copied().collect()
-                };
-                *x = gather(&x);
-                out = gather(&out);
-                *self.alone.write().unwrap_or_else(|e| e.into_inner()) =
-                    keep.iter().map(|&(_, a)| a).collect();
+                *x = self.gather(&keep, &x);
+                out = self.gather(&keep, &out);
             }
         }
         // ffn_inp-{il} = attn_out + inpSA
@@ -429,6 +426,13 @@ impl<'m> StepState<'m> {
         }
         dump::tensor(&format!("ffn_norm-{il}"), &cur);
         self.start_ffn(il, cur);
+    }
+
+    /// The rows `keep` of `m` (`[n_rows][n_embd]`); from now on they are the step's rows.
+    fn gather(&self, keep: &[(usize, bool)], m: &[f32]) -> Vec<f32> {
+        let n_embd = self.model.hparams().n_embd;
+        *self.alone.write().unwrap_or_else(|e| e.into_inner()) = keep.iter().map(|&(_, a)| a).collect();
+        keep.iter().flat_map(|&(r, _)| &m[r * n_embd..(r + 1) * n_embd]).copied().collect()
     }
 
     /// Layer `il`'s FFN input is `cur`; its outputs start empty.
@@ -532,7 +536,7 @@ impl<'m> StepState<'m> {
     fn expert(&self, e: usize, mats: &[Linear<'_>]) {
         let Some((picked, xe)) = self.expert_input(e) else { return };
         let mut ye = vec![0f32; xe.len()]; // [n_picked][n_embd]
-        swiglu_ffn_expert(&xe, &Self::ffn_weights(mats), &mut ye);
+        glu_ffn_expert(&xe, &Self::ffn_weights(mats), self.model.arch().expert_glu(), &mut ye);
         self.put_expert_output(&picked, &ye);
     }
 
@@ -588,6 +592,15 @@ impl<'m> StepState<'m> {
             return None;
         }
         self.finish_ffn(hp.n_layer - 1, &mut x);
+        if !self.model.arch().gathers_rows_before_last_ffn() {
+            if let Some(keep) = self.output_rows() {
+                let gathered = self.gather(&keep, &x);
+                *x = gathered;
+                if x.is_empty() {
+                    return None;
+                }
+            }
+        }
         let mut rows = std::mem::take(&mut *x);
         rms_norm(&mut rows, &w.output_norm, hp.rms_eps);
         if let Some(b) = &w.output_norm_b {

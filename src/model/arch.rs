@@ -5,6 +5,7 @@
 
 use gguf::names::TensorKind;
 
+use crate::ops::ffn::Glu;
 use crate::ops::moe::{ExpertGating, ExpertRouting};
 use crate::ops::rope::RopeStyle;
 
@@ -35,6 +36,10 @@ pub enum Arch {
     /// chunked attention, every fourth layer has no rope (and temperature-scaled Q), the others
     /// RMS-normalise Q and K after rope.
     Llama4,
+    /// gpt-oss-20b/120b: biased Q/K/V/O, attention sinks, a sliding window on every other layer,
+    /// YaRN rope; biased router and experts, top-k on the logits with a softmax over the chosen,
+    /// and the clamped SwiGLU of `swiglu_oai`.
+    GptOss,
 }
 
 /// Whether the model's FFN is dense, routed experts, or either (decided by `expert_count`).
@@ -74,6 +79,7 @@ impl Arch {
         Arch::Qwen3Moe,
         Arch::Glm4Moe,
         Arch::Llama4,
+        Arch::GptOss,
     ];
 
     /// `general.architecture` as written in GGUF files.
@@ -88,6 +94,7 @@ impl Arch {
             Arch::Qwen3Moe => "qwen3moe",
             Arch::Glm4Moe => "glm4moe",
             Arch::Llama4 => "llama4",
+            Arch::GptOss => "gpt-oss",
         }
     }
 
@@ -107,14 +114,16 @@ impl Arch {
 
     /// The output head may be missing, in which case the token embedding is reused.
     pub fn output_may_be_tied(self) -> bool {
-        !matches!(self, Arch::Qwen2Moe | Arch::PhiMoe)
+        !matches!(self, Arch::Qwen2Moe | Arch::PhiMoe | Arch::GptOss)
     }
 
     pub fn ffn_shape(self) -> FfnShape {
         match self {
             Arch::Llama => FfnShape::Either,
             Arch::Qwen2 | Arch::Phi3 | Arch::Qwen3 => FfnShape::Dense,
-            Arch::Qwen2Moe | Arch::PhiMoe | Arch::Qwen3Moe | Arch::Glm4Moe | Arch::Llama4 => FfnShape::Moe,
+            Arch::Qwen2Moe | Arch::PhiMoe | Arch::Qwen3Moe | Arch::Glm4Moe | Arch::Llama4 | Arch::GptOss => {
+                FfnShape::Moe
+            }
         }
     }
 
@@ -129,6 +138,9 @@ impl Arch {
                 weight_inputs: true,
                 ..ExpertRouting::softmax(false)
             },
+            Arch::GptOss => {
+                ExpertRouting { gating: ExpertGating::SoftmaxOfChosen, ..ExpertRouting::softmax(false) }
+            }
             _ => ExpertRouting::softmax(self != Arch::Qwen2Moe),
         }
     }
@@ -140,7 +152,7 @@ impl Arch {
 
     /// Experts have their own width (`expert_feed_forward_length`, else n_ff / n_expert_used).
     pub fn has_expert_ff_length(self) -> bool {
-        matches!(self, Arch::Qwen2Moe | Arch::Qwen3Moe | Arch::Glm4Moe | Arch::Llama4)
+        matches!(self, Arch::Qwen2Moe | Arch::Qwen3Moe | Arch::Glm4Moe | Arch::Llama4 | Arch::GptOss)
     }
 
     /// The shared expert of an MoE layer, if the architecture has one.
@@ -177,11 +189,44 @@ impl Arch {
         }
     }
 
-    /// The FFN's input norm: `ffn_norm`, or GLM's `post_attention_norm`.
+    /// The FFN's input norm: `ffn_norm`, or GLM's and gpt-oss's `post_attention_norm`.
     pub fn ffn_norm_tensor(self) -> TensorKind {
         match self {
-            Arch::Glm4Moe => TensorKind::AttnPostNorm,
+            Arch::Glm4Moe | Arch::GptOss => TensorKind::AttnPostNorm,
             _ => TensorKind::FfnNorm,
+        }
+    }
+
+    /// The last layer keeps only the rows whose logits are wanted before its FFN (llama.cpp's
+    /// `inp_out_ids` there); gpt-oss's graph runs that FFN on every row and keeps them after.
+    pub fn gathers_rows_before_last_ffn(self) -> bool {
+        self != Arch::GptOss
+    }
+
+    /// Per-head attention sinks (`attn_sinks`, `[n_head]`).
+    pub fn has_attn_sinks(self) -> bool {
+        self == Arch::GptOss
+    }
+
+    /// Biases of the router (`ffn_gate_inp.bias`) and of the stacked experts (`ffn_*_exps.bias`).
+    pub fn has_expert_biases(self) -> bool {
+        self == Arch::GptOss
+    }
+
+    /// Sliding-window attention on some layers (`attention.sliding_window`), and the default
+    /// pattern: every layer but each n-th uses the window.
+    pub fn sliding_window_pattern(self) -> Option<usize> {
+        match self {
+            Arch::GptOss => Some(2),
+            _ => None,
+        }
+    }
+
+    /// How an expert's gate and up combine.
+    pub fn expert_glu(self) -> Glu {
+        match self {
+            Arch::GptOss => Glu::OaiClamped { alpha: 1.702, limit: 7.0 },
+            _ => Glu::SiLU,
         }
     }
 
@@ -220,7 +265,7 @@ impl Arch {
     /// Bias of `attn_output`.
     pub fn attn_out_bias(self) -> Presence {
         match self {
-            Arch::PhiMoe => Presence::Required,
+            Arch::PhiMoe | Arch::GptOss => Presence::Required,
             Arch::Llama => Presence::Optional,
             _ => Presence::Absent,
         }

@@ -60,6 +60,11 @@ pub(super) fn load_model(
                         )))
                     }
                 },
+                attn_sinks: if arch.has_attn_sinks() {
+                    Some(ld.vector(&T::AttnSinks.weight(il), hp.n_head)?)
+                } else {
+                    None
+                },
                 ffn_norm: ld.vector(&arch.ffn_norm_tensor().weight(il), n_embd)?,
                 ffn_norm_b: vector_if(ld, &T::FfnNorm.bias(il), n_embd, arch.norm_bias())?,
                 ffn,
@@ -133,7 +138,18 @@ pub(super) fn load_moe(ld: &Loader, hp: &HParams, arch: Arch, il: usize) -> Resu
     let router = ld.matrix(&T::FfnGateInp.weight(il), n_embd, n_exp)?;
     let selection_bias =
         if arch.has_selection_bias() { Some(ld.vector(&T::FfnExpProbsB.bias(il), n_exp)?) } else { None };
-    let experts = stacked_experts(ld, il, n_embd, n_ff, n_exp)?;
+    let mut experts = stacked_experts(ld, il, n_embd, n_ff, n_exp)?;
+    let router_b = if arch.has_expert_biases() {
+        let biases = |kind: T, n| ld.vectors(&kind.bias(il), n, n_exp);
+        let (gate, up, down) =
+            (biases(T::FfnGateExps, n_ff)?, biases(T::FfnUpExps, n_ff)?, biases(T::FfnDownExps, n_embd)?);
+        for (m, ((g, u), d)) in experts.iter_mut().zip(gate.into_iter().zip(up).zip(down)) {
+            (m.gate.b, m.up.b, m.down.b) = (Some(g), Some(u), Some(d));
+        }
+        Some(ld.vector(&T::FfnGateInp.bias(il), n_exp)?)
+    } else {
+        None
+    };
     let n_sh = hp.n_ff_shexp;
     let mat =
         |kind: T, n_in, n_out| ld.matrix(&kind.weight(il), n_in, n_out).map(|w| LinearWeight { w, b: None });
@@ -152,7 +168,7 @@ pub(super) fn load_moe(ld: &Loader, hp: &HParams, arch: Arch, il: usize) -> Resu
         }),
         SharedExpertKind::Plain => Some(SharedExpert { gate_inp: None, ffn: shared_ffn()? }),
     };
-    Ok(FfnBlock::Moe { router, selection_bias, experts, shared })
+    Ok(FfnBlock::Moe { router, router_b, selection_bias, experts, shared })
 }
 
 pub(super) fn stacked_experts(

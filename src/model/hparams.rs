@@ -43,6 +43,8 @@ pub struct HParams {
     pub n_moe_layer_step: usize,
     /// What some layers' attention does differently (Llama 4).
     pub layer_attn: LayerAttention,
+    /// The window of the layers with sliding-window attention (gpt-oss), and which those are.
+    pub sliding_window: Option<(usize, Vec<bool>)>,
     /// Multi-token-prediction blocks in the file after the `n_layer` trunk layers; not run.
     pub n_layer_nextn: usize,
     pub rms_eps: f32,
@@ -84,6 +86,12 @@ impl HParams {
     pub fn layer_uses_rope(&self, il: usize) -> bool {
         let step = self.layer_attn.nope_step;
         step == 0 || !(il + 1).is_multiple_of(step)
+    }
+
+    /// Layer `il`'s sliding window, if it has one.
+    pub fn window(&self, il: usize) -> Option<usize> {
+        let (size, layers) = self.sliding_window.as_ref()?;
+        layers.get(il).copied().unwrap_or(false).then_some(*size)
     }
 
     /// The longest context the model runs exactly; `None`: any.
@@ -194,6 +202,7 @@ impl HParams {
         };
         let routing = routing(file, arch, &key)?;
         let layer_attn = layer_attention(file, arch, n_expert, &key)?;
+        let sliding_window = sliding_window(file, arch, n_layer, &key)?;
         if let Some((_, sections)) = file.get_array(&key(ArchKey::RopeDimensionSections))? {
             if sections.iter().any(|v| v.as_i128() != Some(0)) {
                 return Err(invalid(
@@ -245,6 +254,7 @@ impl HParams {
             n_layer_dense_lead,
             n_moe_layer_step,
             layer_attn,
+            sliding_window,
             n_layer_nextn,
             rms_eps,
             rope_style: arch.rope_style(),
@@ -275,6 +285,39 @@ impl HParams {
         }
         Ok(hp)
     }
+}
+
+/// The sliding window of `arch`'s windowed layers: `attention.sliding_window` positions, on the
+/// layers the pattern key says (a bool per layer, or every layer but each n-th), else on the
+/// architecture's default pattern.
+fn sliding_window(
+    file: &GgufFile,
+    arch: Arch,
+    n_layer: usize,
+    key: &dyn Fn(ArchKey) -> String,
+) -> Result<Option<(usize, Vec<bool>)>, ModelError> {
+    let Some(default_pattern) = arch.sliding_window_pattern() else { return Ok(None) };
+    let size = file.require_u32(&key(ArchKey::SlidingWindow))? as usize;
+    check_range("attention.sliding_window", size, 1, 1 << 31)?;
+    let pattern_key = key(ArchKey::SlidingWindowPattern);
+    let layers = match file.get_array(&pattern_key)? {
+        Some((_, values)) => {
+            let flags: Option<Vec<bool>> = values.iter().map(|v| v.as_bool()).collect();
+            let flags = flags.ok_or_else(|| invalid(format!("'{pattern_key}' must be bools or a number")))?;
+            if flags.len() != n_layer {
+                return Err(invalid(format!(
+                    "'{pattern_key}' has {} entries for {n_layer} layers",
+                    flags.len()
+                )));
+            }
+            flags
+        }
+        None => {
+            let n = file.get_u32(&pattern_key)?.map_or(default_pattern, |n| n as usize);
+            (0..n_layer).map(|il| n == 0 || il % n < n - 1).collect()
+        }
+    };
+    Ok(Some((size, layers)))
 }
 
 /// Per-layer attention differences (Llama 4), all off by default.

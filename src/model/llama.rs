@@ -39,5 +39,5 @@ fn load_moe(ld: &Loader, hp: &HParams, il: usize) -> Result<FfnBlock, ModelError
             })
             .collect::<Result<_, ModelError>>()?
     };
-    Ok(FfnBlock::Moe { router, selection_bias: None, experts, shared: None })
+    Ok(FfnBlock::Moe { router, router_b: None, selection_bias: None, experts, shared: None })
 }

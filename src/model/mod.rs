@@ -65,7 +65,7 @@ impl Model {
             Arch::Qwen2 | Arch::Qwen2Moe => qwen2::load(&loader, &hparams, arch),
             Arch::Phi3 | Arch::PhiMoe => phi3::load(&loader, &hparams, arch),
             Arch::Qwen3 | Arch::Qwen3Moe => qwen3::load(&loader, &hparams, arch),
-            Arch::Glm4Moe | Arch::Llama4 => mixed::load(&loader, &hparams, arch),
+            Arch::Glm4Moe | Arch::Llama4 | Arch::GptOss => mixed::load(&loader, &hparams, arch),
         };
         loader.finish();
         let weights = weights?;
@@ -131,14 +131,16 @@ impl Model {
             n += (l.attn_norm.len() + l.ffn_norm.len()) as u64;
             n += vec_len(&l.attn_norm_b) + vec_len(&l.ffn_norm_b);
             n += l.qk_norm.as_ref().map_or(0, |(q, k)| (q.len() + k.len()) as u64);
+            n += vec_len(&l.attn_sinks);
             for lin in [&l.attn.q, &l.attn.k, &l.attn.v, &l.attn.o] {
                 n += mat(&lin.w) + lin.b.as_ref().map_or(0, |b| b.len() as u64);
             }
             let ffn = |m: &tensors::FfnMats| mat(&m.gate.w) + mat(&m.up.w) + mat(&m.down.w);
             n += match &l.ffn {
                 FfnBlock::Dense(m) => ffn(m),
-                FfnBlock::Moe { router, selection_bias, experts, shared } => {
+                FfnBlock::Moe { router, router_b, selection_bias, experts, shared } => {
                     mat(router)
+                        + vec_len(router_b)
                         + vec_len(selection_bias)
                         + experts.iter().map(ffn).sum::<u64>()
                         + shared.as_ref().map_or(0, |s| vec_len(&s.gate_inp) + ffn(&s.ffn))

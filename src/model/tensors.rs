@@ -54,6 +54,8 @@ pub enum FfnBlock {
     /// `selection_bias` `[n_expert]` (`exp_probs_b`) added to the probabilities to choose experts.
     Moe {
         router: Weight,
+        /// `[n_expert]` added to the router's logits (gpt-oss).
+        router_b: Option<Vec<f32>>,
         selection_bias: Option<Vec<f32>>,
         experts: Vec<FfnMats>,
         shared: Option<SharedExpert>,
@@ -68,6 +70,8 @@ pub struct LayerWeights {
     pub attn: AttnWeights,
     /// `[head_dim_k]` each: per-head RMSNorm of Q and K before rope (Qwen3).
     pub qk_norm: Option<(Vec<f32>, Vec<f32>)>,
+    /// `[n_head]` sink logits of the attention's softmax (gpt-oss).
+    pub attn_sinks: Option<Vec<f32>>,
     /// `[n_embd]`
     pub ffn_norm: Vec<f32>,
     /// `[n_embd]` (PhiMoE).

@@ -3,7 +3,8 @@
 //! f32/f16/bf16 tensors are borrowed from the mapped file (zero-copy; each `Weight` holds an `Arc`
 //! of the file). Quantized tensors are dequantized once, here, to f16 with round-to-nearest-even,
 //! which is exactly what `llama-quantize ... F16` would have stored: a quantized file and its f16
-//! conversion give the same logits.
+//! conversion give the same logits. MXFP4 (gpt-oss's experts) is decoded to bf16 instead, which
+//! holds every MXFP4 value exactly (f16's exponents are too few).
 
 use std::sync::Arc;
 
@@ -167,6 +168,13 @@ impl Loader {
         Ok(gguf::dequant::to_f32(info.dtype, self.file.tensor_bytes(info), n)?)
     }
 
+    /// A stack of vectors `[n, count]` (the biases of stacked experts), one `Vec` per entry.
+    pub fn vectors(&self, name: &str, n: usize, count: usize) -> Result<Vec<Vec<f32>>, ModelError> {
+        let info = self.info(name, &[n, count])?;
+        let all = gguf::dequant::to_f32(info.dtype, self.file.tensor_bytes(info), n * count)?;
+        Ok(all.chunks_exact(n).map(<[f32]>::to_vec).collect())
+    }
+
     pub fn optional_vector(&self, name: &str, n: usize) -> Result<Option<Vec<f32>>, ModelError> {
         if self.has(name) {
             self.vector(name, n).map(Some)
@@ -218,6 +226,18 @@ impl Loader {
                     _ => Storage::F32(v),
                 };
                 Ok(Weight { n_in, n_out, storage })
+            }
+            // MXFP4 (gpt-oss's experts) spans exponents f16 cannot hold; bf16 holds every value.
+            DType::MXFP4 => {
+                let v = gguf::dequant::to_f32(dtype, bytes, n_elems).map_err(|e| bad(e.to_string()))?;
+                if let Some(bar) = &self.bar {
+                    bar.inc(bytes.len() as u64);
+                }
+                Ok(Weight {
+                    n_in,
+                    n_out,
+                    storage: Storage::BF16(v.into_iter().map(bf16::from_f32).collect()),
+                })
             }
             _ => {
                 let v = self.dequantize_to_f16(dtype, bytes, n_in, n_out).map_err(|e| bad(e.to_string()))?;

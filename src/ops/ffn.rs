@@ -17,18 +17,33 @@ pub struct FfnWeights<'a> {
     pub down: Linear<'a>,
 }
 
+/// How the gate and up projections combine before `down`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Glu {
+    /// `silu(gate) · up`.
+    SiLU,
+    /// gpt-oss's experts: `g = min(gate, limit)`, `u = clamp(up, −limit, limit)`,
+    /// `g / (1 + exp(−alpha·g)) · (u + 1)`, as ggml's `swiglu_oai`.
+    OaiClamped { alpha: f32, limit: f32 },
+}
+
 /// `x`: `[n_tok][n_embd]` → `out`: `[n_tok][n_embd]`.
 pub fn swiglu_ffn(x: &[f32], w: &FfnWeights<'_>, out: &mut [f32]) {
-    swiglu_ffn_by(x, w, out, false)
+    swiglu_ffn_by(x, w, out, false, Glu::SiLU)
 }
 
 /// [`swiglu_ffn`] for a routed expert: llama.cpp runs those matmuls as `mul_mat_id`, which sums
 /// each output like a one-token matmul (see `cpu::ggml_matmul`).
 pub fn swiglu_ffn_expert(x: &[f32], w: &FfnWeights<'_>, out: &mut [f32]) {
-    swiglu_ffn_by(x, w, out, true)
+    swiglu_ffn_by(x, w, out, true, Glu::SiLU)
 }
 
-fn swiglu_ffn_by(x: &[f32], w: &FfnWeights<'_>, out: &mut [f32], per_row: bool) {
+/// A routed expert with the model's GLU.
+pub fn glu_ffn_expert(x: &[f32], w: &FfnWeights<'_>, glu: Glu, out: &mut [f32]) {
+    swiglu_ffn_by(x, w, out, true, glu)
+}
+
+fn swiglu_ffn_by(x: &[f32], w: &FfnWeights<'_>, out: &mut [f32], per_row: bool, glu: Glu) {
     let n_tok = x.len() / w.gate.n_in;
     let n_ff = w.gate.n_out;
     let mut gate = vec![0f32; n_tok * n_ff]; // [n_tok][n_ff]
@@ -36,7 +51,16 @@ fn swiglu_ffn_by(x: &[f32], w: &FfnWeights<'_>, out: &mut [f32], per_row: bool) 
     linear_many(x, &mut [(&w.gate, &mut gate), (&w.up, &mut up)], per_row);
     crate::exec::dump::tensor("ffn_gate", &gate);
     crate::exec::dump::tensor("ffn_up", &up);
-    swiglu_parallel(&mut gate, &up);
+    match glu {
+        Glu::SiLU => swiglu_parallel(&mut gate, &up),
+        Glu::OaiClamped { alpha, limit } => {
+            for (g, &u) in gate.iter_mut().zip(&up) {
+                let x = if limit < *g { limit } else { *g };
+                let y = u.clamp(-limit, limit);
+                *g = x / (1.0 + (alpha * -x).exp()) * (y + 1.0);
+            }
+        }
+    }
     crate::exec::dump::tensor("ffn_swiglu", &gate);
     if per_row {
         linear_per_row(&gate, &w.down, out);

@@ -11,6 +11,9 @@ pub enum ExpertGating {
     Softmax,
     /// An independent sigmoid per expert (GLM-4.5, DeepSeek-V3).
     Sigmoid,
+    /// Top-k of the logits themselves, then a softmax over the k chosen (gpt-oss; llama.cpp's
+    /// `SOFTMAX_WEIGHT`).
+    SoftmaxOfChosen,
 }
 
 /// How a layer's router picks and weights its experts.
@@ -66,6 +69,7 @@ pub fn route(
             let probs = match routing.gating {
                 ExpertGating::Softmax => softmax(row),
                 ExpertGating::Sigmoid => row.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(),
+                ExpertGating::SoftmaxOfChosen => row.to_vec(),
             };
             let selection: Vec<f32> = match selection_bias {
                 _ if routing.select_on_logits => row.to_vec(),
@@ -77,6 +81,9 @@ pub fn route(
             order.sort_by(|&a, &b| selection[b].total_cmp(&selection[a]));
             order.truncate(k);
             let mut weights: Vec<f32> = order.iter().map(|&e| probs[e]).collect();
+            if routing.gating == ExpertGating::SoftmaxOfChosen {
+                weights = softmax(&weights);
+            }
             if routing.normalize {
                 // Summed in f64 and rounded once, as ggml's `sum_rows`.
                 let sum = (weights.iter().map(|w| *w as f64).sum::<f64>() as f32).max(MIN_WEIGHT_SUM);
@@ -209,6 +216,20 @@ mod tests {
             }
         }
         assert!(bias_mattered, "the test's bias never changed a choice");
+    }
+
+    /// gpt-oss: the k largest logits win, their weights a softmax over those k alone.
+    #[test]
+    fn softmax_of_the_chosen_logits() {
+        let logits = [0.3f32, -1.2, 2.0, 0.9, -0.4, 1.7];
+        let routing =
+            ExpertRouting { gating: ExpertGating::SoftmaxOfChosen, ..ExpertRouting::softmax(false) };
+        let r = &route(&logits, 6, 3, &routing, None)[0];
+        assert_eq!(r.experts, vec![2, 5, 3]);
+        let z: f64 = [2.0f64, 1.7, 0.9].iter().map(|x| x.exp()).sum();
+        for (w, x) in r.weights.iter().zip([2.0f64, 1.7, 0.9]) {
+            assert!((*w as f64 - x.exp() / z).abs() < 1e-6, "{w}");
+        }
     }
 
     #[test]

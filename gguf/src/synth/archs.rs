@@ -26,6 +26,8 @@ pub enum SynthArch {
     Glm4Moe,
     /// Llama 4 (see `super::llama4`).
     Llama4,
+    /// gpt-oss (see `super::gpt_oss`).
+    GptOss,
 }
 
 impl SynthArch {
@@ -40,6 +42,7 @@ impl SynthArch {
             SynthArch::Qwen3Moe => "qwen3moe",
             SynthArch::Glm4Moe => "glm4moe",
             SynthArch::Llama4 => "llama4",
+            SynthArch::GptOss => "gpt-oss",
         }
     }
 
@@ -51,6 +54,7 @@ impl SynthArch {
                 | SynthArch::Qwen3Moe
                 | SynthArch::Glm4Moe
                 | SynthArch::Llama4
+                | SynthArch::GptOss
         )
     }
 }
@@ -79,8 +83,8 @@ pub fn to_writer_arch(spec: &SynthSpec, extra: &ArchSynth, vocab: &Vocab) -> Res
         return bad("MoE architectures need --kind moe, dense ones --kind dense".into());
     }
     let head_dim = match (arch, extra.head_dim) {
-        (SynthArch::Qwen3 | SynthArch::Qwen3Moe | SynthArch::Glm4Moe, Some(d)) => d,
-        (_, Some(_)) => return bad("only qwen3, qwen3moe and glm4moe take a head size".into()),
+        (SynthArch::Qwen3 | SynthArch::Qwen3Moe | SynthArch::Glm4Moe | SynthArch::GptOss, Some(d)) => d,
+        (_, Some(_)) => return bad("only qwen3, qwen3moe, glm4moe and gpt-oss take a head size".into()),
         (_, None) => spec.head_dim(),
     };
     if head_dim == 0 || !head_dim.is_multiple_of(2) {
@@ -101,6 +105,12 @@ pub fn to_writer_arch(spec: &SynthSpec, extra: &ArchSynth, vocab: &Vocab) -> Res
             return bad("the shared expert is as wide as the routed ones".into());
         }
         return super::llama4::to_writer(spec, n_expert, n_expert_used, vocab);
+    }
+    if arch == SynthArch::GptOss {
+        if extra.n_ff_shexp.is_some() {
+            return bad("gpt-oss has no shared expert".into());
+        }
+        return super::gpt_oss::to_writer(spec, head_dim, n_expert, n_expert_used, vocab);
     }
 
     let name = arch.name();
@@ -213,7 +223,8 @@ pub fn to_writer_arch(spec: &SynthSpec, extra: &ArchSynth, vocab: &Vocab) -> Res
             | SynthArch::PhiMoe
             | SynthArch::Qwen3Moe
             | SynthArch::Glm4Moe
-            | SynthArch::Llama4 => {
+            | SynthArch::Llama4
+            | SynthArch::GptOss => {
                 g.router(&mut w, il, n_embd, n_expert)?;
                 g.experts(&mut w, il, n_expert, super::ExpertLayout::Stacked, n_embd, n_ff)?;
             }
@@ -313,6 +324,14 @@ mod tests {
         assert_eq!(dims(&f, "blk.1.ffn_down_shexp.weight"), vec![24, 32]);
         assert_eq!(dims(&f, "rope_freqs.weight"), vec![4]);
         assert_eq!(f.get_u32("llama4.interleave_moe_layer_step").unwrap(), Some(2));
+        // gpt-oss: sinks per head, biased router and experts, YaRN.
+        let f = build(SynthArch::GptOss, Some(16));
+        assert_eq!(dims(&f, "blk.1.attn_sinks.weight"), vec![4]);
+        assert_eq!(dims(&f, "blk.1.ffn_gate_exps.bias"), vec![24, 4]);
+        assert_eq!(dims(&f, "blk.1.ffn_down_exps.bias"), vec![32, 4]);
+        assert_eq!(dims(&f, "blk.0.ffn_gate_inp.bias"), vec![4]);
+        assert_eq!(dims(&f, "blk.0.attn_q.weight"), vec![32, 64]);
+        assert_eq!(f.get_str("gpt-oss.rope.scaling.type").unwrap(), Some("yarn"));
     }
 
     #[test]

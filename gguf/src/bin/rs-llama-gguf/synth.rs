@@ -29,6 +29,8 @@ enum Arch {
     Qwen3moe,
     Glm4moe,
     Llama4,
+    #[value(name = "gpt-oss")]
+    GptOss,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -42,10 +44,10 @@ enum Dtype {
 pub struct Args {
     #[arg(long, value_enum)]
     kind: Kind,
-    /// Architecture (qwen2moe, phimoe, qwen3moe, glm4moe and llama4 need --kind moe, the others --kind dense).
+    /// Architecture (qwen2moe, phimoe, qwen3moe, glm4moe, llama4 and gpt-oss need --kind moe, the others --kind dense).
     #[arg(long, value_enum, default_value = "llama")]
     arch: Arch,
-    /// Q/K/V head size (qwen3, qwen3moe, glm4moe; default n_embd / n_head).
+    /// Q/K/V head size (qwen3, qwen3moe, glm4moe, gpt-oss; default n_embd / n_head).
     #[arg(long)]
     head_dim: Option<usize>,
     /// Width of qwen2moe's shared expert (default 2 × n_ff).
@@ -154,6 +156,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 Arch::Qwen3moe => Some(SynthArch::Qwen3Moe),
                 Arch::Glm4moe => Some(SynthArch::Glm4Moe),
                 Arch::Llama4 => Some(SynthArch::Llama4),
+                Arch::GptOss => Some(SynthArch::GptOss),
             };
             match arch {
                 None if args.head_dim.is_some() || args.n_ff_shexp.is_some() => {

@@ -26,15 +26,7 @@ const ARCHS: [(SynthArch, Arch); 9] = [
 const PROMPT: [u32; 9] = [5, 17, 3, 88, 41, 41, 0, 95, 12];
 
 fn writer(arch: SynthArch) -> GgufWriter {
-    let moe = matches!(
-        arch,
-        SynthArch::Qwen2Moe
-            | SynthArch::PhiMoe
-            | SynthArch::Qwen3Moe
-            | SynthArch::Glm4Moe
-            | SynthArch::Llama4
-            | SynthArch::GptOss
-    );
+    let moe = arch.is_moe();
     let ffn = if moe {
         FfnKind::Moe { n_expert: 6, n_expert_used: 3, layout: ExpertLayout::Stacked }
     } else {

@@ -126,49 +126,24 @@ fn moe_tokens_equal_the_cpu_path_under_every_policy() {
     );
 }
 
-/// GLM-4.5's graph: a dense first layer among MoE layers (its FFN a row-block task, the others
-/// router and experts), sigmoid routing with a selection bias, a plain shared expert.
+/// The 2026 MoE families on their synthetic models: GLM-4.5 (a dense first layer among MoE ones,
+/// sigmoid routing with a selection bias, a plain shared expert), Llama 4 (MoE every second layer
+/// with the weights on the experts' inputs, a NoPE layer, Q/K norms after rope) and gpt-oss
+/// (windowed layers with sinks, biased router and experts, the clamped GLU: the sim runs the
+/// host's task functions, which have it).
 #[test]
-fn glm4moe_equals_the_cpu_path_under_every_policy() {
-    check_model(
-        "synth-glm4moe-s42.f16.gguf",
-        &[
-            Case { policy: PolicyKind::Auto, gpu_mem: 40 * MIB, slots: Some(1) },
-            Case { policy: PolicyKind::Auto, gpu_mem: 4 << 30, slots: None },
-            Case { policy: PolicyKind::Layers, gpu_mem: 40 * MIB, slots: None },
-            Case { policy: PolicyKind::Fiddler, gpu_mem: 40 * MIB, slots: None },
-        ],
-    );
-}
-
-/// Llama 4's graph: MoE every second layer with the routing weights on the experts' inputs, a
-/// NoPE layer, Q/K norms after rope.
-#[test]
-fn llama4_equals_the_cpu_path_under_every_policy() {
-    check_model(
-        "synth-llama4-s42.f16.gguf",
-        &[
-            Case { policy: PolicyKind::Auto, gpu_mem: 40 * MIB, slots: Some(1) },
-            Case { policy: PolicyKind::Auto, gpu_mem: 4 << 30, slots: None },
-            Case { policy: PolicyKind::Layers, gpu_mem: 40 * MIB, slots: None },
-            Case { policy: PolicyKind::Fiddler, gpu_mem: 40 * MIB, slots: None },
-        ],
-    );
-}
-
-/// gpt-oss's graph: windowed layers with sinks, a biased router and biased experts with the
-/// clamped GLU (the sim runs the host's task functions, which have it).
-#[test]
-fn gpt_oss_equals_the_cpu_path_under_every_policy() {
-    check_model(
-        "synth-gpt-oss-s42.f16.gguf",
-        &[
-            Case { policy: PolicyKind::Auto, gpu_mem: 40 * MIB, slots: Some(1) },
-            Case { policy: PolicyKind::Auto, gpu_mem: 4 << 30, slots: None },
-            Case { policy: PolicyKind::Layers, gpu_mem: 40 * MIB, slots: None },
-            Case { policy: PolicyKind::Fiddler, gpu_mem: 40 * MIB, slots: None },
-        ],
-    );
+fn glm4moe_llama4_and_gpt_oss_equal_the_cpu_path_under_every_policy() {
+    for name in ["synth-glm4moe-s42.f16.gguf", "synth-llama4-s42.f16.gguf", "synth-gpt-oss-s42.f16.gguf"] {
+        check_model(
+            name,
+            &[
+                Case { policy: PolicyKind::Auto, gpu_mem: 40 * MIB, slots: Some(1) },
+                Case { policy: PolicyKind::Auto, gpu_mem: 4 << 30, slots: None },
+                Case { policy: PolicyKind::Layers, gpu_mem: 40 * MIB, slots: None },
+                Case { policy: PolicyKind::Fiddler, gpu_mem: 40 * MIB, slots: None },
+            ],
+        );
+    }
 }
 
 #[test]

@@ -46,7 +46,8 @@ impl SynthArch {
         }
     }
 
-    fn is_moe(self) -> bool {
+    /// The architecture routes to experts (needs `--kind moe`).
+    pub fn is_moe(self) -> bool {
         matches!(
             self,
             SynthArch::Qwen2Moe
@@ -242,7 +243,52 @@ pub fn to_writer_arch(spec: &SynthSpec, extra: &ArchSynth, vocab: &Vocab) -> Res
     Ok(w)
 }
 
+/// A writer for the MoE model `name` (glm4moe, llama4, gpt-oss): the general keys, then `keys`
+/// under `{name}.` in the order given, then the vocabulary.
+pub(super) fn moe_writer(
+    name: &str,
+    spec: &SynthSpec,
+    (n_expert, n_expert_used): (usize, usize),
+    keys: Vec<(ArchKey, Value)>,
+    vocab: &Vocab,
+) -> GgufWriter {
+    let mut w = GgufWriter::new();
+    w.set(names::KEY_ARCHITECTURE, Value::String(name.into()));
+    w.set(
+        names::KEY_NAME,
+        Value::String(format!("rs-llama synth {name} moe{n_expert}x{n_expert_used} seed {}", spec.seed)),
+    );
+    w.set(names::KEY_FILE_TYPE, Value::U32(file_type(spec.dtype)));
+    for (key, value) in keys {
+        w.set(&key.name(name), value);
+    }
+    for (key, value) in &vocab.kv {
+        w.set(key, value.clone());
+    }
+    w
+}
+
 impl Gen {
+    /// Layer `il`'s attention norm and Q, K, V (with biases where `biased`) and output projections.
+    pub(super) fn attention(
+        &self,
+        w: &mut GgufWriter,
+        il: usize,
+        (n_embd, n_q, n_kv): (usize, usize, usize),
+        biased: bool,
+    ) -> Result<()> {
+        self.norm(w, &T::AttnNorm.weight(il), n_embd)?;
+        self.linear(w, &T::AttnQ.weight(il), n_embd, n_q)?;
+        self.linear(w, &T::AttnK.weight(il), n_embd, n_kv)?;
+        self.linear(w, &T::AttnV.weight(il), n_embd, n_kv)?;
+        if biased {
+            self.bias(w, &T::AttnQ.bias(il), n_q, 0.5)?;
+            self.bias(w, &T::AttnK.bias(il), n_kv, 0.5)?;
+            self.bias(w, &T::AttnV.bias(il), n_kv, 0.2)?;
+        }
+        self.linear(w, &T::AttnOutput.weight(il), n_q, n_embd)
+    }
+
     /// A bias `[n]` with N(0, std²) entries, f32 like every 1-D tensor in llama.cpp's files.
     pub(super) fn bias(&self, w: &mut GgufWriter, name: &str, n: usize, std: f64) -> Result<()> {
         let values = self.values(name, n, 0.0, std);

@@ -8,11 +8,12 @@
 //! `DENSE_WIDTH_FACTOR` times wider, as GLM-4.5-Air's 10944 is to its experts' 1408.
 
 use crate::error::Result;
-use crate::names::{self, ArchKey, TensorKind as T};
+use crate::names::{ArchKey, TensorKind as T};
 use crate::value::Value;
 use crate::writer::GgufWriter;
 
-use super::{file_type, ExpertLayout, Gen, SynthSpec, Vocab};
+use super::archs::moe_writer;
+use super::{ExpertLayout, Gen, SynthSpec, Vocab};
 
 /// The dense leading layer's width over an expert's.
 pub const DENSE_WIDTH_FACTOR: usize = 4;
@@ -35,17 +36,10 @@ pub(super) fn to_writer(
     vocab: &Vocab,
 ) -> Result<GgufWriter> {
     let name = "glm4moe";
-    let mut w = GgufWriter::new();
     let u32_of = |n: usize| Value::U32(n as u32);
     let n_layer_all = spec.n_layer + NEXTN_LAYERS;
-    w.set(names::KEY_ARCHITECTURE, Value::String(name.into()));
-    w.set(
-        names::KEY_NAME,
-        Value::String(format!("rs-llama synth {name} moe{n_expert}x{n_expert_used} seed {}", spec.seed)),
-    );
-    w.set(names::KEY_FILE_TYPE, Value::U32(file_type(spec.dtype)));
     let n_ff_dense = DENSE_WIDTH_FACTOR * spec.n_ff;
-    for (key, value) in [
+    let keys = vec![
         (ArchKey::ContextLength, Value::U32(spec.context_length)),
         (ArchKey::EmbeddingLength, u32_of(spec.n_embd)),
         (ArchKey::BlockCount, u32_of(n_layer_all)),
@@ -67,12 +61,8 @@ pub(super) fn to_writer(
         (ArchKey::ExpertWeightsNorm, Value::Bool(true)),
         (ArchKey::ExpertGatingFunc, Value::U32(GATING_SIGMOID)),
         (ArchKey::NextnPredictLayers, u32_of(NEXTN_LAYERS)),
-    ] {
-        w.set(&key.name(name), value);
-    }
-    for (key, value) in &vocab.kv {
-        w.set(key, value.clone());
-    }
+    ];
+    let mut w = moe_writer(name, spec, (n_expert, n_expert_used), keys, vocab);
 
     let g = Gen { seed: spec.seed, dtype: spec.dtype };
     let (n_embd, n_ff, n_vocab) = (spec.n_embd, spec.n_ff, vocab.n_vocab);
@@ -83,14 +73,7 @@ pub(super) fn to_writer(
         g.linear(&mut w, &T::Output.weight(0), n_embd, n_vocab)?;
     }
     for il in 0..n_layer_all {
-        g.norm(&mut w, &T::AttnNorm.weight(il), n_embd)?;
-        g.linear(&mut w, &T::AttnQ.weight(il), n_embd, n_q)?;
-        g.linear(&mut w, &T::AttnK.weight(il), n_embd, n_kv)?;
-        g.linear(&mut w, &T::AttnV.weight(il), n_embd, n_kv)?;
-        g.bias(&mut w, &T::AttnQ.bias(il), n_q, 0.5)?;
-        g.bias(&mut w, &T::AttnK.bias(il), n_kv, 0.5)?;
-        g.bias(&mut w, &T::AttnV.bias(il), n_kv, 0.2)?;
-        g.linear(&mut w, &T::AttnOutput.weight(il), n_q, n_embd)?;
+        g.attention(&mut w, il, (n_embd, n_q, n_kv), true)?;
         g.norm(&mut w, &T::AttnPostNorm.weight(il), n_embd)?;
         if il < LEADING_DENSE {
             g.linear(&mut w, &T::FfnGate.weight(il), n_embd, n_ff_dense)?;

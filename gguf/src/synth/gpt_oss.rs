@@ -8,11 +8,12 @@
 
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::names::{self, ArchKey, TensorKind as T};
+use crate::names::{ArchKey, TensorKind as T};
 use crate::value::Value;
 use crate::writer::GgufWriter;
 
-use super::{encode, file_type, ExpertLayout, Gen, SynthSpec, Vocab};
+use super::archs::moe_writer;
+use super::{encode, ExpertLayout, Gen, SynthSpec, Vocab};
 
 /// The sliding window of the windowed layers.
 pub const WINDOW: usize = 16;
@@ -26,15 +27,8 @@ pub(super) fn to_writer(
     vocab: &Vocab,
 ) -> Result<GgufWriter> {
     let name = "gpt-oss";
-    let mut w = GgufWriter::new();
     let u32_of = |n: usize| Value::U32(n as u32);
-    w.set(names::KEY_ARCHITECTURE, Value::String(name.into()));
-    w.set(
-        names::KEY_NAME,
-        Value::String(format!("rs-llama synth {name} moe{n_expert}x{n_expert_used} seed {}", spec.seed)),
-    );
-    w.set(names::KEY_FILE_TYPE, Value::U32(file_type(spec.dtype)));
-    for (key, value) in [
+    let keys = vec![
         (ArchKey::ContextLength, Value::U32(spec.context_length)),
         (ArchKey::EmbeddingLength, u32_of(spec.n_embd)),
         (ArchKey::BlockCount, u32_of(spec.n_layer)),
@@ -54,12 +48,8 @@ pub(super) fn to_writer(
         (ArchKey::ExpertCount, u32_of(n_expert)),
         (ArchKey::ExpertUsedCount, u32_of(n_expert_used)),
         (ArchKey::ExpertFeedForwardLength, u32_of(spec.n_ff)),
-    ] {
-        w.set(&key.name(name), value);
-    }
-    for (key, value) in &vocab.kv {
-        w.set(key, value.clone());
-    }
+    ];
+    let mut w = moe_writer(name, spec, (n_expert, n_expert_used), keys, vocab);
 
     let g = Gen { seed: spec.seed, dtype: spec.dtype };
     let (n_embd, n_ff, n_vocab) = (spec.n_embd, spec.n_ff, vocab.n_vocab);
@@ -68,14 +58,7 @@ pub(super) fn to_writer(
     g.norm(&mut w, &T::OutputNorm.weight(0), n_embd)?;
     g.linear(&mut w, &T::Output.weight(0), n_embd, n_vocab)?;
     for il in 0..spec.n_layer {
-        g.norm(&mut w, &T::AttnNorm.weight(il), n_embd)?;
-        g.linear(&mut w, &T::AttnQ.weight(il), n_embd, n_q)?;
-        g.linear(&mut w, &T::AttnK.weight(il), n_embd, n_kv)?;
-        g.linear(&mut w, &T::AttnV.weight(il), n_embd, n_kv)?;
-        g.bias(&mut w, &T::AttnQ.bias(il), n_q, 0.5)?;
-        g.bias(&mut w, &T::AttnK.bias(il), n_kv, 0.5)?;
-        g.bias(&mut w, &T::AttnV.bias(il), n_kv, 0.2)?;
-        g.linear(&mut w, &T::AttnOutput.weight(il), n_q, n_embd)?;
+        g.attention(&mut w, il, (n_embd, n_q, n_kv), true)?;
         g.bias(&mut w, &T::AttnOutput.bias(il), n_embd, 0.1)?;
         // Sinks of the size of the scores: some heads park much of their weight there.
         let sinks = T::AttnSinks.weight(il);

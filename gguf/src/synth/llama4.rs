@@ -9,11 +9,12 @@
 
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::names::{self, ArchKey, TensorKind as T};
+use crate::names::{ArchKey, TensorKind as T};
 use crate::value::Value;
 use crate::writer::GgufWriter;
 
-use super::{encode, file_type, ExpertLayout, Gen, SynthSpec, Vocab};
+use super::archs::moe_writer;
+use super::{encode, ExpertLayout, Gen, SynthSpec, Vocab};
 
 /// The dense layers' width over an expert's.
 pub const DENSE_WIDTH_FACTOR: usize = 2;
@@ -28,17 +29,10 @@ pub(super) fn to_writer(
     vocab: &Vocab,
 ) -> Result<GgufWriter> {
     let name = "llama4";
-    let mut w = GgufWriter::new();
     let u32_of = |n: usize| Value::U32(n as u32);
     let head_dim = spec.n_embd / spec.n_head;
-    w.set(names::KEY_ARCHITECTURE, Value::String(name.into()));
-    w.set(
-        names::KEY_NAME,
-        Value::String(format!("rs-llama synth {name} moe{n_expert}x{n_expert_used} seed {}", spec.seed)),
-    );
-    w.set(names::KEY_FILE_TYPE, Value::U32(file_type(spec.dtype)));
     let n_ff_dense = DENSE_WIDTH_FACTOR * spec.n_ff;
-    for (key, value) in [
+    let keys = vec![
         (ArchKey::ContextLength, Value::U32(spec.context_length)),
         (ArchKey::EmbeddingLength, u32_of(spec.n_embd)),
         (ArchKey::BlockCount, u32_of(spec.n_layer)),
@@ -53,12 +47,8 @@ pub(super) fn to_writer(
         (ArchKey::ExpertUsedCount, u32_of(n_expert_used)),
         (ArchKey::ExpertFeedForwardLength, u32_of(spec.n_ff)),
         (ArchKey::InterleaveMoeLayerStep, u32_of(INTERLEAVE_STEP)),
-    ] {
-        w.set(&key.name(name), value);
-    }
-    for (key, value) in &vocab.kv {
-        w.set(key, value.clone());
-    }
+    ];
+    let mut w = moe_writer(name, spec, (n_expert, n_expert_used), keys, vocab);
 
     let g = Gen { seed: spec.seed, dtype: spec.dtype };
     let (n_embd, n_ff, n_vocab) = (spec.n_embd, spec.n_ff, vocab.n_vocab);
@@ -76,11 +66,7 @@ pub(super) fn to_writer(
     }
     w.add_tensor(&freqs, &[(head_dim / 2) as u64], DType::F32, encode(&factors, DType::F32))?;
     for il in 0..spec.n_layer {
-        g.norm(&mut w, &T::AttnNorm.weight(il), n_embd)?;
-        g.linear(&mut w, &T::AttnQ.weight(il), n_embd, n_q)?;
-        g.linear(&mut w, &T::AttnK.weight(il), n_embd, n_kv)?;
-        g.linear(&mut w, &T::AttnV.weight(il), n_embd, n_kv)?;
-        g.linear(&mut w, &T::AttnOutput.weight(il), n_q, n_embd)?;
+        g.attention(&mut w, il, (n_embd, n_q, n_kv), false)?;
         g.norm(&mut w, &T::FfnNorm.weight(il), n_embd)?;
         if !(il + 1).is_multiple_of(INTERLEAVE_STEP) {
             g.linear(&mut w, &T::FfnGate.weight(il), n_embd, n_ff_dense)?;

@@ -58,6 +58,10 @@ synth synth-llama4-s42.f16.gguf --arch llama4 --kind moe --seed 42 --n-layer 4 "
   --n-expert 16 --n-expert-used 1
 synth synth-gpt-oss-s42.f16.gguf --arch gpt-oss --kind moe --seed 42 --n-layer 4 "${arch[@]}" --n-ff 256 \
   --n-expert 16 --n-expert-used 4 --head-dim 64
+synth synth-deepseek2-s42.f16.gguf --arch deepseek2 --kind moe --seed 42 --n-layer 4 "${arch[@]}" --n-ff 128 \
+  --n-expert 16 --n-expert-used 4
+synth synth-deepseek2-lite-s42.f16.gguf --arch deepseek2-lite --kind moe --seed 42 --n-layer 4 "${arch[@]}" \
+  --n-ff 128 --n-expert 16 --n-expert-used 4
 # A small Mixtral-shaped MoE (4 layers of 512, 8 experts of 1408, top-2; 246 MB) for the hybrid
 # executor's policy comparison on the simulated GPU (tests/hybrid_sim.rs).
 synth synth-mixtral-shape-s7.f16.gguf --kind moe --vocab "$vocab" --seed 7 --n-embd 512 --n-layer 4 \

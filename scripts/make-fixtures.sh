@@ -66,11 +66,13 @@ synth synth-moe8x2-s42-perexpert.f16.gguf --kind moe --per-expert --vocab "$smol
 # seeds avoid near-ties in routing on the traced prompts (see tests/fixtures/golden/README.md).
 # qwen3moe (top-8 of 16: many routing decisions) has 2 layers; glm4moe has 4 trunk layers (one
 # dense, three MoE) and its NextN block; llama4's layers 1 and 3 are MoE, layer 3 has no rope;
-# gpt-oss's even layers have a sliding window of 16, shorter than the prompts.
+# gpt-oss's even layers have a sliding window of 16, shorter than the prompts; deepseek2 has one
+# dense layer, then three MoE layers of 16 experts in 4 groups (top-4 from the best 2 groups);
+# deepseek2-lite is the same architecture laid out as DeepSeek-V2-Lite (Q without low rank, softmax).
 declare -A arch_seed=([qwen2]=42 [qwen2moe]=43 [phi3]=42 [phimoe]=44 [qwen3]=42 [qwen3moe]=44 [glm4moe]=42
-    [llama4]=42 [gpt-oss]=42)
+    [llama4]=42 [gpt-oss]=42 [deepseek2]=42 [deepseek2-lite]=42)
 declare -A arch_layers=([qwen2]=4 [qwen2moe]=4 [phi3]=4 [phimoe]=4 [qwen3]=4 [qwen3moe]=2 [glm4moe]=4
-    [llama4]=4 [gpt-oss]=4)
+    [llama4]=4 [gpt-oss]=4 [deepseek2]=4 [deepseek2-lite]=4)
 arch_model() { echo "synth-$1-s${arch_seed[$1]}.f16.gguf"; }
 asynth() {
     local a="$1"; shift
@@ -86,6 +88,8 @@ asynth qwen3moe --kind moe --n-ff 128 --n-expert 16 --n-expert-used 8 --head-dim
 asynth glm4moe --kind moe --n-ff 128 --n-expert 16 --n-expert-used 4 --head-dim 64
 asynth llama4 --kind moe --n-ff 256 --n-expert 16 --n-expert-used 1
 asynth gpt-oss --kind moe --n-ff 256 --n-expert 16 --n-expert-used 4 --head-dim 64
+asynth deepseek2 --kind moe --n-ff 128 --n-expert 16 --n-expert-used 4
+asynth deepseek2-lite --kind moe --n-ff 128 --n-expert 16 --n-expert-used 4
 made_by[smollm2-135m-f16.llamacpp.gguf]="$(show llama-quantize --allow-requantize "$smollm2" "$models/smollm2-135m-f16.llamacpp.gguf" F16)"
 made_by[smollm2-135m-bf16.llamacpp.gguf]="$(show llama-quantize --allow-requantize "$smollm2" "$models/smollm2-135m-bf16.llamacpp.gguf" BF16)"
 
@@ -118,13 +122,15 @@ for p in english code chat; do
     golden synth-dense-s42 synth-dense-s42.f16.gguf 32 "$p" --ignore-eos
     golden synth-moe8x2-s42 synth-moe8x2-s42.f16.gguf 32 "$p" --ignore-eos
 done
-for a in qwen2 qwen2moe phi3 phimoe qwen3 qwen3moe glm4moe llama4 gpt-oss; do
+for a in qwen2 qwen2moe phi3 phimoe qwen3 qwen3moe glm4moe llama4 gpt-oss deepseek2 deepseek2-lite; do
     for p in english code unicode chat; do
         golden "synth-$a-s${arch_seed[$a]}" "$(arch_model "$a")" 32 "$p" --ignore-eos
     done
 done
 # A prompt of 334 tokens: gpt-oss's window and sinks through the tiled prompt kernel too.
 golden synth-gpt-oss-s42 "$(arch_model gpt-oss)" 32 paragraph --ignore-eos
+# And deepseek2's latent attention (K 80 wide, V 64) through the tiled kernel and split-KV decode.
+golden synth-deepseek2-s42 "$(arch_model deepseek2)" 32 paragraph --ignore-eos
 wait
 # The upcycled model is the big one (1.3 GB): made last.
 synth smollm2-135m-upcycled8x2-s42.f16.gguf --kind upcycle --from "$models/smollm2-135m-f16.llamacpp.gguf" \

@@ -11,7 +11,7 @@ use rs_llama::gguf::writer::GgufWriter;
 use rs_llama::gguf::GgufFile;
 use rs_llama::model::{Arch, LoadOptions, Logits, Model};
 
-const ARCHS: [(SynthArch, Arch); 9] = [
+const ARCHS: [(SynthArch, Arch); 11] = [
     (SynthArch::Qwen2, Arch::Qwen2),
     (SynthArch::Qwen2Moe, Arch::Qwen2Moe),
     (SynthArch::Phi3, Arch::Phi3),
@@ -21,14 +21,18 @@ const ARCHS: [(SynthArch, Arch); 9] = [
     (SynthArch::Glm4Moe, Arch::Glm4Moe),
     (SynthArch::Llama4, Arch::Llama4),
     (SynthArch::GptOss, Arch::GptOss),
+    (SynthArch::Deepseek2, Arch::Deepseek2),
+    (SynthArch::Deepseek2Lite, Arch::Deepseek2),
 ];
 
 const PROMPT: [u32; 9] = [5, 17, 3, 88, 41, 41, 0, 95, 12];
 
 fn writer(arch: SynthArch) -> GgufWriter {
     let moe = arch.is_moe();
+    // DeepSeek's experts come in 4 groups of two or more.
+    let n_expert = if arch == SynthArch::Deepseek2 { 8 } else { 6 };
     let ffn = if moe {
-        FfnKind::Moe { n_expert: 6, n_expert_used: 3, layout: ExpertLayout::Stacked }
+        FfnKind::Moe { n_expert, n_expert_used: 3, layout: ExpertLayout::Stacked }
     } else {
         FfnKind::Dense
     };
@@ -152,4 +156,70 @@ fn llama4_attention_temperature_follows_the_chunks() {
         assert_eq!(t.at(pos), want, "position {pos}");
     }
     assert!(!model.hparams().layer_uses_rope(3) && model.hparams().layer_uses_rope(2));
+}
+
+/// A copy of `w` keeping the metadata `keep_key` says (and `extra`), and the tensors `keep` says.
+fn rewritten(
+    w: &GgufWriter,
+    keep_key: impl Fn(&str) -> bool,
+    extra: &[(&str, rs_llama::gguf::value::Value)],
+    keep: impl Fn(&str) -> bool,
+) -> GgufWriter {
+    let file = GgufFile::from_bytes(w.to_bytes()).expect("parse");
+    let mut out = GgufWriter::new();
+    for (k, v) in file.kv.iter().filter(|(k, _)| keep_key(k)) {
+        out.set(k, v.clone());
+    }
+    for (k, v) in extra {
+        out.set(k, v.clone());
+    }
+    for t in file.tensors.iter().filter(|t| keep(&t.name)) {
+        out.add_tensor(&t.name, &t.dims, t.dtype, file.tensor_bytes(t).to_vec()).expect("add");
+    }
+    out
+}
+
+/// DeepSeek's latent sizes and score scale as parsed; files llama.cpp reads another way are
+/// refused with what to do: an old conversion without the MLA keys (with `attn_kv_b`), Mistral
+/// Large 3's attention temperature; a missing latent tensor is named.
+#[test]
+fn deepseek2_reads_its_latent_sizes_and_refuses_what_it_does_not_run() {
+    use rs_llama::gguf::value::Value;
+    let w = writer(SynthArch::Deepseek2);
+    let model = load(&w).expect("load");
+    let mla = model.hparams().mla.expect("latent attention");
+    assert_eq!(
+        (mla.kv_lora_rank, mla.head_dim_k_mla, mla.head_dim_v_mla, mla.q_lora_rank),
+        (32, 24, 16, Some(48))
+    );
+    // YaRN factor 40 and mscale_all_dim 0.707: kq_scale = (1 + 0.1·0.707·ln 40)² / sqrt(24).
+    let m = 1.0 + 0.1 * 0.707f64 * 40f64.ln();
+    assert!((mla.kq_scale as f64 - m * m / 24f64.sqrt()).abs() < 1e-5, "{}", mla.kq_scale);
+
+    let old = rewritten(&w, |k| !k.ends_with("_mla"), &[], |_| true);
+    let err = load(&old).err().unwrap_or_default();
+    assert!(err.contains("key_length_mla") && err.contains("convert"), "{err}");
+    let temperature = [("deepseek2.attention.temperature_scale", Value::F32(0.5))];
+    let err = load(&rewritten(&w, |_| true, &temperature, |_| true)).err().unwrap_or_default();
+    assert!(err.contains("temperature"), "{err}");
+    let no_kv_a = rewritten(&w, |_| true, &[], |n| n != "blk.1.attn_kv_a_mqa.weight");
+    let err = load(&no_kv_a).err().unwrap_or_default();
+    assert!(err.contains("blk.1.attn_kv_a_mqa.weight"), "{err}");
+}
+
+/// The planner's shape of a DeepSeek file counts exactly the parameters the loaded model holds
+/// (the selection biases aside, which shapes leave out as they do all biases).
+#[test]
+fn deepseek2_planner_shape_counts_the_models_parameters() {
+    for arch in [SynthArch::Deepseek2, SynthArch::Deepseek2Lite] {
+        let w = writer(arch);
+        let file = GgufFile::from_bytes(w.to_bytes()).expect("parse");
+        let shape = rs_llama::plan::shapes::ModelShape::from_gguf(&file, "synth").expect("shape");
+        let model = load(&w).expect("load");
+        let mla = shape.mla.expect("latent shape");
+        assert_eq!((mla.kv_lora_rank, mla.head_dim_k, mla.head_dim_v), (32, 24, 16));
+        let hp = model.hparams();
+        let biases = if arch == SynthArch::Deepseek2 { (1..hp.n_layer).count() * hp.n_expert } else { 0 };
+        assert_eq!(shape.total_params() + biases as u64, model.n_params(), "{arch:?}");
+    }
 }

@@ -140,9 +140,9 @@ fn every_golden_is_well_formed() -> Result<()> {
         *counts.entry(format.to_string()).or_default() += 1;
     }
     // Six prompts (and `paragraph` again at 2 threads) for each of SmolLM2 f16 and bf16, 3+3
-    // random, 4 upcycled, 4 for each of the nine synth-<arch> models and gpt-oss's long prompt;
-    // two CLI transcripts.
-    assert_eq!(counts.get("rs-llama-refdump-v1"), Some(&(24 + 9 * 4 + 1)), "{counts:?}");
+    // random, 4 upcycled, 4 for each of the eleven synth-<arch> models and the long prompt of
+    // gpt-oss and deepseek2; two CLI transcripts.
+    assert_eq!(counts.get("rs-llama-refdump-v1"), Some(&(24 + 11 * 4 + 2)), "{counts:?}");
     assert_eq!(counts.get("rs-llama-cli-v1"), Some(&2), "{counts:?}");
     Ok(())
 }

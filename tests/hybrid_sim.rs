@@ -146,6 +146,24 @@ fn glm4moe_llama4_and_gpt_oss_equal_the_cpu_path_under_every_policy() {
     }
 }
 
+/// DeepSeek on its synthetic models (V3's layout: low-rank Q, grouped sigmoid routing with a
+/// selection bias; V2-Lite's: direct Q, softmax routing): the latent attention's task (with its
+/// per-head K_b and V_b) and the experts on the simulated device give the CPU path's logits.
+#[test]
+fn deepseek2_equals_the_cpu_path_under_every_policy() {
+    for name in ["synth-deepseek2-s42.f16.gguf", "synth-deepseek2-lite-s42.f16.gguf"] {
+        check_model(
+            name,
+            &[
+                Case { policy: PolicyKind::Auto, gpu_mem: 40 * MIB, slots: Some(1) },
+                Case { policy: PolicyKind::Auto, gpu_mem: 4 << 30, slots: None },
+                Case { policy: PolicyKind::Layers, gpu_mem: 40 * MIB, slots: None },
+                Case { policy: PolicyKind::Fiddler, gpu_mem: 40 * MIB, slots: None },
+            ],
+        );
+    }
+}
+
 #[test]
 fn dense_and_upcycled_models_equal_the_cpu_path() {
     // SmolLM2-135M: 30 layers of 576; its tasks of a few MB; 512 rows of logits need 100 MB.

@@ -108,6 +108,21 @@ pub enum ArchKey {
     RopeScalingAttnFactor,
     /// Multimodal rope sections (M-RoPE); absent or all zero for text models.
     RopeDimensionSections,
+    /// DeepSeek's YaRN: `0.1 · mscale_all_dim` as the converter writes it.
+    RopeScalingYarnLogMul,
+    /// Multi-head latent attention (DeepSeek-V2/V3): the rank of Q's low-rank projection (absent:
+    /// Q is projected directly, as in V2-Lite), of the compressed KV, and the per-head Q/K and V
+    /// sizes once decompressed (`key_length`/`value_length` are then the compressed sizes).
+    QLoraRank,
+    KvLoraRank,
+    KeyLengthMla,
+    ValueLengthMla,
+    /// Experts in groups: the best `expert_group_used_count` groups (by their two best experts)
+    /// are the only ones chosen from (DeepSeek-V3).
+    ExpertGroupCount,
+    ExpertGroupUsedCount,
+    /// Mistral-Large's position-dependent Q scaling of its DeepSeek-style attention.
+    AttnTemperatureScale,
 }
 
 impl ArchKey {
@@ -146,6 +161,14 @@ impl ArchKey {
             RopeScalingOrigCtx => "rope.scaling.original_context_length",
             RopeScalingAttnFactor => "rope.scaling.attn_factor",
             RopeDimensionSections => "rope.dimension_sections",
+            RopeScalingYarnLogMul => "rope.scaling.yarn_log_multiplier",
+            QLoraRank => "attention.q_lora_rank",
+            KvLoraRank => "attention.kv_lora_rank",
+            KeyLengthMla => "attention.key_length_mla",
+            ValueLengthMla => "attention.value_length_mla",
+            ExpertGroupCount => "expert_group_count",
+            ExpertGroupUsedCount => "expert_group_used_count",
+            AttnTemperatureScale => "attention.temperature_scale",
         }
     }
 
@@ -203,6 +226,18 @@ pub enum TensorKind {
     NextnEnorm,
     NextnHnorm,
     NextnSharedHeadNorm,
+    /// Multi-head latent attention: Q's low-rank pair and the norm between them, the compressed
+    /// KV projection (with the shared rope key appended) and its norm, and the per-head
+    /// decompressions of K (stored transposed, `[nope, kv_lora, n_head]`) and V.
+    AttnQA,
+    AttnQB,
+    AttnQANorm,
+    AttnKvAMqa,
+    AttnKvANorm,
+    AttnKB,
+    AttnVB,
+    /// Older conversions' unsplit K/V decompression (`attn_k_b` and `attn_v_b` in one).
+    AttnKvB,
 }
 
 /// How the scheduler treats a tensor kind.
@@ -256,6 +291,14 @@ impl TensorKind {
             NextnEnorm => "nextn.enorm",
             NextnHnorm => "nextn.hnorm",
             NextnSharedHeadNorm => "nextn.shared_head_norm",
+            AttnQA => "attn_q_a",
+            AttnQB => "attn_q_b",
+            AttnQANorm => "attn_q_a_norm",
+            AttnKvAMqa => "attn_kv_a_mqa",
+            AttnKvANorm => "attn_kv_a_norm",
+            AttnKB => "attn_k_b",
+            AttnVB => "attn_v_b",
+            AttnKvB => "attn_kv_b",
         }
     }
 
@@ -277,7 +320,7 @@ impl TensorKind {
             TokenEmbd => OpClass::Lookup,
             OutputNorm | AttnNorm | FfnNorm | AttnPostNorm | AttnSinks | FfnExpProbsB | NextnEnorm
             | NextnHnorm | NextnSharedHeadNorm | AttnQNorm | AttnKNorm | RopeFreqs | RopeFactorsLong
-            | RopeFactorsShort | FfnGateInpShexp => OpClass::Elementwise,
+            | RopeFactorsShort | FfnGateInpShexp | AttnQANorm | AttnKvANorm => OpClass::Elementwise,
             FfnGateExps | FfnUpExps | FfnDownExps | FfnGateExpert | FfnUpExpert | FfnDownExpert => {
                 OpClass::ExpertMatmul
             }
@@ -323,5 +366,11 @@ mod tests {
         assert_eq!(TensorKind::AttnPostNorm.weight(0), "blk.0.post_attention_norm.weight");
         assert_eq!(TensorKind::NextnEhProj.weight(46), "blk.46.nextn.eh_proj.weight");
         assert_eq!(ArchKey::LeadingDenseBlockCount.name("glm4moe"), "glm4moe.leading_dense_block_count");
+        assert_eq!(TensorKind::AttnKvAMqa.weight(1), "blk.1.attn_kv_a_mqa.weight");
+        assert_eq!(ArchKey::KeyLengthMla.name("deepseek2"), "deepseek2.attention.key_length_mla");
+        assert_eq!(
+            ArchKey::RopeScalingYarnLogMul.name("deepseek2"),
+            "deepseek2.rope.scaling.yarn_log_multiplier"
+        );
     }
 }

@@ -9,6 +9,7 @@
 //! change here makes them stale; `tests::small_model_hash_is_recorded` catches that.
 
 mod archs;
+mod deepseek2;
 mod glm4moe;
 mod gpt_oss;
 mod llama4;

@@ -51,7 +51,7 @@ pub struct ModelInfo {
 impl ModelInfo {
     pub fn of(model: &Model, filename: &str) -> ModelInfo {
         let n_params = model.n_params();
-        let dtype = model.weights().layers.first().map_or(gguf::DType::F32, |l| l.attn.q.w.dtype());
+        let dtype = model.weights().layers.first().map_or(gguf::DType::F32, |l| l.attn.dtype());
         let label = if n_params >= 1_000_000_000 {
             format!("{:.1}B", n_params as f64 / 1e9)
         } else {

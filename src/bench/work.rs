@@ -29,7 +29,7 @@ fn layer_weights(model: &Model) -> (f64, f64, f64) {
     let (mut shared, mut experts, mut params) = (0.0, 0.0, 0.0);
     let k = model.hparams().n_expert_used as f64;
     for l in &model.weights().layers {
-        for lin in [&l.attn.q, &l.attn.k, &l.attn.v, &l.attn.o] {
+        for lin in l.attn.linears() {
             shared += bytes_of(&lin.w);
             params += params_of(&lin.w);
         }

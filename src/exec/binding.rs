@@ -1,5 +1,6 @@
 //! The binding of a plan's task ids to the model's weights: which matrices each task computes
-//! with, in a fixed order per kind (attention: Q, K, V, O; router; FFN, expert or shared expert:
+//! with, in a fixed order per kind (attention: Q, K, V, O, or latent attention's, see
+//! `AttnBlock::linears`; router; FFN, expert or shared expert:
 //! gate, up, down; output: the head). A plan made for another model, or another shape, is refused.
 
 use crate::model::tensors::FfnBlock;
@@ -39,7 +40,10 @@ fn shape_key(s: &ModelShape) -> [u64; 13] {
 impl<'m> Binding<'m> {
     /// Binds `g` to `model`; `model_shape` is the model's own shape (from its file).
     pub fn new(model: &'m Model, model_shape: &ModelShape, g: &TaskGraph) -> Result<Binding<'m>, ExecError> {
-        if shape_key(model_shape) != shape_key(&g.shape) || model_shape.n_ff_shexp != g.shape.n_ff_shexp {
+        if shape_key(model_shape) != shape_key(&g.shape)
+            || model_shape.n_ff_shexp != g.shape.n_ff_shexp
+            || model_shape.mla != g.shape.mla
+        {
             return Err(ExecError::PlanMismatch(format!(
                 "the plan is for '{}' (n_layer {}, n_embd {}, n_expert {}), the model is '{}' (n_layer {}, n_embd {}, n_expert {})",
                 g.shape.name,
@@ -120,10 +124,7 @@ impl<'m> Binding<'m> {
         }
         let layer = &w.layers[t.layer];
         match (t.kind, &layer.ffn) {
-            (TaskKind::Attention, _) => {
-                let a = &layer.attn;
-                vec![a.q.linear(), a.k.linear(), a.v.linear(), a.o.linear()]
-            }
+            (TaskKind::Attention, _) => layer.attn.linears().into_iter().map(|l| l.linear()).collect(),
             (TaskKind::Router, FfnBlock::Moe { router, router_b, .. }) => {
                 vec![plain(router, router_b.as_deref())]
             }

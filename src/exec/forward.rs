@@ -57,8 +57,8 @@ fn run_layers(model: &Model, st: &StepState<'_>) {
     let w = model.weights();
     let run = |layer: usize, kind: TaskKind, mats: &[Linear<'_>]| st.run(TaskRef { layer, kind }, mats);
     for (il, layer) in w.layers.iter().enumerate() {
-        let a = &layer.attn;
-        run(il, TaskKind::Attention, &[a.q.linear(), a.k.linear(), a.v.linear(), a.o.linear()]);
+        let attn: Vec<Linear<'_>> = layer.attn.linears().into_iter().map(|l| l.linear()).collect();
+        run(il, TaskKind::Attention, &attn);
         match &layer.ffn {
             FfnBlock::Dense(m) => run(
                 il,

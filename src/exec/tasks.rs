@@ -12,18 +12,20 @@
 
 use std::sync::{Mutex, MutexGuard, RwLock};
 
+mod latent;
+
 use super::dump;
 use super::kv_cache::KvCache;
 use super::row_order::by_row_order;
 use super::{OutputRows, SeqChunk};
-use crate::model::tensors::{FfnBlock, SharedExpert};
+use crate::model::tensors::{AttnBlock, FfnBlock, SharedExpert};
 use crate::model::Model;
 use crate::ops::attention::{attention_with, AttnExtras, AttnShape, KvSplit};
 use crate::ops::ffn::{glu_ffn_expert, swiglu_ffn, swiglu_ffn_expert, FfnWeights};
 use crate::ops::matmul::{linear, linear_many, linear_per_row, Linear};
 use crate::ops::moe::{route, shared_expert_gate, Route};
 use crate::ops::rmsnorm::{add_bias, add_into, rms_norm, rms_norm_heads, rms_norm_unweighted};
-use crate::ops::rope::rope;
+use crate::ops::rope::{rope, RopeParams};
 use crate::plan::tasks::TaskKind;
 
 /// What a task of one layer (or the head) is, with its layer: the executor's view of a task id.
@@ -323,10 +325,6 @@ impl<'m> StepState<'m> {
         };
         let Some(n_ctx) = self.segments.first().map(|s| lock(s.kv).n_ctx()) else { return };
         let rope_p = model.rope_for(n_ctx);
-        // Phi-3 scales Q after rope and attends with scale 1; the others scale the scores.
-        let head_scale = 1.0 / (hp.head_dim_k as f32).sqrt();
-        let (q_scale, kq_scale) =
-            if model.arch().prescales_q() { (Some(head_scale), 1.0) } else { (None, head_scale) };
 
         // attn_norm-{il}: [n_tok][n_embd]
         let mut cur = x.clone();
@@ -337,36 +335,13 @@ impl<'m> StepState<'m> {
         dump::tensor(&format!("attn_norm-{il}"), &cur);
         // Qcur: [n_tok][n_head][head_dim_k], Kcur: [n_tok][n_head_kv][head_dim_k],
         // Vcur: [n_tok][n_head_kv][head_dim_v]
-        let qkv = self.by_order(&cur, n_embd, |rows, per_row| {
-            let n = rows.len() / n_embd;
-            let mut q = vec![0f32; n * hp.n_embd_q()];
-            let mut k = vec![0f32; n * hp.n_embd_k_gqa()];
-            let mut v = vec![0f32; n * hp.n_embd_v_gqa()];
-            linear_many(rows, &mut [(&mats[0], &mut q), (&mats[1], &mut k), (&mats[2], &mut v)], per_row);
-            vec![q, k, v]
-        });
-        let [mut q, mut k, v]: [Vec<f32>; 3] = qkv.try_into().unwrap_or_default();
-        if let Some((q_norm, k_norm)) = &layer.qk_norm {
-            rms_norm_heads(&mut q, q_norm, hp.rms_eps);
-            rms_norm_heads(&mut k, k_norm, hp.rms_eps);
-        }
-        if hp.layer_uses_rope(il) {
-            rope(&mut q, &self.positions, hp.n_head, hp.head_dim_k, rope_p);
-            rope(&mut k, &self.positions, hp.n_head_kv, hp.head_dim_k, rope_p);
-            if hp.layer_attn.qk_norm_after_rope {
-                rms_norm_unweighted(&mut q, hp.head_dim_k, hp.rms_eps);
-                rms_norm_unweighted(&mut k, hp.head_dim_k, hp.rms_eps);
+        let (q, k, v, kq_scale) = match (&layer.attn, &hp.mla) {
+            (AttnBlock::Latent(w), Some(mla)) => {
+                let (q, k, v) = self.project_latent(&cur, w, mla, mats, rope_p);
+                (q, k, v, mla.kq_scale)
             }
-        } else if let Some(t) = hp.layer_attn.temperature {
-            // Llama 4's NoPE layers: Q times a temperature that grows with the position.
-            for (row, &pos) in q.chunks_exact_mut(hp.n_embd_q()).zip(&self.positions) {
-                let s = t.at(pos);
-                row.iter_mut().for_each(|x| *x *= s);
-            }
-        }
-        if let Some(s) = q_scale {
-            q.iter_mut().for_each(|x| *x *= s);
-        }
+            _ => self.project_heads(il, &cur, mats, rope_p),
+        };
         dump::tensor(&format!("Qcur-{il}"), &q);
         dump::tensor(&format!("Kcur-{il}"), &k);
         dump::tensor(&format!("Vcur-{il}"), &v);
@@ -400,7 +375,10 @@ impl<'m> StepState<'m> {
         }
         dump::tensor(&format!("kqv_out-{il}"), &kqv);
         // attn_out-{il}: [n_tok][n_embd]
-        let mut out = self.linear(&kqv, &mats[3]);
+        let mut out = match &layer.attn {
+            AttnBlock::Latent(_) => self.latent_output(&kqv, mats),
+            AttnBlock::Heads(_) => self.linear(&kqv, &mats[3]),
+        };
         dump::tensor(&format!("attn_out-{il}"), &out);
         if il + 1 == hp.n_layer && model.arch().gathers_rows_before_last_ffn() {
             // As llama.cpp: the last layer's FFN runs only on the rows whose logits are wanted
@@ -426,6 +404,56 @@ impl<'m> StepState<'m> {
         }
         dump::tensor(&format!("ffn_norm-{il}"), &cur);
         self.start_ffn(il, cur);
+    }
+
+    /// Per-head attention's Q, K, V (`mats`: Q, K, V, O) for the normed rows `cur`: Q/K norms,
+    /// rope (or Llama 4's temperature), and the scale of the scores.
+    fn project_heads(
+        &self,
+        il: usize,
+        cur: &[f32],
+        mats: &[Linear<'_>],
+        rope_p: &RopeParams,
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>, f32) {
+        let model = self.model;
+        let hp = model.hparams();
+        let layer = &model.weights().layers[il];
+        let n_embd = hp.n_embd;
+        // Phi-3 scales Q after rope and attends with scale 1; the others scale the scores.
+        let head_scale = 1.0 / (hp.head_dim_k as f32).sqrt();
+        let (q_scale, kq_scale) =
+            if model.arch().prescales_q() { (Some(head_scale), 1.0) } else { (None, head_scale) };
+        let qkv = self.by_order(cur, n_embd, |rows, per_row| {
+            let n = rows.len() / n_embd;
+            let mut q = vec![0f32; n * hp.n_embd_q()];
+            let mut k = vec![0f32; n * hp.n_embd_k_gqa()];
+            let mut v = vec![0f32; n * hp.n_embd_v_gqa()];
+            linear_many(rows, &mut [(&mats[0], &mut q), (&mats[1], &mut k), (&mats[2], &mut v)], per_row);
+            vec![q, k, v]
+        });
+        let [mut q, mut k, v]: [Vec<f32>; 3] = qkv.try_into().unwrap_or_default();
+        if let Some((q_norm, k_norm)) = &layer.qk_norm {
+            rms_norm_heads(&mut q, q_norm, hp.rms_eps);
+            rms_norm_heads(&mut k, k_norm, hp.rms_eps);
+        }
+        if hp.layer_uses_rope(il) {
+            rope(&mut q, &self.positions, hp.n_head, hp.head_dim_k, rope_p);
+            rope(&mut k, &self.positions, hp.n_head_kv, hp.head_dim_k, rope_p);
+            if hp.layer_attn.qk_norm_after_rope {
+                rms_norm_unweighted(&mut q, hp.head_dim_k, hp.rms_eps);
+                rms_norm_unweighted(&mut k, hp.head_dim_k, hp.rms_eps);
+            }
+        } else if let Some(t) = hp.layer_attn.temperature {
+            // Llama 4's NoPE layers: Q times a temperature that grows with the position.
+            for (row, &pos) in q.chunks_exact_mut(hp.n_embd_q()).zip(&self.positions) {
+                let s = t.at(pos);
+                row.iter_mut().for_each(|x| *x *= s);
+            }
+        }
+        if let Some(s) = q_scale {
+            q.iter_mut().for_each(|x| *x *= s);
+        }
+        (q, k, v, kq_scale)
     }
 
     /// The rows `keep` of `m` (`[n_rows][n_embd]`); from now on they are the step's rows.

@@ -40,6 +40,10 @@ pub enum Arch {
     /// YaRN rope; biased router and experts, top-k on the logits with a softmax over the chosen,
     /// and the clamped SwiGLU of `swiglu_oai`.
     GptOss,
+    /// DeepSeek-V2 / V2-Lite / V3 / R1, Kimi-K2: multi-head latent attention (a compressed KV
+    /// cache), leading dense layers, then routed experts (softmax or sigmoid, with V3's selection
+    /// bias and expert groups) plus plain shared experts; YaRN rope with its log multiplier.
+    Deepseek2,
 }
 
 /// Whether the model's FFN is dense, routed experts, or either (decided by `expert_count`).
@@ -80,6 +84,7 @@ impl Arch {
         Arch::Glm4Moe,
         Arch::Llama4,
         Arch::GptOss,
+        Arch::Deepseek2,
     ];
 
     /// `general.architecture` as written in GGUF files.
@@ -95,6 +100,7 @@ impl Arch {
             Arch::Glm4Moe => "glm4moe",
             Arch::Llama4 => "llama4",
             Arch::GptOss => "gpt-oss",
+            Arch::Deepseek2 => "deepseek2",
         }
     }
 
@@ -107,7 +113,7 @@ impl Arch {
 
     pub fn rope_style(self) -> RopeStyle {
         match self {
-            Arch::Llama | Arch::Llama4 => RopeStyle::Norm,
+            Arch::Llama | Arch::Llama4 | Arch::Deepseek2 => RopeStyle::Norm,
             _ => RopeStyle::Neox,
         }
     }
@@ -121,9 +127,13 @@ impl Arch {
         match self {
             Arch::Llama => FfnShape::Either,
             Arch::Qwen2 | Arch::Phi3 | Arch::Qwen3 => FfnShape::Dense,
-            Arch::Qwen2Moe | Arch::PhiMoe | Arch::Qwen3Moe | Arch::Glm4Moe | Arch::Llama4 | Arch::GptOss => {
-                FfnShape::Moe
-            }
+            Arch::Qwen2Moe
+            | Arch::PhiMoe
+            | Arch::Qwen3Moe
+            | Arch::Glm4Moe
+            | Arch::Llama4
+            | Arch::GptOss
+            | Arch::Deepseek2 => FfnShape::Moe,
         }
     }
 
@@ -141,37 +151,53 @@ impl Arch {
             Arch::GptOss => {
                 ExpertRouting { gating: ExpertGating::SoftmaxOfChosen, ..ExpertRouting::softmax(false) }
             }
+            // DeepSeek: softmax unless `expert_gating_func` says otherwise, and not renormalised
+            // unless `expert_weights_norm` says so (V2's `norm_topk_prob` is false).
+            Arch::Deepseek2 => ExpertRouting::softmax(false),
             _ => ExpertRouting::softmax(self != Arch::Qwen2Moe),
         }
     }
 
     /// The `expert_gating_func`, `expert_weights_norm` and `expert_weights_scale` keys are read.
     pub fn reads_routing_keys(self) -> bool {
-        self == Arch::Glm4Moe
+        matches!(self, Arch::Glm4Moe | Arch::Deepseek2)
     }
 
     /// Experts have their own width (`expert_feed_forward_length`, else n_ff / n_expert_used).
     pub fn has_expert_ff_length(self) -> bool {
-        matches!(self, Arch::Qwen2Moe | Arch::Qwen3Moe | Arch::Glm4Moe | Arch::Llama4 | Arch::GptOss)
+        matches!(
+            self,
+            Arch::Qwen2Moe | Arch::Qwen3Moe | Arch::Glm4Moe | Arch::Llama4 | Arch::GptOss | Arch::Deepseek2
+        )
     }
 
     /// The shared expert of an MoE layer, if the architecture has one.
     pub fn shared_expert(self) -> SharedExpertKind {
         match self {
             Arch::Qwen2Moe => SharedExpertKind::Gated,
-            Arch::Glm4Moe | Arch::Llama4 => SharedExpertKind::Plain,
+            Arch::Glm4Moe | Arch::Llama4 | Arch::Deepseek2 => SharedExpertKind::Plain,
             _ => SharedExpertKind::None,
         }
     }
 
-    /// The router's probabilities get a per-expert bias (`exp_probs_b`) for choosing the experts.
-    pub fn has_selection_bias(self) -> bool {
-        self == Arch::Glm4Moe
+    /// The router's probabilities get a per-expert bias (`exp_probs_b`) for choosing the experts
+    /// (DeepSeek-V3 has it, V2 not).
+    pub fn selection_bias(self) -> Presence {
+        match self {
+            Arch::Glm4Moe => Presence::Required,
+            Arch::Deepseek2 => Presence::Optional,
+            _ => Presence::Absent,
+        }
     }
 
     /// The first `leading_dense_block_count` layers have a dense FFN.
     pub fn has_leading_dense_layers(self) -> bool {
-        self == Arch::Glm4Moe
+        matches!(self, Arch::Glm4Moe | Arch::Deepseek2)
+    }
+
+    /// Multi-head latent attention instead of per-head Q/K/V projections.
+    pub fn has_latent_attention(self) -> bool {
+        self == Arch::Deepseek2
     }
 
     /// Only every `interleave_moe_layer_step`-th layer (1-based) routes to experts.

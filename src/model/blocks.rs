@@ -7,7 +7,7 @@ use gguf::names::TensorKind as T;
 use super::arch::{Arch, Presence, SharedExpertKind};
 use super::hparams::HParams;
 use super::tensors::{
-    AttnWeights, FfnBlock, FfnMats, LayerWeights, LinearWeight, ModelWeights, SharedExpert,
+    AttnBlock, AttnWeights, FfnBlock, FfnMats, LayerWeights, LinearWeight, ModelWeights, SharedExpert,
 };
 use super::weights::{Loader, Weight};
 use super::ModelError;
@@ -42,7 +42,10 @@ pub(super) fn load_model(
     let layers = (0..hp.n_layer)
         .map(|il| {
             // Projections first: a truncated file is reported by its first missing matrix.
-            let attn = load_attn(ld, hp, arch, il)?;
+            let attn = match &hp.mla {
+                Some(mla) => AttnBlock::Latent(super::deepseek2::load_latent_attn(ld, hp, mla, il)?),
+                None => AttnBlock::Heads(load_attn(ld, hp, arch, il)?),
+            };
             let ffn = ffn(il)?;
             Ok(LayerWeights {
                 attn_norm: ld.vector(&T::AttnNorm.weight(il), n_embd)?,
@@ -136,8 +139,7 @@ pub(super) fn load_dense(ld: &Loader, hp: &HParams, arch: Arch, il: usize) -> Re
 pub(super) fn load_moe(ld: &Loader, hp: &HParams, arch: Arch, il: usize) -> Result<FfnBlock, ModelError> {
     let (n_embd, n_ff, n_exp) = (hp.n_embd, hp.n_ff_exp, hp.n_expert);
     let router = ld.matrix(&T::FfnGateInp.weight(il), n_embd, n_exp)?;
-    let selection_bias =
-        if arch.has_selection_bias() { Some(ld.vector(&T::FfnExpProbsB.bias(il), n_exp)?) } else { None };
+    let selection_bias = vector_if(ld, &T::FfnExpProbsB.bias(il), n_exp, arch.selection_bias())?;
     let mut experts = stacked_experts(ld, il, n_embd, n_ff, n_exp)?;
     let router_b = if arch.has_expert_biases() {
         let biases = |kind: T, n| ld.vectors(&kind.bias(il), n, n_exp);

@@ -5,8 +5,9 @@ use gguf::value::Metadata;
 use gguf::GgufFile;
 
 use super::arch::{Arch, FfnShape, SharedExpertKind};
+use super::deepseek2::{latent_attention, yarn_log_mul, LatentAttention};
 use super::ModelError;
-use crate::ops::moe::{ExpertGating, ExpertRouting};
+use crate::ops::moe::{ExpertGating, ExpertGroups, ExpertRouting};
 use crate::ops::rope::{RopeStyle, Yarn};
 
 /// Limits that keep a corrupt file from asking for absurd allocations.
@@ -58,6 +59,9 @@ pub struct HParams {
     pub n_ctx_orig: usize,
     /// YaRN's parameters when the rope is scaled that way (`rope.scaling.type = yarn`).
     pub yarn: Option<Yarn>,
+    /// Multi-head latent attention's sizes (DeepSeek); then `head_dim_k`/`head_dim_v` and
+    /// `n_head_kv` (1) describe the compressed cache.
+    pub mla: Option<LatentAttention>,
 }
 
 impl HParams {
@@ -200,7 +204,7 @@ impl HParams {
         } else {
             1
         };
-        let routing = routing(file, arch, &key)?;
+        let routing = routing(file, arch, (n_layer, n_vocab, n_expert), &key)?;
         let layer_attn = layer_attention(file, arch, n_expert, &key)?;
         let sliding_window = sliding_window(file, arch, n_layer, &key)?;
         if let Some((_, sections)) = file.get_array(&key(ArchKey::RopeDimensionSections))? {
@@ -229,9 +233,18 @@ impl HParams {
         }
         let (rope_freq_scale, is_yarn) = rope_freq_scale(file, &key)?;
         let n_ctx_orig = opt(ArchKey::RopeScalingOrigCtx)?.unwrap_or(n_ctx_train);
-        let yarn = if is_yarn {
-            let attn_factor = file.get_f32(&key(ArchKey::RopeScalingAttnFactor))?.unwrap_or(1.0);
-            Some(yarn(rope_freq_scale, attn_factor, n_rot, n_ctx_orig, rope_freq_base))
+        let rope_attn_factor = file.get_f32(&key(ArchKey::RopeScalingAttnFactor))?.unwrap_or(1.0);
+        let log_mul = if arch.has_latent_attention() { yarn_log_mul(file, &key)? } else { 0.0 };
+        let yarn = is_yarn.then(|| {
+            // llama.cpp: DeepSeek-V2's YaRN mscale is its `mscale_all_dim`, whose ratio to itself
+            // leaves 1 (so does any file with a log multiplier, where mscale is 1 as well).
+            let mscale = if log_mul != 0.0 { Some(1.0) } else { None };
+            yarn(rope_freq_scale, rope_attn_factor, mscale, n_rot, n_ctx_orig, rope_freq_base)
+        });
+        let mla = if arch.has_latent_attention() {
+            let attn_factor = yarn.map_or(rope_attn_factor, |y| y.attn_factor);
+            let dims = (head_dim_k, head_dim_v, n_head_kv, n_rot);
+            Some(latent_attention(file, &key, dims, attn_factor, rope_freq_scale, log_mul)?)
         } else {
             None
         };
@@ -263,6 +276,7 @@ impl HParams {
             rope_freq_scale,
             n_ctx_orig,
             yarn,
+            mla,
         };
         match arch {
             // llama.cpp's llama graph needs equal K/V head sizes and full-head rotation.
@@ -274,6 +288,8 @@ impl HParams {
                     )));
                 }
             }
+            // Latent attention's compressed K and V differ by the rope key (checked above).
+            Arch::Deepseek2 => {}
             // The other graphs share one head size between K and V.
             _ => {
                 if head_dim_k != head_dim_v {
@@ -382,13 +398,30 @@ fn layer_attention(
 fn routing(
     file: &GgufFile,
     arch: Arch,
+    (n_layer, n_vocab, n_expert): (usize, usize, usize),
     key: &dyn Fn(ArchKey) -> String,
 ) -> Result<ExpertRouting, ModelError> {
     let mut r = arch.default_routing();
+    // Any architecture's experts may be grouped (llama.cpp reads the keys for all).
+    let n_group = file.get_u32(&key(ArchKey::ExpertGroupCount))?.unwrap_or(0) as usize;
+    if n_group > 1 && n_expert > 0 {
+        let n_used = file.get_u32(&key(ArchKey::ExpertGroupUsedCount))?.unwrap_or(0) as usize;
+        if !n_expert.is_multiple_of(n_group) || n_expert / n_group < 2 || n_used == 0 || n_used > n_group {
+            return Err(invalid(format!(
+                "expert groups ({n_group} groups, {n_used} used) do not fit {n_expert} experts"
+            )));
+        }
+        r.groups = Some(ExpertGroups { n_group, n_used });
+    }
     if !arch.reads_routing_keys() {
         return Ok(r);
     }
     match file.get_u32(&key(ArchKey::ExpertGatingFunc))? {
+        // llama.cpp: GLM-4.7-Flash files (deepseek2, 47 or 48 layers, 154880 tokens) without the
+        // key are sigmoid-routed.
+        None | Some(0) if arch == Arch::Deepseek2 && matches!(n_layer, 47 | 48) && n_vocab == 154880 => {
+            r.gating = ExpertGating::Sigmoid
+        }
         None | Some(0) => {}
         Some(1) => r.gating = ExpertGating::Softmax,
         Some(2) => r.gating = ExpertGating::Sigmoid,
@@ -413,9 +446,16 @@ fn routing(
 /// `0.1·ln(factor) + 1`, divided by what ggml multiplies in again (`1 + 0.1·ln(factor)`), times
 /// `rope.scaling.attn_factor`; in f32 without fused multiply-adds, as libllama is built (Rust never
 /// contracts them).
-fn yarn(freq_scale: f32, rope_attn_factor: f32, n_rot: usize, n_ctx_orig: usize, freq_base: f32) -> Yarn {
+fn yarn(
+    freq_scale: f32,
+    rope_attn_factor: f32,
+    mscale: Option<f32>,
+    n_rot: usize,
+    n_ctx_orig: usize,
+    freq_base: f32,
+) -> Yarn {
     let factor = 1.0 / freq_scale;
-    let mscale = if factor <= 1.0 { 1.0 } else { 0.1f32 * factor.ln() + 1.0 };
+    let mscale = mscale.unwrap_or(if factor <= 1.0 { 1.0 } else { 0.1f32 * factor.ln() + 1.0 });
     let attn_factor = mscale * (1.0 / (1.0 + 0.1f32 * factor.ln())) * rope_attn_factor;
     Yarn { ext_factor: 1.0, attn_factor, corr_dims: Yarn::corr_dims(n_rot, n_ctx_orig, freq_base, 32.0, 1.0) }
 }

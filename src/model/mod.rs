@@ -3,6 +3,7 @@
 
 pub mod arch;
 mod blocks;
+pub mod deepseek2;
 pub mod hparams;
 pub mod llama;
 pub mod mixed;
@@ -66,6 +67,7 @@ impl Model {
             Arch::Phi3 | Arch::PhiMoe => phi3::load(&loader, &hparams, arch),
             Arch::Qwen3 | Arch::Qwen3Moe => qwen3::load(&loader, &hparams, arch),
             Arch::Glm4Moe | Arch::Llama4 | Arch::GptOss => mixed::load(&loader, &hparams, arch),
+            Arch::Deepseek2 => deepseek2::load(&loader, &hparams, arch),
         };
         loader.finish();
         let weights = weights?;
@@ -132,9 +134,10 @@ impl Model {
             n += vec_len(&l.attn_norm_b) + vec_len(&l.ffn_norm_b);
             n += l.qk_norm.as_ref().map_or(0, |(q, k)| (q.len() + k.len()) as u64);
             n += vec_len(&l.attn_sinks);
-            for lin in [&l.attn.q, &l.attn.k, &l.attn.v, &l.attn.o] {
+            for lin in l.attn.linears() {
                 n += mat(&lin.w) + lin.b.as_ref().map_or(0, |b| b.len() as u64);
             }
+            n += l.attn.norm_params() as u64;
             let ffn = |m: &tensors::FfnMats| mat(&m.gate.w) + mat(&m.up.w) + mat(&m.down.w);
             n += match &l.ffn {
                 FfnBlock::Dense(m) => ffn(m),
@@ -174,7 +177,7 @@ impl Model {
             hp.rope_style,
             hp.rope_freq_base,
             hp.rope_freq_scale,
-            self.weights.layers.first().map_or(gguf::DType::F32, |l| l.attn.q.w.dtype()),
+            self.weights.layers.first().map_or(gguf::DType::F32, |l| l.attn.dtype()),
             if self.weights.output.is_some() { "separate" } else { "tied to token_embd" },
         )
     }

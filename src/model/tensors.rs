@@ -27,6 +27,79 @@ pub struct AttnWeights {
     pub o: LinearWeight,
 }
 
+/// Multi-head latent attention (DeepSeek-V2/V3), as llama.cpp runs it with the absorption
+/// optimisation: attention over one shared compressed KV head (`kv_lora` values plus the rope key),
+/// each query head's no-rope part first mapped into that space by its `k_b`, each head's output
+/// mapped back by its `v_b`.
+pub struct LatentAttnWeights {
+    pub q: LatentQuery,
+    /// `[n_embd, kv_lora + n_rot]`: the compressed KV, then the shared rope key.
+    pub kv_a: LinearWeight,
+    /// `[kv_lora]`
+    pub kv_a_norm: Vec<f32>,
+    /// Per head `[nope, kv_lora]` (`attn_k_b`).
+    pub k_b: Vec<LinearWeight>,
+    /// Per head `[kv_lora, head_dim_v_mla]` (`attn_v_b`).
+    pub v_b: Vec<LinearWeight>,
+    /// `[n_head·head_dim_v_mla, n_embd]`
+    pub o: LinearWeight,
+}
+
+/// How a latent-attention layer makes Q `[n_head·(nope + n_rot)]`.
+pub enum LatentQuery {
+    /// `attn_q` (DeepSeek-V2-Lite).
+    Direct(LinearWeight),
+    /// `attn_q_b · rms_norm(attn_q_a · x)` (V2, V3).
+    LowRank { a: LinearWeight, norm: Vec<f32>, b: LinearWeight },
+}
+
+/// A layer's attention weights.
+pub enum AttnBlock {
+    /// Q, K, V and O per head (every family but DeepSeek).
+    Heads(AttnWeights),
+    Latent(LatentAttnWeights),
+}
+
+impl AttnBlock {
+    /// Every matrix, in the attention task's order (see `exec::binding`): Q, K, V, O; or the
+    /// latent one's Q (or Q_a, Q_b), KV_a, each head's K_b, each head's V_b, O.
+    pub fn linears(&self) -> Vec<&LinearWeight> {
+        match self {
+            AttnBlock::Heads(a) => vec![&a.q, &a.k, &a.v, &a.o],
+            AttnBlock::Latent(m) => {
+                let mut v = match &m.q {
+                    LatentQuery::Direct(q) => vec![q],
+                    LatentQuery::LowRank { a, b, .. } => vec![a, b],
+                };
+                v.push(&m.kv_a);
+                v.extend(&m.k_b);
+                v.extend(&m.v_b);
+                v.push(&m.o);
+                v
+            }
+        }
+    }
+
+    /// The norm vectors inside the block (latent attention's).
+    pub fn norm_params(&self) -> usize {
+        match self {
+            AttnBlock::Heads(_) => 0,
+            AttnBlock::Latent(m) => {
+                m.kv_a_norm.len()
+                    + match &m.q {
+                        LatentQuery::LowRank { norm, .. } => norm.len(),
+                        LatentQuery::Direct(_) => 0,
+                    }
+            }
+        }
+    }
+
+    /// The weights' storage type (of the first matrix).
+    pub fn dtype(&self) -> gguf::DType {
+        self.linears().first().map_or(gguf::DType::F32, |l| l.w.dtype())
+    }
+}
+
 /// Gate, up and down of a SwiGLU FFN (dense layer or one expert).
 pub struct FfnMats {
     pub gate: LinearWeight,
@@ -67,7 +140,7 @@ pub struct LayerWeights {
     pub attn_norm: Vec<f32>,
     /// `[n_embd]`, added after the RMSNorm's scale (PhiMoE).
     pub attn_norm_b: Option<Vec<f32>>,
-    pub attn: AttnWeights,
+    pub attn: AttnBlock,
     /// `[head_dim_k]` each: per-head RMSNorm of Q and K before rope (Qwen3).
     pub qk_norm: Option<(Vec<f32>, Vec<f32>)>,
     /// `[n_head]` sink logits of the attention's softmax (gpt-oss).

@@ -483,19 +483,20 @@ pub(crate) mod tests {
 
     #[test]
     fn split_kv_stays_near_f64_and_depends_on_the_chunks() {
-        // Head dims 64 (the fused row on AVX-512) and 20 (the portable row everywhere).
-        for (seed, dk) in [(31u64, 64usize), (32, 20)] {
-            let s = AttnShape { n_head: 4, n_head_kv: 2, head_dim_k: dk, head_dim_v: dk };
+        // Head dims 64 (the fused row on AVX-512) and 20 (the portable row everywhere); and
+        // latent attention's one shared KV head with K wider than V (80 and 64).
+        for (seed, kv_heads, dk, dv) in [(31u64, 2, 64usize, 64usize), (32, 2, 20, 20), (33, 1, 80, 64)] {
+            let s = AttnShape { n_head: 4, n_head_kv: kv_heads, head_dim_k: dk, head_dim_v: dv };
             let pos0 = 600;
             let c = case(seed, pos0, 1, s);
             let exact = reference(&c.q, &c.k, &c.v, pos0, s, c.scale);
-            let mut single = vec![0f32; s.n_head * dk];
+            let mut single = vec![0f32; s.n_head * dv];
             attention_f16_accumulate(&c.q, &c.k, &c.v, pos0, s, c.scale, AttnExtras::NONE, &mut single);
             let mut differs = false;
             // 2 and 3 chunks over a view of 768 (the last one part masked), 16 (some past it all).
             for n_threads in [2usize, 3, 16] {
                 let sp = KvSplit::new(ggml_kv_view(4096, pos0 + 1), n_threads).unwrap();
-                let mut out = vec![0f32; s.n_head * dk];
+                let mut out = vec![0f32; s.n_head * dv];
                 attention_split_kv(&c.q, &c.k, &c.v, pos0, s, c.scale, sp, AttnExtras::NONE, &mut out);
                 for (i, (g, w)) in out.iter().zip(&exact).enumerate() {
                     assert!(

@@ -28,6 +28,40 @@ pub struct ExpertRouting {
     pub scale: f32,
     /// The weights scale each expert's input instead of its output (Llama 4).
     pub weight_inputs: bool,
+    /// Experts are chosen only from the best groups (DeepSeek-V3).
+    pub groups: Option<ExpertGroups>,
+}
+
+/// `n_group` groups of consecutive experts; a token's experts come from the `n_used` groups whose
+/// two best selection scores sum highest (DeepSeek-V3's `n_group` / `topk_group`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpertGroups {
+    pub n_group: usize,
+    pub n_used: usize,
+}
+
+impl ExpertGroups {
+    /// `selection` with the experts outside the chosen groups set to −∞.
+    fn mask(&self, selection: &mut [f32]) {
+        let per_group = selection.len() / self.n_group;
+        let top2 = |g: &[f32]| {
+            let (mut a, mut b) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+            for &x in g {
+                if x > a {
+                    (a, b) = (x, a);
+                } else if x > b {
+                    b = x;
+                }
+            }
+            a + b
+        };
+        let scores: Vec<f32> = selection.chunks_exact(per_group).map(top2).collect();
+        let mut order: Vec<usize> = (0..self.n_group).collect();
+        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+        for &g in &order[self.n_used.min(self.n_group)..] {
+            selection[g * per_group..(g + 1) * per_group].fill(f32::NEG_INFINITY);
+        }
+    }
 }
 
 impl ExpertRouting {
@@ -39,6 +73,7 @@ impl ExpertRouting {
             normalize,
             scale: 1.0,
             weight_inputs: false,
+            groups: None,
         }
     }
 }
@@ -71,11 +106,14 @@ pub fn route(
                 ExpertGating::Sigmoid => row.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(),
                 ExpertGating::SoftmaxOfChosen => row.to_vec(),
             };
-            let selection: Vec<f32> = match selection_bias {
+            let mut selection: Vec<f32> = match selection_bias {
                 _ if routing.select_on_logits => row.to_vec(),
                 Some(b) => probs.iter().zip(b).map(|(p, b)| p + b).collect(),
                 None => probs.clone(),
             };
+            if let Some(g) = routing.groups {
+                g.mask(&mut selection);
+            }
             let mut order: Vec<usize> = (0..n_expert).collect();
             // Stable: on equal scores the lower expert id wins.
             order.sort_by(|&a, &b| selection[b].total_cmp(&selection[a]));
@@ -230,6 +268,44 @@ mod tests {
         for (w, x) in r.weights.iter().zip([2.0f64, 1.7, 0.9]) {
             assert!((*w as f64 - x.exp() / z).abs() < 1e-6, "{w}");
         }
+    }
+
+    /// DeepSeek-V3: groups ranked by the sum of their two best biased scores; only the best
+    /// `n_used` groups' experts may be chosen. Against an f64 reference on random scores.
+    #[test]
+    fn grouped_routing_chooses_only_from_the_best_groups() {
+        let mut rng = Rng::new(31);
+        let (n_tok, n_expert, k, n_group, n_used) = (8, 16, 3, 4, 2);
+        let logits = rng.vec(n_tok * n_expert, 2.0);
+        let bias = rng.vec(n_expert, 0.2);
+        let routing = ExpertRouting {
+            gating: ExpertGating::Sigmoid,
+            groups: Some(ExpertGroups { n_group, n_used }),
+            ..ExpertRouting::softmax(true)
+        };
+        let routes = route(&logits, n_expert, k, &routing, Some(&bias));
+        let mut groups_mattered = false;
+        for (t, r) in routes.iter().enumerate() {
+            let s: Vec<f64> = (0..n_expert)
+                .map(|e| 1.0 / (1.0 + (-(logits[t * n_expert + e] as f64)).exp()) + bias[e] as f64)
+                .collect();
+            let per = n_expert / n_group;
+            let score = |g: usize| {
+                let mut v: Vec<f64> = s[g * per..(g + 1) * per].to_vec();
+                v.sort_by(|a, b| b.partial_cmp(a).unwrap());
+                v[0] + v[1]
+            };
+            let mut gs: Vec<usize> = (0..n_group).collect();
+            gs.sort_by(|&a, &b| score(b).partial_cmp(&score(a)).unwrap());
+            let allowed = |e: usize| gs[..n_used].contains(&(e / per));
+            let mut idx: Vec<usize> = (0..n_expert).filter(|&e| allowed(e)).collect();
+            idx.sort_by(|&a, &b| s[b].partial_cmp(&s[a]).unwrap());
+            let mut free: Vec<usize> = (0..n_expert).collect();
+            free.sort_by(|&a, &b| s[b].partial_cmp(&s[a]).unwrap());
+            groups_mattered |= free[..k] != idx[..k];
+            assert_eq!(r.experts, idx[..k].to_vec(), "token {t}");
+        }
+        assert!(groups_mattered, "the groups never changed a choice");
     }
 
     #[test]

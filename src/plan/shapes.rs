@@ -67,6 +67,34 @@ pub struct ModelShape {
     pub shexp_gated: bool,
     pub tied_output: bool,
     pub wtype: WeightType,
+    /// Multi-head latent attention (DeepSeek); then `n_head_kv` is 1 and `head_dim_k`/`head_dim_v`
+    /// are the compressed cache row's sizes (`kv_lora + n_rot` and `kv_lora`).
+    #[serde(default)]
+    pub mla: Option<LatentShape>,
+}
+
+/// A latent-attention layer's sizes: Q's low rank (0: Q projected directly), the compressed KV's
+/// rank, the rope part, and the per-head Q/K and V sizes the compression stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatentShape {
+    pub q_lora_rank: u64,
+    pub kv_lora_rank: u64,
+    pub n_rot: u64,
+    pub head_dim_k: u64,
+    pub head_dim_v: u64,
+}
+
+impl LatentShape {
+    /// Parameters of one latent attention block (projections and the norms inside it).
+    fn params(&self, n_embd: u64, n_head: u64) -> u64 {
+        let (q_rank, kv_rank) = (self.q_lora_rank, self.kv_lora_rank);
+        let n_q = n_head * self.head_dim_k;
+        let q = if q_rank > 0 { n_embd * q_rank + q_rank + q_rank * n_q } else { n_embd * n_q };
+        let kv_a = n_embd * (kv_rank + self.n_rot) + kv_rank;
+        let k_b = n_head * (self.head_dim_k - self.n_rot) * kv_rank;
+        let v_b = n_head * kv_rank * self.head_dim_v;
+        q + kv_a + k_b + v_b + n_head * self.head_dim_v * n_embd
+    }
 }
 
 pub const SHAPE_NAMES: &[&str] = &[
@@ -78,6 +106,8 @@ pub const SHAPE_NAMES: &[&str] = &[
     "glm-4.5-air",
     "gpt-oss-120b",
     "llama-4-scout",
+    "deepseek-v2-lite",
+    "deepseek-v3",
     "llama-2-13b",
     "llama-2-70b",
 ];
@@ -113,6 +143,41 @@ fn shape(
         shexp_gated: moe.3 > 0,
         tied_output: false,
         wtype: WeightType::F16,
+        mla: None,
+    }
+}
+
+/// A DeepSeek shape: latent attention with a KV rank of 512, rope 64, heads of 128 + 64 (Q/K) and
+/// 128 (V); `n_layer_dense_lead` dense layers, then experts with `n_shared` shared ones.
+#[allow(clippy::too_many_arguments)]
+fn deepseek(
+    name: &str,
+    n_layer: u32,
+    n_embd: u64,
+    n_head: u64,
+    q_lora_rank: u64,
+    n_vocab: u64,
+    (n_ff, n_layer_dense_lead): (u64, u32),
+    (n_expert, n_expert_used, n_ff_exp, n_shared): (u32, u32, u64, u64),
+) -> ModelShape {
+    let mla = LatentShape { q_lora_rank, kv_lora_rank: 512, n_rot: 64, head_dim_k: 192, head_dim_v: 128 };
+    ModelShape {
+        n_head_kv: 1,
+        head_dim_k: mla.kv_lora_rank + mla.n_rot,
+        head_dim_v: mla.kv_lora_rank,
+        n_layer_dense_lead,
+        shexp_gated: false,
+        mla: Some(mla),
+        ..shape(
+            name,
+            "deepseek2",
+            n_layer,
+            n_embd,
+            (n_head, 1, 0),
+            n_vocab,
+            n_ff,
+            (n_expert, n_expert_used, n_ff_exp, n_shared * n_ff_exp),
+        )
     }
 }
 
@@ -147,6 +212,12 @@ impl ModelShape {
                 shexp_gated: false,
                 ..shape(name, "llama4", 48, 5120, (40, 8, 128), 202048, 0, (16, 1, 8192, 8192))
             },
+            // One dense layer of 10944, then 64 experts of 1408 (top-6) and two shared ones; Q
+            // projected directly. 15.7B published.
+            "deepseek-v2-lite" => deepseek(name, 27, 2048, 16, 0, 102400, (10944, 1), (64, 6, 1408, 2)),
+            // Three dense layers of 18432, then 256 experts of 2048 (top-8) and one shared; Q of
+            // rank 1536. 671B published (the MTP block not counted, not run).
+            "deepseek-v3" => deepseek(name, 61, 7168, 128, 1536, 129280, (18432, 3), (256, 8, 2048, 1)),
             "llama-2-13b" => shape(name, "llama", 40, 5120, (40, 40, 128), 32000, 13824, (0, 0, 0, 0)),
             "llama-2-70b" => shape(name, "llama", 80, 8192, (64, 8, 128), 32000, 28672, (0, 0, 0, 0)),
             _ => {
@@ -211,8 +282,19 @@ impl ModelShape {
         } else {
             0
         };
-        let probe =
-            file.tensor(&TensorKind::AttnQ.weight(0)).or_else(|| file.tensor(&TensorKind::AttnQkv.weight(0)));
+        let mla = match opt(ArchKey::KvLoraRank)? {
+            Some(kv_lora_rank) => Some(LatentShape {
+                q_lora_rank: opt(ArchKey::QLoraRank)?.unwrap_or(0),
+                kv_lora_rank,
+                n_rot: opt(ArchKey::RopeDimensionCount)?.unwrap_or(0),
+                head_dim_k: opt(ArchKey::KeyLengthMla)?.unwrap_or(0),
+                head_dim_v: opt(ArchKey::ValueLengthMla)?.unwrap_or(0),
+            }),
+            None => None,
+        };
+        let probe = [TensorKind::AttnQ, TensorKind::AttnQkv, TensorKind::AttnQA]
+            .into_iter()
+            .find_map(|kind| file.tensor(&kind.weight(0)));
         let wtype = match probe.map(|t| t.dtype) {
             Some(DType::F32) => WeightType::F32,
             Some(DType::BF16) => WeightType::Bf16,
@@ -238,6 +320,7 @@ impl ModelShape {
             shexp_gated: file.tensor(&TensorKind::FfnGateInpShexp.weight(moe0)).is_some(),
             tied_output: file.tensor(&TensorKind::Output.weight(0)).is_none(),
             wtype,
+            mla,
         };
         s.validate()?;
         Ok(s)
@@ -255,6 +338,13 @@ impl ModelShape {
         }
         if !self.is_moe() && self.n_ff == 0 {
             return bad("dense model needs a feed-forward length");
+        }
+        if let Some(m) = &self.mla {
+            if m.head_dim_k <= m.n_rot || m.head_dim_v == 0 || m.kv_lora_rank == 0 {
+                return bad(
+                    "latent attention needs key_length_mla > rope dims, value_length_mla and kv_lora_rank",
+                );
+            }
         }
         let some_dense = self.is_moe() && (self.n_layer_dense_lead > 0 || self.n_moe_layer_step > 1);
         if self.n_layer_dense_lead > self.n_layer
@@ -281,6 +371,9 @@ impl ModelShape {
 
     /// Parameters of one layer's attention block (projections and norms; biases are negligible).
     pub fn attn_params(&self) -> u64 {
+        if let Some(mla) = &self.mla {
+            return mla.params(self.n_embd, self.n_head) + 2 * self.n_embd;
+        }
         let q = self.n_embd * self.n_head * self.head_dim_k;
         let kv = self.n_embd * self.n_head_kv * (self.head_dim_k + self.head_dim_v);
         let o = self.n_head * self.head_dim_v * self.n_embd;
@@ -347,6 +440,8 @@ mod tests {
             ("glm-4.5-air", 106.0),
             ("gpt-oss-120b", 116.8),
             ("llama-4-scout", 109.0),
+            ("deepseek-v2-lite", 15.7),
+            ("deepseek-v3", 671.0),
             ("llama-2-13b", 13.0),
             ("llama-2-70b", 69.0),
         ] {

@@ -32,6 +32,7 @@ pub fn small_shape(rng: &mut Rng, max_tasks: usize) -> ModelShape {
             shexp_gated: false,
             tied_output: false,
             wtype: WeightType::F16,
+            mla: None,
         };
         let blocks = 2usize;
         let per_layer = if moe { 2 + n_expert as usize } else { 1 + blocks };

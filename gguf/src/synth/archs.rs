@@ -28,6 +28,10 @@ pub enum SynthArch {
     Llama4,
     /// gpt-oss (see `super::gpt_oss`).
     GptOss,
+    /// DeepSeek-V3-style latent attention (see `super::deepseek2`).
+    Deepseek2,
+    /// DeepSeek-V2-Lite's layout of the same architecture.
+    Deepseek2Lite,
 }
 
 impl SynthArch {
@@ -43,6 +47,7 @@ impl SynthArch {
             SynthArch::Glm4Moe => "glm4moe",
             SynthArch::Llama4 => "llama4",
             SynthArch::GptOss => "gpt-oss",
+            SynthArch::Deepseek2 | SynthArch::Deepseek2Lite => "deepseek2",
         }
     }
 
@@ -56,6 +61,8 @@ impl SynthArch {
                 | SynthArch::Glm4Moe
                 | SynthArch::Llama4
                 | SynthArch::GptOss
+                | SynthArch::Deepseek2
+                | SynthArch::Deepseek2Lite
         )
     }
 }
@@ -106,6 +113,20 @@ pub fn to_writer_arch(spec: &SynthSpec, extra: &ArchSynth, vocab: &Vocab) -> Res
             return bad("the shared expert is as wide as the routed ones".into());
         }
         return super::llama4::to_writer(spec, n_expert, n_expert_used, vocab);
+    }
+    if matches!(arch, SynthArch::Deepseek2 | SynthArch::Deepseek2Lite) {
+        let lite = arch == SynthArch::Deepseek2Lite;
+        if extra.n_ff_shexp.is_some() {
+            return bad("the shared experts are as wide as the routed ones".into());
+        }
+        let groups = super::deepseek2::EXPERT_GROUPS;
+        if !lite && (n_expert % groups != 0 || n_expert / groups < 2) {
+            return bad(format!(
+                "{n_expert} experts do not make {} groups of two or more",
+                super::deepseek2::EXPERT_GROUPS
+            ));
+        }
+        return super::deepseek2::to_writer(spec, n_expert, n_expert_used, vocab, lite);
     }
     if arch == SynthArch::GptOss {
         if extra.n_ff_shexp.is_some() {
@@ -225,7 +246,9 @@ pub fn to_writer_arch(spec: &SynthSpec, extra: &ArchSynth, vocab: &Vocab) -> Res
             | SynthArch::Qwen3Moe
             | SynthArch::Glm4Moe
             | SynthArch::Llama4
-            | SynthArch::GptOss => {
+            | SynthArch::GptOss
+            | SynthArch::Deepseek2
+            | SynthArch::Deepseek2Lite => {
                 g.router(&mut w, il, n_embd, n_expert)?;
                 g.experts(&mut w, il, n_expert, super::ExpertLayout::Stacked, n_embd, n_ff)?;
             }
@@ -378,6 +401,26 @@ mod tests {
         assert_eq!(dims(&f, "blk.0.ffn_gate_inp.bias"), vec![4]);
         assert_eq!(dims(&f, "blk.0.attn_q.weight"), vec![32, 64]);
         assert_eq!(f.get_str("gpt-oss.rope.scaling.type").unwrap(), Some("yarn"));
+        // DeepSeek: latent attention over one compressed KV head (head size 8: nope 8, rope 4,
+        // V 8, KV rank 16, Q rank 24), K_b and V_b per head; 8 experts in 4 groups.
+        let extra = ArchSynth { arch: SynthArch::Deepseek2, head_dim: None, n_ff_shexp: None };
+        let mut s = spec(true);
+        s.ffn = FfnKind::Moe { n_expert: 8, n_expert_used: 2, layout: ExpertLayout::Stacked };
+        let bytes = to_writer_arch(&s, &extra, &Vocab::placeholder(50)).unwrap().to_bytes();
+        let f = GgufFile::from_bytes(bytes).unwrap();
+        assert_eq!(f.get_u32("deepseek2.attention.head_count_kv").unwrap(), Some(1));
+        assert_eq!(f.get_u32("deepseek2.attention.key_length").unwrap(), Some(16 + 4));
+        assert_eq!(f.get_u32("deepseek2.attention.key_length_mla").unwrap(), Some(8 + 4));
+        assert_eq!(dims(&f, "blk.0.attn_q_a.weight"), vec![32, 24]);
+        assert_eq!(dims(&f, "blk.0.attn_q_b.weight"), vec![24, 4 * 12]);
+        assert_eq!(dims(&f, "blk.0.attn_kv_a_mqa.weight"), vec![32, 20]);
+        assert_eq!(dims(&f, "blk.1.attn_k_b.weight"), vec![8, 16, 4]);
+        assert_eq!(dims(&f, "blk.1.attn_v_b.weight"), vec![16, 8, 4]);
+        assert_eq!(dims(&f, "blk.1.attn_output.weight"), vec![32, 32]);
+        assert_eq!(dims(&f, "blk.0.ffn_up.weight"), vec![32, 4 * 24]);
+        assert_eq!(dims(&f, "blk.1.exp_probs_b.bias"), vec![8]);
+        assert_eq!(dims(&f, "blk.1.ffn_up_shexp.weight"), vec![32, 24]);
+        assert!(to_writer_arch(&spec(true), &extra, &Vocab::placeholder(50)).is_err(), "4 experts, 4 groups");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::llama::{
 use super::Gpu;
 use crate::cpu::WeightView;
 use crate::gpu::GpuError;
-use crate::model::tensors::{FfnBlock, FfnMats, LinearWeight};
+use crate::model::tensors::{AttnBlock, FfnBlock, FfnMats, LinearWeight};
 use crate::model::weights::Weight;
 use crate::model::{Arch, Model};
 use crate::ops::rope::RopeStyle;
@@ -72,12 +72,15 @@ impl GpuLlama {
         };
         let mut layers = Vec::with_capacity(w.layers.len());
         for l in &w.layers {
+            let AttnBlock::Heads(attn) = &l.attn else {
+                return Err(unsupported("latent attention (not on the GPU yet)".into()));
+            };
             layers.push(HostLayer {
                 attn_norm: &l.attn_norm,
-                q: unbiased(&l.attn.q, "attn_q")?,
-                k: unbiased(&l.attn.k, "attn_k")?,
-                v: unbiased(&l.attn.v, "attn_v")?,
-                o: unbiased(&l.attn.o, "attn_output")?,
+                q: unbiased(&attn.q, "attn_q")?,
+                k: unbiased(&attn.k, "attn_k")?,
+                v: unbiased(&attn.v, "attn_v")?,
+                o: unbiased(&attn.o, "attn_output")?,
                 ffn_norm: &l.ffn_norm,
                 ffn: match &l.ffn {
                     FfnBlock::Dense(m) => HostFfnBlock::Dense(ffn(m)?),

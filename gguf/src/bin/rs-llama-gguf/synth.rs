@@ -31,6 +31,10 @@ enum Arch {
     Llama4,
     #[value(name = "gpt-oss")]
     GptOss,
+    Deepseek2,
+    /// deepseek2 laid out as DeepSeek-V2-Lite (Q without low rank, softmax routing, no groups).
+    #[value(name = "deepseek2-lite")]
+    Deepseek2Lite,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -44,7 +48,8 @@ enum Dtype {
 pub struct Args {
     #[arg(long, value_enum)]
     kind: Kind,
-    /// Architecture (qwen2moe, phimoe, qwen3moe, glm4moe, llama4 and gpt-oss need --kind moe, the others --kind dense).
+    /// Architecture (qwen2moe, phimoe, qwen3moe, glm4moe, llama4, gpt-oss, deepseek2 and
+    /// deepseek2-lite need --kind moe, the others --kind dense).
     #[arg(long, value_enum, default_value = "llama")]
     arch: Arch,
     /// Q/K/V head size (qwen3, qwen3moe, glm4moe, gpt-oss; default n_embd / n_head).
@@ -157,6 +162,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 Arch::Glm4moe => Some(SynthArch::Glm4Moe),
                 Arch::Llama4 => Some(SynthArch::Llama4),
                 Arch::GptOss => Some(SynthArch::GptOss),
+                Arch::Deepseek2 => Some(SynthArch::Deepseek2),
+                Arch::Deepseek2Lite => Some(SynthArch::Deepseek2Lite),
             };
             match arch {
                 None if args.head_dim.is_some() || args.n_ff_shexp.is_some() => {

@@ -123,7 +123,7 @@ fn matmuls(c: &mut Criterion) {
 }
 
 fn attn(c: &mut Criterion) {
-    let s = AttnShape { n_head: 9, n_head_kv: 3, head_dim_k: 64, head_dim_v: 64 };
+    let s = AttnShape::heads(9, 3, 64, 64);
     let n_ctx = 512;
     let kv: Vec<f16> = rand_vec(3, n_ctx * 3 * 64).iter().map(|&v| f16::from_f32(v)).collect();
     let mut g = c.benchmark_group("attention");

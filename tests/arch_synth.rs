@@ -208,7 +208,8 @@ fn deepseek2_reads_its_latent_sizes_and_refuses_what_it_does_not_run() {
 }
 
 /// The planner's shape of a DeepSeek file counts exactly the parameters the loaded model holds
-/// (the selection biases aside, which shapes leave out as they do all biases).
+/// (the selection biases aside, which shapes leave out as they do all biases) and the cache the
+/// model keeps.
 #[test]
 fn deepseek2_planner_shape_counts_the_models_parameters() {
     for arch in [SynthArch::Deepseek2, SynthArch::Deepseek2Lite] {
@@ -219,6 +220,9 @@ fn deepseek2_planner_shape_counts_the_models_parameters() {
         let mla = shape.mla.expect("latent shape");
         assert_eq!((mla.kv_lora_rank, mla.head_dim_k, mla.head_dim_v), (32, 24, 16));
         let hp = model.hparams();
+        // The compressed row (KV rank 32 + rope 8) is the whole cache, as in llama.cpp: no V.
+        assert_eq!(hp.kv_cache_rows(), (40, 0));
+        assert_eq!(shape.kv_bytes_per_token_layer(), 2 * 40);
         let biases = if arch == SynthArch::Deepseek2 { (1..hp.n_layer).count() * hp.n_expert } else { 0 };
         assert_eq!(shape.total_params() + biases as u64, model.n_params(), "{arch:?}");
     }

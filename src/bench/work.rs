@@ -72,7 +72,8 @@ fn attn_flops(model: &Model, n_kv: usize) -> f64 {
 /// KV bytes (f16) read by one token seeing `n_kv` positions.
 fn kv_bytes(model: &Model, n_kv: usize) -> f64 {
     let hp = model.hparams();
-    (2 * n_kv * (hp.n_embd_k_gqa() + hp.n_embd_v_gqa()) * hp.n_layer) as f64
+    let (k_row, v_row) = hp.kv_cache_rows();
+    (2 * n_kv * (k_row + v_row) * hp.n_layer) as f64
 }
 
 /// A pp test of `n_prompt` tokens in chunks of `n_ubatch`, logits for the last token only.

@@ -44,8 +44,8 @@ impl<'m> Session<'m> {
             )));
         }
         let hp = model.hparams();
-        let kv = KvCache::new(hp.n_layer, n_ctx, hp.n_embd_k_gqa(), hp.n_embd_v_gqa())
-            .map_err(ModelError::Invalid)?;
+        let (k_row, v_row) = hp.kv_cache_rows();
+        let kv = KvCache::new(hp.n_layer, n_ctx, k_row, v_row).map_err(ModelError::Invalid)?;
         let seqs = vec![Sequence { kv: Mutex::new(kv), n_past: 0 }];
         Ok(Session { model, seqs, n_ctx, n_ubatch, hybrid: None })
     }
@@ -67,8 +67,8 @@ impl<'m> Session<'m> {
         let hp = model.hparams();
         let mut seqs = Vec::with_capacity(n_seq);
         for _ in 0..n_seq {
-            let kv = KvCache::growable(hp.n_layer, n_ctx, hp.n_embd_k_gqa(), hp.n_embd_v_gqa())
-                .map_err(ModelError::Invalid)?;
+            let (k_row, v_row) = hp.kv_cache_rows();
+            let kv = KvCache::growable(hp.n_layer, n_ctx, k_row, v_row).map_err(ModelError::Invalid)?;
             seqs.push(Sequence { kv: Mutex::new(kv), n_past: 0 });
         }
         (s.seqs, s.n_ctx) = (seqs, n_ctx);

@@ -322,6 +322,7 @@ impl<'m> StepState<'m> {
             n_head_kv: hp.n_head_kv,
             head_dim_k: hp.head_dim_k,
             head_dim_v: hp.head_dim_v,
+            v_in_k: hp.mla.is_some(),
         };
         let Some(n_ctx) = self.segments.first().map(|s| lock(s.kv).n_ctx()) else { return };
         let rope_p = model.rope_for(n_ctx);
@@ -356,9 +357,12 @@ impl<'m> StepState<'m> {
         for s in &self.segments {
             let rows = s.start..s.start + s.n_tok;
             let mut kv = lock(s.kv);
-            kv.store(il, s.pos0, &k[rows.start * kw..rows.end * kw], &v[rows.start * vw..rows.end * vw]);
+            // Latent attention's V is the start of its K row: the cache holds K alone.
+            let v_rows = if shape.v_in_k { &[][..] } else { &v[rows.start * vw..rows.end * vw] };
+            kv.store(il, s.pos0, &k[rows.start * kw..rows.end * kw], v_rows);
             let split = if lone_token { KvSplit::for_decode(kv.n_ctx(), s.pos0) } else { None };
             let (kc, vc) = kv.layer(il);
+            let vc = if shape.v_in_k { kc } else { vc };
             let q_rows = &q[rows.start * qw..rows.end * qw];
             let extras = AttnExtras { window: hp.window(il), sinks: layer.attn_sinks.as_deref() };
             attention_with(

@@ -77,6 +77,15 @@ impl HParams {
     pub fn n_embd_attn_out(&self) -> usize {
         self.head_dim_v * self.n_head
     }
+    /// The values the KV cache keeps per position and layer, (K, V): latent attention keeps its
+    /// compressed row as K alone, whose first `head_dim_v` values are V (as llama.cpp does).
+    pub fn kv_cache_rows(&self) -> (usize, usize) {
+        if self.mla.is_some() {
+            (self.n_embd_k_gqa(), 0)
+        } else {
+            (self.n_embd_k_gqa(), self.n_embd_v_gqa())
+        }
+    }
     pub fn is_moe(&self) -> bool {
         self.n_expert > 0
     }

@@ -38,9 +38,24 @@ pub struct AttnShape {
     pub head_dim_k: usize,
     /// Dims of a V head.
     pub head_dim_v: usize,
+    /// V is the first `head_dim_v` values of each K head (latent attention's one cache row, as
+    /// llama.cpp views it): the `v` a kernel is given is then K itself.
+    pub v_in_k: bool,
 }
 
 impl AttnShape {
+    /// Per-head attention with K and V heads of their own.
+    pub const fn heads(n_head: usize, n_head_kv: usize, head_dim_k: usize, head_dim_v: usize) -> AttnShape {
+        AttnShape { n_head, n_head_kv, head_dim_k, head_dim_v, v_in_k: false }
+    }
+
+    /// Where V is in the `v` a kernel gets: (values from one position's V to the next's, from one
+    /// KV head's to the next's).
+    pub fn v_layout(&self) -> (usize, usize) {
+        let head = if self.v_in_k { self.head_dim_k } else { self.head_dim_v };
+        (self.n_head_kv * head, head)
+    }
+
     /// Interleave per-head results (`[n_head][n_tok][head_dim_v]`) into `out`: `[n_tok][n_head][head_dim_v]`.
     pub(super) fn write_heads(&self, per_head: &[Vec<f32>], out: &mut [f32]) {
         let dv = self.head_dim_v;
@@ -200,10 +215,10 @@ pub fn attention_f32(
             // kh: [n_kv][dk], vh: [n_kv][dv]
             let mut kh = vec![0f32; n_kv * dk];
             let mut vh = vec![0f32; n_kv * dv];
-            let (k_row, v_row) = (s.n_head_kv * dk, s.n_head_kv * dv);
+            let (k_row, (v_row, v_head)) = (s.n_head_kv * dk, s.v_layout());
             for j in 0..n_kv {
                 f16_to_f32(&k[j * k_row + kvh * dk..][..dk], &mut kh[j * dk..][..dk]);
-                f16_to_f32(&v[j * v_row + kvh * dv..][..dv], &mut vh[j * dv..][..dv]);
+                f16_to_f32(&v[j * v_row + kvh * v_head..][..dv], &mut vh[j * dv..][..dv]);
             }
             // o: [n_tok][dv]
             let mut o = vec![0f32; n_tok * dv];
@@ -255,12 +270,13 @@ impl<'a> F16Rows<'a> {
     {
         let s = self.s;
         let kvh = h / (s.n_head / s.n_head_kv);
+        let (v_stride, v_head) = s.v_layout();
         DecodeRow {
             q16,
             k: &self.k[kvh * s.head_dim_k..],
-            v: &self.v[kvh * s.head_dim_v..],
+            v: &self.v[kvh * v_head..],
             k_stride: s.n_head_kv * s.head_dim_k,
-            v_stride: s.n_head_kv * s.head_dim_v,
+            v_stride,
             start,
             n_pos: end,
             scale: self.scale,
@@ -437,7 +453,7 @@ pub(crate) mod tests {
 
     #[test]
     fn f32_kernel_matches_f64_with_gqa_and_causal_mask() {
-        let s = AttnShape { n_head: 6, n_head_kv: 2, head_dim_k: 16, head_dim_v: 8 };
+        let s = AttnShape::heads(6, 2, 16, 8);
         let c = case(9, 5, 4, s);
         let mut out = vec![0f32; 4 * s.n_head * s.head_dim_v];
         attention_f32(&c.q, &c.k, &c.v, c.pos0, s, c.scale, AttnExtras::NONE, &mut out);
@@ -468,7 +484,7 @@ pub(crate) mod tests {
 
     #[test]
     fn split_kv_with_one_chunk_is_the_single_sweep_bit_for_bit() {
-        let s = AttnShape { n_head: 6, n_head_kv: 2, head_dim_k: 64, head_dim_v: 64 };
+        let s = AttnShape::heads(6, 2, 64, 64);
         for pos0 in [300usize, 511, 700] {
             let c = case(21 + pos0 as u64, pos0, 1, s);
             let (mut one, mut split) = (vec![0f32; s.n_head * 64], vec![0f32; s.n_head * 64]);
@@ -486,7 +502,7 @@ pub(crate) mod tests {
         // Head dims 64 (the fused row on AVX-512) and 20 (the portable row everywhere); and
         // latent attention's one shared KV head with K wider than V (80 and 64).
         for (seed, kv_heads, dk, dv) in [(31u64, 2, 64usize, 64usize), (32, 2, 20, 20), (33, 1, 80, 64)] {
-            let s = AttnShape { n_head: 4, n_head_kv: kv_heads, head_dim_k: dk, head_dim_v: dv };
+            let s = AttnShape::heads(4, kv_heads, dk, dv);
             let pos0 = 600;
             let c = case(seed, pos0, 1, s);
             let exact = reference(&c.q, &c.k, &c.v, pos0, s, c.scale);
@@ -516,7 +532,7 @@ pub(crate) mod tests {
     /// whose first chunk lies wholly before the window, and the f32 one), against f64.
     #[test]
     fn window_and_sinks_match_f64_in_every_kernel() {
-        let s = AttnShape { n_head: 4, n_head_kv: 2, head_dim_k: 64, head_dim_v: 64 };
+        let s = AttnShape::heads(4, 2, 64, 64);
         let sinks = [0.5f32, -1.0, 3.0, 8.0];
         let x = AttnExtras { window: Some(16), sinks: Some(&sinks) };
         let check = |what: &str, got: &[f32], want: &[f64], tol: f64| {
@@ -538,11 +554,32 @@ pub(crate) mod tests {
         }
     }
 
+    /// Latent attention reads V from the start of each K row (`v_in_k`): in every kernel (tiled,
+    /// f16 rows, split-KV, f32) the same bits as with those values copied into a V of their own.
+    #[test]
+    fn v_read_from_k_rows_equals_a_separate_v_in_every_kernel() {
+        let own = AttnShape::heads(4, 1, 80, 64);
+        let in_k = AttnShape { v_in_k: true, ..own };
+        for (pos0, n_tok) in [(30usize, 70usize), (37, 3), (600, 1)] {
+            let c = case(41, pos0, n_tok, own);
+            let v: Vec<f16> = c.k.chunks_exact(80).flat_map(|r| &r[..64]).copied().collect();
+            let split = (n_tok == 1).then(|| KvSplit::new(1024, 2)).flatten();
+            let mut want = vec![0f32; n_tok * 4 * 64];
+            let mut got = want.clone();
+            attention(&c.q, &c.k, &v, pos0, own, c.scale, split, &mut want);
+            attention(&c.q, &c.k, &c.k, pos0, in_k, c.scale, split, &mut got);
+            assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "n_tok {n_tok}");
+            attention_f32(&c.q, &c.k, &v, pos0, own, c.scale, AttnExtras::NONE, &mut want);
+            attention_f32(&c.q, &c.k, &c.k, pos0, in_k, c.scale, AttnExtras::NONE, &mut got);
+            assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "f32 n_tok {n_tok}");
+        }
+    }
+
     #[test]
     fn f16_accumulating_kernel_equals_a_scalar_replay_and_stays_near_f64() {
         // Head dims 64 and 20: the SIMD body and its scalar tail.
         for (seed, dk, dv) in [(11u64, 64usize, 64usize), (12, 20, 20)] {
-            let s = AttnShape { n_head: 4, n_head_kv: 2, head_dim_k: dk, head_dim_v: dv };
+            let s = AttnShape::heads(4, 2, dk, dv);
             let (pos0, n_tok) = (37, 3);
             let c = case(seed, pos0, n_tok, s);
             let mut out = vec![0f32; n_tok * s.n_head * dv];

@@ -71,7 +71,7 @@ struct WideKv {
 impl WideKv {
     fn new(k: &[f16], v: &[f16], n_kv: usize, s: AttnShape) -> WideKv {
         let (dk, dv) = (s.head_dim_k, s.head_dim_v);
-        let (k_row, v_row) = (s.n_head_kv * dk, s.n_head_kv * dv);
+        let (k_row, (v_row, v_head)) = (s.n_head_kv * dk, s.v_layout());
         let n_tiles = n_kv.div_ceil(KV_TILE);
         let (tile_k, tile_v) = (dk * KV_TILE, KV_TILE * dv);
         let mut kt = vec![0f32; s.n_head_kv * n_tiles * tile_k];
@@ -84,7 +84,7 @@ impl WideKv {
                 for (d, x) in widened.iter().enumerate() {
                     kt[d * KV_TILE + j] = *x;
                 }
-                f16_to_f32(&v[(c0 + j) * v_row + kvh * dv..][..dv], &mut vt[j * dv..][..dv]);
+                f16_to_f32(&v[(c0 + j) * v_row + kvh * v_head..][..dv], &mut vt[j * dv..][..dv]);
             }
         });
         WideKv { kt, vt, n_tiles, tile_k, tile_v }
@@ -213,7 +213,7 @@ mod tests {
     #[test]
     fn tiled_kernel_matches_f64_across_tile_edges() {
         // 70 new tokens after 30 cached ones: tiles of 64 KV positions cut through the batch.
-        let s = AttnShape { n_head: 4, n_head_kv: 2, head_dim_k: 32, head_dim_v: 24 };
+        let s = AttnShape::heads(4, 2, 32, 24);
         let (pos0, n_tok) = (30, 70);
         let mut rng = Rng::new(21);
         let n_kv = pos0 + n_tok;

@@ -350,8 +350,7 @@ impl DecodeLayer {
         let (wg, wu, wd) = (next(m[4]), next(m[5]), next(m[6]));
         let pos = [DECODE_CTX - 1];
         let rope_p = probe_rope();
-        let shape =
-            AttnShape { n_head: d.heads, n_head_kv: d.kv_heads, head_dim_k: HEAD_DIM, head_dim_v: HEAD_DIM };
+        let shape = AttnShape::heads(d.heads, d.kv_heads, HEAD_DIM, HEAD_DIM);
         self.cur.copy_from_slice(&self.resid);
         rms_norm(&mut self.cur, &self.norm_w, 1e-5);
         matmul_many(&self.cur, d.embd, &mut [(wq, &mut self.q), (wk, &mut self.k), (wv, &mut self.v)], false);
@@ -426,7 +425,7 @@ fn decode_overhead_probe() -> Option<Probe> {
 /// Attention of `n_tok` query tokens after `pos0` cached ones, with the kernel the engine picks.
 /// Work: GFLOP (QK and PV).
 fn attention_probe(n_tok: usize, pos0: usize) -> Probe {
-    let s = AttnShape { n_head: HEADS, n_head_kv: KV_HEADS, head_dim_k: HEAD_DIM, head_dim_v: HEAD_DIM };
+    let s = AttnShape::heads(HEADS, KV_HEADS, HEAD_DIM, HEAD_DIM);
     let n_kv = pos0 + n_tok;
     let q = values(n_tok * HEADS * HEAD_DIM, 5);
     let k: Vec<f16> = values(n_kv * KV_HEADS * HEAD_DIM, 6).into_iter().map(f16::from_f32).collect();

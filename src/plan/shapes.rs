@@ -417,9 +417,10 @@ impl ModelShape {
         (0..self.n_layer).map(layer).sum::<u64>() + self.output_params() + embd
     }
 
-    /// KV cache bytes per token per layer (f16 cache).
+    /// KV cache bytes per token per layer (f16 cache; latent attention's V is part of its K).
     pub fn kv_bytes_per_token_layer(&self) -> u64 {
-        2 * self.n_head_kv * (self.head_dim_k + self.head_dim_v)
+        let v = if self.mla.is_some() { 0 } else { self.head_dim_v };
+        2 * self.n_head_kv * (self.head_dim_k + v)
     }
 }
 

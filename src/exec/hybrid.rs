@@ -182,13 +182,16 @@ impl<'m> Hybrid<'m> {
         let binding = Binding::new(model, &shape, &graph)?;
         // What `-ot` forces, and on the host what the device cannot run.
         let mut forced = forced(&graph, &overrides);
-        // The CUDA lane's experts are SwiGLU; gpt-oss's clamped GLU runs on the host (the
-        // simulated device runs the host's task functions, so it can).
-        let glu_on_device = device.kind() != "cuda" || model.arch().expert_glu() == Glu::SiLU;
         for (id, f) in forced.iter_mut().enumerate() {
             let task = binding.task(id);
-            let expert = matches!(task.kind, TaskKind::Expert { .. });
-            if !device.can_run(task, &binding.host_mats(id)) || (expert && !glu_on_device) {
+            // Routed experts combine gate and up as the architecture says (gpt-oss's clamped
+            // GLU); dense FFNs and shared experts are SwiGLU in every family.
+            let glu = if matches!(task.kind, TaskKind::Expert { .. }) {
+                model.arch().expert_glu()
+            } else {
+                Glu::SiLU
+            };
+            if !device.can_run(task, &binding.host_mats(id), glu) {
                 *f = Some(false);
             }
         }

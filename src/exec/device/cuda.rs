@@ -19,6 +19,7 @@ use crate::exec::binding::view_bytes;
 use crate::exec::tasks::{StepState, TaskRef};
 use crate::exec::ExecError;
 use crate::gpu::{DeviceBuffer, Gpu, GpuError, GpuOptions, Linear as GpuLinear, Pool, WeightType};
+use crate::ops::ffn::Glu;
 use crate::ops::matmul::Linear;
 use crate::plan::tasks::TaskKind;
 
@@ -257,12 +258,13 @@ impl Device for CudaDevice {
         self.describe.clone()
     }
 
-    fn can_run(&self, task: TaskRef, mats: &[Linear<'_>]) -> bool {
+    fn can_run(&self, task: TaskRef, mats: &[Linear<'_>], glu: Glu) -> bool {
         match task.kind {
             TaskKind::Attention => false,
-            // Biases between the gate/up products and SwiGLU would need a kernel of their own.
+            // The FFN kernel is SwiGLU: biases between the gate/up products and the GLU, or
+            // gpt-oss's clamped GLU, would need a kernel of their own.
             TaskKind::Expert { .. } | TaskKind::FfnRows { .. } | TaskKind::SharedExpert => {
-                mats.iter().take(2).all(|l| l.bias.is_none())
+                glu == Glu::SiLU && mats.iter().take(2).all(|l| l.bias.is_none())
             }
             TaskKind::Router | TaskKind::Output => true,
         }

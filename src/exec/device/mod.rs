@@ -22,6 +22,7 @@ pub use cuda::open_cuda;
 
 use super::tasks::{StepState, TaskRef};
 use super::ExecError;
+use crate::ops::ffn::Glu;
 use crate::ops::matmul::Linear;
 
 /// Where a GPU task finds its weights.
@@ -36,10 +37,10 @@ pub trait Device: Send + Sync {
     fn describe(&self) -> String;
     /// `sim` or `cuda`: how log lines about this device begin.
     fn kind(&self) -> &'static str;
-    /// Whether this device can run `task` with these matrices (a plan keeps the others on the
-    /// host).
-    fn can_run(&self, task: TaskRef, mats: &[Linear<'_>]) -> bool {
-        let _ = (task, mats);
+    /// Whether this device can run `task` with these matrices, its FFN combining gate and up by
+    /// `glu` (a plan keeps the others on the host).
+    fn can_run(&self, task: TaskRef, mats: &[Linear<'_>], glu: Glu) -> bool {
+        let _ = (task, mats, glu);
         true
     }
     /// Bytes the device may hold, and holds now.

@@ -52,6 +52,8 @@ pub struct ServerConfig {
     /// `-ngl`: llama.cpp's split under `--policy layers`, a cap on what is resident under `auto`.
     pub gpu_layers: Option<GpuLayers>,
     pub device: DeviceConfig,
+    /// Vertex AI's prediction routes (`AIP_MODE=PREDICTION`, read when the server starts).
+    pub vertex: Option<crate::server::http::vertex::VertexAi>,
     pub show_help: bool,
     pub show_version: bool,
     pub warnings: Vec<String>,
@@ -89,6 +91,7 @@ impl Default for ServerConfig {
             gpu_mem: None,
             gpu_layers: None,
             device: DeviceConfig::default(),
+            vertex: None,
             show_help: false,
             show_version: false,
             warnings: Vec::new(),

@@ -72,8 +72,26 @@ fn address(host: &str, port: u16) -> String {
     }
 }
 
-async fn serve(cfg: ServerConfig) -> i32 {
+async fn serve(mut cfg: ServerConfig) -> i32 {
     log_info!("{}", srv("llama_server", "initializing ..."));
+    match http::vertex::VertexAi::from_env(|k| std::env::var(k).ok()) {
+        Ok(None) => {}
+        Ok(Some(v)) => {
+            if v.port != cfg.port {
+                let msg = format!(
+                    "Google Cloud Platform compat: overriding server port {} with AIP_HTTP_PORT {}",
+                    cfg.port, v.port
+                );
+                log_warn!("{}", srv("init", &msg));
+            }
+            cfg.port = v.port;
+            cfg.vertex = Some(v);
+        }
+        Err(e) => {
+            log_error!("{}", srv("register_gcp_compat", &e));
+            return 1;
+        }
+    }
     let listener = match tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port)).await {
         Ok(l) => l,
         Err(_) => {

@@ -17,6 +17,7 @@ pub mod params;
 pub mod render;
 pub mod responses;
 pub mod sse;
+pub mod vertex;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -219,44 +220,76 @@ async fn route(state: &AppState, loaded: &Loaded, req: Request) -> Result<Respon
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or_default().to_string();
     let ctx = info::Ctx { state, loaded };
+    if let Some(v) = &state.cfg.vertex {
+        if method == Method::GET && v.health.as_deref() == Some(path.as_str()) {
+            return get(&ctx, "/health", &query);
+        }
+        if method == Method::POST && path == v.predict {
+            let body = read_body(req, state.cfg.timeout_s).await?;
+            return vertex::predict(&ctx, &body).await;
+        }
+    }
     if method == Method::GET {
-        return match path.as_str() {
-            "/health" | "/v1/health" => Ok(json_response(StatusCode::OK, &obj! { "status" => "ok" })),
-            "/models" | "/v1/models" => Ok(json_response(StatusCode::OK, &info::models(&ctx))),
-            "/props" => Ok(json_response(StatusCode::OK, &info::props(&ctx))),
-            "/slots" => info::slots(&ctx, &query),
-            "/metrics" => info::metrics(&ctx),
-            _ => Err(not_found()),
-        };
+        return get(&ctx, &path, &query);
     }
-    if method != Method::POST {
-        return Err(not_found());
-    }
-    let known = [
-        "/props",
-        "/completion",
-        "/completions",
-        "/v1/completions",
-        "/chat/completions",
-        "/v1/chat/completions",
-        "/tokenize",
-        "/detokenize",
-        "/apply-template",
-    ];
-    if !known.contains(&path.as_str()) && !apis::handles(&path) {
+    if method != Method::POST || !POST_PATHS.contains(&path.as_str()) {
         return Err(not_found());
     }
     let body = read_body(req, state.cfg.timeout_s).await?;
-    let id = state.next_id();
-    match path.as_str() {
-        "/props" => info::post_props(&ctx),
-        "/tokenize" => info::tokenize(&ctx, &params::parse_body(&body)?),
-        "/detokenize" => info::detokenize(&ctx, &params::parse_body(&body)?),
-        "/apply-template" => info::apply_template(&ctx, &params::parse_body(&body)?),
-        "/completion" | "/completions" => completion::handle(&ctx, completion::Kind::Native, &body, id).await,
-        "/v1/completions" => completion::handle(&ctx, completion::Kind::OaiText, &body, id).await,
-        p if apis::handles(p) => apis::route(&ctx, p, &body, id).await,
-        _ => completion::handle(&ctx, completion::Kind::OaiChat, &body, id).await,
+    post(&ctx, &path, &body).await
+}
+
+/// The GET endpoints, in llama-server's order of registration.
+pub const GET_PATHS: &[&str] =
+    &["/health", "/v1/health", "/metrics", "/props", "/models", "/v1/models", "/slots"];
+
+/// The POST endpoints, in llama-server's order of registration (its embeddings, infill, rerank,
+/// LoRA and slot-action endpoints are not served: 404).
+pub const POST_PATHS: &[&str] = &[
+    "/props",
+    "/completion",
+    "/completions",
+    "/v1/completions",
+    "/chat/completions",
+    "/v1/chat/completions",
+    "/v1/responses",
+    "/responses",
+    "/v1/messages",
+    "/tokenize",
+    "/detokenize",
+    "/apply-template",
+    "/chat/completions/input_tokens",
+    "/v1/chat/completions/input_tokens",
+    "/responses/input_tokens",
+    "/v1/responses/input_tokens",
+    "/v1/messages/count_tokens",
+];
+
+fn get(ctx: &info::Ctx<'_>, path: &str, query: &str) -> Result<Response, ApiError> {
+    match path {
+        "/health" | "/v1/health" => Ok(json_response(StatusCode::OK, &obj! { "status" => "ok" })),
+        "/models" | "/v1/models" => Ok(json_response(StatusCode::OK, &info::models(ctx))),
+        "/props" => Ok(json_response(StatusCode::OK, &info::props(ctx))),
+        "/slots" => info::slots(ctx, query),
+        "/metrics" => info::metrics(ctx),
+        _ => Err(not_found()),
+    }
+}
+
+async fn post(ctx: &info::Ctx<'_>, path: &str, body: &[u8]) -> Result<Response, ApiError> {
+    let id = ctx.state.next_id();
+    match path {
+        "/props" => info::post_props(ctx),
+        "/tokenize" => info::tokenize(ctx, &params::parse_body(body)?),
+        "/detokenize" => info::detokenize(ctx, &params::parse_body(body)?),
+        "/apply-template" => info::apply_template(ctx, &params::parse_body(body)?),
+        "/completion" | "/completions" => completion::handle(ctx, completion::Kind::Native, body, id).await,
+        "/v1/completions" => completion::handle(ctx, completion::Kind::OaiText, body, id).await,
+        "/chat/completions" | "/v1/chat/completions" => {
+            completion::handle(ctx, completion::Kind::OaiChat, body, id).await
+        }
+        p if apis::handles(p) => apis::route(ctx, p, body, id).await,
+        _ => Err(not_found()),
     }
 }
 

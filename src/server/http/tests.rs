@@ -36,8 +36,8 @@ impl Vocabulary for Bytes {
 
 /// Answers every request with "Hello world" in two pieces (or an error, when scripted so).
 #[derive(Default)]
-struct Fake {
-    seen: Mutex<Vec<GenerateRequest>>,
+pub(super) struct Fake {
+    pub(super) seen: Mutex<Vec<GenerateRequest>>,
     fail: Mutex<Option<ApiError>>,
 }
 
@@ -129,7 +129,7 @@ impl Backend for Fake {
     fn shutdown(&self) {}
 }
 
-fn server(args: &[&str]) -> (Arc<AppState>, Arc<Fake>) {
+pub(super) fn server(args: &[&str]) -> (Arc<AppState>, Arc<Fake>) {
     let state = Arc::new(AppState::new(crate::server::args::parse(args).unwrap()));
     let fake = Arc::new(Fake::default());
     let templates = ChatTemplates::new("chatml", None, None, TokenTexts::default(), true).unwrap();
@@ -148,14 +148,14 @@ fn server(args: &[&str]) -> (Arc<AppState>, Arc<Fake>) {
     (state, fake)
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    text: String,
+pub(super) struct Reply {
+    pub(super) status: StatusCode,
+    pub(super) headers: HeaderMap,
+    pub(super) text: String,
 }
 
 impl Reply {
-    fn json(&self) -> Value {
+    pub(super) fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("{e}: {}", self.text))
     }
     /// The `data:` payloads of an SSE body.
@@ -169,7 +169,7 @@ impl Reply {
     }
 }
 
-async fn call(
+pub(super) async fn call(
     state: &Arc<AppState>,
     method: Method,
     path: &str,
@@ -187,7 +187,7 @@ async fn call(
     Reply { status, headers, text: String::from_utf8(bytes.to_vec()).unwrap() }
 }
 
-async fn post(state: &Arc<AppState>, path: &str, body: Value) -> Reply {
+pub(super) async fn post(state: &Arc<AppState>, path: &str, body: Value) -> Reply {
     call(state, Method::POST, path, &[], &body.to_string()).await
 }
 

@@ -5,7 +5,7 @@
 
 mod server_support;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -359,9 +359,24 @@ fn endpoints_and_bad_inputs() {
     assert!(metrics.header("process-start-time-unix").is_some());
 }
 
+/// `--host` with a TCP address and a UNIX socket (`.sock`): both serve; `--tags` are in
+/// `/v1/models`; with `--no-slots` and without `--metrics` those endpoints answer 501; SIGTERM
+/// ends the server with 0.
 #[test]
 fn endpoints_off_by_flag_and_sigterm_exits_0() {
-    let Some(mut s) = start(&["--no-slots"]) else { return };
+    let sock = std::env::temp_dir().join(format!("rs-llama-test-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&sock);
+    let hosts = format!("127.0.0.1,{}", sock.display());
+    let Some(mut s) = start(&["--no-slots", "--host", &hosts, "--tags", "code,chat"]) else { return };
+    let mut unix = std::os::unix::net::UnixStream::connect(&sock).expect("the UNIX socket listens");
+    unix.write_all(b"GET /v1/models HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    unix.read_to_string(&mut raw).unwrap();
+    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let models: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {raw}"));
+    assert_eq!(models["data"][0]["tags"], json!(["chat", "code"]), "{raw}");
+    let log = s.log_tail(40);
+    assert!(log.contains(&format!("listening on unix://{}", sock.display())), "{log}");
     let r = try_request(s.port, "GET", "/metrics", &[], b"").unwrap();
     assert_eq!(
         r.error(),
@@ -395,4 +410,5 @@ fn endpoints_off_by_flag_and_sigterm_exits_0() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0), "{}", s.stderr.lock().unwrap());
+    let _ = std::fs::remove_file(&sock);
 }

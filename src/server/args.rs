@@ -14,7 +14,8 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     pub model: Option<PathBuf>,
-    pub host: String,
+    /// `--host`: addresses to listen on (IPv4, IPv6, or UNIX socket paths ending in `.sock`).
+    pub hosts: Vec<String>,
     pub port: u16,
     /// `-np`: -1 = auto (4 slots sharing one KV pool).
     pub n_parallel: i32,
@@ -34,6 +35,8 @@ pub struct ServerConfig {
     /// `-a`: the model's names (a sorted set, as llama-server keeps them); the first is its name
     /// in responses (else the `-m` path).
     pub alias: Vec<String>,
+    /// `--tags`: informational (a sorted set, as llama-server keeps them).
+    pub tags: Vec<String>,
     /// `--chat-template[-file]`: a built-in name or Jinja text ("" = the model's).
     pub chat_template: String,
     pub use_jinja: bool,
@@ -63,7 +66,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             model: None,
-            host: "127.0.0.1".into(),
+            hosts: vec!["127.0.0.1".into()],
             port: 8080,
             n_parallel: -1,
             n_ctx: 0,
@@ -77,6 +80,7 @@ impl Default for ServerConfig {
             sampling_user: UserSet::default(),
             api_keys: Vec::new(),
             alias: Vec::new(),
+            tags: Vec::new(),
             chat_template: String::new(),
             use_jinja: true,
             endpoint_metrics: false,
@@ -170,8 +174,11 @@ pub static FLAGS: &[Flag] = &[
         c.model = Some(v.into());
         Ok(())
     }),
-    flag!(["--host"], Some("HOST"), "ip address to listen on (default: 127.0.0.1)", |c, v| {
-        c.host = v.to_string();
+    flag!(["--host"], Some("HOST"), "IP addresses to listen on, comma-separated, or UNIX socket paths ending in .sock (default: 127.0.0.1)", |c, v| {
+        c.hosts = comma_list(v);
+        if c.hosts.is_empty() {
+            return Err("--host requires at least one address".into());
+        }
         Ok(())
     }),
     flag!(["--port"], Some("PORT"), "port to listen on (default: 8080; 0 = any free port)", |c, v| {
@@ -219,11 +226,11 @@ pub static FLAGS: &[Flag] = &[
         Ok(())
     }),
     flag!(["-a", "--alias"], Some("STRING"), "model name aliases, comma-separated; the first (sorted) is the name in responses (default: the model path)", |c, v| {
-        for a in v.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-            if let Err(at) = c.alias.binary_search_by(|x| x.as_str().cmp(a)) {
-                c.alias.insert(at, a.to_string());
-            }
-        }
+        insert_sorted(&mut c.alias, v);
+        Ok(())
+    }),
+    flag!(["--tags"], Some("STRING"), "model tags, comma-separated (informational, in /v1/models)", |c, v| {
+        insert_sorted(&mut c.tags, v);
         Ok(())
     }),
     flag!(["--chat-template"], Some("JINJA_TEMPLATE"), "chat template: a built-in name or Jinja text (default: the model's)", |c, v| {
@@ -359,6 +366,7 @@ const ENV_ARGS: &[EnvArg] = &[
     EnvArg::Value("LLAMA_API_KEY", "--api-key"),
     EnvArg::Value("LLAMA_ARG_API_KEY_FILE", "--api-key-file"),
     EnvArg::Value("LLAMA_ARG_ALIAS", "-a"),
+    EnvArg::Value("LLAMA_ARG_TAGS", "--tags"),
     EnvArg::Value("LLAMA_ARG_CHAT_TEMPLATE", "--chat-template"),
     EnvArg::Value("LLAMA_ARG_CHAT_TEMPLATE_FILE", "--chat-template-file"),
     EnvArg::Value("LLAMA_ARG_TIMEOUT", "-to"),
@@ -382,6 +390,20 @@ fn truthy(v: &str) -> Option<bool> {
         "on" | "enabled" | "true" | "1" => Some(true),
         "off" | "disabled" | "false" | "0" => Some(false),
         _ => None,
+    }
+}
+
+/// The non-empty trimmed items of a comma-separated list.
+fn comma_list(v: &str) -> Vec<String> {
+    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
+/// `v`'s items added to the sorted set `set`.
+fn insert_sorted(set: &mut Vec<String>, v: &str) {
+    for a in comma_list(v) {
+        if let Err(at) = set.binary_search(&a) {
+            set.insert(at, a);
+        }
     }
 }
 

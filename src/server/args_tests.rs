@@ -6,7 +6,10 @@ use crate::cli::device::DeviceChoice;
 #[test]
 fn defaults_are_llama_servers() {
     let c = parse::<&str>(&[]).unwrap();
-    assert_eq!((c.host.as_str(), c.port, c.n_parallel, c.n_ctx), ("127.0.0.1", 8080, -1, 0));
+    assert_eq!(
+        (c.hosts.as_slice(), c.port, c.n_parallel, c.n_ctx),
+        (&["127.0.0.1".to_string()][..], 8080, -1, 0)
+    );
     assert_eq!((c.n_batch, c.n_ubatch, c.n_predict, c.timeout_s), (2048, 512, -1, 3600));
     assert!(c.use_jinja && c.cont_batching && c.cache_prompt && c.endpoint_slots);
     assert!(!c.endpoint_metrics && !c.endpoint_props);
@@ -56,7 +59,10 @@ fn flags_set_their_fields() {
     ])
     .unwrap();
     assert_eq!(c.model, Some(PathBuf::from("x.gguf")));
-    assert_eq!((c.host.as_str(), c.port, c.n_slots(), c.unified_kv(), c.n_ctx), ("::1", 0, 2, false, 512));
+    assert_eq!(
+        (c.hosts.as_slice(), c.port, c.n_slots(), c.unified_kv(), c.n_ctx),
+        (&["::1".to_string()][..], 0, 2, false, 512)
+    );
     assert!(!c.cont_batching && !c.use_jinja && c.endpoint_metrics && !c.endpoint_slots && c.endpoint_props);
     assert_eq!(c.api_keys, ["a", "b", "c"]);
     assert_eq!(c.alias, ["smol"]);
@@ -107,4 +113,19 @@ fn placement_flags_reach_the_device_config() {
     assert_eq!(parse(&["-ngl", "all"]).unwrap().gpu_layers, Some(GpuLayers::All));
     assert!(parse(&["-ot", "exps=NOWHERE"]).is_err(), "a buffer that is not CPU or CUDA0");
     assert!(parse(&["--hot-experts", "maybe"]).is_err());
+}
+
+/// `--host`, `-a` and `--tags` take comma-separated lists (`--host` keeps its order and needs one
+/// address; aliases and tags are sorted sets), as llama-server's do.
+#[test]
+fn hosts_aliases_and_tags_are_lists() {
+    let c =
+        parse(&["--host", " 127.0.0.1, ::1 ,/tmp/x.sock", "-a", "b,a, b", "--tags", "chat,,code"]).unwrap();
+    assert_eq!(c.hosts, ["127.0.0.1", "::1", "/tmp/x.sock"]);
+    assert_eq!(c.alias, ["a", "b"]);
+    assert_eq!(c.tags, ["chat", "code"]);
+    let err = parse(&["--host", " , "]).unwrap_err().to_string();
+    assert!(err.contains("--host requires at least one address"), "{err}");
+    let env = env_args(|k| (k == "LLAMA_ARG_TAGS").then(|| "x,y".to_string())).unwrap();
+    assert_eq!(env, ["--tags", "x,y"]);
 }

@@ -63,13 +63,58 @@ pub fn main_with_args(program: &str, args: &[String]) -> i32 {
     runtime.block_on(serve(cfg))
 }
 
-/// `http://127.0.0.1:8080`, `http://[::1]:8080`.
-fn address(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("http://[{host}]:{port}")
-    } else {
-        format!("http://{host}:{port}")
+/// A bound listener and the address it serves.
+enum Listening {
+    Tcp(tokio::net::TcpListener, String),
+    Unix(tokio::net::UnixListener, String),
+}
+
+impl Listening {
+    /// `http://127.0.0.1:8080`, `http://[::1]:8080`, `unix:///run/x.sock`.
+    fn address(&self) -> String {
+        match self {
+            Listening::Tcp(_, a) | Listening::Unix(_, a) => a.clone(),
+        }
     }
+}
+
+/// One listener per `--host` entry, as llama-server binds them: a path ending in `.sock` is a
+/// UNIX socket; with several TCP addresses `--port 0` is refused (each would get its own port)
+/// and an IPv6 one listens on IPv6 only (so that `::` beside `0.0.0.0` does not claim both).
+fn bind_all(hosts: &[String], port: u16) -> Result<Vec<Listening>, String> {
+    let n_tcp = hosts.iter().filter(|h| !h.ends_with(".sock")).count();
+    if port == 0 && n_tcp > 1 {
+        return Err("--port 0 is not supported with multiple TCP addresses".into());
+    }
+    let failed = |host: &str| format!("couldn't bind HTTP server socket, hostname: {host}, port: {port}");
+    let mut out = Vec::with_capacity(hosts.len());
+    for host in hosts {
+        if host.ends_with(".sock") {
+            let l = tokio::net::UnixListener::bind(host).map_err(|_| failed(host))?;
+            out.push(Listening::Unix(l, format!("unix://{host}")));
+            continue;
+        }
+        let l = bind_tcp(host, port, n_tcp > 1).ok_or_else(|| failed(host))?;
+        let bound = l.local_addr().map_or(port, |a| a.port());
+        let shown = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+        out.push(Listening::Tcp(l, format!("http://{shown}:{bound}")));
+    }
+    Ok(out)
+}
+
+fn bind_tcp(host: &str, port: u16, v6_only: bool) -> Option<tokio::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port)).ok()?.next()?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).ok()?;
+    if addr.is_ipv6() && v6_only {
+        socket.set_only_v6(true).ok()?;
+    }
+    // As cpp-httplib: a restarted server may bind while old connections linger in TIME_WAIT.
+    socket.set_reuse_address(true).ok()?;
+    socket.bind(&addr.into()).ok()?;
+    socket.listen(1024).ok()?;
+    socket.set_nonblocking(true).ok()?;
+    tokio::net::TcpListener::from_std(socket.into()).ok()
 }
 
 async fn serve(mut cfg: ServerConfig) -> i32 {
@@ -92,25 +137,30 @@ async fn serve(mut cfg: ServerConfig) -> i32 {
             return 1;
         }
     }
-    let listener = match tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port)).await {
+    let listeners = match bind_all(&cfg.hosts, cfg.port) {
         Ok(l) => l,
-        Err(_) => {
-            let msg = format!("couldn't bind HTTP server socket, hostname: {}, port: {}", cfg.host, cfg.port);
+        Err(msg) => {
             log_error!("{}", srv("start", &msg));
             return 1;
         }
     };
-    let port = listener.local_addr().map_or(cfg.port, |a| a.port());
+    let addresses: Vec<String> = listeners.iter().map(Listening::address).collect();
     let state = Arc::new(AppState::new(cfg.clone()));
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let app = http::router(Arc::clone(&state));
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
-            .await;
-    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = Vec::new();
+    for listener in listeners {
+        let app = http::router(Arc::clone(&state));
+        let mut stop = stop_rx.clone();
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        servers.push(tokio::spawn(async move {
+            let _ = match listener {
+                Listening::Tcp(l, _) => axum::serve(l, app).with_graceful_shutdown(stopped).await,
+                Listening::Unix(l, _) => axum::serve(l, app).with_graceful_shutdown(stopped).await,
+            };
+        }));
+    }
 
     let (load_tx, load_rx) = tokio::sync::oneshot::channel();
     let load_cfg = cfg.clone();
@@ -128,7 +178,9 @@ async fn serve(mut cfg: ServerConfig) -> i32 {
                     Ok(Ok(loaded)) => {
                         let _ = state.loaded.set(loaded);
                         log_info!("{}", srv("llama_server", "model loaded"));
-                        log_info!("{}", srv("llama_server", &format!("listening on {}", address(&cfg.host, port))));
+                        for a in &addresses {
+                            log_info!("{}", srv("llama_server", &format!("listening on {a}")));
+                        }
                     }
                     Ok(Err(msg)) => {
                         log_error!("{}", srv("load_model", &msg));
@@ -154,8 +206,8 @@ async fn serve(mut cfg: ServerConfig) -> i32 {
     if let Some(loaded) = state.loaded.get() {
         loaded.backend.shutdown();
     }
-    let _ = stop_tx.send(());
-    let _ = tokio::time::timeout(DRAIN, server).await;
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(DRAIN, futures_util::future::join_all(servers)).await;
     exit
 }
 

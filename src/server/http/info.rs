@@ -41,7 +41,7 @@ pub fn models(ctx: &Ctx<'_>) -> Json {
         "n_params" => info.n_params, "size" => info.size, "ftype" => info.ftype.as_str(),
     };
     let data = obj! {
-        "id" => info.name.as_str(), "aliases" => aliases, "tags" => Json::Arr(Vec::new()), "object" => "model",
+        "id" => info.name.as_str(), "aliases" => aliases, "tags" => ctx.state.cfg.tags.clone(), "object" => "model",
         "architecture" => obj! { "input_modalities" => vec!["text"], "output_modalities" => vec!["text"] },
         "created" => super::completion::unix_now(), "owned_by" => "llamacpp", "meta" => meta,
     };

@@ -12,10 +12,14 @@ use rs_llama::server::api::{ErrorKind, Final, GenerateEvent, GenerateRequest, St
 use rs_llama::server::scheduler::{self, SchedulerConfig, SchedulerHandle};
 use rs_llama::tokenizer::Tokenizer;
 
-fn load() -> Option<(Arc<Model>, Arc<Tokenizer>)> {
+fn model_path() -> Option<String> {
     let home = std::env::var("HOME").ok()?;
     let cache = std::env::var("RS_LLAMA_CACHE").unwrap_or(format!("{home}/.cache/rs-llama"));
-    let path = format!("{cache}/models/smollm2-135m-f16.gguf");
+    Some(format!("{cache}/models/smollm2-135m-f16.gguf"))
+}
+
+fn load() -> Option<(Arc<Model>, Arc<Tokenizer>)> {
+    let path = model_path()?;
     if !std::path::Path::new(&path).exists() {
         eprintln!("skipping: {path} is missing (run scripts/fetch-models.sh)");
         return None;
@@ -26,9 +30,22 @@ fn load() -> Option<(Arc<Model>, Arc<Tokenizer>)> {
     Some((Arc::new(model), Arc::new(tok)))
 }
 
+fn config(n_slots: usize, n_ctx: usize) -> SchedulerConfig {
+    SchedulerConfig { n_slots, n_ctx, n_ctx_slot: n_ctx, n_batch: 2048, n_ubatch: 512, sleep_idle: None }
+}
+
+/// Reloads from the model's file (after a sleep).
+fn reload() -> scheduler::Reload {
+    Box::new(|| {
+        let path = model_path().ok_or("no model path")?;
+        Model::open(&path, &LoadOptions::default()).map(Arc::new).map_err(|e| e.to_string())
+    })
+}
+
 fn start(m: &Arc<Model>, t: &Arc<Tokenizer>, n_slots: usize, n_ctx: usize) -> SchedulerHandle {
-    let cfg = SchedulerConfig { n_slots, n_ctx, n_ctx_slot: n_ctx, n_batch: 2048, n_ubatch: 512 };
-    scheduler::start(Arc::clone(m), Arc::clone(t), cfg, scheduler::cpu_session()).expect("scheduler")
+    let cfg = config(n_slots, n_ctx);
+    scheduler::start(Arc::clone(m), Arc::clone(t), cfg, scheduler::cpu_session(), reload())
+        .expect("scheduler")
 }
 
 fn greedy() -> SamplingParams {
@@ -178,4 +195,37 @@ fn streaming_partials_add_up_to_the_text_and_a_dropped_client_frees_its_slot() {
     s.shutdown();
     let after = wait(s.submit(request(vec![1, 2, 3], 4))).expect_err("shut down");
     assert_eq!(after.kind, ErrorKind::Unavailable);
+}
+
+/// `--sleep-idle-seconds`: once idle that long, the scheduler drops its session and model (the
+/// test's handle is then the model's only owner) and says it sleeps; the next request loads the
+/// model again and gets the same greedy tokens; the metrics carry over the sleep.
+#[test]
+fn an_idle_server_sleeps_and_the_next_request_wakes_it() {
+    let Some((m, t)) = load() else { return };
+    let prompt = t.encode(PROMPTS[0], true, true);
+    let cfg = SchedulerConfig { sleep_idle: Some(std::time::Duration::from_millis(300)), ..config(1, 512) };
+    let h = scheduler::start(Arc::clone(&m), Arc::clone(&t), cfg, scheduler::cpu_session(), reload())
+        .expect("scheduler");
+    let first = wait(h.submit(request(prompt.clone(), 8))).expect("first");
+    assert!(!h.is_sleeping());
+    let start = std::time::Instant::now();
+    while !h.is_sleeping() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "never went to sleep");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(start.elapsed() >= std::time::Duration::from_millis(200), "slept too early");
+    assert_eq!(Arc::strong_count(&m), 1, "the scheduler still holds the model while asleep");
+    let predicted = first.tokens_predicted as u64;
+    assert_eq!(h.metrics().tokens_predicted_total, predicted, "{:?}", h.metrics());
+    let second = wait(h.submit(request(prompt, 8))).expect("second");
+    assert!(!h.is_sleeping());
+    assert_eq!(second.tokens, first.tokens);
+    // The counters are published after the step that sent the answer.
+    let start = std::time::Instant::now();
+    while h.metrics().tokens_predicted_total < 2 * predicted && start.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(h.metrics().tokens_predicted_total, 2 * predicted, "the counters carry over the sleep");
+    h.shutdown();
 }

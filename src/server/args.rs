@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub endpoint_metrics: bool,
     pub endpoint_slots: bool,
     pub endpoint_props: bool,
+    /// `--sleep-idle-seconds`: -1 = never sleep.
+    pub sleep_idle_seconds: i32,
     /// `-to`: read/write timeout in seconds.
     pub timeout_s: u64,
     pub webui: bool,
@@ -86,6 +88,7 @@ impl Default for ServerConfig {
             endpoint_metrics: false,
             endpoint_slots: true,
             endpoint_props: false,
+            sleep_idle_seconds: -1,
             timeout_s: 3600,
             webui: true,
             cache_prompt: true,
@@ -248,6 +251,14 @@ pub static FLAGS: &[Flag] = &[
     flag!(["--slots"], None, "expose slot monitoring at /slots (default: enabled)", |c, _| on(&mut c.endpoint_slots, true)),
     flag!(["--no-slots"], None, "disable /slots", |c, _| on(&mut c.endpoint_slots, false)),
     flag!(["--props"], None, "allow changing global properties via POST /props (default: disabled)", |c, _| on(&mut c.endpoint_props, true)),
+    flag!(["--sleep-idle-seconds"], Some("SECONDS"), "seconds of idleness after which the model is unloaded until the next request (default: -1 = disabled)", |c, v| {
+        let n = parse_i32(v)?;
+        if n == 0 || n < -1 {
+            return Err("invalid value: cannot be 0 or less than -1".into());
+        }
+        c.sleep_idle_seconds = n;
+        Ok(())
+    }),
     flag!(["-to", "--timeout"], N, "server read/write timeout in seconds (default: 3600)", |c, v| {
         c.timeout_s = u64::try_from(parse_i32(v)?).map_err(|_| format!("invalid timeout = {v}"))?;
         Ok(())

@@ -129,3 +129,14 @@ fn hosts_aliases_and_tags_are_lists() {
     let env = env_args(|k| (k == "LLAMA_ARG_TAGS").then(|| "x,y".to_string())).unwrap();
     assert_eq!(env, ["--tags", "x,y"]);
 }
+
+/// `--sleep-idle-seconds`: -1 (never) by default; 0 and below -1 refused as llama-server does.
+#[test]
+fn sleep_idle_seconds_is_positive_or_minus_one() {
+    assert_eq!(parse::<&str>(&[]).unwrap().sleep_idle_seconds, -1);
+    assert_eq!(parse(&["--sleep-idle-seconds", "30"]).unwrap().sleep_idle_seconds, 30);
+    for bad in ["0", "-2"] {
+        let err = parse(&["--sleep-idle-seconds", bad]).unwrap_err().to_string();
+        assert!(err.contains("invalid value: cannot be 0 or less than -1"), "{err}");
+    }
+}

@@ -301,6 +301,7 @@ fn load(cfg: &ServerConfig) -> Result<Loaded, String> {
         n_ctx_slot,
         n_batch: cfg.n_batch as usize,
         n_ubatch: cfg.n_ubatch as usize,
+        sleep_idle: u64::try_from(cfg.sleep_idle_seconds).ok().map(Duration::from_secs),
     };
     log_info!(
         "{}",
@@ -313,8 +314,16 @@ fn load(cfg: &ServerConfig) -> Result<Loaded, String> {
         )
     );
     let open = session_for(cfg, model.hparams().n_layer)?;
-    let handle = scheduler::start(Arc::clone(&model), Arc::clone(&tokenizer), sched_cfg, open)
-        .map_err(|e| fail(&e))?;
+    // After a sleep the model is read again from its file (which may have been replaced; the
+    // tokenizer and templates of the first load stay).
+    let reload_path = path.clone();
+    let reload: scheduler::Reload = Box::new(move || {
+        let m = Model::open(&reload_path, &LoadOptions { progress: false }).map_err(|e| e.to_string())?;
+        Ok(Arc::new(m))
+    });
+    drop(file);
+    let handle =
+        scheduler::start(model, Arc::clone(&tokenizer), sched_cfg, open, reload).map_err(|e| fail(&e))?;
     Ok(Loaded { backend: Arc::new(handle), vocab: tokenizer, templates, info, sampling })
 }
 

@@ -8,6 +8,10 @@
 //! The slots share one KV budget of `-c` tokens (llama-server's unified cache): an idle slot's
 //! cached prompt is dropped, least recently used first, when a busy one needs the room; a prompt
 //! waits while there is none; a generation that still finds none ends as if its context were full.
+//!
+//! With `--sleep-idle-seconds N`, N seconds without a task put the server to sleep as llama-server
+//! does: the session (every KV cache) and the model are dropped, and the next generation loads the
+//! model again before it runs. Slots and metrics stay readable meanwhile (their last values).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,12 +44,17 @@ pub struct SchedulerConfig {
     pub n_batch: usize,
     /// `-ub`: ...each evaluated in passes of at most this many.
     pub n_ubatch: usize,
+    /// `--sleep-idle-seconds`: idle time before the model is unloaded (`None`: never).
+    pub sleep_idle: Option<std::time::Duration>,
 }
+
+/// Loads the model again after a sleep.
+pub type Reload = Box<dyn Fn() -> Result<Arc<Model>, String> + Send>;
 
 /// Makes the session the slots run on: [`Session::with_sequences`] on the CPU, or the hybrid
 /// executor's over a device.
 pub type OpenSession =
-    Box<dyn for<'m> FnOnce(&'m Model, &SchedulerConfig) -> Result<Session<'m>, ModelError> + Send>;
+    Box<dyn for<'m> Fn(&'m Model, &SchedulerConfig) -> Result<Session<'m>, ModelError> + Send>;
 
 /// The CPU session: one growable sequence per slot.
 pub fn cpu_session() -> OpenSession {
@@ -77,13 +86,14 @@ fn log_plan(s: Session<'_>, print_plan: bool) -> Session<'_> {
 /// The hybrid executor on CUDA card `ordinal` (`-dev cudaN`), planned with `opts`' speeds and the
 /// card's budget; the CPU (after one line saying why) when there is no such card.
 pub fn cuda_session(
-    mut opts: HybridOptions,
+    opts: HybridOptions,
     ordinal: usize,
     gpu_mem: Option<u64>,
     print_plan: bool,
 ) -> OpenSession {
     Box::new(move |model, cfg| match crate::exec::device::open_cuda(ordinal, gpu_mem) {
         Ok(device) => {
+            let mut opts = opts.clone();
             opts.gpu_mem = opts.gpu_mem.min(device.budget());
             let (n_ctx, n_seq, n_ubatch) = (cfg.n_ctx_slot, cfg.n_slots, cfg.n_ubatch);
             let s = Session::hybrid_with_sequences(model, n_ctx, n_seq, n_ubatch, &opts, device)?;
@@ -113,6 +123,7 @@ struct Shared {
     slots: Mutex<Vec<SlotInfo>>,
     metrics: Mutex<Metrics>,
     stopped: AtomicBool,
+    sleeping: AtomicBool,
 }
 
 /// The HTTP side's handle on the scheduler (cheap to clone).
@@ -161,6 +172,11 @@ impl SchedulerHandle {
         self.n_slots
     }
 
+    /// The model is unloaded until the next generation (`--sleep-idle-seconds`).
+    pub fn is_sleeping(&self) -> bool {
+        self.shared.sleeping.load(Ordering::Acquire)
+    }
+
     /// Stop taking requests, cancel the running ones and end the thread.
     pub fn shutdown(&self) {
         self.shared.stopped.store(true, Ordering::Release);
@@ -169,11 +185,13 @@ impl SchedulerHandle {
 }
 
 /// Start the scheduler's thread over `model`; an error when its session cannot be made.
+/// `reload` loads the model again after a sleep (see the module note).
 pub fn start(
     model: Arc<Model>,
     tokenizer: Arc<Tokenizer>,
     cfg: SchedulerConfig,
     open: OpenSession,
+    reload: Reload,
 ) -> Result<SchedulerHandle, String> {
     if cfg.n_slots == 0 || cfg.n_ctx_slot == 0 || cfg.n_batch == 0 || cfg.n_ubatch == 0 {
         return Err(format!("bad scheduler settings: {cfg:?}"));
@@ -194,16 +212,7 @@ pub fn start(
             // The loop runs on one of the compute pool's threads: each parallel loop of a forward
             // then starts without waking a sleeping pool (hundreds of wake-ups per token).
             crate::cli::threads::on_pool(move || {
-                let session = match open(&model, &cfg) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.to_string()));
-                        return;
-                    }
-                };
-                let _ = ready_tx.send(Ok(()));
-                let mut sched = Scheduler::new(session, &tokenizer, cfg, shared);
-                sched.run(rx);
+                run_until_shutdown(model, &tokenizer, &cfg, &open, &reload, &shared, &rx, ready_tx)
             })
         })
         .map_err(|e| format!("cannot start the scheduler thread: {e}"))?;
@@ -211,6 +220,103 @@ pub fn start(
         Ok(Ok(())) => Ok(handle),
         Ok(Err(e)) => Err(e),
         Err(_) => Err("the scheduler thread ended while starting".into()),
+    }
+}
+
+/// What outlives a sleep: the tasks that came while the model was away, and the counters.
+#[derive(Default)]
+struct Carry {
+    queue: VecDeque<Task>,
+    metrics: Metrics,
+}
+
+/// Why [`Scheduler::run`] returned.
+enum Ended {
+    Shutdown,
+    /// Idle for `--sleep-idle-seconds`.
+    Idle(Carry),
+}
+
+/// The scheduler over the model, then (after each sleep) over the model loaded again, until
+/// shutdown. The first session's result goes to `ready`.
+#[allow(clippy::too_many_arguments)]
+fn run_until_shutdown(
+    model: Arc<Model>,
+    tokenizer: &Tokenizer,
+    cfg: &SchedulerConfig,
+    open: &OpenSession,
+    reload: &Reload,
+    shared: &Arc<Shared>,
+    rx: &mpsc::Receiver<Command>,
+    ready: mpsc::Sender<Result<(), String>>,
+) {
+    let mut model = Some(model);
+    let mut ready = Some(ready);
+    let mut carry = Carry::default();
+    loop {
+        let opened = model.take().map_or_else(reload, Ok).and_then(|m| {
+            let slept = run_model(&m, tokenizer, cfg, open, shared, rx, &mut ready, &mut carry)?;
+            Ok(slept)
+        });
+        match opened {
+            Ok(false) => return,
+            Ok(true) => {
+                shared.sleeping.store(true, Ordering::Release);
+                crate::log_info!("srv  {:>12.12}: server is entering sleeping state\n", "handle_sleep");
+            }
+            Err(e) => match ready.take() {
+                Some(r) => {
+                    let _ = r.send(Err(e));
+                    return;
+                }
+                None => {
+                    // llama-server aborts here; the server stays up, asleep, and the next
+                    // request tries again.
+                    let why = format!("failed to reload model after sleeping: {e}");
+                    crate::log_error!("srv  {:>12.12}: {why}\n", "handle_sleep");
+                    for t in carry.queue.drain(..) {
+                        let _ =
+                            t.tx.send(GenerateEvent::Error(ApiError::new(ErrorKind::Server, why.clone())));
+                    }
+                }
+            },
+        }
+        match rx.recv() {
+            Ok(Command::Submit(t)) => carry.queue.push_back(*t),
+            Ok(Command::Shutdown) | Err(_) => return,
+        }
+    }
+}
+
+/// The slots over `model` until shutdown (`Ok(false)`) or an idle timeout (`Ok(true)`, the
+/// session dropped); `Err` when the session cannot be made.
+#[allow(clippy::too_many_arguments)]
+fn run_model(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    cfg: &SchedulerConfig,
+    open: &OpenSession,
+    shared: &Arc<Shared>,
+    rx: &mpsc::Receiver<Command>,
+    ready: &mut Option<mpsc::Sender<Result<(), String>>>,
+    carry: &mut Carry,
+) -> Result<bool, String> {
+    let session = open(model, cfg).map_err(|e| e.to_string())?;
+    match ready.take() {
+        Some(r) => {
+            let _ = r.send(Ok(()));
+        }
+        None => crate::log_info!("srv  {:>12.12}: server is exiting sleeping state\n", "handle_sleep"),
+    }
+    shared.sleeping.store(false, Ordering::Release);
+    let mut sched =
+        Scheduler::new(session, tokenizer, cfg.clone(), Arc::clone(shared), std::mem::take(carry));
+    match sched.run(rx) {
+        Ended::Shutdown => Ok(false),
+        Ended::Idle(c) => {
+            *carry = c;
+            Ok(true)
+        }
     }
 }
 
@@ -243,7 +349,13 @@ struct Scheduler<'m, 't> {
 }
 
 impl<'m, 't> Scheduler<'m, 't> {
-    fn new(session: Session<'m>, tok: &'t Tokenizer, cfg: SchedulerConfig, shared: Arc<Shared>) -> Self {
+    fn new(
+        session: Session<'m>,
+        tok: &'t Tokenizer,
+        cfg: SchedulerConfig,
+        shared: Arc<Shared>,
+        carry: Carry,
+    ) -> Self {
         let slots = (0..cfg.n_slots)
             .map(|_| Slot { cache: Vec::new(), gen: None, view: None, last_used: 0 })
             .collect();
@@ -253,30 +365,46 @@ impl<'m, 't> Scheduler<'m, 't> {
             cfg,
             shared,
             slots,
-            queue: VecDeque::new(),
+            queue: carry.queue,
             step: 0,
-            metrics: Metrics::default(),
+            metrics: carry.metrics,
         };
         s.publish();
         s
     }
 
-    fn run(&mut self, rx: mpsc::Receiver<Command>) {
+    fn run(&mut self, rx: &mpsc::Receiver<Command>) -> Ended {
+        let mut last_busy = Instant::now();
         loop {
             let idle = self.queue.is_empty() && self.slots.iter().all(|s| s.gen.is_none());
             if idle {
-                match rx.recv() {
+                let c = match self.cfg.sleep_idle {
+                    None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                    Some(d) => rx.recv_timeout(d.saturating_sub(last_busy.elapsed())),
+                };
+                match c {
                     Ok(c) => {
                         if !self.take(c) {
-                            return self.stop();
+                            self.stop();
+                            return Ended::Shutdown;
                         }
                     }
-                    Err(_) => return self.stop(),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        self.publish();
+                        let metrics = self.metrics;
+                        return Ended::Idle(Carry { queue: std::mem::take(&mut self.queue), metrics });
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        self.stop();
+                        return Ended::Shutdown;
+                    }
                 }
             }
+            last_busy = Instant::now();
             while let Ok(c) = rx.try_recv() {
                 if !self.take(c) {
-                    return self.stop();
+                    self.stop();
+                    return Ended::Shutdown;
                 }
             }
             self.drop_cancelled();

@@ -44,6 +44,10 @@ pub trait Backend: Send + Sync {
     fn n_ctx_slot(&self) -> usize;
     fn total_slots(&self) -> usize;
     fn shutdown(&self);
+    /// The model is unloaded until the next generation (`--sleep-idle-seconds`).
+    fn is_sleeping(&self) -> bool {
+        false
+    }
 }
 
 impl Backend for super::scheduler::SchedulerHandle {
@@ -64,6 +68,9 @@ impl Backend for super::scheduler::SchedulerHandle {
     }
     fn shutdown(&self) {
         super::scheduler::SchedulerHandle::shutdown(self)
+    }
+    fn is_sleeping(&self) -> bool {
+        super::scheduler::SchedulerHandle::is_sleeping(self)
     }
 }
 

@@ -130,28 +130,18 @@ fn moe_tokens_equal_the_cpu_path_under_every_policy() {
 /// sigmoid routing with a selection bias, a plain shared expert), Llama 4 (MoE every second layer
 /// with the weights on the experts' inputs, a NoPE layer, Q/K norms after rope) and gpt-oss
 /// (windowed layers with sinks, biased router and experts, the clamped GLU: the sim runs the
-/// host's task functions, which have it).
+/// host's task functions, which have it), and DeepSeek in V3's layout (low-rank Q, grouped
+/// sigmoid routing with a selection bias) and V2-Lite's (direct Q, softmax routing): the latent
+/// attention's task, with its per-head K_b and V_b.
 #[test]
-fn glm4moe_llama4_and_gpt_oss_equal_the_cpu_path_under_every_policy() {
-    for name in ["synth-glm4moe-s42.f16.gguf", "synth-llama4-s42.f16.gguf", "synth-gpt-oss-s42.f16.gguf"] {
-        check_model(
-            name,
-            &[
-                Case { policy: PolicyKind::Auto, gpu_mem: 40 * MIB, slots: Some(1) },
-                Case { policy: PolicyKind::Auto, gpu_mem: 4 << 30, slots: None },
-                Case { policy: PolicyKind::Layers, gpu_mem: 40 * MIB, slots: None },
-                Case { policy: PolicyKind::Fiddler, gpu_mem: 40 * MIB, slots: None },
-            ],
-        );
-    }
-}
-
-/// DeepSeek on its synthetic models (V3's layout: low-rank Q, grouped sigmoid routing with a
-/// selection bias; V2-Lite's: direct Q, softmax routing): the latent attention's task (with its
-/// per-head K_b and V_b) and the experts on the simulated device give the CPU path's logits.
-#[test]
-fn deepseek2_equals_the_cpu_path_under_every_policy() {
-    for name in ["synth-deepseek2-s42.f16.gguf", "synth-deepseek2-lite-s42.f16.gguf"] {
+fn the_2026_moe_families_equal_the_cpu_path_under_every_policy() {
+    for name in [
+        "synth-glm4moe-s42.f16.gguf",
+        "synth-llama4-s42.f16.gguf",
+        "synth-gpt-oss-s42.f16.gguf",
+        "synth-deepseek2-s42.f16.gguf",
+        "synth-deepseek2-lite-s42.f16.gguf",
+    ] {
         check_model(
             name,
             &[

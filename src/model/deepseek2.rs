@@ -1,17 +1,16 @@
 //! `deepseek2` (DeepSeek-V2, V2-Lite, V3, R1; Kimi-K2): multi-head latent attention over a
 //! compressed KV cache, the first `leading_dense_block_count` layers dense, the rest routed experts
 //! (softmax for V2, sigmoid with a selection bias and expert groups for V3) plus plain shared
-//! experts. Files converted with the split `attn_k_b` / `attn_v_b` (llama.cpp's MLA layout) are
+//! experts (its layers load as `mixed`'s do; this file is what sets its attention apart). Files converted with the split `attn_k_b` / `attn_v_b` (llama.cpp's MLA layout) are
 //! read; the older unsplit `attn_kv_b` is refused by name.
 
 use gguf::names::{ArchKey, TensorKind as T};
 use gguf::value::Metadata;
 use gguf::GgufFile;
 
-use super::arch::Arch;
-use super::blocks::{linear, load_dense, load_model, load_moe};
+use super::blocks::linear;
 use super::hparams::HParams;
-use super::tensors::{LatentAttnWeights, LatentQuery, LinearWeight, ModelWeights};
+use super::tensors::{LatentAttnWeights, LatentQuery, LinearWeight};
 use super::weights::Loader;
 use super::ModelError;
 use crate::model::arch::Presence;
@@ -92,16 +91,6 @@ pub(super) fn latent_attention(
     let mscale = attn_factor_org * (1.0 + 0.1 * log_mul * ln_factor);
     let kq_scale = 1.0 * mscale * mscale / (head_dim_k_mla as f32).sqrt();
     Ok(LatentAttention { q_lora_rank, kv_lora_rank, head_dim_k_mla, head_dim_v_mla, kq_scale })
-}
-
-pub fn load(ld: &Loader, hp: &HParams, arch: Arch) -> Result<ModelWeights, ModelError> {
-    load_model(ld, hp, arch, |il| {
-        if hp.layer_is_moe(il) {
-            load_moe(ld, hp, arch, il)
-        } else {
-            load_dense(ld, hp, arch, il)
-        }
-    })
 }
 
 /// One layer's latent attention weights; `attn_k_b` and `attn_v_b` are cut per head.

@@ -2,7 +2,8 @@
 //! `leading_dense_block_count` layers dense, then sigmoid-routed experts with a selection bias and
 //! a plain shared expert; the NextN block after the trunk is not loaded, as llama.cpp skips it when
 //! not drafting) and `llama4` (Scout/Maverick: experts every `interleave_moe_layer_step`-th layer,
-//! dense SwiGLU between them). Which layer is which is `HParams::layer_is_moe`; what sets their
+//! dense SwiGLU between them) and `deepseek2` (leading dense layers as GLM's, with latent
+//! attention: `super::deepseek2`). Which layer is which is `HParams::layer_is_moe`; what sets their
 //! attention and routing apart is in the `Arch` properties and `HParams`.
 
 use super::arch::Arch;

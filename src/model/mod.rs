@@ -66,8 +66,9 @@ impl Model {
             Arch::Qwen2 | Arch::Qwen2Moe => qwen2::load(&loader, &hparams, arch),
             Arch::Phi3 | Arch::PhiMoe => phi3::load(&loader, &hparams, arch),
             Arch::Qwen3 | Arch::Qwen3Moe => qwen3::load(&loader, &hparams, arch),
-            Arch::Glm4Moe | Arch::Llama4 | Arch::GptOss => mixed::load(&loader, &hparams, arch),
-            Arch::Deepseek2 => deepseek2::load(&loader, &hparams, arch),
+            Arch::Glm4Moe | Arch::Llama4 | Arch::GptOss | Arch::Deepseek2 => {
+                mixed::load(&loader, &hparams, arch)
+            }
         };
         loader.finish();
         let weights = weights?;

@@ -231,11 +231,7 @@ pub fn to_writer_arch(spec: &SynthSpec, extra: &ArchSynth, vocab: &Vocab) -> Res
             g.bias(&mut w, &T::FfnNorm.bias(il), n_embd, 0.05)?;
         }
         match arch {
-            SynthArch::Qwen2 | SynthArch::Qwen3 => {
-                g.linear(&mut w, &T::FfnGate.weight(il), n_embd, n_ff)?;
-                g.linear(&mut w, &T::FfnDown.weight(il), n_ff, n_embd)?;
-                g.linear(&mut w, &T::FfnUp.weight(il), n_embd, n_ff)?;
-            }
+            SynthArch::Qwen2 | SynthArch::Qwen3 => g.dense_ffn(&mut w, il, n_embd, n_ff)?,
             SynthArch::Phi3 => {
                 // Fused: rows 0..n_ff are the gate, n_ff..2·n_ff the up projection.
                 g.linear(&mut w, &T::FfnUp.weight(il), n_embd, 2 * n_ff)?;
@@ -258,9 +254,7 @@ pub fn to_writer_arch(spec: &SynthSpec, extra: &ArchSynth, vocab: &Vocab) -> Res
             let gate = T::FfnGateInpShexp.weight(il);
             let values = g.values(&gate, n_embd, 0.0, 1.0 / (n_embd as f64).sqrt());
             w.add_tensor(&gate, &[n_embd as u64], DType::F32, encode(&values, DType::F32))?;
-            g.linear(&mut w, &T::FfnGateShexp.weight(il), n_embd, n_ff_shexp)?;
-            g.linear(&mut w, &T::FfnDownShexp.weight(il), n_ff_shexp, n_embd)?;
-            g.linear(&mut w, &T::FfnUpShexp.weight(il), n_embd, n_ff_shexp)?;
+            g.shared_ffn(&mut w, il, n_embd, n_ff_shexp)?;
         }
     }
     Ok(w)
@@ -310,6 +304,20 @@ impl Gen {
             self.bias(w, &T::AttnV.bias(il), n_kv, 0.2)?;
         }
         self.linear(w, &T::AttnOutput.weight(il), n_q, n_embd)
+    }
+
+    /// Layer `il`'s dense SwiGLU FFN `ffn_gate/down/up` of width `n_ff`.
+    pub(super) fn dense_ffn(&self, w: &mut GgufWriter, il: usize, n_embd: usize, n_ff: usize) -> Result<()> {
+        self.linear(w, &T::FfnGate.weight(il), n_embd, n_ff)?;
+        self.linear(w, &T::FfnDown.weight(il), n_ff, n_embd)?;
+        self.linear(w, &T::FfnUp.weight(il), n_embd, n_ff)
+    }
+
+    /// Layer `il`'s shared expert `ffn_gate/down/up_shexp` of width `n_sh`.
+    pub(super) fn shared_ffn(&self, w: &mut GgufWriter, il: usize, n_embd: usize, n_sh: usize) -> Result<()> {
+        self.linear(w, &T::FfnGateShexp.weight(il), n_embd, n_sh)?;
+        self.linear(w, &T::FfnDownShexp.weight(il), n_sh, n_embd)?;
+        self.linear(w, &T::FfnUpShexp.weight(il), n_embd, n_sh)
     }
 
     /// A bias `[n]` with N(0, std²) entries, f32 like every 1-D tensor in llama.cpp's files.

@@ -19,18 +19,16 @@ use crate::value::Value;
 use crate::writer::GgufWriter;
 
 use super::archs::moe_writer;
+// The dense layer and the routing's scale and gating as in the GLM-4.5 models.
+use super::glm4moe::{DENSE_WIDTH_FACTOR, GATING_SIGMOID, LEADING_DENSE, ROUTED_SCALE};
 use super::{encode, ExpertLayout, Gen, SynthSpec, Vocab};
 
-const DENSE_WIDTH_FACTOR: usize = 4;
-const LEADING_DENSE: usize = 1;
 /// Shared experts (V3: 1, V2-Lite: 2).
 const SHARED_EXPERTS: usize = 1;
 const SHARED_EXPERTS_LITE: usize = 2;
 /// Expert groups and how many of them a token's experts may come from (V3: 8 and 4).
 pub const EXPERT_GROUPS: usize = 4;
 const EXPERT_GROUPS_USED: usize = 2;
-const ROUTED_SCALE: f32 = 2.5;
-const GATING_SIGMOID: u32 = 2;
 /// YaRN as DeepSeek-V2-Lite ships it: factor 40 over 4096 positions, `mscale_all_dim` 0.707
 /// (the file holds a tenth of it).
 const YARN_FACTOR: f32 = 40.0;
@@ -126,9 +124,7 @@ pub(super) fn to_writer(
         g.linear(&mut w, &T::AttnOutput.weight(il), n_head * dv, n_embd)?;
         g.norm(&mut w, &T::FfnNorm.weight(il), n_embd)?;
         if il < LEADING_DENSE {
-            g.linear(&mut w, &T::FfnGate.weight(il), n_embd, n_ff_dense)?;
-            g.linear(&mut w, &T::FfnDown.weight(il), n_ff_dense, n_embd)?;
-            g.linear(&mut w, &T::FfnUp.weight(il), n_embd, n_ff_dense)?;
+            g.dense_ffn(&mut w, il, n_embd, n_ff_dense)?;
             continue;
         }
         g.router(&mut w, il, n_embd, n_expert)?;
@@ -136,10 +132,7 @@ pub(super) fn to_writer(
             g.bias(&mut w, &T::FfnExpProbsB.bias(il), n_expert, 0.1)?;
         }
         g.experts(&mut w, il, n_expert, ExpertLayout::Stacked, n_embd, n_ff)?;
-        let n_sh = n_shared * n_ff;
-        g.linear(&mut w, &T::FfnGateShexp.weight(il), n_embd, n_sh)?;
-        g.linear(&mut w, &T::FfnDownShexp.weight(il), n_sh, n_embd)?;
-        g.linear(&mut w, &T::FfnUpShexp.weight(il), n_embd, n_sh)?;
+        g.shared_ffn(&mut w, il, n_embd, n_shared * n_ff)?;
     }
     Ok(w)
 }

@@ -18,13 +18,13 @@ use super::{ExpertLayout, Gen, SynthSpec, Vocab};
 /// The dense leading layer's width over an expert's.
 pub const DENSE_WIDTH_FACTOR: usize = 4;
 /// Leading dense layers, shared experts and NextN blocks, as in GLM-4.5 and GLM-4.5-Air.
-const LEADING_DENSE: usize = 1;
+pub(super) const LEADING_DENSE: usize = 1;
 const SHARED_EXPERTS: usize = 1;
 const NEXTN_LAYERS: usize = 1;
 /// GLM-4.5's `routed_scaling_factor` (Air's is 1.0; a factor ≠ 1 is the case worth testing).
-const ROUTED_SCALE: f32 = 2.5;
+pub(super) const ROUTED_SCALE: f32 = 2.5;
 /// llama.cpp's `LLAMA_EXPERT_GATING_FUNC_TYPE_SIGMOID`.
-const GATING_SIGMOID: u32 = 2;
+pub(super) const GATING_SIGMOID: u32 = 2;
 
 /// The GLM-4.5 model with the sizes of `spec` (`n_expert`, `n_expert_used` from its MoE kind) and
 /// Q/K/V heads of `head_dim`.
@@ -76,9 +76,7 @@ pub(super) fn to_writer(
         g.attention(&mut w, il, (n_embd, n_q, n_kv), true)?;
         g.norm(&mut w, &T::AttnPostNorm.weight(il), n_embd)?;
         if il < LEADING_DENSE {
-            g.linear(&mut w, &T::FfnGate.weight(il), n_embd, n_ff_dense)?;
-            g.linear(&mut w, &T::FfnDown.weight(il), n_ff_dense, n_embd)?;
-            g.linear(&mut w, &T::FfnUp.weight(il), n_embd, n_ff_dense)?;
+            g.dense_ffn(&mut w, il, n_embd, n_ff_dense)?;
             continue;
         }
         g.router(&mut w, il, n_embd, n_expert)?;
@@ -86,10 +84,7 @@ pub(super) fn to_writer(
         // which experts win, not to decide alone.
         g.bias(&mut w, &T::FfnExpProbsB.bias(il), n_expert, 0.1)?;
         g.experts(&mut w, il, n_expert, ExpertLayout::Stacked, n_embd, n_ff)?;
-        let n_sh = SHARED_EXPERTS * n_ff;
-        g.linear(&mut w, &T::FfnGateShexp.weight(il), n_embd, n_sh)?;
-        g.linear(&mut w, &T::FfnDownShexp.weight(il), n_sh, n_embd)?;
-        g.linear(&mut w, &T::FfnUpShexp.weight(il), n_embd, n_sh)?;
+        g.shared_ffn(&mut w, il, n_embd, SHARED_EXPERTS * n_ff)?;
         if il >= spec.n_layer {
             g.linear(&mut w, &T::NextnEhProj.weight(il), 2 * n_embd, n_embd)?;
             for kind in [T::NextnEnorm, T::NextnHnorm, T::NextnSharedHeadNorm] {

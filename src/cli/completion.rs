@@ -6,7 +6,7 @@ use super::engine::{Engine, Vocab};
 use super::perf::ContextPerf;
 use super::utf8::Utf8Stream;
 use crate::model::ModelError;
-use crate::sample::SamplerChain;
+use crate::sample::{SampleError, SamplerChain};
 use crate::TokenId;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,6 +66,25 @@ fn timed_decode<E: Engine>(
     Ok(logits)
 }
 
+/// Why the loop stopped short: the model failed, or the grammar could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum LoopError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Sample(#[from] SampleError),
+}
+
+/// Sample the next token: none at all is the model's failure, none the grammar allows is the
+/// grammar's (it may be complete while `--ignore-eos` bans the end).
+pub fn sample_next(chain: &mut SamplerChain, logits: &[f32]) -> Result<TokenId, LoopError> {
+    match chain.sample(logits) {
+        Some(id) => Ok(id),
+        None if chain.grammar().is_some() => Err(SampleError::GrammarExhausted.into()),
+        None => Err(ModelError::Invalid("sampling found no candidate token".into()).into()),
+    }
+}
+
 /// Where the loop's text goes (stdout through [`super::log::text`] in the binary).
 pub type TextSink<'a> = dyn FnMut(&[u8]) + 'a;
 
@@ -84,7 +103,7 @@ pub fn generate<E: Engine, V: Vocab>(
     settings: &LoopSettings,
     prompt: &[TokenId],
     parts: LoopParts<'_, E, V>,
-) -> Result<StopReason, ModelError> {
+) -> Result<StopReason, LoopError> {
     let LoopParts { engine, vocab, chain, perf, interrupted, text } = parts;
     let n_ctx = engine.n_ctx();
     let n_batch = settings.n_batch.max(1);
@@ -108,8 +127,7 @@ pub fn generate<E: Engine, V: Vocab>(
     let mut display = settings.display_prompt;
     let mut reason = StopReason::Budget;
 
-    let accept = |chain: &mut SamplerChain, history: &mut VecDeque<TokenId>, id: TokenId| {
-        chain.accept(id);
+    let remember = |history: &mut VecDeque<TokenId>, id: TokenId| {
         history.push_back(id);
         if history.len() > REVERSE_PROMPT_WINDOW {
             history.pop_front();
@@ -136,17 +154,18 @@ pub fn generate<E: Engine, V: Vocab>(
         batch.clear();
 
         if prompt.len() <= n_consumed {
-            let Some(id) = chain.sample(&logits) else {
-                return Err(ModelError::Invalid("sampling found no candidate token".into()));
-            };
-            accept(chain, &mut history, id);
+            let id = sample_next(chain, &logits)?;
+            chain.accept_generated(id)?;
+            remember(&mut history, id);
             batch.push(id);
             n_remain -= 1;
         } else {
             while prompt.len() > n_consumed {
                 let id = prompt[n_consumed];
                 batch.push(id);
-                accept(chain, &mut history, id);
+                // The prompt feeds the penalties, not the grammar.
+                chain.accept(id);
+                remember(&mut history, id);
                 n_consumed += 1;
                 if batch.len() == n_batch {
                     break;

@@ -193,6 +193,15 @@ pub static FLAGS: &[Flag] = &[
         c.sampling.logit_bias.push(parse_logit_bias(v)?);
         Ok(())
     }),
+    flag!(["--grammar"], Some("GRAMMAR"), "BNF-like grammar to constrain generations (GBNF, as llama.cpp's grammars/ samples)", |c, v| {
+        c.sampling.grammar = v.to_string();
+        Ok(())
+    }),
+    flag!(["--grammar-file"], Some("FNAME"), "file to read the grammar from", |c, v| {
+        let bytes = std::fs::read(v).map_err(|e| format!("error: failed to open file '{v}': {e}"))?;
+        c.sampling.grammar = String::from_utf8_lossy(&bytes).into_owned();
+        Ok(())
+    }),
     flag!(["--ignore-eos"], None, "ignore end of stream token and continue generating (implies --logit-bias EOS-inf)", |c, _| {
         c.sampling.ignore_eos = true;
         Ok(())

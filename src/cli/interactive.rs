@@ -14,7 +14,6 @@ use super::perf::ContextPerf;
 use super::utf8::Utf8Stream;
 use crate::chat::{ChatError, ChatMessage, ChatTemplates};
 use crate::model::ModelError;
-use crate::sample::SamplerChain;
 use crate::{log_debug, log_info, log_warn, TokenId};
 use std::collections::VecDeque;
 use std::io::BufRead;
@@ -30,6 +29,17 @@ pub enum InteractiveError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Chat(#[from] ChatError),
+    #[error(transparent)]
+    Sample(#[from] crate::sample::SampleError),
+}
+
+impl From<super::completion::LoopError> for InteractiveError {
+    fn from(e: super::completion::LoopError) -> Self {
+        match e {
+            super::completion::LoopError::Model(e) => InteractiveError::Model(e),
+            super::completion::LoopError::Sample(e) => InteractiveError::Sample(e),
+        }
+    }
 }
 
 /// The settings of one interactive session, resolved as llama-completion resolves them.
@@ -195,8 +205,7 @@ pub fn run_session<E: Engine, V: Vocab>(
     let mut out = Utf8Stream::new();
     let mut reason = StopReason::Budget;
 
-    let accept = |chain: &mut SamplerChain, history: &mut VecDeque<TokenId>, id: TokenId| {
-        chain.accept(id);
+    let remember = |history: &mut VecDeque<TokenId>, id: TokenId| {
         history.push_back(id);
         if history.len() > REVERSE_PROMPT_WINDOW {
             history.pop_front();
@@ -237,10 +246,9 @@ pub fn run_session<E: Engine, V: Vocab>(
         batch.clear();
 
         if pending.len() <= n_consumed && !is_interacting {
-            let Some(id) = chain.sample(&logits) else {
-                return Err(ModelError::Invalid("sampling found no candidate token".into()).into());
-            };
-            accept(chain, &mut history, id);
+            let id = super::completion::sample_next(chain, &logits)?;
+            chain.accept_generated(id)?;
+            remember(&mut history, id);
             batch.push(id);
             if s.conversation && !waiting && !vocab.is_eog(id) {
                 reply.extend(vocab.piece(id, false));
@@ -250,7 +258,9 @@ pub fn run_session<E: Engine, V: Vocab>(
         } else {
             while pending.len() > n_consumed {
                 batch.push(pending[n_consumed]);
-                accept(chain, &mut history, pending[n_consumed]);
+                // Prompt and user input feed the penalties, not the grammar.
+                chain.accept(pending[n_consumed]);
+                remember(&mut history, pending[n_consumed]);
                 n_consumed += 1;
                 if batch.len() == n_batch {
                     break;

@@ -3,7 +3,7 @@
 //! (or run the interactive session), and print the timing block.
 
 use super::args::{self, ConversationMode, GpuLayers, RunConfig};
-use super::completion::{self, LoopParts, LoopSettings, StopReason};
+use super::completion::{self, LoopError, LoopParts, LoopSettings, StopReason};
 use super::engine::{SessionEngine, Vocab};
 use super::interactive::{self, Conversation, InteractiveError, InteractiveSettings};
 use super::perf::{perf_lines, ContextPerf};
@@ -11,6 +11,7 @@ use super::{interrupt, log, threads};
 use crate::chat::{ChatError, ChatMessage, ChatTemplates, TokenTexts};
 use crate::gpu;
 use crate::model::{LoadOptions, Model, ModelError};
+use crate::sample::grammar::{GrammarSampler, GrammarVocab};
 use crate::sample::{SampleError, SamplerChain};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 use crate::{log_info, log_warn};
@@ -35,6 +36,9 @@ pub enum RunError {
     Model(#[from] ModelError),
     #[error("llama_completion: failed to initialize sampling subsystem: {0}")]
     Sampling(#[from] SampleError),
+    /// Sampling failed during generation (the grammar could not go on).
+    #[error("llama_completion: error: {0}")]
+    Generation(SampleError),
     #[error("error: {0}")]
     Unsupported(String),
     #[error("llama_completion: prompt is too long ({n_tokens} tokens, max {max})")]
@@ -50,6 +54,16 @@ impl From<InteractiveError> for RunError {
         match e {
             InteractiveError::Model(e) => RunError::Model(e),
             InteractiveError::Chat(e) => RunError::Chat(e),
+            InteractiveError::Sample(e) => RunError::Generation(e),
+        }
+    }
+}
+
+impl From<LoopError> for RunError {
+    fn from(e: LoopError) -> Self {
+        match e {
+            LoopError::Model(e) => RunError::Model(e),
+            LoopError::Sample(e) => RunError::Generation(e),
         }
     }
 }
@@ -114,6 +128,8 @@ pub fn run(cfg: &RunConfig) -> Result<i32, RunError> {
         GgufFile::open(model_path).map_err(|e| RunError::Load(format!("{}: {e}", model_path.display())))?;
     let file = Arc::new(file);
     let tokenizer = Tokenizer::from_gguf(&file)?;
+    // Before the weights: a grammar that does not compile is refused at once.
+    let grammar = compile_grammar(&cfg.sampling.grammar, &tokenizer)?;
     let progress = std::io::stderr().is_terminal() && log::enabled(log::LEVEL_INFO);
     let model = Model::load(Arc::clone(&file), &LoadOptions { progress })?;
     log_info!("{}\n", model.describe());
@@ -142,7 +158,7 @@ pub fn run(cfg: &RunConfig) -> Result<i32, RunError> {
         log_warn!("vocab does not have an EOS token, ignoring --ignore-eos\n");
         sampling.ignore_eos = false;
     }
-    let mut chain = SamplerChain::new(&sampling, &Vocab::eog_tokens(&tokenizer))?;
+    let mut chain = SamplerChain::new(&sampling, &Vocab::eog_tokens(&tokenizer))?.with_grammar(grammar);
 
     let mut perf = ContextPerf::new(load_start);
     let warm_up_logits = if cfg.warmup {
@@ -279,6 +295,16 @@ pub fn run(cfg: &RunConfig) -> Result<i32, RunError> {
     log::text(b"\n\n");
     print_perf(&lines);
     Ok(0)
+}
+
+/// The grammar of `--grammar`/`--grammar-file` over this vocabulary (None without one).
+fn compile_grammar(text: &str, tokenizer: &Tokenizer) -> Result<Option<GrammarSampler>, RunError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let vocab = Arc::new(GrammarVocab::from_tokenizer(tokenizer));
+    let tokenize = |text: &[u8]| tokenizer.encode_bytes(text, false, true);
+    Ok(GrammarSampler::from_text(text, vocab, &tokenize).map_err(SampleError::from)?)
 }
 
 fn print_perf(lines: &[String]) {

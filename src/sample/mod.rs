@@ -1,14 +1,16 @@
 //! llama.cpp's sampler chain (common/sampling.cpp + src/llama-sampler.cpp semantics): logit bias →
 //! the `--samplers` sequence (default penalties → dry → top-n-sigma → top-k → typical → top-p →
 //! min-p → xtc → temperature) → dist, with a bit-exact `std::mt19937` so that a seed reproduces
-//! llama.cpp's tokens.
+//! llama.cpp's tokens; and, beside the chain, an optional GBNF grammar (see [`grammar`]).
 
+pub mod grammar;
 pub mod rng;
 pub mod sort;
 pub mod stages;
 
 use crate::TokenId;
 use gguf::value::Metadata;
+use grammar::{AcceptError, GrammarError, GrammarSampler};
 use rng::Mt19937;
 use stages::{Candidates, Penalties};
 use std::time::{Duration, Instant};
@@ -22,6 +24,13 @@ pub enum SampleError {
     Invalid(String),
     #[error("{0} is not supported yet by rs-llama")]
     Unsupported(String),
+    #[error("failed to parse grammar: {0}")]
+    Grammar(#[from] GrammarError),
+    #[error(transparent)]
+    GrammarAccept(#[from] AcceptError),
+    /// The grammar left no token to sample (e.g. it is complete and `--ignore-eos` bans the end).
+    #[error("no token satisfies the grammar here")]
+    GrammarExhausted,
     #[error(transparent)]
     Gguf(#[from] gguf::GgufError),
 }
@@ -155,6 +164,9 @@ pub struct SamplingParams {
     /// User biases (`-l`); `--ignore-eos` adds -inf for every EOG token when the chain is built.
     pub logit_bias: Vec<(TokenId, f32)>,
     pub ignore_eos: bool,
+    /// GBNF text ("" = none); the chain gets it through [`SamplerChain::with_grammar`], which
+    /// needs the vocabulary.
+    pub grammar: String,
 }
 
 impl Default for SamplingParams {
@@ -188,6 +200,7 @@ impl Default for SamplingParams {
             samplers: SamplerKind::DEFAULT_SEQUENCE.to_vec(),
             logit_bias: Vec::new(),
             ignore_eos: false,
+            grammar: String::new(),
         }
     }
 }
@@ -380,9 +393,11 @@ pub struct SamplerPerf {
     pub n_accept: usize,
 }
 
-/// The whole chain: stages, the final draw, and timing.
+/// The whole chain: stages, the final draw, and timing; and the grammar, which llama.cpp keeps
+/// beside the chain rather than in it.
 pub struct SamplerChain {
     stages: Vec<Stage>,
+    grammar: Option<GrammarSampler>,
     rng: Mt19937,
     seed: u32,
     /// The seed asked for ([`RANDOM_SEED`] = draw a fresh one at each reset).
@@ -437,11 +452,22 @@ impl SamplerChain {
         }
         Ok(SamplerChain {
             stages,
+            grammar: None,
             rng: Mt19937::new(seed),
             seed,
             seed_param: params.seed,
             perf: SamplerPerf::default(),
         })
+    }
+
+    /// Constrain the tokens to a grammar (`None`: no grammar, as for an empty grammar text).
+    pub fn with_grammar(mut self, grammar: Option<GrammarSampler>) -> SamplerChain {
+        self.grammar = grammar;
+        self
+    }
+
+    pub fn grammar(&self) -> Option<&GrammarSampler> {
+        self.grammar.as_ref()
     }
 
     /// The seed in use (the drawn one when a random seed was asked for).
@@ -465,16 +491,41 @@ impl SamplerChain {
         s
     }
 
-    /// Run the chain on one `[n_vocab]` logit row and pick a token (not yet accepted).
+    /// Pick a token (not yet accepted) from one `[n_vocab]` logit row; see [`Self::sample_into`].
     pub fn sample(&mut self, logits: &[f32]) -> Option<TokenId> {
+        let mut cur = Candidates::default();
+        self.sample_into(logits, &mut cur)
+    }
+
+    /// Pick a token from one logit row, leaving in `cur` the candidates of the pass that picked
+    /// it. With a grammar this is llama.cpp's rejection sampling: the chain samples freely, and
+    /// only when the grammar refuses that token are the logits masked by the grammar and the
+    /// chain run again (the random streams advance once more, as in llama.cpp). None: nothing
+    /// to pick, or nothing the grammar allows.
+    pub fn sample_into(&mut self, logits: &[f32], cur: &mut Candidates) -> Option<TokenId> {
         let start = Instant::now();
-        let mut cur = Candidates::from_logits(logits);
-        let picked = self.sample_candidates(&mut cur);
+        *cur = Candidates::from_logits(logits);
+        let mut picked = self.sample_candidates(cur);
+        let refused = match (&self.grammar, picked) {
+            (Some(g), Some(id)) => !g.allows(id),
+            _ => false,
+        };
+        if refused {
+            *cur = Candidates::from_logits(logits);
+            if let Some(g) = &self.grammar {
+                g.apply(cur);
+            }
+            picked = self.sample_candidates(cur);
+            // A pick at -inf means every candidate was masked.
+            let finite =
+                cur.selected.and_then(|i| cur.data.get(i)).is_some_and(|c| c.logit > f32::NEG_INFINITY);
+            picked = picked.filter(|_| finite);
+        }
         self.perf.total += start.elapsed();
         picked
     }
 
-    /// Run the chain on a prepared candidate list.
+    /// Run the chain (not the grammar) on a prepared candidate list.
     pub fn sample_candidates(&mut self, cur: &mut Candidates) -> Option<TokenId> {
         let start = Instant::now();
         for stage in self.stages.iter_mut() {
@@ -485,7 +536,21 @@ impl SamplerChain {
         cur.selected.and_then(|i| cur.data.get(i)).map(|c| c.id)
     }
 
-    /// Record a token in the history (prompt tokens too, so penalties see them).
+    /// Record a generated token: the grammar advances over it, then the chain's history.
+    /// An error when the grammar cannot take it (llama.cpp aborts there).
+    pub fn accept_generated(&mut self, id: TokenId) -> Result<(), SampleError> {
+        if let Some(g) = self.grammar.as_mut() {
+            let start = Instant::now();
+            let accepted = g.accept(id);
+            self.perf.total += start.elapsed();
+            accepted?;
+        }
+        self.accept(id);
+        Ok(())
+    }
+
+    /// Record a token in the chain's history only: prompt and user tokens, which penalties see
+    /// and the grammar does not (llama.cpp's `accept_grammar = false`).
     pub fn accept(&mut self, id: TokenId) {
         let start = Instant::now();
         for stage in self.stages.iter_mut() {
@@ -500,7 +565,8 @@ impl SamplerChain {
     }
 
     /// Forget the accepted history and restart the random streams from the seed (a random seed is
-    /// drawn again), as llama.cpp resets the chain when the user takes a turn.
+    /// drawn again), as llama.cpp resets the chain when the user takes a turn. The grammar keeps
+    /// its state: llama.cpp resets only the chain.
     pub fn reset(&mut self) {
         let reseed = |param: u32| if param == RANDOM_SEED { rng::random_seed() } else { param };
         for stage in self.stages.iter_mut() {

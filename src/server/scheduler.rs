@@ -27,7 +27,8 @@ use crate::exec::hybrid::HybridOptions;
 use crate::exec::session::BatchItem;
 use crate::exec::{OutputRows, Session};
 use crate::model::{Model, ModelError};
-use crate::sample::SamplerChain;
+use crate::sample::grammar::{GrammarSampler, GrammarVocab};
+use crate::sample::{SampleError, SamplerChain};
 use crate::tokenizer::Tokenizer;
 use crate::TokenId;
 
@@ -346,6 +347,8 @@ struct Scheduler<'m, 't> {
     queue: VecDeque<Task>,
     step: u64,
     metrics: Metrics,
+    /// The vocabulary's pieces for grammars, made at the first request with a grammar.
+    grammar_vocab: Option<Arc<GrammarVocab>>,
 }
 
 impl<'m, 't> Scheduler<'m, 't> {
@@ -368,6 +371,7 @@ impl<'m, 't> Scheduler<'m, 't> {
             queue: carry.queue,
             step: 0,
             metrics: carry.metrics,
+            grammar_vocab: None,
         };
         s.publish();
         s
@@ -500,8 +504,17 @@ impl<'m, 't> Scheduler<'m, 't> {
         if sampling.ignore_eos && self.tok.eos().is_none() {
             sampling.ignore_eos = false;
         }
+        let grammar = match self.grammar(&sampling.grammar) {
+            Ok(g) => g,
+            Err(e) => {
+                // llama-server's words when its sampler cannot be made, with the reason after them.
+                let e = ApiError::invalid(format!("Failed to initialize samplers: {e}"));
+                let _ = t.tx.send(GenerateEvent::Error(e));
+                return;
+            }
+        };
         let mut chain = match SamplerChain::new(&sampling, &self.tok.eog_tokens()) {
-            Ok(c) => c,
+            Ok(c) => c.with_grammar(grammar),
             Err(e) => {
                 let _ = t.tx.send(GenerateEvent::Error(ApiError::invalid(e.to_string())));
                 return;
@@ -523,6 +536,17 @@ impl<'m, 't> Scheduler<'m, 't> {
         let params = Arc::new(GenerateRequest { prompt: Vec::new(), ..t.req.clone() });
         slot.view = Some(TaskView { id: t.id, params });
         slot.gen = Some(Generation::new(t.id, t.req, t.tx, chain, keep, n_batch, n_ubatch));
+    }
+
+    /// A request's grammar over the model's vocabulary (None for no grammar).
+    fn grammar(&mut self, text: &str) -> Result<Option<GrammarSampler>, SampleError> {
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let tok = self.tok;
+        let vocab = self.grammar_vocab.get_or_insert_with(|| Arc::new(GrammarVocab::from_tokenizer(tok)));
+        let tokenize = |text: &[u8]| tok.encode_bytes(text, false, true);
+        Ok(GrammarSampler::from_text(text, Arc::clone(vocab), &tokenize)?)
     }
 
     /// One pass over every busy slot's next tokens; false when there was nothing to run.

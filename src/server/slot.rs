@@ -131,11 +131,20 @@ impl Generation {
         id_slot: usize,
     ) -> Next {
         let Some((id, probs)) = self.sample(logits, tok) else {
-            let e = super::api::ApiError::new(super::api::ErrorKind::Server, "sampling failed");
+            let why = if self.chain.grammar().is_some() {
+                "no token satisfies the grammar here"
+            } else {
+                "sampling failed"
+            };
+            let e = super::api::ApiError::new(super::api::ErrorKind::Server, why);
             let _ = self.tx.send(GenerateEvent::Error(e));
             return Next::Done;
         };
-        self.chain.accept(id);
+        if let Err(e) = self.chain.accept_generated(id) {
+            let e = super::api::ApiError::new(super::api::ErrorKind::Server, e.to_string());
+            let _ = self.tx.send(GenerateEvent::Error(e));
+            return Next::Done;
+        }
         self.generated.push(id);
         if let Some(p) = probs {
             self.probs.push(p);
@@ -222,8 +231,8 @@ impl Generation {
         if n_probs == 0 {
             return self.chain.sample(logits).map(|id| (id, None));
         }
-        let mut cur = Candidates::from_logits(logits);
-        let id = self.chain.sample_candidates(&mut cur)?;
+        let mut cur = Candidates::default();
+        let id = self.chain.sample_into(logits, &mut cur)?;
         let probs = if self.req.post_sampling_probs {
             cur
         } else {

@@ -189,7 +189,7 @@ pub fn completion_params(
     if let Some((name, v)) = lookup(data, &["samplers"]) {
         s.samplers = samplers(name, v)?;
     }
-    unsupported_fields(data)?;
+    s.grammar = grammar(data)?;
     let id_slot = data.get("id_slot").and_then(Value::as_i64).filter(|&i| i >= 0).map(|i| i as usize);
     let base = GenerateRequest {
         prompt: Vec::new(),
@@ -205,14 +205,24 @@ pub fn completion_params(
     Ok(CompletionParams { base, return_tokens, timings_per_token, include_usage, n_cmpl })
 }
 
-/// Constrained sampling is not implemented: say so rather than answer unconstrained.
-fn unsupported_fields(data: &Value) -> Result<(), ApiError> {
-    let grammar = data.get("grammar").and_then(Value::as_str).is_some_and(|g| !g.is_empty());
-    let schema = data.get("json_schema").is_some_and(|v| !v.is_null());
-    if grammar || schema {
-        return Err(ApiError::invalid("grammar and json_schema are not supported yet by rs-llama"));
+/// The request's GBNF grammar ("" for none), read as llama-server reads it: `grammar` when the
+/// body has that key (a value that is not a string counts as none), else `json_schema`, which
+/// rs-llama does not turn into a grammar yet and refuses rather than answer unconstrained; so
+/// too lazy grammars and their triggers. The grammar is compiled when its slot starts (a bad
+/// one is a 400 then, as llama-server's).
+fn grammar(data: &Value) -> Result<String, ApiError> {
+    if lookup(data, &["grammar_lazy"]).is_some_and(|(_, v)| v.as_bool() == Some(true)) {
+        return Err(ApiError::invalid("grammar_lazy is not supported yet by rs-llama"));
     }
-    Ok(())
+    if lookup(data, &["grammar_triggers"]).is_some_and(|(_, v)| v.as_array().is_none_or(|t| !t.is_empty())) {
+        return Err(ApiError::invalid("grammar_triggers are not supported yet by rs-llama"));
+    }
+    if data.get("grammar").is_none() && lookup(data, &["json_schema"]).is_some() {
+        return Err(ApiError::invalid(
+            "json_schema is not supported yet by rs-llama (give a GBNF grammar instead)",
+        ));
+    }
+    Ok(data.get("grammar").and_then(Value::as_str).unwrap_or_default().to_string())
 }
 
 /// `[[id, bias], ...]` or `{"id": bias}`; a bias of `false` bans the token; a string instead of
@@ -355,6 +365,10 @@ pub fn chat_prompt(body: &Value, loaded: &Loaded) -> Result<(String, Value), Api
     if body.get("tools").and_then(Value::as_array).is_some_and(|t| !t.is_empty()) {
         return Err(ApiError::invalid("tools are not supported yet by rs-llama"));
     }
+    let has_grammar = body.get("grammar").and_then(Value::as_str).is_some_and(|g| !g.is_empty());
+    if has_grammar && lookup(body, &["json_schema"]).is_some() {
+        return Err(ApiError::invalid("Cannot use both json_schema and grammar"));
+    }
     if let Some(format) = body.get("response_format") {
         let kind = format.get("type").and_then(Value::as_str).unwrap_or_default();
         match kind {
@@ -452,7 +466,7 @@ pub fn settings_json(p: &GenerateRequest, timings_per_token: bool) -> Json {
         "adaptive_target" => s.adaptive_target, "adaptive_decay" => s.adaptive_decay,
         "stop" => p.stop.clone(), "max_tokens" => p.n_predict, "n_predict" => p.n_predict, "n_keep" => 0,
         "n_discard" => 0, "ignore_eos" => s.ignore_eos, "stream" => p.stream, "logit_bias" => bias,
-        "n_probs" => p.n_probs, "min_keep" => s.min_keep, "grammar" => "", "grammar_lazy" => false,
+        "n_probs" => p.n_probs, "min_keep" => s.min_keep, "grammar" => s.grammar.as_str(), "grammar_lazy" => false,
         "grammar_triggers" => Json::Arr(Vec::new()), "preserved_tokens" => Json::Arr(Vec::new()),
         "chat_format" => "Content-only", "reasoning_format" => "deepseek", "reasoning_in_content" => false,
         "generation_prompt" => "", "samplers" => samplers, "speculative.types" => "none",

@@ -35,6 +35,7 @@ impl JinjaTemplate {
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         let source = source.replace("\r\n", "\n").replace('\r', "\n");
+        check_unary_chains(&source)?;
         env.add_template_owned(NAME, source).map_err(jinja_error)?;
         Ok(JinjaTemplate { env })
     }
@@ -61,6 +62,56 @@ impl JinjaTemplate {
         let template = self.env.get_template(NAME).map_err(jinja_error)?;
         template.render(vars).map_err(jinja_error)
     }
+}
+
+/// The longest chain of prefix operators (`-`, `not`) in a row that a template may hold inside
+/// its tags. minijinja's parser guards its recursion everywhere but there: a chain of thousands
+/// (a fuzzed template had 25,000 `-`) overflows the stack while parsing or dropping the tree.
+const MAX_UNARY_CHAIN: usize = 100;
+
+/// Refuse a template whose `{{ }}` / `{% %}` tags hold a chain of more than [`MAX_UNARY_CHAIN`]
+/// prefix operators (string literals skipped), with minijinja's own words for its other limits.
+fn check_unary_chains(source: &str) -> Result<(), ChatError> {
+    let b = source.as_bytes();
+    let (mut i, mut in_tag, mut chain) = (0, false, 0usize);
+    while i < b.len() {
+        if !in_tag {
+            in_tag = b[i] == b'{' && matches!(b.get(i + 1), Some(b'{' | b'%'));
+            i += if in_tag { 2 } else { 1 };
+            continue;
+        }
+        match b[i] {
+            b'}' | b'%' if b.get(i + 1) == Some(&b'}') => {
+                (in_tag, chain) = (false, 0);
+                i += 2;
+                continue;
+            }
+            q @ (b'"' | b'\'') => {
+                // A string literal: not operators (a backslash escapes the next byte).
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                chain = 0;
+            }
+            b'-' => chain += 1,
+            b'n' if b[i..].starts_with(b"not")
+                && !b.get(i + 3).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_') =>
+            {
+                chain += 1;
+                i += 2;
+            }
+            c if c.is_ascii_whitespace() || c == b'(' => {}
+            _ => chain = 0,
+        }
+        if chain > MAX_UNARY_CHAIN {
+            return Err(ChatError::Jinja(format!(
+                "syntax error: template exceeds maximum recursion limits (more than {MAX_UNARY_CHAIN} prefix operators in a row)"
+            )));
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
 /// One line: the error's own text, its line in the template, and its cause (for raise_exception).
@@ -125,6 +176,24 @@ mod tests {
         let t = JinjaTemplate::new("{{ raise_exception('no system role') }}").unwrap();
         let err = t.render(&[], &RenderInputs::default()).unwrap_err().to_string();
         assert!(err.contains("no system role"), "{err}");
+    }
+
+    /// Thousands of `-` or `not` in a row inside a tag are refused before minijinja sees them
+    /// (its parser would overflow the stack; a fuzzer found it); dashes in text, in string
+    /// literals or a few in a row are fine.
+    #[test]
+    fn long_prefix_operator_chains_are_refused_not_a_stack_overflow() {
+        for chain in ["-".repeat(25_000), "not ".repeat(5_000), "(-".repeat(3_000)] {
+            let err = JinjaTemplate::new(&format!("{{{{ {chain}1 }}}}")).err().map(|e| e.to_string());
+            assert!(err.as_deref().is_some_and(|e| e.contains("maximum recursion")), "{err:?}");
+        }
+        let text = format!(
+            "{}\n{{{{ '{}' }}}}{{{{ - - 1 }}}}{{% if not not x %}}y{{% endif %}}",
+            "-".repeat(500),
+            "-".repeat(500)
+        );
+        let t = JinjaTemplate::new(&text).expect("dashes outside operators are fine");
+        assert!(t.render(&[], &RenderInputs::default()).expect("renders").starts_with("-----"));
     }
 
     #[test]

@@ -175,6 +175,6 @@ fn every_native_trace_has_an_avx2_twin() -> Result<()> {
         ensure!(native["model"]["sha256"] == twin["model"]["sha256"], "{}: another model", rel.display());
         twins += 1;
     }
-    assert_eq!(twins, 24 + 9 * 4 + 1);
+    assert_eq!(twins, 24 + 11 * 4 + 2);
     Ok(())
 }

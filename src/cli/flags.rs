@@ -56,8 +56,7 @@ pub static FLAGS: &[Flag] = &[
         Ok(())
     }),
     flag!(["-f", "--file"], Some("FNAME"), "a file containing the prompt (one trailing newline is dropped)", |c, v| {
-        let bytes = std::fs::read(v).map_err(|e| format!("error: failed to open file '{v}': {e}"))?;
-        let mut text = String::from_utf8_lossy(&bytes).into_owned();
+        let mut text = file_text(v)?;
         if text.ends_with('\n') {
             text.pop();
         }
@@ -198,8 +197,7 @@ pub static FLAGS: &[Flag] = &[
         Ok(())
     }),
     flag!(["--grammar-file"], Some("FNAME"), "file to read the grammar from", |c, v| {
-        let bytes = std::fs::read(v).map_err(|e| format!("error: failed to open file '{v}': {e}"))?;
-        c.sampling.grammar = String::from_utf8_lossy(&bytes).into_owned();
+        c.sampling.grammar = file_text(v)?;
         Ok(())
     }),
     flag!(["--ignore-eos"], None, "ignore end of stream token and continue generating (implies --logit-bias EOS-inf)", |c, _| {
@@ -247,8 +245,7 @@ pub static FLAGS: &[Flag] = &[
         Ok(())
     }),
     flag!(["-sysf", "--system-prompt-file"], Some("FNAME"), "a file containing the system prompt (one trailing newline is dropped)", |c, v| {
-        let bytes = std::fs::read(v).map_err(|e| format!("error: failed to open file '{v}': {e}"))?;
-        let mut text = String::from_utf8_lossy(&bytes).into_owned();
+        let mut text = file_text(v)?;
         if text.ends_with('\n') {
             text.pop();
         }
@@ -260,8 +257,7 @@ pub static FLAGS: &[Flag] = &[
         Ok(())
     }),
     flag!(["--chat-template-file"], Some("JINJA_TEMPLATE_FILE"), "a file containing the chat template", |c, v| {
-        let bytes = std::fs::read(v).map_err(|e| format!("error: failed to open file '{v}': {e}"))?;
-        c.chat.template = String::from_utf8_lossy(&bytes).into_owned();
+        c.chat.template = file_text(v)?;
         Ok(())
     }),
     flag!(["--jinja"], None, "run the chat template as Jinja (default: disabled: recognise it as a built-in format)", |c, _| {
@@ -447,4 +443,10 @@ fn kv_type(v: &str) -> Result<(), String> {
     } else {
         Err(format!("KV cache type '{v}' is not supported yet by rs-llama (only f16)"))
     }
+}
+
+/// A file flag's text (lossy UTF-8), or llama.cpp's error for a file that cannot be read.
+fn file_text(path: &str) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("error: failed to open file '{path}': {e}"))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }

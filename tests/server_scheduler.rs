@@ -31,7 +31,7 @@ fn load() -> Option<(Arc<Model>, Arc<Tokenizer>)> {
 }
 
 fn config(n_slots: usize, n_ctx: usize) -> SchedulerConfig {
-    SchedulerConfig { n_slots, n_ctx, n_ctx_slot: n_ctx, n_batch: 2048, n_ubatch: 512, sleep_idle: None }
+    SchedulerConfig::new(n_slots, n_ctx)
 }
 
 /// Reloads from the model's file (after a sleep).
@@ -204,7 +204,7 @@ fn streaming_partials_add_up_to_the_text_and_a_dropped_client_frees_its_slot() {
 fn an_idle_server_sleeps_and_the_next_request_wakes_it() {
     let Some((m, t)) = load() else { return };
     let prompt = t.encode(PROMPTS[0], true, true);
-    let cfg = SchedulerConfig { sleep_idle: Some(std::time::Duration::from_millis(300)), ..config(1, 512) };
+    let cfg = SchedulerConfig { sleep_idle: Some(std::time::Duration::from_millis(600)), ..config(1, 512) };
     let h = scheduler::start(Arc::clone(&m), Arc::clone(&t), cfg, scheduler::cpu_session(), reload())
         .expect("scheduler");
     let first = wait(h.submit(request(prompt.clone(), 8))).expect("first");
@@ -214,7 +214,8 @@ fn an_idle_server_sleeps_and_the_next_request_wakes_it() {
         assert!(start.elapsed() < std::time::Duration::from_secs(10), "never went to sleep");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    assert!(start.elapsed() >= std::time::Duration::from_millis(200), "slept too early");
+    // The idle time counts from the scheduler's last step, a little before the answer arrived here.
+    assert!(start.elapsed() >= std::time::Duration::from_millis(300), "slept too early");
     assert_eq!(Arc::strong_count(&m), 1, "the scheduler still holds the model while asleep");
     let predicted = first.tokens_predicted as u64;
     assert_eq!(h.metrics().tokens_predicted_total, predicted, "{:?}", h.metrics());
@@ -228,4 +229,70 @@ fn an_idle_server_sleeps_and_the_next_request_wakes_it() {
     }
     assert_eq!(h.metrics().tokens_predicted_total, 2 * predicted, "the counters carry over the sleep");
     h.shutdown();
+}
+
+const LONG_PROMPT: &str =
+    "Once upon a time in a land far away, there lived a brave knight who traveled across \
+mountains and rivers to find the legendary golden sword hidden deep within the enchanted forest of whispers.";
+
+fn start_with(m: &Arc<Model>, t: &Arc<Tokenizer>, cfg: SchedulerConfig) -> SchedulerHandle {
+    scheduler::start(Arc::clone(m), Arc::clone(t), cfg, scheduler::cpu_session(), reload())
+        .expect("scheduler")
+}
+
+/// `--cache-ram`: one slot, a long prompt, then another prompt that takes the slot over, then the
+/// long prompt again. With the host-memory cache the slot starts from the saved rows (all but the
+/// last token cached) and answers exactly as the first time; without it, the prompt is read again.
+#[test]
+fn the_prompt_cache_gives_a_slot_back_a_prompt_another_task_replaced() {
+    let Some((m, t)) = load() else { return };
+    let long = t.encode(LONG_PROMPT, true, true);
+    let fox = t.encode("The quick brown fox", true, true);
+    for ram_mib in [100, 0] {
+        let s = start_with(&m, &t, SchedulerConfig { cache_ram_mib: ram_mib, ..config(1, 512) });
+        let first = wait(s.submit(request(long.clone(), 8))).expect("first");
+        assert_eq!(first.timings.prompt_n, long.len());
+        wait(s.submit(request(fox.clone(), 4))).expect("fox");
+        let held = s.slots()[0].n_cached;
+        assert!(held >= fox.len() && held < long.len(), "the slot holds the fox prompt now: {held}");
+        let again = wait(s.submit(request(long.clone(), 8))).expect("again");
+        assert_eq!(again.tokens, first.tokens, "cache-ram {ram_mib}: the same greedy answer");
+        if ram_mib > 0 {
+            assert_eq!(again.timings.cache_n, long.len() - 1, "restored from host memory");
+            assert_eq!(again.timings.prompt_n, 1);
+        } else {
+            // Only what the two prompts share (nothing, or a BOS).
+            let shared = long.iter().zip(&fox).take_while(|(a, b)| a == b).count();
+            assert_eq!(again.timings.cache_n, shared);
+        }
+        s.shutdown();
+    }
+}
+
+/// `--cache-idle-slots` with one shared pool (llama-server's test_clear_and_restore): starting a
+/// task on slot 1 saves idle slot 0 to the prompt cache and empties it; the long prompt sent again
+/// (to any slot) comes back from the cache. With `--no-cache-idle-slots` slot 0 keeps its rows.
+#[test]
+fn idle_slots_are_saved_and_emptied_when_a_task_starts() {
+    let Some((m, t)) = load() else { return };
+    let long = t.encode(LONG_PROMPT, true, true);
+    let fox = t.encode("The quick brown fox", true, true);
+    for idle in [true, false] {
+        let cfg = SchedulerConfig { cache_ram_mib: 100, cache_idle_slots: idle, ..config(2, 1024) };
+        let s = start_with(&m, &t, cfg);
+        let on = |p: &[u32], slot: usize| GenerateRequest { id_slot: Some(slot), ..request(p.to_vec(), 4) };
+        let first = wait(s.submit(on(&long, 0))).expect("long on slot 0");
+        assert_eq!(first.id_slot, 0);
+        wait(s.submit(on(&fox, 1))).expect("fox on slot 1");
+        let held = s.slots()[0].n_cached;
+        if idle {
+            assert_eq!(held, 0, "slot 0 was saved and emptied");
+        } else {
+            assert!(held >= long.len(), "slot 0 keeps its prompt: {held}");
+        }
+        let again = wait(s.submit(request(long.clone(), 4))).expect("long again");
+        assert_eq!(again.tokens, first.tokens);
+        assert_eq!(again.timings.cache_n, long.len() - 1, "idle-slots {idle}");
+        s.shutdown();
+    }
 }

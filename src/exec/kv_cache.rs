@@ -96,6 +96,65 @@ impl KvCache {
     pub fn layer(&self, il: usize) -> (&[f16], &[f16]) {
         (&self.k[il], &self.v[il])
     }
+
+    /// A copy of positions `0..n` (the server's host-memory prompt cache keeps these).
+    pub fn snapshot(&self, n: usize) -> Result<KvSnapshot, String> {
+        let n = n.min(self.capacity);
+        let copy = |bufs: &[Vec<f16>], row: usize| -> Result<Vec<Vec<f16>>, String> {
+            bufs.iter()
+                .map(|b| {
+                    let mut out = Vec::new();
+                    out.try_reserve_exact(n * row)
+                        .map_err(|_| "cannot allocate a KV snapshot".to_string())?;
+                    out.extend_from_slice(&b[..n * row]);
+                    Ok(out)
+                })
+                .collect()
+        };
+        Ok(KvSnapshot {
+            n,
+            k_row: self.k_row,
+            v_row: self.v_row,
+            k: copy(&self.k, self.k_row)?,
+            v: copy(&self.v, self.v_row)?,
+        })
+    }
+
+    /// Put a snapshot's positions back at `0..n`; refused (nothing changed) when it was taken
+    /// from a cache of other rows or layers, or does not fit.
+    pub fn restore(&mut self, s: &KvSnapshot) -> Result<(), String> {
+        if (s.k_row, s.v_row, s.k.len()) != (self.k_row, self.v_row, self.k.len()) {
+            return Err("KV snapshot from a cache of another shape".into());
+        }
+        self.reserve(s.n)?;
+        for (dst, src) in self.k.iter_mut().zip(&s.k).chain(self.v.iter_mut().zip(&s.v)) {
+            dst[..src.len()].copy_from_slice(src);
+        }
+        Ok(())
+    }
+}
+
+/// Positions `0..n` of a [`KvCache`], every layer's K and V rows.
+#[derive(Clone)]
+pub struct KvSnapshot {
+    n: usize,
+    k_row: usize,
+    v_row: usize,
+    k: Vec<Vec<f16>>,
+    v: Vec<Vec<f16>>,
+}
+
+impl KvSnapshot {
+    /// Positions held.
+    pub fn n_positions(&self) -> usize {
+        self.n
+    }
+
+    /// Bytes held (what `--cache-ram` counts).
+    pub fn n_bytes(&self) -> usize {
+        let values: usize = self.k.iter().chain(&self.v).map(Vec::len).sum();
+        values * std::mem::size_of::<f16>()
+    }
 }
 
 #[cfg(test)]
@@ -119,5 +178,35 @@ mod tests {
         assert_eq!(&k[..3], &[1.0, 2.0, 3.0].map(f16::from_f32));
         assert_eq!(&v[..2], &[4.0, 5.0].map(f16::from_f32));
         assert!(kv.reserve(11).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_restores_the_positions_it_took_into_an_empty_cache() {
+        let mut kv = KvCache::growable(2, 8, 2, 1).unwrap();
+        kv.reserve(3).unwrap();
+        for il in 0..2 {
+            let base = il as f32 * 10.0;
+            kv.store(
+                il,
+                0,
+                &[base, base + 1.0, base + 2.0, base + 3.0, base + 4.0, base + 5.0],
+                &[base + 6.0, base + 7.0, base + 8.0],
+            );
+        }
+        let snap = kv.snapshot(2).unwrap();
+        assert_eq!(snap.n_positions(), 2);
+        assert_eq!(snap.n_bytes(), 2 * (2 * 2 + 2) * 2, "2 layers × 2 positions × (2 + 1) values × 2 bytes");
+        let mut other = KvCache::growable(2, 8, 2, 1).unwrap();
+        other.restore(&snap).unwrap();
+        for il in 0..2 {
+            let base = il as f32 * 10.0;
+            let (k, v) = other.layer(il);
+            assert_eq!(&k[..4], &[base, base + 1.0, base + 2.0, base + 3.0].map(f16::from_f32));
+            assert_eq!(&v[..2], &[base + 6.0, base + 7.0].map(f16::from_f32));
+        }
+        let mut wrong = KvCache::growable(2, 8, 3, 1).unwrap();
+        assert!(wrong.restore(&snap).is_err());
+        let mut short = KvCache::growable(2, 1, 2, 1).unwrap();
+        assert!(short.restore(&snap).is_err(), "2 positions do not fit a cache of 1");
     }
 }

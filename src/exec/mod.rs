@@ -26,7 +26,7 @@ pub mod trace;
 
 pub use engine::EngineSession;
 pub use forward::{forward, forward_batch, OutputRows, SeqChunk};
-pub use kv_cache::KvCache;
+pub use kv_cache::{KvCache, KvSnapshot};
 pub use session::Session;
 
 /// Why the executor cannot run a plan.

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use super::device::Device;
 use super::hybrid::{Hybrid, HybridOptions};
-use super::{forward, forward_batch, KvCache, OutputRows, SeqChunk};
+use super::{forward, forward_batch, KvCache, KvSnapshot, OutputRows, SeqChunk};
 use crate::model::{Logits, Model, ModelError};
 use crate::TokenId;
 
@@ -223,6 +223,21 @@ impl<'m> Session<'m> {
         if let Some(s) = self.seqs.get_mut(seq) {
             s.n_past = s.n_past.min(n);
         }
+    }
+
+    /// A copy of sequence `seq`'s cached positions (None for an empty or unknown sequence).
+    pub fn save_sequence(&self, seq: usize) -> Result<Option<KvSnapshot>, ModelError> {
+        let Some(s) = self.seqs.get(seq).filter(|s| s.n_past > 0) else { return Ok(None) };
+        let kv = s.kv.lock().unwrap_or_else(|e| e.into_inner());
+        kv.snapshot(s.n_past).map(Some).map_err(ModelError::Invalid)
+    }
+
+    /// Sequence `seq` holds exactly the snapshot's positions (as if it had evaluated them).
+    pub fn restore_sequence(&mut self, seq: usize, snapshot: &KvSnapshot) -> Result<(), ModelError> {
+        let s = self.seqs.get_mut(seq).ok_or_else(|| ModelError::Invalid(format!("no sequence {seq}")))?;
+        s.kv.get_mut().unwrap_or_else(|e| e.into_inner()).restore(snapshot).map_err(ModelError::Invalid)?;
+        s.n_past = snapshot.n_positions();
+        Ok(())
     }
 
     /// Sequences this session holds.

@@ -51,6 +51,12 @@ pub struct ServerConfig {
     pub cache_prompt: bool,
     /// `-kvu`: every slot may use the whole `-c` (implied by `-np` auto).
     pub kv_unified: bool,
+    /// `-cram`: the host-memory prompt cache's limit in MiB (-1 = no limit, 0 = no cache).
+    pub cache_ram_mib: i64,
+    /// `--cache-idle-slots`: idle slots go to the prompt cache when a task starts.
+    pub cache_idle_slots: bool,
+    /// `-sps`: the share of a prompt a slot's cache must hold for the slot to be chosen by it.
+    pub slot_prompt_similarity: f32,
     pub verbosity: i32,
     pub log_disable: bool,
     pub gpu_mem: Option<u64>,
@@ -93,6 +99,9 @@ impl Default for ServerConfig {
             webui: true,
             cache_prompt: true,
             kv_unified: false,
+            cache_ram_mib: 8192,
+            cache_idle_slots: true,
+            slot_prompt_similarity: 0.1,
             verbosity: crate::cli::log::DEFAULT_VERBOSITY,
             log_disable: false,
             gpu_mem: None,
@@ -193,6 +202,11 @@ pub static FLAGS: &[Flag] = &[
         Ok(())
     }),
     flag!(["-kvu", "--kv-unified"], None, "one KV pool of -c tokens shared by every slot (default: on when -np is auto)", |c, _| on(&mut c.kv_unified, true)),
+    flag!(["-no-kvu", "--no-kv-unified"], None, "one KV pool of -c tokens per slot split evenly (-np auto still shares it)", |c, _| on(&mut c.kv_unified, false)),
+    flag!(["-sps", "--slot-prompt-similarity"], Some("SIMILARITY"), "how much of a request's prompt a slot's cache must hold for that slot to be used (default: 0.10, 0.0 = disabled)", |c, v| {
+        c.slot_prompt_similarity = v.trim().parse().map_err(|_| format!("invalid slot-prompt-similarity '{v}'"))?;
+        Ok(())
+    }),
     flag!(["-c", "--ctx-size"], N, "size of the prompt context (default: 0, 0 = loaded from model)", |c, v| {
         c.n_ctx = u32::try_from(parse_i32(v)?).map_err(|_| format!("invalid ctx-size = {v} (must be >= 0)"))?;
         Ok(())
@@ -267,12 +281,12 @@ pub static FLAGS: &[Flag] = &[
     flag!(["--no-ui", "--no-webui"], None, "accepted (there is no web UI)", |c, _| on(&mut c.webui, false)),
     flag!(["--cache-prompt"], None, "reuse a slot's KV cache for a prompt's common prefix (default: enabled)", |c, _| on(&mut c.cache_prompt, true)),
     flag!(["--no-cache-prompt"], None, "disable prompt caching", |c, _| on(&mut c.cache_prompt, false)),
-    flag!(["-cram", "--cache-ram"], N, "accepted; rs-llama-server has no host-memory prompt cache (only the slots' KV)", |_, v| {
-        parse_i32(v)?;
+    flag!(["-cram", "--cache-ram"], N, "maximum size of the host-memory prompt cache in MiB (default: 8192, -1 - no limit, 0 - disable)", |c, v| {
+        c.cache_ram_mib = i64::from(parse_i32(v)?);
         Ok(())
     }),
-    flag!(["--cache-idle-slots"], None, "accepted (no host-memory prompt cache to save idle slots to)", |_, _| Ok(())),
-    flag!(["--no-cache-idle-slots"], None, "accepted (no host-memory prompt cache)", |_, _| Ok(())),
+    flag!(["--cache-idle-slots"], None, "save idle slots to the prompt cache when a task starts, and clear them when the KV is unified (default: enabled, requires --cache-ram)", |c, _| on(&mut c.cache_idle_slots, true)),
+    flag!(["--no-cache-idle-slots"], None, "keep idle slots' caches out of the prompt cache", |c, _| on(&mut c.cache_idle_slots, false)),
     flag!(["-v", "--verbose", "--log-verbose"], None, "log everything", |c, _| {
         c.verbosity = i32::MAX;
         Ok(())
@@ -391,7 +405,7 @@ const ENV_ARGS: &[EnvArg] = &[
     EnvArg::Switch("LLAMA_ARG_ENDPOINT_PROPS", "--props", None),
     EnvArg::Switch("LLAMA_ARG_ENDPOINT_SLOTS", "--slots", Some("--no-slots")),
     EnvArg::Switch("LLAMA_ARG_UI", "--ui", Some("--no-ui")),
-    EnvArg::Switch("LLAMA_ARG_KV_UNIFIED", "-kvu", None),
+    EnvArg::Switch("LLAMA_ARG_KV_UNIFIED", "-kvu", Some("-no-kvu")),
     EnvArg::Value("LLAMA_ARG_CACHE_RAM", "--cache-ram"),
     EnvArg::Switch("LLAMA_ARG_CACHE_IDLE_SLOTS", "--cache-idle-slots", Some("--no-cache-idle-slots")),
 ];

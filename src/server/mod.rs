@@ -2,11 +2,13 @@
 //! scheduler batches into one forward per step.
 //!
 //! [`args`] reads the command line and `LLAMA_ARG_*`; [`http`] answers requests in front of a
-//! [`http::Backend`]; [`run`] binds, loads the model in the background, serves and shuts down.
+//! [`http::Backend`]; [`scheduler`] runs the slots, [`prompt_cache`] keeps their
+//! KV in host memory (`--cache-ram`); [`run`] binds, loads the model in the background, serves and shuts down.
 
 pub mod api;
 pub mod args;
 pub mod http;
+pub mod prompt_cache;
 pub mod run;
 pub mod scheduler;
 pub mod slot;

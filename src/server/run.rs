@@ -302,7 +302,14 @@ fn load(cfg: &ServerConfig) -> Result<Loaded, String> {
         n_batch: cfg.n_batch as usize,
         n_ubatch: cfg.n_ubatch as usize,
         sleep_idle: u64::try_from(cfg.sleep_idle_seconds).ok().map(Duration::from_secs),
+        cache_ram_mib: cfg.cache_ram_mib,
+        cache_idle_slots: cfg.cache_idle_slots && cfg.cache_ram_mib != 0,
+        kv_unified: cfg.unified_kv(),
+        slot_prompt_similarity: cfg.slot_prompt_similarity,
     };
+    if cfg.cache_idle_slots && cfg.cache_ram_mib == 0 {
+        log_warn!("{}", srv("load_model", "--cache-idle-slots requires --cache-ram, disabling"));
+    }
     log_info!(
         "{}",
         srv(

@@ -20,7 +20,10 @@ use std::time::Instant;
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
+mod admit;
+
 use super::api::{ApiError, ErrorKind, GenerateEvent, GenerateRequest, Metrics, SlotInfo, StopType};
+use super::prompt_cache::PromptCache;
 use super::slot::{Generation, Next};
 use crate::exec::device::sim::SimDevice;
 use crate::exec::hybrid::HybridOptions;
@@ -47,6 +50,32 @@ pub struct SchedulerConfig {
     pub n_ubatch: usize,
     /// `--sleep-idle-seconds`: idle time before the model is unloaded (`None`: never).
     pub sleep_idle: Option<std::time::Duration>,
+    /// `-cram`: the host-memory prompt cache's limit in MiB (negative: none; 0: no cache).
+    pub cache_ram_mib: i64,
+    /// `--cache-idle-slots`: every idle slot's cache is saved when a task starts.
+    pub cache_idle_slots: bool,
+    /// The slots share one pool (`-kvu`): an idle slot saved to the cache is also emptied.
+    pub kv_unified: bool,
+    /// `-sps`: a slot is chosen for its cache when that holds more than this share of a prompt.
+    pub slot_prompt_similarity: f32,
+}
+
+impl SchedulerConfig {
+    /// `n_slots` slots sharing `n_ctx` tokens (each may use all), llama-server's other defaults.
+    pub fn new(n_slots: usize, n_ctx: usize) -> SchedulerConfig {
+        SchedulerConfig {
+            n_slots,
+            n_ctx,
+            n_ctx_slot: n_ctx,
+            n_batch: 2048,
+            n_ubatch: 512,
+            sleep_idle: None,
+            cache_ram_mib: 8192,
+            cache_idle_slots: true,
+            kv_unified: true,
+            slot_prompt_similarity: 0.1,
+        }
+    }
 }
 
 /// Loads the model again after a sleep.
@@ -349,6 +378,8 @@ struct Scheduler<'m, 't> {
     metrics: Metrics,
     /// The vocabulary's pieces for grammars, made at the first request with a grammar.
     grammar_vocab: Option<Arc<GrammarVocab>>,
+    /// `--cache-ram` (None: 0).
+    prompt_cache: Option<PromptCache>,
 }
 
 impl<'m, 't> Scheduler<'m, 't> {
@@ -359,6 +390,7 @@ impl<'m, 't> Scheduler<'m, 't> {
         shared: Arc<Shared>,
         carry: Carry,
     ) -> Self {
+        let (cfg_cache_ram, cfg_n_ctx) = (cfg.cache_ram_mib, cfg.n_ctx);
         let slots = (0..cfg.n_slots)
             .map(|_| Slot { cache: Vec::new(), gen: None, view: None, last_used: 0 })
             .collect();
@@ -372,6 +404,7 @@ impl<'m, 't> Scheduler<'m, 't> {
             step: 0,
             metrics: carry.metrics,
             grammar_vocab: None,
+            prompt_cache: (cfg_cache_ram != 0).then(|| PromptCache::new(cfg_cache_ram, cfg_n_ctx)),
         };
         s.publish();
         s
@@ -457,49 +490,8 @@ impl<'m, 't> Scheduler<'m, 't> {
         self.queue.retain(|t| !t.tx.is_closed());
     }
 
-    /// Put waiting tasks on idle slots: the one asked for, else the idle slot whose cache shares
-    /// the longest prefix with the prompt, else the least recently used.
-    fn admit(&mut self) {
-        let mut waiting = VecDeque::new();
-        while let Some(t) = self.queue.pop_front() {
-            let n = t.req.prompt.len();
-            if n == 0 || n >= self.cfg.n_ctx_slot {
-                let e = if n == 0 {
-                    ApiError::invalid("the prompt is empty")
-                } else {
-                    ApiError::exceeds_context(n, self.cfg.n_ctx_slot)
-                };
-                let _ = t.tx.send(GenerateEvent::Error(e));
-                continue;
-            }
-            let pick = match t.req.id_slot {
-                Some(i) if i >= self.slots.len() => {
-                    let _ =
-                        t.tx.send(GenerateEvent::Error(ApiError::invalid(format!("invalid slot id {i}"))));
-                    continue;
-                }
-                Some(i) => Some(i).filter(|&i| self.slots[i].gen.is_none()),
-                None => self.best_idle_slot(&t.req),
-            };
-            match pick {
-                Some(i) => self.start_on(i, t),
-                None => waiting.push_back(t),
-            }
-        }
-        self.metrics.requests_deferred = waiting.len() as u64;
-        self.queue = waiting;
-    }
-
-    fn best_idle_slot(&self, req: &GenerateRequest) -> Option<usize> {
-        let idle = self.slots.iter().enumerate().filter(|(_, s)| s.gen.is_none());
-        let score = |s: &Slot| {
-            let common = if req.cache_prompt { common_prefix(&s.cache, &req.prompt) } else { 0 };
-            (common, std::cmp::Reverse(s.last_used))
-        };
-        idle.max_by_key(|(_, s)| score(s)).map(|(i, _)| i)
-    }
-
-    fn start_on(&mut self, i: usize, t: Task) {
+    /// Start task `t` on slot `i`; false when its samplers cannot be made (it is answered then).
+    pub(super) fn start_on(&mut self, i: usize, t: Task) -> bool {
         let mut sampling = t.req.sampling.clone();
         if sampling.ignore_eos && self.tok.eos().is_none() {
             sampling.ignore_eos = false;
@@ -510,14 +502,14 @@ impl<'m, 't> Scheduler<'m, 't> {
                 // llama-server's words when its sampler cannot be made, with the reason after them.
                 let e = ApiError::invalid(format!("Failed to initialize samplers: {e}"));
                 let _ = t.tx.send(GenerateEvent::Error(e));
-                return;
+                return false;
             }
         };
         let mut chain = match SamplerChain::new(&sampling, &self.tok.eog_tokens()) {
             Ok(c) => c.with_grammar(grammar),
             Err(e) => {
                 let _ = t.tx.send(GenerateEvent::Error(ApiError::invalid(e.to_string())));
-                return;
+                return false;
             }
         };
         // Penalties see the prompt, as llama-server's sampler does.
@@ -536,6 +528,7 @@ impl<'m, 't> Scheduler<'m, 't> {
         let params = Arc::new(GenerateRequest { prompt: Vec::new(), ..t.req.clone() });
         slot.view = Some(TaskView { id: t.id, params });
         slot.gen = Some(Generation::new(t.id, t.req, t.tx, chain, keep, n_batch, n_ubatch));
+        true
     }
 
     /// A request's grammar over the model's vocabulary (None for no grammar).

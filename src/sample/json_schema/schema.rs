@@ -105,11 +105,9 @@ fn bound(schema: &Json, key: &str, path: &str, round_up: bool) -> Result<i64, St
     let Some(d) = v.as_f64() else { return fail(path, format!("{key} must be a number")) };
     let r = if round_up { d.ceil() } else { d.floor() };
     // out of range reads as x86's conversion gives it: the "integer indefinite" value
-    Ok(if r.is_nan() || r >= 9.223_372_036_854_775_807e18 || r < -9.223_372_036_854_775_808e18 {
-        i64::MIN
-    } else {
-        r as i64
-    })
+    // (2^63 as a double: the first value past the range)
+    let limit = 9_223_372_036_854_775_808.0_f64;
+    Ok(if (-limit..limit).contains(&r) { r as i64 } else { i64::MIN })
 }
 
 fn format_of(schema: &Json, path: &str) -> Result<Format, String> {

@@ -401,7 +401,8 @@ mod tests {
         .unwrap();
         assert_eq!(v.dump(), r#"{"b":"x\u0001","a":[-2,1.5,1e+100,1e-05,3.0,1.2345678901234568e+20]}"#);
         assert_eq!(Json::Float(0.0001).dump(), "0.0001");
-        assert_eq!(Json::Float(1e15).dump(), "1000000000000000.0");
+        assert_eq!(Json::Float(1e15).dump(), "1e+15");
+        assert_eq!(Json::Float(123456789012345.0).dump(), "123456789012345.0");
         assert_eq!(Json::Float(1e16).dump(), "1e+16");
         assert_eq!(Json::Float(-0.0).dump(), "-0.0");
         assert!(Json::parse("{").unwrap_err().contains("parse_error"));

@@ -14,7 +14,7 @@ use super::{Loaded, Vocabulary};
 use crate::chat::ChatMessage;
 use crate::sample::json_schema::Json as SchemaJson;
 use crate::sample::{SamplerKind, SamplingParams};
-use crate::server::api::{ApiError, GenerateRequest};
+use crate::server::api::{ApiError, ErrorKind, GenerateRequest};
 use crate::TokenId;
 
 /// A body as JSON; a syntax error is a 400 with nlohmann's words (llama-server's JSON library).
@@ -374,7 +374,8 @@ pub fn chat_prompt(
     }
     let has_grammar = body.get("grammar").and_then(Value::as_str).is_some_and(|g| !g.is_empty());
     if has_grammar && lookup(body, &["json_schema"]).is_some() {
-        return Err(ApiError::invalid("Cannot use both json_schema and grammar"));
+        // a 500 in llama-server (it throws a runtime_error there, not an invalid_argument)
+        return Err(ApiError::new(ErrorKind::Server, "Cannot use both json_schema and grammar"));
     }
     let json_schema = schema::chat_schema(body, ordered)?;
     let messages = body.get("messages").ok_or_else(|| ApiError::invalid("'messages' is required"))?;

@@ -37,6 +37,8 @@ fn sample_value(metavar: &str) -> &'static str {
         "PROMPT" => "hi",
         "JINJA_TEMPLATE" => "chatml",
         "JINJA_TEMPLATE_FILE" => "tests/fixtures/chat/smollm2.jinja",
+        "SCHEMA" => r#"{"type": "object"}"#,
+        "FILE" => "tests/fixtures/json_schema/person.schema.json",
         _ => "1",
     }
 }
@@ -290,9 +292,9 @@ fn process_unknown_flag_is_one_line_and_exit_1() {
 
 #[test]
 fn process_unsupported_flag_is_named() {
-    let (code, _, stderr) = rs_llama(&["-m", "x.gguf", "--json-schema", "{}"]);
+    let (code, _, stderr) = rs_llama(&["-m", "x.gguf", "--lookup-cache-static", "x.bin"]);
     assert_eq!(code, Some(1));
-    assert_eq!(stderr, "error: argument --json-schema is not supported yet by rs-llama\n");
+    assert_eq!(stderr, "error: argument --lookup-cache-static is not supported yet by rs-llama\n");
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! printed for the CLI fixtures of tests/fixtures/grammar/cli_expected.json (greedy, seeded, a
 //! grammar file's text, a grammar that ends the generation); `/v1/completions` and
 //! `/v1/chat/completions` take the field too; a bad grammar is llama-server's 400
-//! `invalid_request_error`, streaming or not; JSON schemas and lazy grammars are refused with a 400.
+//! `invalid_request_error`, streaming or not; lazy grammars are refused with a 400 (JSON schemas:
+//! tests/server_json_schema.rs).
 
 mod server_support;
 
@@ -101,12 +102,9 @@ fn openai_endpoints_take_a_grammar_and_bad_ones_are_400() {
             "Failed to initialize samplers: failed to parse grammar: left recursion in rule 'root'"),
         ("/v1/completions", json!({"prompt": "x", "grammar": "rot ::= \"a\""}),
             "Failed to initialize samplers: failed to parse grammar: the grammar has no 'root' rule"),
-        ("/completion", json!({"prompt": "x", "json_schema": {"type": "object"}}), "json_schema is not supported yet"),
         ("/completion", json!({"prompt": "x", "grammar": yes_no, "grammar_lazy": true}), "grammar_lazy is not supported yet"),
         ("/completion", json!({"prompt": "x", "grammar": yes_no, "grammar_triggers": [{"type": 0, "value": "a"}]}),
             "grammar_triggers are not supported yet"),
-        ("/v1/chat/completions", json!({"messages": [{"role": "user", "content": "x"}], "grammar": yes_no,
-            "json_schema": {"type": "object"}}), "Cannot use both json_schema and grammar"),
     ];
     for (path, body, message) in refused {
         let r = post(&s, path, &body);

@@ -110,6 +110,11 @@ impl ChatTemplates {
         &self.source
     }
 
+    /// Whether the template runs as Jinja (`--jinja`) rather than as a built-in format.
+    pub fn is_jinja(&self) -> bool {
+        self.jinja.is_some()
+    }
+
     /// llama.cpp's `chat_template_caps` (in its key order, sorted). llama.cpp finds them by
     /// running the template on probe chats and watching which inputs it reads; this reads them
     /// off the template's text instead (what it names), and the system role as it renders.

@@ -200,6 +200,12 @@ pub static FLAGS: &[Flag] = &[
         c.sampling.grammar = file_text(v)?;
         Ok(())
     }),
+    flag!(["-j", "--json-schema"], Some("SCHEMA"), "JSON schema to constrain generations (https://json-schema.org/), e.g. `{\"type\": \"object\"}` for any JSON object", |c, v| {
+        json_schema(c, v)
+    }),
+    flag!(["-jf", "--json-schema-file"], Some("FILE"), "file containing a JSON schema to constrain generations (https://json-schema.org/), e.g. `{\"type\": \"object\"}` for any JSON object", |c, v| {
+        json_schema(c, &file_text(v)?)
+    }),
     flag!(["--ignore-eos"], None, "ignore end of stream token and continue generating (implies --logit-bias EOS-inf)", |c, _| {
         c.sampling.ignore_eos = true;
         Ok(())
@@ -443,6 +449,16 @@ fn kv_type(v: &str) -> Result<(), String> {
     } else {
         Err(format!("KV cache type '{v}' is not supported yet by rs-llama (only f16)"))
     }
+}
+
+/// `-j`/`-jf`: the schema's grammar replaces any grammar given before (and a later `--grammar`
+/// replaces it), as in llama.cpp where all of them set the one sampling grammar. What the
+/// conversion could not constrain is warned about, in llama.cpp's words.
+fn json_schema(c: &mut RunConfig, schema: &str) -> Result<(), String> {
+    let converted = crate::sample::json_schema::schema_text_to_grammar(schema)?;
+    c.warnings.extend(converted.warning_line());
+    c.sampling.grammar = converted.grammar;
+    Ok(())
 }
 
 /// A file flag's text (lossy UTF-8), or llama.cpp's error for a file that cannot be read.

@@ -4,6 +4,7 @@
 //! llama.cpp's tokens; and, beside the chain, an optional GBNF grammar (see [`grammar`]).
 
 pub mod grammar;
+pub mod json_schema;
 pub mod rng;
 pub mod sort;
 pub mod stages;

@@ -17,6 +17,7 @@ use super::info::Ctx;
 use super::json::{obj, Json};
 use super::sse::{sse_response, wait_final, SseRender};
 use super::{anthropic, json_response, params, responses};
+use crate::sample::json_schema::Json as SchemaJson;
 use crate::server::api::{ApiError, Final, GenerateEvent, Partial};
 
 /// The POST paths served here.
@@ -35,23 +36,28 @@ pub fn handles(path: &str) -> bool {
 }
 
 /// Answer a POST to one of the [`handles`] paths.
-pub async fn route(ctx: &Ctx<'_>, path: &str, body: &[u8], id: u64) -> Result<Response, ApiError> {
-    let body = params::parse_body(body)?;
+pub async fn route(ctx: &Ctx<'_>, path: &str, bytes: &[u8], id: u64) -> Result<Response, ApiError> {
+    let body = params::parse_body(bytes)?;
+    // Responses bodies keep their other fields (a schema among them), Anthropic ones do not.
+    let ordered = super::schema::ordered_body(bytes, &body);
+    let ordered = ordered.as_ref();
     match path {
-        "/v1/messages" => run(ctx, &anthropic::to_chat(&body)?, Api::Anthropic, id).await,
-        "/v1/messages/count_tokens" => count(ctx, &anthropic::to_chat(&body)?, false),
-        "/v1/responses" | "/responses" => run(ctx, &responses::to_chat(&body)?, Api::Responses, id).await,
-        "/v1/responses/input_tokens" | "/responses/input_tokens" => {
-            count(ctx, &responses::to_chat(&body)?, true)
+        "/v1/messages" => run(ctx, &anthropic::to_chat(&body)?, None, Api::Anthropic, id).await,
+        "/v1/messages/count_tokens" => count(ctx, &anthropic::to_chat(&body)?, None, false),
+        "/v1/responses" | "/responses" => {
+            run(ctx, &responses::to_chat(&body)?, ordered, Api::Responses, id).await
         }
-        _ => count(ctx, &body, true),
+        "/v1/responses/input_tokens" | "/responses/input_tokens" => {
+            count(ctx, &responses::to_chat(&body)?, ordered, true)
+        }
+        _ => count(ctx, &body, ordered, true),
     }
 }
 
 /// The templated prompt's length: `{"input_tokens": N}`, with `"object": "response.input_tokens"`
 /// on the OpenAI paths. Only the chat template is applied (the sampling fields are not checked).
-fn count(ctx: &Ctx<'_>, chat: &Value, oai: bool) -> Result<Response, ApiError> {
-    let (text, _) = params::chat_prompt(chat, ctx.loaded)?;
+fn count(ctx: &Ctx<'_>, chat: &Value, ordered: Option<&SchemaJson>, oai: bool) -> Result<Response, ApiError> {
+    let (text, _) = params::chat_prompt(chat, ordered, ctx.loaded)?;
     let n = ctx.loaded.vocab.encode(&text, true, true).len();
     let mut out = obj! { "input_tokens" => n };
     if oai {
@@ -111,12 +117,18 @@ impl Api {
 }
 
 /// Run a chat-completions body and answer in `api`'s shape.
-async fn run(ctx: &Ctx<'_>, chat: &Value, api: Api, id: u64) -> Result<Response, ApiError> {
+async fn run(
+    ctx: &Ctx<'_>,
+    chat: &Value,
+    ordered: Option<&SchemaJson>,
+    api: Api,
+    id: u64,
+) -> Result<Response, ApiError> {
     let loaded = ctx.loaded;
     let vocab = loaded.vocab.as_ref();
-    let (text, mapped) = params::chat_prompt(chat, loaded)?;
+    let (text, mapped) = params::chat_prompt(chat, ordered, loaded)?;
     let prompt = vocab.encode(&text, true, true);
-    let p = params::completion_params(&mapped, loaded, &ctx.state.cfg)?;
+    let p = params::completion_params(&mapped, None, loaded, &ctx.state.cfg)?;
     params::check_tokens(&prompt, vocab.n_vocab())?;
     let n_ctx = loaded.backend.n_ctx_slot();
     if prompt.len() >= n_ctx {

@@ -38,8 +38,8 @@ struct Task {
     rx: UnboundedReceiver<GenerateEvent>,
 }
 
-pub async fn handle(ctx: &Ctx<'_>, kind: Kind, body: &[u8], id: u64) -> Result<Response, ApiError> {
-    let body = params::parse_body(body)?;
+pub async fn handle(ctx: &Ctx<'_>, kind: Kind, bytes: &[u8], id: u64) -> Result<Response, ApiError> {
+    let body = params::parse_body(bytes)?;
     if !body.is_object() {
         return Err(ApiError::invalid(format!(
             "[json.exception.type_error.304] cannot use at() with {}",
@@ -48,17 +48,19 @@ pub async fn handle(ctx: &Ctx<'_>, kind: Kind, body: &[u8], id: u64) -> Result<R
     }
     let loaded = ctx.loaded;
     let vocab = loaded.vocab.as_ref();
-    let (data, prompts) = match kind {
+    let ordered = super::schema::ordered_body(bytes, &body);
+    let (data, prompts, ordered) = match kind {
         Kind::OaiChat => {
-            let (text, mapped) = params::chat_prompt(&body, loaded)?;
-            (mapped, vec![vocab.encode(&text, true, true)])
+            // the schema is a grammar in `mapped` from here on
+            let (text, mapped) = params::chat_prompt(&body, ordered.as_ref(), loaded)?;
+            (mapped, vec![vocab.encode(&text, true, true)], None)
         }
         _ => {
             let prompts = params::prompts(&body, vocab)?;
-            (body, prompts)
+            (body, prompts, ordered)
         }
     };
-    let p = params::completion_params(&data, loaded, &ctx.state.cfg)?;
+    let p = params::completion_params(&data, ordered.as_ref(), loaded, &ctx.state.cfg)?;
     let n_ctx = loaded.backend.n_ctx_slot();
     for prompt in &prompts {
         params::check_tokens(prompt, vocab.n_vocab())?;

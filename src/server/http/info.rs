@@ -321,7 +321,9 @@ pub fn detokenize(ctx: &Ctx<'_>, body: &Value) -> Result<Response, ApiError> {
     Ok(json_response(StatusCode::OK, &obj! { "content" => detokenize_text(vocab, &tokens) }))
 }
 
-pub fn apply_template(ctx: &Ctx<'_>, body: &Value) -> Result<Response, ApiError> {
-    let (prompt, _) = params::chat_prompt(body, ctx.loaded)?;
+pub fn apply_template(ctx: &Ctx<'_>, bytes: &[u8]) -> Result<Response, ApiError> {
+    let body = params::parse_body(bytes)?;
+    let ordered = super::schema::ordered_body(bytes, &body);
+    let (prompt, _) = params::chat_prompt(&body, ordered.as_ref(), ctx.loaded)?;
     Ok(json_response(StatusCode::OK, &obj! { "prompt" => prompt }))
 }

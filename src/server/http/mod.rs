@@ -16,6 +16,7 @@ pub mod nljson;
 pub mod params;
 pub mod render;
 pub mod responses;
+pub mod schema;
 pub mod sse;
 pub mod vertex;
 
@@ -289,7 +290,7 @@ async fn post(ctx: &info::Ctx<'_>, path: &str, body: &[u8]) -> Result<Response, 
         "/props" => info::post_props(ctx),
         "/tokenize" => info::tokenize(ctx, &params::parse_body(body)?),
         "/detokenize" => info::detokenize(ctx, &params::parse_body(body)?),
-        "/apply-template" => info::apply_template(ctx, &params::parse_body(body)?),
+        "/apply-template" => info::apply_template(ctx, body),
         "/completion" | "/completions" => completion::handle(ctx, completion::Kind::Native, body, id).await,
         "/v1/completions" => completion::handle(ctx, completion::Kind::OaiText, body, id).await,
         "/chat/completions" | "/v1/chat/completions" => {

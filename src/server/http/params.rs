@@ -9,10 +9,12 @@
 use serde_json::Value;
 
 use super::json::{obj, Json};
+use super::schema;
 use super::{Loaded, Vocabulary};
 use crate::chat::ChatMessage;
+use crate::sample::json_schema::Json as SchemaJson;
 use crate::sample::{SamplerKind, SamplingParams};
-use crate::server::api::{ApiError, GenerateRequest};
+use crate::server::api::{ApiError, ErrorKind, GenerateRequest};
 use crate::TokenId;
 
 /// A body as JSON; a syntax error is a 400 with nlohmann's words (llama-server's JSON library).
@@ -119,6 +121,7 @@ const INT_MAX: i64 = i32::MAX as i64;
 /// The per-request fields over the server's defaults.
 pub fn completion_params(
     data: &Value,
+    ordered: Option<&SchemaJson>,
     loaded: &Loaded,
     cfg: &crate::server::args::ServerConfig,
 ) -> Result<CompletionParams, ApiError> {
@@ -189,7 +192,7 @@ pub fn completion_params(
     if let Some((name, v)) = lookup(data, &["samplers"]) {
         s.samplers = samplers(name, v)?;
     }
-    s.grammar = grammar(data)?;
+    s.grammar = grammar(data, ordered)?;
     let id_slot = data.get("id_slot").and_then(Value::as_i64).filter(|&i| i >= 0).map(|i| i as usize);
     let base = GenerateRequest {
         prompt: Vec::new(),
@@ -206,21 +209,19 @@ pub fn completion_params(
 }
 
 /// The request's GBNF grammar ("" for none), read as llama-server reads it: `grammar` when the
-/// body has that key (a value that is not a string counts as none), else `json_schema`, which
-/// rs-llama does not turn into a grammar yet and refuses rather than answer unconstrained; so
-/// too lazy grammars and their triggers. The grammar is compiled when its slot starts (a bad
-/// one is a 400 then, as llama-server's).
-fn grammar(data: &Value) -> Result<String, ApiError> {
+/// body has that key (a value that is not a string counts as none), else the grammar of
+/// `json_schema` (see [`schema::completion_grammar`]; `ordered` is the body with its key order,
+/// when it has a schema). Lazy grammars and their triggers are refused. The grammar is compiled
+/// when its slot starts (a bad one is a 400 then, as llama-server's).
+fn grammar(data: &Value, ordered: Option<&SchemaJson>) -> Result<String, ApiError> {
     if lookup(data, &["grammar_lazy"]).is_some_and(|(_, v)| v.as_bool() == Some(true)) {
         return Err(ApiError::invalid("grammar_lazy is not supported yet by rs-llama"));
     }
     if lookup(data, &["grammar_triggers"]).is_some_and(|(_, v)| v.as_array().is_none_or(|t| !t.is_empty())) {
         return Err(ApiError::invalid("grammar_triggers are not supported yet by rs-llama"));
     }
-    if data.get("grammar").is_none() && lookup(data, &["json_schema"]).is_some() {
-        return Err(ApiError::invalid(
-            "json_schema is not supported yet by rs-llama (give a GBNF grammar instead)",
-        ));
+    if let Some(g) = schema::completion_grammar(data, ordered)? {
+        return Ok(g);
     }
     Ok(data.get("grammar").and_then(Value::as_str).unwrap_or_default().to_string())
 }
@@ -360,31 +361,23 @@ pub fn check_tokens(tokens: &[TokenId], n_vocab: usize) -> Result<(), ApiError> 
 }
 
 /// An OpenAI chat body → the prompt text (template applied) and the body with its OpenAI fields
-/// mapped onto llama-server's (`stop` as a list, `logprobs` → `n_probs`).
-pub fn chat_prompt(body: &Value, loaded: &Loaded) -> Result<(String, Value), ApiError> {
+/// mapped onto llama-server's (`stop` as a list, `logprobs` → `n_probs`, a JSON schema from
+/// `json_schema` or `response_format` → `grammar`). `ordered` is the body with its key order when
+/// it has a schema field ([`schema::ordered_body`]).
+pub fn chat_prompt(
+    body: &Value,
+    ordered: Option<&SchemaJson>,
+    loaded: &Loaded,
+) -> Result<(String, Value), ApiError> {
     if body.get("tools").and_then(Value::as_array).is_some_and(|t| !t.is_empty()) {
         return Err(ApiError::invalid("tools are not supported yet by rs-llama"));
     }
     let has_grammar = body.get("grammar").and_then(Value::as_str).is_some_and(|g| !g.is_empty());
     if has_grammar && lookup(body, &["json_schema"]).is_some() {
-        return Err(ApiError::invalid("Cannot use both json_schema and grammar"));
+        // a 500 in llama-server (it throws a runtime_error there, not an invalid_argument)
+        return Err(ApiError::new(ErrorKind::Server, "Cannot use both json_schema and grammar"));
     }
-    if let Some(format) = body.get("response_format") {
-        let kind = format.get("type").and_then(Value::as_str).unwrap_or_default();
-        match kind {
-            "" | "text" => {}
-            "json_object" | "json_schema" => {
-                return Err(ApiError::invalid(
-                    "response_format json_object/json_schema is not supported yet by rs-llama",
-                ))
-            }
-            other => {
-                return Err(ApiError::invalid(format!(
-                    "response_format type must be one of \"text\" or \"json_object\", but got: {other}"
-                )))
-            }
-        }
-    }
+    let json_schema = schema::chat_schema(body, ordered)?;
     let messages = body.get("messages").ok_or_else(|| ApiError::invalid("'messages' is required"))?;
     let messages =
         messages.as_array().ok_or_else(|| ApiError::invalid("Expected 'messages' to be an array"))?;
@@ -411,8 +404,23 @@ pub fn chat_prompt(body: &Value, loaded: &Loaded) -> Result<(String, Value), Api
     let add_generation_prompt = loose_bool(body, "add_generation_prompt", true);
     let prompt =
         loaded.templates.apply(&msgs, add_generation_prompt).map_err(|e| ApiError::invalid(e.to_string()))?;
+    // The schema's grammar replaces any `grammar` field, as the chat template's grammar does in
+    // llama-server. With a Jinja template llama.cpp builds a different grammar (the chat
+    // parser's, which also admits a ```json fence and strips it from the reply): not done yet.
+    let schema_grammar = match json_schema {
+        Some(_) if loaded.templates.is_jinja() => {
+            return Err(ApiError::invalid(
+                "json_schema / response_format with a Jinja chat template is not supported yet by rs-llama (start the server with --no-jinja)",
+            ))
+        }
+        Some(schema) => Some(schema::chat_grammar(&schema)?),
+        None => None,
+    };
     let mut mapped = body.clone();
     if let Some(obj) = mapped.as_object_mut() {
+        if let Some(g) = schema_grammar {
+            obj.insert("grammar".into(), Value::String(g));
+        }
         if let Some(Value::String(s)) = obj.get("stop") {
             let one = Value::Array(vec![Value::String(s.clone())]);
             obj.insert("stop".into(), one);

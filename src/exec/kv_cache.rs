@@ -145,6 +145,40 @@ pub struct KvSnapshot {
 }
 
 impl KvSnapshot {
+    /// The K and V row widths and layer count it was taken with.
+    pub fn shape(&self) -> (usize, usize, usize) {
+        (self.k.len(), self.k_row, self.v_row)
+    }
+
+    /// Every layer's K values, then every layer's V values (positions `0..n` each).
+    pub fn values(&self) -> impl Iterator<Item = &[f16]> {
+        self.k.iter().chain(&self.v).map(Vec::as_slice)
+    }
+
+    /// A snapshot of `n` positions from `read`, which fills each layer's K, then each layer's V
+    /// (as [`KvSnapshot::values`] gives them).
+    pub fn read(
+        (n_layer, k_row, v_row): (usize, usize, usize),
+        n: usize,
+        mut read: impl FnMut(&mut [f16]) -> Result<(), String>,
+    ) -> Result<KvSnapshot, String> {
+        let mut part = |row: usize| -> Result<Vec<Vec<f16>>, String> {
+            (0..n_layer)
+                .map(|_| {
+                    let len = n.checked_mul(row).ok_or("KV snapshot size overflows")?;
+                    let mut b = Vec::new();
+                    b.try_reserve_exact(len).map_err(|_| "cannot allocate a KV snapshot".to_string())?;
+                    b.resize(len, f16::ZERO);
+                    read(&mut b)?;
+                    Ok(b)
+                })
+                .collect()
+        };
+        let k = part(k_row)?;
+        let v = part(v_row)?;
+        Ok(KvSnapshot { n, k_row, v_row, k, v })
+    }
+
     /// Positions held.
     pub fn n_positions(&self) -> usize {
         self.n

@@ -240,6 +240,11 @@ impl<'m> Session<'m> {
         Ok(())
     }
 
+    /// The model the session runs.
+    pub fn model(&self) -> &'m Model {
+        self.model
+    }
+
     /// Sequences this session holds.
     pub fn n_seq(&self) -> usize {
         self.seqs.len()

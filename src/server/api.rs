@@ -289,3 +289,33 @@ pub struct Metrics {
     pub requests_processing: u64,
     pub requests_deferred: u64,
 }
+
+/// `POST /slots/{id}?action=…` (with `--slot-save-path`): what the scheduler is asked to do with
+/// an idle slot's KV cache. Waits while the slot is busy, as llama-server defers it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SlotAction {
+    /// Write the slot's tokens and KV rows to `path` (`filename` is echoed in the answer).
+    Save { id_slot: i64, path: std::path::PathBuf, filename: String },
+    /// Replace the slot's cache with a saved one.
+    Restore { id_slot: i64, path: std::path::PathBuf, filename: String },
+    /// Empty the slot's cache.
+    Erase { id_slot: i64 },
+}
+
+impl SlotAction {
+    pub fn id_slot(&self) -> i64 {
+        match self {
+            SlotAction::Save { id_slot, .. }
+            | SlotAction::Restore { id_slot, .. }
+            | SlotAction::Erase { id_slot } => *id_slot,
+        }
+    }
+}
+
+/// What a [`SlotAction`] did (llama-server's answer fields; `id_slot` as asked).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SlotActionDone {
+    Saved { id_slot: i64, filename: String, n_saved: usize, n_written: u64, ms: f64 },
+    Restored { id_slot: i64, filename: String, n_restored: usize, n_read: u64, ms: f64 },
+    Erased { id_slot: i64, n_erased: usize },
+}

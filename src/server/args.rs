@@ -57,6 +57,8 @@ pub struct ServerConfig {
     pub cache_idle_slots: bool,
     /// `-sps`: the share of a prompt a slot's cache must hold for the slot to be chosen by it.
     pub slot_prompt_similarity: f32,
+    /// `--slot-save-path`: where `POST /slots/{id}?action=save|restore` files go (None: refused).
+    pub slot_save_path: Option<PathBuf>,
     pub verbosity: i32,
     pub log_disable: bool,
     pub gpu_mem: Option<u64>,
@@ -102,6 +104,7 @@ impl Default for ServerConfig {
             cache_ram_mib: 8192,
             cache_idle_slots: true,
             slot_prompt_similarity: 0.1,
+            slot_save_path: None,
             verbosity: crate::cli::log::DEFAULT_VERBOSITY,
             log_disable: false,
             gpu_mem: None,
@@ -283,6 +286,13 @@ pub static FLAGS: &[Flag] = &[
     flag!(["--no-cache-prompt"], None, "disable prompt caching", |c, _| on(&mut c.cache_prompt, false)),
     flag!(["-cram", "--cache-ram"], N, "maximum size of the host-memory prompt cache in MiB (default: 8192, -1 - no limit, 0 - disable)", |c, v| {
         c.cache_ram_mib = i64::from(parse_i32(v)?);
+        Ok(())
+    }),
+    flag!(["--slot-save-path"], Some("PATH"), "path to save slot kv cache (default: disabled)", |c, v| {
+        if !std::path::Path::new(v).is_dir() {
+            return Err(format!("not a directory: {v}"));
+        }
+        c.slot_save_path = Some(PathBuf::from(v));
         Ok(())
     }),
     flag!(["--cache-idle-slots"], None, "save idle slots to the prompt cache when a task starts, and clear them when the KV is unified (default: enabled, requires --cache-ram)", |c, _| on(&mut c.cache_idle_slots, true)),

@@ -12,5 +12,6 @@ pub mod prompt_cache;
 pub mod run;
 pub mod scheduler;
 pub mod slot;
+pub mod slot_file;
 
 pub use run::main_with_args;

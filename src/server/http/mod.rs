@@ -17,6 +17,7 @@ pub mod params;
 pub mod render;
 pub mod responses;
 pub mod schema;
+pub mod slot_actions;
 pub mod sse;
 pub mod vertex;
 
@@ -29,7 +30,9 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::api::{ApiError, ErrorKind, GenerateEvent, GenerateRequest, Metrics, SlotInfo};
+use super::api::{
+    ApiError, ErrorKind, GenerateEvent, GenerateRequest, Metrics, SlotAction, SlotActionDone, SlotInfo,
+};
 use super::args::ServerConfig;
 use crate::chat::ChatTemplates;
 use crate::TokenId;
@@ -48,6 +51,15 @@ pub trait Backend: Send + Sync {
     /// The model is unloaded until the next generation (`--sleep-idle-seconds`).
     fn is_sleeping(&self) -> bool {
         false
+    }
+    /// `POST /slots/{id}?action=…` (a backend without slots of its own refuses it).
+    fn slot_action(
+        &self,
+        _action: SlotAction,
+    ) -> tokio::sync::oneshot::Receiver<Result<SlotActionDone, ApiError>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = tx.send(Err(ApiError::new(ErrorKind::NotSupported, "slot actions are not supported here")));
+        rx
     }
 }
 
@@ -72,6 +84,12 @@ impl Backend for super::scheduler::SchedulerHandle {
     }
     fn is_sleeping(&self) -> bool {
         super::scheduler::SchedulerHandle::is_sleeping(self)
+    }
+    fn slot_action(
+        &self,
+        action: SlotAction,
+    ) -> tokio::sync::oneshot::Receiver<Result<SlotActionDone, ApiError>> {
+        super::scheduler::SchedulerHandle::slot_action(self, action)
     }
 }
 
@@ -240,6 +258,10 @@ async fn route(state: &AppState, loaded: &Loaded, req: Request) -> Result<Respon
     if method == Method::GET {
         return get(&ctx, &path, &query);
     }
+    if method == Method::POST && slot_actions::handles(&path) {
+        let body = read_body(req, state.cfg.timeout_s).await?;
+        return slot_actions::handle(&ctx, &path, &query, &body).await;
+    }
     if method != Method::POST || !POST_PATHS.contains(&path.as_str()) {
         return Err(not_found());
     }
@@ -251,8 +273,8 @@ async fn route(state: &AppState, loaded: &Loaded, req: Request) -> Result<Respon
 pub const GET_PATHS: &[&str] =
     &["/health", "/v1/health", "/metrics", "/props", "/models", "/v1/models", "/slots"];
 
-/// The POST endpoints, in llama-server's order of registration (its embeddings, infill, rerank,
-/// LoRA and slot-action endpoints are not served: 404).
+/// The POST endpoints, in llama-server's order of registration (its embeddings, infill, rerank
+/// and LoRA endpoints are not served: 404; `/slots/{id}` actions are [`slot_actions`]).
 pub const POST_PATHS: &[&str] = &[
     "/props",
     "/completion",

@@ -15,7 +15,7 @@ impl Scheduler<'_, '_> {
     /// Put waiting tasks on idle slots.
     pub(super) fn admit(&mut self) {
         let mut waiting = std::collections::VecDeque::new();
-        while let Some(t) = self.queue.pop_front() {
+        while let Some(mut t) = self.queue.pop_front() {
             let n = t.req.prompt.len();
             if n == 0 || n >= self.cfg.n_ctx_slot {
                 let e = if n == 0 {
@@ -26,9 +26,9 @@ impl Scheduler<'_, '_> {
                 let _ = t.tx.send(GenerateEvent::Error(e));
                 continue;
             }
-            if let Some(i) = t.req.id_slot.filter(|&i| i >= self.slots.len()) {
-                let _ = t.tx.send(GenerateEvent::Error(ApiError::invalid(format!("invalid slot id {i}"))));
-                continue;
+            // An id past the last slot wraps around, as llama-server's.
+            if let Some(i) = t.req.id_slot.as_mut() {
+                *i = super::slot_actions::slot_index(*i as i64, self.slots.len());
             }
             let Some((i, save_first)) = self.pick_slot(&t.req) else {
                 waiting.push_back(t);

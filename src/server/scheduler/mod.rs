@@ -21,8 +21,12 @@ use std::time::Instant;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 mod admit;
+mod slot_actions;
 
-use super::api::{ApiError, ErrorKind, GenerateEvent, GenerateRequest, Metrics, SlotInfo, StopType};
+use super::api::{
+    ApiError, ErrorKind, GenerateEvent, GenerateRequest, Metrics, SlotAction, SlotActionDone, SlotInfo,
+    StopType,
+};
 use super::prompt_cache::PromptCache;
 use super::slot::{Generation, Next};
 use crate::exec::device::sim::SimDevice;
@@ -138,8 +142,12 @@ pub fn cuda_session(
 
 enum Command {
     Submit(Box<Task>),
+    SlotAction(SlotAction, ActionReply),
     Shutdown,
 }
+
+/// Where a slot action's answer goes.
+type ActionReply = tokio::sync::oneshot::Sender<Result<SlotActionDone, ApiError>>;
 
 struct Task {
     id: u64,
@@ -207,6 +215,22 @@ impl SchedulerHandle {
         self.shared.sleeping.load(Ordering::Acquire)
     }
 
+    /// Do `action` on an idle slot (it waits while the slot is busy).
+    pub fn slot_action(
+        &self,
+        action: SlotAction,
+    ) -> tokio::sync::oneshot::Receiver<Result<SlotActionDone, ApiError>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.shared.stopped.load(Ordering::Acquire) {
+            let _ = tx.send(Err(ApiError::new(ErrorKind::Unavailable, "the server is shutting down")));
+        } else if let Err(mpsc::SendError(Command::SlotAction(_, tx))) =
+            self.tx.send(Command::SlotAction(action, tx))
+        {
+            let _ = tx.send(Err(ApiError::new(ErrorKind::Unavailable, "the server is shutting down")));
+        }
+        rx
+    }
+
     /// Stop taking requests, cancel the running ones and end the thread.
     pub fn shutdown(&self) {
         self.shared.stopped.store(true, Ordering::Release);
@@ -257,6 +281,7 @@ pub fn start(
 #[derive(Default)]
 struct Carry {
     queue: VecDeque<Task>,
+    actions: VecDeque<(SlotAction, ActionReply)>,
     metrics: Metrics,
 }
 
@@ -308,11 +333,15 @@ fn run_until_shutdown(
                         let _ =
                             t.tx.send(GenerateEvent::Error(ApiError::new(ErrorKind::Server, why.clone())));
                     }
+                    for (_, tx) in carry.actions.drain(..) {
+                        let _ = tx.send(Err(ApiError::new(ErrorKind::Server, why.clone())));
+                    }
                 }
             },
         }
         match rx.recv() {
             Ok(Command::Submit(t)) => carry.queue.push_back(*t),
+            Ok(Command::SlotAction(a, tx)) => carry.actions.push_back((a, tx)),
             Ok(Command::Shutdown) | Err(_) => return,
         }
     }
@@ -380,6 +409,8 @@ struct Scheduler<'m, 't> {
     grammar_vocab: Option<Arc<GrammarVocab>>,
     /// `--cache-ram` (None: 0).
     prompt_cache: Option<PromptCache>,
+    /// Slot actions waiting for their slot to be idle.
+    actions: VecDeque<(SlotAction, ActionReply)>,
 }
 
 impl<'m, 't> Scheduler<'m, 't> {
@@ -401,6 +432,7 @@ impl<'m, 't> Scheduler<'m, 't> {
             shared,
             slots,
             queue: carry.queue,
+            actions: carry.actions,
             step: 0,
             metrics: carry.metrics,
             grammar_vocab: None,
@@ -413,7 +445,9 @@ impl<'m, 't> Scheduler<'m, 't> {
     fn run(&mut self, rx: &mpsc::Receiver<Command>) -> Ended {
         let mut last_busy = Instant::now();
         loop {
-            let idle = self.queue.is_empty() && self.slots.iter().all(|s| s.gen.is_none());
+            let idle = self.queue.is_empty()
+                && self.actions.is_empty()
+                && self.slots.iter().all(|s| s.gen.is_none());
             if idle {
                 let c = match self.cfg.sleep_idle {
                     None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
@@ -429,7 +463,9 @@ impl<'m, 't> Scheduler<'m, 't> {
                     Err(mpsc::RecvTimeoutError::Timeout) => {
                         self.publish();
                         let metrics = self.metrics;
-                        return Ended::Idle(Carry { queue: std::mem::take(&mut self.queue), metrics });
+                        let queue = std::mem::take(&mut self.queue);
+                        let actions = std::mem::take(&mut self.actions);
+                        return Ended::Idle(Carry { queue, actions, metrics });
                     }
                     Err(mpsc::RecvTimeoutError::Disconnected) => {
                         self.stop();
@@ -445,6 +481,7 @@ impl<'m, 't> Scheduler<'m, 't> {
                 }
             }
             self.drop_cancelled();
+            self.run_slot_actions();
             self.admit();
             if !self.run_step() {
                 // Nothing could run (everything waits for room): do not spin.
@@ -461,6 +498,10 @@ impl<'m, 't> Scheduler<'m, 't> {
                 self.queue.push_back(*t);
                 true
             }
+            Command::SlotAction(a, tx) => {
+                self.actions.push_back((a, tx));
+                true
+            }
             Command::Shutdown => false,
         }
     }
@@ -472,6 +513,9 @@ impl<'m, 't> Scheduler<'m, 't> {
         }
         for t in self.queue.drain(..) {
             let _ = t.tx.send(unavailable());
+        }
+        for (_, tx) in self.actions.drain(..) {
+            let _ = tx.send(Err(ApiError::new(ErrorKind::Unavailable, "the server is shutting down")));
         }
         for s in &mut self.slots {
             if let Some(g) = s.gen.take() {

@@ -15,14 +15,17 @@ fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/json_schema")
 }
 
+// llama.cpp made the expected outputs from its own f16 conversion of the same Q4_1 file
+// (`smollm2-135m-f16.llamacpp.gguf`, llama-quantize); ours holds the same values and vocabulary
+// and is the one CI has, so these tests run there.
 fn model() -> Option<PathBuf> {
     let home = std::env::var("HOME").unwrap_or_default();
     let cache = std::env::var("RS_LLAMA_CACHE").unwrap_or(format!("{home}/.cache/rs-llama"));
-    let path = PathBuf::from(cache).join("models/smollm2-135m-f16.llamacpp.gguf");
+    let path = PathBuf::from(cache).join("models/smollm2-135m-f16.gguf");
     if path.exists() {
         Some(path)
     } else {
-        eprintln!("skipped: {} is not there (made by scripts/make-fixtures.sh)", path.display());
+        eprintln!("skipped: {} is not there (made by scripts/fetch-models.sh)", path.display());
         None
     }
 }

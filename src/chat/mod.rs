@@ -12,6 +12,10 @@
 pub mod builtin;
 mod fuzz;
 pub mod jinja;
+pub mod parse;
+pub mod peg;
+mod pyjson;
+pub mod request;
 
 pub use fuzz::fuzz_render;
 use jinja::{JinjaTemplate, RenderInputs};
@@ -40,6 +44,9 @@ pub enum ChatError {
     NotBuiltin,
     #[error("the built-in chat template '{0}' is not implemented in rs-llama yet; use --jinja")]
     BuiltinNotImplemented(String),
+    /// A request the template cannot be given (bad tools or tool calls), in llama.cpp's words.
+    #[error("{0}")]
+    Request(String),
 }
 
 /// The special-token side of a template: texts of BOS/EOS and whether the tokenizer adds them.
@@ -123,7 +130,12 @@ impl ChatTemplates {
             || has("content is not string")
             || has("content is iterable");
         vec![
-            ("supports_object_arguments", tool_calls && has("arguments.items()")),
+            // Templates that index the arguments, or write them with `tojson`, are given objects.
+            (
+                "supports_object_arguments",
+                tool_calls
+                    && (has("arguments.items()") || has("arguments | tojson") || has("arguments|tojson")),
+            ),
             ("supports_parallel_tool_calls", tool_calls && has("for tool_call in")),
             ("supports_preserve_reasoning", has("preserve_thinking") || has("clear_thinking")),
             ("supports_reasoning_effort", has("reasoning_effort") || has("reasoning_strength")),
@@ -177,6 +189,33 @@ impl ChatTemplates {
                 builtin::apply(name, messages, add_generation_prompt)
             }
         }
+    }
+
+    /// The chat given as JSON messages (and tools, kwargs) through the Jinja template, BOS/EOS
+    /// dropped as in [`ChatTemplates::apply`]; only with `--jinja`.
+    pub fn apply_json(
+        &self,
+        messages: &serde_json::Value,
+        add_generation_prompt: bool,
+        extra: &jinja::Extra,
+    ) -> Result<String, ChatError> {
+        let Some(template) = &self.jinja else {
+            return Err(ChatError::Request("tools param requires --jinja flag".into()));
+        };
+        let inputs = RenderInputs { add_generation_prompt, ..self.inputs.clone() };
+        let mut text = template.render_json(messages, &inputs, extra)?;
+        if self.tokens.add_bos && text.starts_with(&inputs.bos_token) {
+            text.drain(..inputs.bos_token.len());
+        }
+        if self.tokens.add_eos && text.ends_with(&inputs.eos_token) {
+            text.truncate(text.len() - inputs.eos_token.len());
+        }
+        Ok(text)
+    }
+
+    /// Whether the template is run as Jinja (`--jinja`).
+    pub fn is_jinja(&self) -> bool {
+        self.jinja.is_some()
     }
 
     /// The text a new message adds to the chat `past`: the chat rendered with it (and the

@@ -1,0 +1,104 @@
+//! Tools and reasoning in chat prompts and answers, against llama.cpp 11434 itself: every case of
+//! tests/fixtures/chat_tools/cases.json was run through llama.cpp's `common_chat_templates_apply`
+//! and `common_chat_parse` by oracle/chat_oracle.cpp (expected.json; README there). Here rs-llama
+//! renders the same chats on the same real templates and parses the same model outputs, and
+//! both must agree byte for byte: the prompt, the generation prompt, and each parsed message
+//! (content, reasoning_content, tool_calls) or the fact that llama.cpp refused it.
+
+use rs_llama::chat::request::{ChatRequest, ReasoningFormat, ToolChoice};
+use rs_llama::chat::{ChatError, ChatTemplates, TokenTexts};
+use serde_json::Value;
+use std::path::PathBuf;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chat_tools").join(name)
+}
+
+fn load(name: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    serde_json::from_str::<Value>(&text).expect("fixture parses").as_array().expect("an array").clone()
+}
+
+fn text_of(v: &Value) -> Result<String, ChatError> {
+    v.as_str().map(String::from).ok_or_else(|| ChatError::Request("text content only".into()))
+}
+
+fn templates(case: &Value) -> ChatTemplates {
+    let src = std::fs::read_to_string(fixture("templates").join(case["template"].as_str().unwrap())).unwrap();
+    let tokens = TokenTexts {
+        bos: Some(case["bos"].as_str().unwrap().to_string()),
+        eos: Some(case["eos"].as_str().unwrap().to_string()),
+        add_bos: false,
+        add_eos: false,
+    };
+    ChatTemplates::new(&src, None, None, tokens, true).expect("template parses")
+}
+
+fn request(case: &Value) -> ChatRequest {
+    let default_messages = serde_json::json!([{ "role": "user", "content": "Hi" }]);
+    let list = |k: &str| case.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
+    ChatRequest {
+        messages: case.get("messages").unwrap_or(&default_messages).as_array().unwrap().clone(),
+        tools: list("tools"),
+        enable_thinking: case.get("enable_thinking").and_then(Value::as_bool).unwrap_or(true),
+        kwargs: case["chat_template_kwargs"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        add_generation_prompt: case.get("add_generation_prompt").and_then(Value::as_bool).unwrap_or(true),
+        tool_choice: ToolChoice::parse(case.get("tool_choice").and_then(Value::as_str).unwrap_or("auto")).unwrap(),
+        parallel_tool_calls: case.get("parallel_tool_calls").and_then(Value::as_bool).unwrap_or(false),
+        reasoning_format: ReasoningFormat::parse(case.get("reasoning_format").and_then(Value::as_str).unwrap_or("deepseek"))
+            .unwrap(),
+    }
+}
+
+#[test]
+fn prompts_and_parsed_messages_equal_llama_cpp() {
+    let cases = load("cases.json");
+    let expected = load("expected.json");
+    assert_eq!(cases.len(), expected.len());
+    let (mut prompts, mut outputs, mut failures) = (0, 0, Vec::new());
+    for (case, want) in cases.iter().zip(&expected) {
+        let name = case["name"].as_str().unwrap();
+        assert_eq!(want["name"], case["name"]);
+        let got = templates(case).prepare(&request(case), &text_of);
+        let prepared = match (got, want.get("error")) {
+            (Err(_), Some(_)) => {
+                prompts += 1;
+                continue;
+            }
+            (Ok(_), Some(e)) => {
+                failures.push(format!("{name}: llama.cpp refused it ({e}), rs-llama did not"));
+                continue;
+            }
+            (Err(e), None) => {
+                failures.push(format!("{name}: rs-llama refused it: {e}"));
+                continue;
+            }
+            (Ok(p), None) => p,
+        };
+        prompts += 1;
+        if prepared.rendered.prompt != want["prompt"].as_str().unwrap() {
+            failures.push(format!("{name}: prompt\n--- rs-llama\n{}\n--- llama.cpp\n{}", prepared.rendered.prompt, want["prompt"].as_str().unwrap()));
+        }
+        if prepared.rendered.generation_prompt != want["generation_prompt"].as_str().unwrap() {
+            failures.push(format!(
+                "{name}: generation prompt {:?} vs {:?}",
+                prepared.rendered.generation_prompt, want["generation_prompt"]
+            ));
+        }
+        let partial = case.get("partial").and_then(Value::as_bool).unwrap_or(false);
+        let outs = case.get("outputs").and_then(Value::as_array).cloned().unwrap_or_default();
+        for (i, (out, want)) in outs.iter().zip(want["parsed"].as_array().unwrap()).enumerate() {
+            outputs += 1;
+            let got = prepared.parser.parse(out.as_str().unwrap(), partial);
+            let got = match got {
+                Ok(msg) => msg.to_oai_json(),
+                Err(e) => serde_json::json!({ "error": e }),
+            };
+            if &got != want {
+                failures.push(format!("{name} output {i} {out}:\n  rs-llama  {got}\n  llama.cpp {want}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of {prompts} prompts / {outputs} outputs differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(prompts >= 100 && outputs >= 300, "{prompts} prompts, {outputs} outputs");
+}

@@ -51,8 +51,8 @@ pub async fn route(ctx: &Ctx<'_>, path: &str, body: &[u8], id: u64) -> Result<Re
 /// The templated prompt's length: `{"input_tokens": N}`, with `"object": "response.input_tokens"`
 /// on the OpenAI paths. Only the chat template is applied (the sampling fields are not checked).
 fn count(ctx: &Ctx<'_>, chat: &Value, oai: bool) -> Result<Response, ApiError> {
-    let (text, _) = params::chat_prompt(chat, ctx.loaded)?;
-    let n = ctx.loaded.vocab.encode(&text, true, true).len();
+    let (chat, _) = params::chat_prompt(chat, ctx.loaded, &ctx.state.cfg)?;
+    let n = ctx.loaded.vocab.encode(&chat.prompt, true, true).len();
     let mut out = obj! { "input_tokens" => n };
     if oai {
         out.set("object", "response.input_tokens");
@@ -114,8 +114,8 @@ impl Api {
 async fn run(ctx: &Ctx<'_>, chat: &Value, api: Api, id: u64) -> Result<Response, ApiError> {
     let loaded = ctx.loaded;
     let vocab = loaded.vocab.as_ref();
-    let (text, mapped) = params::chat_prompt(chat, loaded)?;
-    let prompt = vocab.encode(&text, true, true);
+    let (chat, mapped) = params::chat_prompt(chat, loaded, &ctx.state.cfg)?;
+    let prompt = vocab.encode(&chat.prompt, true, true);
     let p = params::completion_params(&mapped, loaded, &ctx.state.cfg)?;
     params::check_tokens(&prompt, vocab.n_vocab())?;
     let n_ctx = loaded.backend.n_ctx_slot();

@@ -322,6 +322,6 @@ pub fn detokenize(ctx: &Ctx<'_>, body: &Value) -> Result<Response, ApiError> {
 }
 
 pub fn apply_template(ctx: &Ctx<'_>, body: &Value) -> Result<Response, ApiError> {
-    let (prompt, _) = params::chat_prompt(body, ctx.loaded)?;
-    Ok(json_response(StatusCode::OK, &obj! { "prompt" => prompt }))
+    let (chat, _) = params::chat_prompt(body, ctx.loaded, &ctx.state.cfg)?;
+    Ok(json_response(StatusCode::OK, &obj! { "prompt" => chat.prompt }))
 }

@@ -10,7 +10,6 @@ use serde_json::Value;
 
 use super::json::{obj, Json};
 use super::{Loaded, Vocabulary};
-use crate::chat::ChatMessage;
 use crate::sample::{SamplerKind, SamplingParams};
 use crate::server::api::{ApiError, GenerateRequest};
 use crate::TokenId;
@@ -359,12 +358,14 @@ pub fn check_tokens(tokens: &[TokenId], n_vocab: usize) -> Result<(), ApiError> 
     Ok(())
 }
 
-/// An OpenAI chat body → the prompt text (template applied) and the body with its OpenAI fields
-/// mapped onto llama-server's (`stop` as a list, `logprobs` → `n_probs`).
-pub fn chat_prompt(body: &Value, loaded: &Loaded) -> Result<(String, Value), ApiError> {
-    if body.get("tools").and_then(Value::as_array).is_some_and(|t| !t.is_empty()) {
-        return Err(ApiError::invalid("tools are not supported yet by rs-llama"));
-    }
+/// An OpenAI chat body → the prompt (template applied, with its tools and reasoning options; see
+/// [`super::chat`]) and the body with its OpenAI fields mapped onto llama-server's (`stop` as a
+/// list, `logprobs` → `n_probs`).
+pub fn chat_prompt(
+    body: &Value,
+    loaded: &Loaded,
+    cfg: &crate::server::args::ServerConfig,
+) -> Result<(super::chat::ChatPrompt, Value), ApiError> {
     let has_grammar = body.get("grammar").and_then(Value::as_str).is_some_and(|g| !g.is_empty());
     if has_grammar && lookup(body, &["json_schema"]).is_some() {
         return Err(ApiError::invalid("Cannot use both json_schema and grammar"));
@@ -388,29 +389,24 @@ pub fn chat_prompt(body: &Value, loaded: &Loaded) -> Result<(String, Value), Api
     let messages = body.get("messages").ok_or_else(|| ApiError::invalid("'messages' is required"))?;
     let messages =
         messages.as_array().ok_or_else(|| ApiError::invalid("Expected 'messages' to be an array"))?;
-    let mut msgs = Vec::with_capacity(messages.len());
     for m in messages {
         let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
-        let content = match m.get("content") {
-            None if role == "assistant" => {
-                if m.get("tool_calls").is_none() {
-                    return Err(ApiError::invalid(
-                        "Assistant message must contain either 'content' or 'tool_calls'!",
-                    ));
-                }
-                continue;
+        match m.get("content") {
+            None if role == "assistant" && m.get("tool_calls").is_none() => {
+                return Err(ApiError::invalid("Assistant message must contain either 'content' or 'tool_calls'!"))
             }
-            None => return Err(ApiError::invalid("All non-assistant messages must contain 'content'")),
-            Some(Value::Null) => String::new(),
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Array(parts)) => content_parts(parts)?,
+            None if role != "assistant" => {
+                return Err(ApiError::invalid("All non-assistant messages must contain 'content'"))
+            }
+            None | Some(Value::Null | Value::String(_) | Value::Array(_)) => {}
             Some(_) => return Err(ApiError::invalid("Expected 'content' to be a string or an array")),
-        };
-        msgs.push(ChatMessage::new(role, &content));
+        }
     }
-    let add_generation_prompt = loose_bool(body, "add_generation_prompt", true);
-    let prompt =
-        loaded.templates.apply(&msgs, add_generation_prompt).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let text_of = |c: &Value| match c {
+        Value::Array(parts) => content_parts(parts).map_err(|e| crate::chat::ChatError::Request(e.message)),
+        other => Ok(other.as_str().unwrap_or_default().to_string()),
+    };
+    let chat = super::chat::read(body, loaded, cfg, &text_of)?;
     let mut mapped = body.clone();
     if let Some(obj) = mapped.as_object_mut() {
         if let Some(Value::String(s)) = obj.get("stop") {
@@ -431,7 +427,7 @@ pub fn chat_prompt(body: &Value, loaded: &Loaded) -> Result<(String, Value), Api
         // `logprobs` is a switch here, not llama-server's alias of n_probs.
         obj.remove("logprobs");
     }
-    Ok((prompt, mapped))
+    Ok((chat, mapped))
 }
 
 /// The text parts of a message's content array, joined.

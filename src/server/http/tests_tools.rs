@@ -1,0 +1,251 @@
+//! Tool calls and reasoning over HTTP, against a backend that answers with scripted pieces and a
+//! real template (Qwen2.5's and Qwen3's, from tests/fixtures/chat_tools): the JSON shapes of
+//! `/v1/chat/completions` whole and streamed, `/v1/messages`, the errors, and the flags. What the
+//! parser makes of a text is checked against llama.cpp in tests/chat_tools_oracle.rs; the
+//! expected deltas here follow llama-server's diffing of successive parses (server-task.cpp
+//! `update_chat_msg`, `compute_diffs`), worked out by hand from its source.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use super::tests::{post, Bytes};
+use super::*;
+use crate::chat::TokenTexts;
+use crate::server::api::{Final, Partial, StopType, Timings};
+
+const QWEN25: &str = include_str!("../../../tests/fixtures/chat_tools/templates/Qwen-Qwen2.5-7B-Instruct.jinja");
+const QWEN3: &str = include_str!("../../../tests/fixtures/chat_tools/templates/Qwen-Qwen3-0.6B.jinja");
+
+/// Answers with the scripted pieces (streamed one by one, or whole), ending with `stop`.
+struct Script {
+    pieces: Vec<&'static str>,
+    stop: StopType,
+    seen: Mutex<Vec<GenerateRequest>>,
+}
+
+impl Backend for Script {
+    fn submit(&self, req: GenerateRequest) -> UnboundedReceiver<GenerateEvent> {
+        let (tx, rx) = unbounded_channel();
+        self.seen.lock().unwrap().push(req.clone());
+        let timings = Timings { prompt_n: 1, predicted_n: self.pieces.len(), ..Default::default() };
+        if req.stream {
+            for (i, text) in self.pieces.iter().enumerate() {
+                let p = Partial {
+                    text: text.to_string(),
+                    tokens: vec![1],
+                    probs: Vec::new(),
+                    id_slot: 0,
+                    tokens_predicted: i + 1,
+                    tokens_evaluated: req.prompt.len(),
+                    timings,
+                };
+                let _ = tx.send(GenerateEvent::Partial(p));
+            }
+        }
+        let f = Final {
+            content: self.pieces.concat(),
+            unsent: String::new(),
+            tokens: Vec::new(),
+            probs: Vec::new(),
+            id_slot: 0,
+            stop_type: self.stop,
+            stopping_word: String::new(),
+            tokens_predicted: self.pieces.len(),
+            tokens_evaluated: req.prompt.len(),
+            tokens_cached: 0,
+            truncated: false,
+            timings,
+        };
+        let _ = tx.send(GenerateEvent::Final(Box::new(f)));
+        rx
+    }
+    fn slots(&self) -> Vec<SlotInfo> {
+        Vec::new()
+    }
+    fn metrics(&self) -> Metrics {
+        Metrics::default()
+    }
+    fn n_ctx_slot(&self) -> usize {
+        1 << 20
+    }
+    fn total_slots(&self) -> usize {
+        1
+    }
+    fn shutdown(&self) {}
+}
+
+fn server(template: &str, pieces: Vec<&'static str>, args: &[&str]) -> (Arc<AppState>, Arc<Script>) {
+    let state = Arc::new(AppState::new(crate::server::args::parse(args).unwrap()));
+    let script = Arc::new(Script { pieces, stop: StopType::Eos, seen: Mutex::default() });
+    let tokens = TokenTexts { bos: None, eos: Some("<|im_end|>".into()), add_bos: false, add_eos: false };
+    let jinja = state.cfg.use_jinja;
+    let templates = ChatTemplates::new(template, None, None, tokens, jinja).unwrap();
+    let info = ModelInfo { name: "m".into(), aliases: vec!["m".into()], ..Default::default() };
+    let loaded =
+        Loaded { backend: script.clone(), vocab: Arc::new(Bytes), templates, info, sampling: Default::default() };
+    let _ = state.loaded.set(loaded);
+    (state, script)
+}
+
+fn weather() -> Value {
+    json!([{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}])
+}
+
+fn chat(tools: bool, stream: bool) -> Value {
+    let mut body = json!({"messages": [{"role": "user", "content": "Weather in Paris?"}], "stream": stream});
+    if tools {
+        body["tools"] = weather();
+    }
+    body
+}
+
+const CALL: [&str; 4] = [
+    "Let me check.\n",
+    "<tool_call>\n{\"name\": \"get_weather\", ",
+    "\"arguments\": {\"city\": \"Pa",
+    "ris\"}}\n</tool_call>",
+];
+
+fn prompt_text(s: &Script) -> String {
+    let seen = s.seen.lock().unwrap();
+    seen.last().unwrap().prompt.iter().skip(1).map(|&t| (t - 1) as u8 as char).collect()
+}
+
+#[tokio::test]
+async fn tool_call_answer_whole() {
+    let (state, script) = server(QWEN25, CALL.to_vec(), &[]);
+    let r = post(&state, "/v1/chat/completions", chat(true, false)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = r.json();
+    let choice = &v["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls");
+    let msg = &choice["message"];
+    assert_eq!(msg["content"], "Let me check.\n");
+    let call = &msg["tool_calls"][0];
+    assert_eq!((call["type"].as_str(), call["function"]["name"].as_str()), (Some("function"), Some("get_weather")));
+    assert_eq!(call["function"]["arguments"], "{\"city\": \"Paris\"}");
+    let id = call["id"].as_str().unwrap();
+    assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_alphanumeric()), "{id}");
+    // The tools went into the prompt the way the template writes them.
+    assert!(prompt_text(&script).contains("<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\""));
+}
+
+#[tokio::test]
+async fn tool_call_answer_streamed() {
+    let (state, _) = server(QWEN25, CALL.to_vec(), &[]);
+    let r = post(&state, "/v1/chat/completions", chat(true, true)).await;
+    let events = r.events();
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    let deltas: Vec<&Value> = chunks.iter().map(|c| &c["choices"][0]["delta"]).collect();
+    assert_eq!(deltas[0], &json!({"role": "assistant", "content": null}));
+    assert_eq!(deltas[1], &json!({"content": "Let me check.\n"}));
+    let id = deltas[2]["tool_calls"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        deltas[2],
+        &json!({"tool_calls": [{"index": 0, "id": id, "type": "function", "function": {"name": "get_weather", "arguments": "{"}}]})
+    );
+    assert_eq!(deltas[3], &json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"city\": \"Pa"}}]}));
+    assert_eq!(deltas[4], &json!({"tool_calls": [{"index": 0, "function": {"arguments": "ris\"}"}}]}));
+    assert_eq!(chunks[5]["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(chunks.len(), 6);
+}
+
+#[tokio::test]
+async fn thinking_goes_to_reasoning_content() {
+    let pieces = vec!["<think>\nThe user", " asks.\n</think>\n\n", "Sunny."];
+    let (state, _) = server(QWEN3, pieces.clone(), &[]);
+    let v = post(&state, "/v1/chat/completions", chat(false, false)).await.json();
+    let msg = &v["choices"][0]["message"];
+    assert_eq!(msg, &json!({"role": "assistant", "content": "Sunny.", "reasoning_content": "The user asks.\n"}));
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    let events = post(&state, "/v1/chat/completions", chat(false, true)).await.events();
+    let deltas: Vec<Value> = events[1..events.len() - 2]
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(e).unwrap()["choices"][0]["delta"].clone())
+        .collect();
+    assert_eq!(
+        deltas,
+        vec![json!({"reasoning_content": "The user"}), json!({"reasoning_content": " asks.\n"}), json!({"content": "Sunny."})]
+    );
+    // reasoning_format none (request or flag) leaves the text as it is.
+    let mut body = chat(false, false);
+    body["reasoning_format"] = json!("none");
+    let v = post(&state, "/v1/chat/completions", body).await.json();
+    assert_eq!(v["choices"][0]["message"]["content"], pieces.concat());
+    let (state, _) = server(QWEN3, pieces.clone(), &["--reasoning-format", "none"]);
+    let v = post(&state, "/v1/chat/completions", chat(false, false)).await.json();
+    assert!(v["choices"][0]["message"].get("reasoning_content").is_none(), "{v}");
+}
+
+#[tokio::test]
+async fn thinking_switches_reach_the_template() {
+    let (state, script) = server(QWEN3, vec!["x"], &[]);
+    post(&state, "/v1/chat/completions", chat(false, false)).await;
+    assert!(prompt_text(&script).ends_with("<|im_start|>assistant\n"));
+    let mut body = chat(false, false);
+    body["chat_template_kwargs"] = json!({"enable_thinking": false});
+    post(&state, "/v1/chat/completions", body).await;
+    assert!(prompt_text(&script).ends_with("<|im_start|>assistant\n<think>\n\n</think>\n\n"));
+    let (state, script) = server(QWEN3, vec!["x"], &["-rea", "off"]);
+    post(&state, "/v1/chat/completions", chat(false, false)).await;
+    assert!(prompt_text(&script).ends_with("<think>\n\n</think>\n\n"));
+    let (state, script) = server(QWEN3, vec!["x"], &["--chat-template-kwargs", "{\"enable_thinking\": false}"]);
+    post(&state, "/v1/chat/completions", chat(false, false)).await;
+    assert!(prompt_text(&script).ends_with("<think>\n\n</think>\n\n"));
+    let mut body = chat(false, false);
+    body["reasoning_effort"] = json!("none");
+    let (state, script) = server(QWEN3, vec!["x"], &[]);
+    post(&state, "/v1/chat/completions", body).await;
+    assert!(prompt_text(&script).ends_with("<think>\n\n</think>\n\n"));
+}
+
+#[tokio::test]
+async fn errors_are_llama_servers() {
+    let (state, _) = server(QWEN25, vec!["<tool_call>\n{\"name\": \"nope\", \"arguments\": {}}\n</tool_call>"], &[]);
+    let cases = [
+        (json!({"tool_choice": "sometimes"}), 400, "Invalid tool_choice: sometimes"),
+        (json!({"grammar": "root ::= \"a\""}), 400, "Cannot use custom grammar constraints with tools."),
+        (json!({"reasoning_format": "loud"}), 400, "Unknown reasoning format: loud"),
+        (json!({"chat_template_kwargs": {"enable_thinking": "yes"}}), 400, "invalid type for \"enable_thinking\""),
+        (json!({"tools": [{"type": "retrieval"}]}), 400, "Failed to parse tools: Unsupported tool type"),
+        // An answer that does not fit the template's layout is llama-server's 500.
+        (json!({}), 500, "does not match the expected peg-native format"),
+    ];
+    for (extra, code, msg) in cases {
+        let mut body = chat(true, false);
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let r = post(&state, "/v1/chat/completions", body.clone()).await;
+        assert_eq!(r.status.as_u16(), code, "{body}: {}", r.text);
+        assert!(r.json()["error"]["message"].as_str().unwrap().contains(msg), "{}", r.text);
+    }
+    // A template whose tool calls rs-llama cannot parse: a 400 that says so, not a guess.
+    let mistral = include_str!("../../../tests/fixtures/chat_tools/templates/mistralai-Mistral-Nemo-Instruct-2407.jinja");
+    let (state, _) = server(mistral, vec!["x"], &[]);
+    let r = post(&state, "/v1/chat/completions", chat(true, false)).await;
+    assert_eq!(r.status, 400);
+    assert!(r.text.contains("not supported yet by rs-llama for this chat template (Mistral"), "{}", r.text);
+    // Without --jinja there are no tools at all.
+    let (state, _) = server(QWEN25, vec!["x"], &["--no-jinja"]);
+    let r = post(&state, "/v1/chat/completions", chat(true, false)).await;
+    assert!(r.text.contains("tools param requires --jinja flag"), "{}", r.text);
+}
+
+#[test]
+fn reasoning_flags() {
+    use crate::chat::request::ReasoningFormat;
+    let c = crate::server::args::parse(&["--reasoning-format", "deepseek-legacy", "-rea", "on"]).unwrap();
+    assert_eq!((c.reasoning_format, c.enable_reasoning), (ReasoningFormat::DeepseekLegacy, 1));
+    assert_eq!(c.chat_template_kwargs.get("enable_thinking").map(String::as_str), Some("true"));
+    let c = crate::server::args::parse(&["--reasoning", "auto"]).unwrap();
+    assert_eq!((c.reasoning_format, c.enable_reasoning), (ReasoningFormat::Deepseek, -1));
+    for bad in [&["--reasoning-format", "x"][..], &["-rea", "maybe"], &["--reasoning-budget", "10"], &["--chat-template-kwargs", "[1]"]] {
+        assert!(crate::server::args::parse(bad).is_err(), "{bad:?}");
+    }
+    assert!(crate::server::args::parse(&["--reasoning-budget", "-1"]).is_ok());
+}

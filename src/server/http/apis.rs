@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::Value;
 
+use super::chat::ChatState;
 use super::info::Ctx;
 use super::json::{obj, Json};
 use super::sse::{sse_response, wait_final, SseRender};
@@ -83,14 +84,15 @@ pub fn sse(events: &[Event]) -> String {
     events.iter().map(|e| format!("event: {}\ndata: {}\n\n", e.name, e.data.to_text())).collect()
 }
 
-/// How one generation's result is answered in an API's shape.
+/// How one generation's result is answered in an API's shape. Each renderer parses its own
+/// answer (reasoning, content, tool calls); a parse that fails is the error it returns.
 pub trait Render: Send + Sync {
     /// The whole answer (no streaming).
-    fn whole(&self, f: &Final) -> Json;
+    fn whole(&mut self, f: &Final) -> Result<Json, ApiError>;
     /// The events for a streamed piece.
-    fn partial(&mut self, p: &Partial) -> Vec<Event>;
+    fn partial(&mut self, p: &Partial) -> Result<Vec<Event>, ApiError>;
     /// The last events of a stream.
-    fn finish(&mut self, f: &Final) -> Vec<Event>;
+    fn finish(&mut self, f: &Final) -> Result<Vec<Event>, ApiError>;
     /// An error once the stream has started (its last event).
     fn error(&self, e: &ApiError) -> String;
 }
@@ -102,10 +104,10 @@ pub struct Meta {
 }
 
 impl Api {
-    fn render(self, meta: &Meta, salt: u64) -> Box<dyn Render> {
+    fn render(self, meta: &Meta, salt: u64, chat: ChatState) -> Box<dyn Render> {
         match self {
-            Api::Anthropic => Box::new(anthropic::Stream::new(meta, salt)),
-            Api::Responses => Box::new(responses::Stream::new(meta, salt)),
+            Api::Anthropic => Box::new(anthropic::Stream::new(meta, salt, chat)),
+            Api::Responses => Box::new(responses::Stream::new(meta, salt, chat)),
         }
     }
 }
@@ -129,15 +131,16 @@ async fn run(ctx: &Ctx<'_>, chat: &Value, api: Api, id: u64) -> Result<Response,
         let mut req = p.base.clone();
         req.prompt = prompt.clone();
         rxs.push(loaded.backend.submit(req));
-        renders.push(api.render(&meta, id.wrapping_mul(1 << 16).wrapping_add(i as u64)));
+        let salt = id.wrapping_mul(1 << 16).wrapping_add(i as u64);
+        renders.push(api.render(&meta, salt, ChatState::new(&chat, salt)));
     }
     if p.base.stream {
         return sse_response(Renders(renders), rxs.into_iter().enumerate().collect()).await;
     }
     let mut out = Vec::with_capacity(rxs.len());
-    for (r, rx) in renders.iter().zip(rxs) {
+    for (r, rx) in renders.iter_mut().zip(rxs) {
         let f = wait_final(rx).await?;
-        out.push(r.whole(&f));
+        out.push(r.whole(&f)?);
     }
     // One result is an object; several (`n`) an array, as llama-server answers them.
     let body = if out.len() == 1 { out.pop().unwrap_or(Json::Null) } else { Json::Arr(out) };
@@ -151,8 +154,14 @@ impl SseRender for Renders {
     fn render(&mut self, index: usize, ev: GenerateEvent) -> (String, bool) {
         let r = &mut self.0[index];
         match ev {
-            GenerateEvent::Partial(p) => (sse(&r.partial(&p)), false),
-            GenerateEvent::Final(f) => (sse(&r.finish(&f)), false),
+            GenerateEvent::Partial(p) => match r.partial(&p) {
+                Ok(events) => (sse(&events), false),
+                Err(e) => (r.error(&e), true),
+            },
+            GenerateEvent::Final(f) => match r.finish(&f) {
+                Ok(events) => (sse(&events), false),
+                Err(e) => (r.error(&e), true),
+            },
             GenerateEvent::Error(e) => (r.error(&e), true),
         }
     }

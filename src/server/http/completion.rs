@@ -234,7 +234,13 @@ impl SseRender for StreamState {
                     }
                     Kind::OaiChat => {
                         let st = &mut self.chats[index];
-                        match st.update(&rest, false) {
+                        // Held-back text goes out as llama-server's last partial would carry
+                        // it, then the whole text is parsed as final.
+                        let held = if rest.is_empty() { Ok(Vec::new()) } else { st.update(&rest, true) };
+                        match held.and_then(|mut d| st.update("", false).map(|f| {
+                            d.extend(f);
+                            d
+                        })) {
                             Ok(diffs) => {
                                 let deltas = diffs.iter().map(chat::delta_json).collect();
                                 let calls = !st.msg.tool_calls.is_empty();

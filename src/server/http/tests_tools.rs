@@ -249,3 +249,106 @@ fn reasoning_flags() {
     }
     assert!(crate::server::args::parse(&["--reasoning-budget", "-1"]).is_ok());
 }
+
+/// `(name, data)` of each `event: NAME\ndata: JSON` of a named-event stream.
+fn named_events(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let (name, data) = e.split_once('\n').unwrap();
+            let name = name.strip_prefix("event: ").unwrap().to_string();
+            (name, serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap())
+        })
+        .collect()
+}
+
+fn anthropic_body(stream: bool) -> Value {
+    json!({"max_tokens": 64, "stream": stream, "messages": [{"role": "user", "content": "Weather?"}],
+           "tools": [{"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]})
+}
+
+const THINK_CALL: [&str; 3] =
+    ["<think>\nNeed data.\n</think>\n\n", "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": ", "\"Oslo\"}}\n</tool_call>"];
+
+#[tokio::test]
+async fn anthropic_thinking_and_tool_use_blocks() {
+    let (state, _) = server(QWEN3, THINK_CALL.to_vec(), &[]);
+    let v = post(&state, "/v1/messages", anthropic_body(false)).await.json();
+    assert_eq!(v["stop_reason"], "tool_use");
+    let blocks = v["content"].as_array().unwrap();
+    assert_eq!(blocks[0], json!({"type": "thinking", "thinking": "Need data.\n", "signature": ""}));
+    assert_eq!((blocks[1]["type"].as_str(), blocks[1]["name"].as_str()), (Some("tool_use"), Some("get_weather")));
+    assert_eq!(blocks[1]["input"], json!({"city": "Oslo"}));
+    assert_eq!(blocks.len(), 2);
+
+    let r = post(&state, "/v1/messages", anthropic_body(true)).await;
+    let events = named_events(&r.text);
+    let shape: Vec<String> = events
+        .iter()
+        .map(|(name, d)| match d.get("delta").or(d.get("content_block")) {
+            Some(x) => format!("{name}:{}:{}", d["index"], x["type"].as_str().unwrap_or("-")),
+            None => name.clone(),
+        })
+        .collect();
+    // Thinking is block 0, the call block 1; the call's block opens with its name and its
+    // arguments follow as input_json_delta; the end closes thinking (after an empty signature)
+    // and the call.
+    assert_eq!(
+        shape,
+        [
+            "message_start",
+            "content_block_start:0:thinking",
+            "content_block_delta:0:thinking_delta",
+            "content_block_start:1:tool_use",
+            "content_block_delta:1:input_json_delta",
+            "content_block_delta:1:input_json_delta",
+            "content_block_delta:0:signature_delta",
+            "content_block_stop",
+            "content_block_stop",
+            "message_delta:null:-",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["message_stop".to_string()])
+        .collect::<Vec<_>>()
+    );
+    let args: String = events.iter().filter_map(|(_, d)| d["delta"]["partial_json"].as_str()).collect();
+    assert_eq!(args, "{\"city\": \"Oslo\"}");
+    assert_eq!(events[events.len() - 2].1["delta"]["stop_reason"], "tool_use");
+}
+
+#[tokio::test]
+async fn responses_reasoning_and_function_call_items() {
+    let (state, _) = server(QWEN3, THINK_CALL.to_vec(), &[]);
+    let tools = json!([{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]);
+    let body = json!({"input": "Weather?", "tools": tools});
+    let v = post(&state, "/v1/responses", body.clone()).await.json();
+    let output = v["output"].as_array().unwrap();
+    assert_eq!(output[0]["type"], "reasoning");
+    assert_eq!(output[0]["content"][0], json!({"text": "Need data.\n", "type": "reasoning_text"}));
+    let call = &output[1];
+    assert_eq!((call["type"].as_str(), call["name"].as_str()), (Some("function_call"), Some("get_weather")));
+    assert_eq!(call["arguments"], "{\"city\": \"Oslo\"}");
+    let id = call["id"].as_str().unwrap().strip_prefix("fc_").unwrap();
+    assert_eq!(call["call_id"], format!("call_{id}"));
+
+    let mut body = body;
+    body["stream"] = json!(true);
+    let r = post(&state, "/v1/responses", body).await;
+    let names: Vec<String> = named_events(&r.text).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.reasoning_text.delta",
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.delta",
+            "response.output_item.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+    );
+}

@@ -41,12 +41,20 @@ fn request(case: &Value) -> ChatRequest {
         messages: case.get("messages").unwrap_or(&default_messages).as_array().unwrap().clone(),
         tools: list("tools"),
         enable_thinking: case.get("enable_thinking").and_then(Value::as_bool).unwrap_or(true),
-        kwargs: case["chat_template_kwargs"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        kwargs: case["chat_template_kwargs"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         add_generation_prompt: case.get("add_generation_prompt").and_then(Value::as_bool).unwrap_or(true),
-        tool_choice: ToolChoice::parse(case.get("tool_choice").and_then(Value::as_str).unwrap_or("auto")).unwrap(),
-        parallel_tool_calls: case.get("parallel_tool_calls").and_then(Value::as_bool).unwrap_or(false),
-        reasoning_format: ReasoningFormat::parse(case.get("reasoning_format").and_then(Value::as_str).unwrap_or("deepseek"))
+        tool_choice: ToolChoice::parse(case.get("tool_choice").and_then(Value::as_str).unwrap_or("auto"))
             .unwrap(),
+        parallel_tool_calls: case.get("parallel_tool_calls").and_then(Value::as_bool).unwrap_or(false),
+        reasoning_format: ReasoningFormat::parse(
+            case.get("reasoning_format").and_then(Value::as_str).unwrap_or("deepseek"),
+        )
+        .unwrap(),
     }
 }
 
@@ -77,7 +85,11 @@ fn prompts_and_parsed_messages_equal_llama_cpp() {
         };
         prompts += 1;
         if prepared.rendered.prompt != want["prompt"].as_str().unwrap() {
-            failures.push(format!("{name}: prompt\n--- rs-llama\n{}\n--- llama.cpp\n{}", prepared.rendered.prompt, want["prompt"].as_str().unwrap()));
+            failures.push(format!(
+                "{name}: prompt\n--- rs-llama\n{}\n--- llama.cpp\n{}",
+                prepared.rendered.prompt,
+                want["prompt"].as_str().unwrap()
+            ));
         }
         if prepared.rendered.generation_prompt != want["generation_prompt"].as_str().unwrap() {
             failures.push(format!(
@@ -99,6 +111,11 @@ fn prompts_and_parsed_messages_equal_llama_cpp() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {prompts} prompts / {outputs} outputs differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {prompts} prompts / {outputs} outputs differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(prompts >= 100 && outputs >= 300, "{prompts} prompts, {outputs} outputs");
 }

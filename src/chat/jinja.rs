@@ -61,10 +61,8 @@ impl JinjaTemplate {
 
     /// Render plain role/content messages (see [`JinjaTemplate::render_json`]).
     pub fn render(&self, messages: &[ChatMessage], inputs: &RenderInputs) -> Result<String, ChatError> {
-        let messages: Vec<serde_json::Value> = messages
-            .iter()
-            .map(|m| serde_json::json!({ "role": m.role, "content": m.content }))
-            .collect();
+        let messages: Vec<serde_json::Value> =
+            messages.iter().map(|m| serde_json::json!({ "role": m.role, "content": m.content })).collect();
         self.render_json(&serde_json::Value::Array(messages), inputs, &Extra::default())
     }
 

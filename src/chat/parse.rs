@@ -38,7 +38,8 @@ pub struct Layout {
     pub family: &'static str,
 }
 
-const HERMES_CALLS: JsonCalls = JsonCalls { call_start: "<tool_call>\n", call_end: "</tool_call>", args_field: "arguments" };
+const HERMES_CALLS: JsonCalls =
+    JsonCalls { call_start: "<tool_call>\n", call_end: "</tool_call>", args_field: "arguments" };
 
 /// Templates llama.cpp handles with a dedicated parser (not its generic analysis); their
 /// markers, as llama.cpp recognises them. rs-llama does not parse these yet.
@@ -139,10 +140,7 @@ impl ChatMsg {
             let calls = self.tool_calls.iter().map(|c| {
                 let mut tc = serde_json::Map::new();
                 tc.insert("type".into(), "function".into());
-                tc.insert(
-                    "function".into(),
-                    serde_json::json!({ "name": c.name, "arguments": c.arguments }),
-                );
+                tc.insert("function".into(), serde_json::json!({ "name": c.name, "arguments": c.arguments }));
                 if !c.id.is_empty() {
                     tc.insert("id".into(), c.id.clone().into());
                 }
@@ -362,7 +360,9 @@ fn map(parsed: &Parsed, input: &[u8]) -> ChatMsg {
                 let t = trim_trailing(&text);
                 if t.starts_with('{') {
                     match current {
-                        Current::Listed(i) if !msg.tool_calls[i].name.is_empty() => msg.tool_calls[i].arguments = t.to_string(),
+                        Current::Listed(i) if !msg.tool_calls[i].name.is_empty() => {
+                            msg.tool_calls[i].arguments = t.to_string()
+                        }
                         Current::Pending if pending.as_ref().is_some_and(|p| !p.name.is_empty()) => {
                             if let Some(p) = pending.as_mut() {
                                 p.arguments = t.to_string();

@@ -202,7 +202,11 @@ impl Arena {
         let sign = self.optional(sign);
         let exp = self.seq(&[e, sign, digits]);
         let exp = self.optional(exp);
-        let cont = self.add(Node::Chars(vec![('0', '9'), ('.', '.'), ('e', 'e'), ('E', 'E'), ('+', '+'), ('-', '-')], 1, Some(1)));
+        let cont = self.add(Node::Chars(
+            vec![('0', '9'), ('.', '.'), ('e', 'e'), ('E', 'E'), ('+', '+'), ('-', '-')],
+            1,
+            Some(1),
+        ));
         let stop = self.add(Node::Not(cont));
         self.seq(&[minus, int, frac, exp, stop])
     }
@@ -336,7 +340,9 @@ impl Ctx<'_> {
                 let (mut at, mut count) = (pos, 0);
                 let text = std::str::from_utf8(&input[pos.min(input.len())..]).unwrap_or_default();
                 for c in text.chars() {
-                    if max.is_some_and(|m| count >= m) || !ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c)) {
+                    if max.is_some_and(|m| count >= m)
+                        || !ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c))
+                    {
                         break;
                     }
                     at += c.len_utf8();

@@ -121,7 +121,9 @@ fn message(m: &Value, text_of: &dyn Fn(&Value) -> Result<String, ChatError>) -> 
     let calls = match m.get("tool_calls") {
         None | Some(Value::Null) => &[][..],
         Some(Value::Array(calls)) => calls.as_slice(),
-        Some(_) => return Err(invalid("messages", format!("Expected 'tool_calls' to be an array, got {}", dump()))),
+        Some(_) => {
+            return Err(invalid("messages", format!("Expected 'tool_calls' to be an array, got {}", dump())))
+        }
     };
     if !calls.is_empty() {
         let mut list = Vec::new();
@@ -235,10 +237,16 @@ impl ChatTemplates {
             let first = messages.remove(0);
             match messages.first_mut() {
                 Some(next) => {
-                    let joined = format!("{}\n{}", first["content"].as_str().unwrap_or_default(), next["content"].as_str().unwrap_or_default());
+                    let joined = format!(
+                        "{}\n{}",
+                        first["content"].as_str().unwrap_or_default(),
+                        next["content"].as_str().unwrap_or_default()
+                    );
                     next["content"] = json!(joined);
                 }
-                None => crate::log_warn!("Removing system prompt due to template not supporting system role\n"),
+                None => {
+                    crate::log_warn!("Removing system prompt due to template not supporting system role\n")
+                }
             }
         }
         if caps["supports_object_arguments"] {

@@ -216,7 +216,10 @@ fn block_start(index: usize, block: Json) -> Event {
 }
 
 fn block_delta(index: usize, delta: Json) -> Event {
-    Event::new("content_block_delta", obj! { "type" => "content_block_delta", "index" => index, "delta" => delta })
+    Event::new(
+        "content_block_delta",
+        obj! { "type" => "content_block_delta", "index" => index, "delta" => delta },
+    )
 }
 
 fn block_stop(index: usize) -> Event {
@@ -266,7 +269,13 @@ impl Stream {
     /// The events for the changes one piece made. Blocks are numbered as llama-server numbers
     /// them: thinking 0, then text, then one per tool call; `text_started` and `tools_started`
     /// are what this run of changes has opened.
-    fn diff_events(&self, diffs: &[Diff], text_started: &mut bool, tool_starts: Option<&mut Vec<usize>>, out: &mut Vec<Event>) {
+    fn diff_events(
+        &self,
+        diffs: &[Diff],
+        text_started: &mut bool,
+        tool_starts: Option<&mut Vec<usize>>,
+        out: &mut Vec<Event>,
+    ) {
         let has_reasoning = !self.chat.msg.reasoning_content.is_empty();
         let text_index = usize::from(has_reasoning);
         let mut thinking_started = self.thinking_started;
@@ -277,14 +286,20 @@ impl Stream {
                     out.push(block_start(0, obj! { "type" => "thinking", "thinking" => "" }));
                     thinking_started = true;
                 }
-                out.push(block_delta(0, obj! { "type" => "thinking_delta", "thinking" => d.reasoning.as_str() }));
+                out.push(block_delta(
+                    0,
+                    obj! { "type" => "thinking_delta", "thinking" => d.reasoning.as_str() },
+                ));
             }
             if !d.content.is_empty() {
                 if !*text_started {
                     out.push(block_start(text_index, obj! { "type" => "text", "text" => "" }));
                     *text_started = true;
                 }
-                out.push(block_delta(text_index, obj! { "type" => "text_delta", "text" => d.content.as_str() }));
+                out.push(block_delta(
+                    text_index,
+                    obj! { "type" => "text_delta", "text" => d.content.as_str() },
+                ));
             }
             let Some((i, call)) = &d.tool else { continue };
             let index = match &tool_starts {
@@ -304,11 +319,18 @@ impl Stream {
             };
             if open {
                 let full = &self.chat.msg.tool_calls[*i];
-                let (id, name) = if tool_starts.is_some() { (&full.id, &full.name) } else { (&call.id, &call.name) };
-                out.push(block_start(index, obj! { "type" => "tool_use", "id" => id.as_str(), "name" => name.as_str() }));
+                let (id, name) =
+                    if tool_starts.is_some() { (&full.id, &full.name) } else { (&call.id, &call.name) };
+                out.push(block_start(
+                    index,
+                    obj! { "type" => "tool_use", "id" => id.as_str(), "name" => name.as_str() },
+                ));
             }
             if !call.arguments.is_empty() {
-                out.push(block_delta(index, obj! { "type" => "input_json_delta", "partial_json" => call.arguments.as_str() }));
+                out.push(block_delta(
+                    index,
+                    obj! { "type" => "input_json_delta", "partial_json" => call.arguments.as_str() },
+                ));
             }
         }
     }

@@ -77,7 +77,9 @@ pub fn read(
         Some("true") => enable_thinking = true,
         Some("false") => enable_thinking = false,
         Some(v) if v.starts_with('"') => {
-            return Err(ApiError::invalid("invalid type for \"enable_thinking\" (expected boolean, got string)"))
+            return Err(ApiError::invalid(
+                "invalid type for \"enable_thinking\" (expected boolean, got string)",
+            ))
         }
         _ => {}
     }
@@ -169,7 +171,10 @@ fn grown(last: &str, current: &str) -> Result<String, String> {
 pub fn diffs(prv: &ChatMsg, new: &ChatMsg) -> Result<Vec<Diff>, String> {
     let mut out = Vec::new();
     if prv.reasoning_content != new.reasoning_content {
-        out.push(Diff { reasoning: grown(&prv.reasoning_content, &new.reasoning_content)?, ..Diff::default() });
+        out.push(Diff {
+            reasoning: grown(&prv.reasoning_content, &new.reasoning_content)?,
+            ..Diff::default()
+        });
     }
     if prv.content != new.content {
         out.push(Diff { content: grown(&prv.content, &new.content)?, ..Diff::default() });
@@ -211,7 +216,13 @@ pub struct ChatState {
 
 impl ChatState {
     pub fn new(prompt: &ChatPrompt, salt: u64) -> ChatState {
-        ChatState { parser: prompt.parser.clone(), text: String::new(), msg: ChatMsg::default(), ids: Vec::new(), salt }
+        ChatState {
+            parser: prompt.parser.clone(),
+            text: String::new(),
+            msg: ChatMsg::default(),
+            ids: Vec::new(),
+            salt,
+        }
     }
 
     /// Add `piece` and parse the text again (`is_partial`: more is to come); the changes.

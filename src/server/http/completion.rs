@@ -82,7 +82,9 @@ pub async fn handle(ctx: &Ctx<'_>, kind: Kind, body: &[u8], id: u64) -> Result<R
     let tasks = submit(ctx, &p, &prompts);
     // One parse of the answer per choice (the tool-call ids differ between choices).
     let mut chats: Vec<ChatState> = match &chat_prompt {
-        Some(c) => (0..tasks.len()).map(|i| ChatState::new(c, id.wrapping_mul(1 << 16).wrapping_add(i as u64))).collect(),
+        Some(c) => (0..tasks.len())
+            .map(|i| ChatState::new(c, id.wrapping_mul(1 << 16).wrapping_add(i as u64)))
+            .collect(),
         None => Vec::new(),
     };
     if p.base.stream {
@@ -237,10 +239,12 @@ impl SseRender for StreamState {
                         // Held-back text goes out as llama-server's last partial would carry
                         // it, then the whole text is parsed as final.
                         let held = if rest.is_empty() { Ok(Vec::new()) } else { st.update(&rest, true) };
-                        match held.and_then(|mut d| st.update("", false).map(|f| {
-                            d.extend(f);
-                            d
-                        })) {
+                        match held.and_then(|mut d| {
+                            st.update("", false).map(|f| {
+                                d.extend(f);
+                                d
+                            })
+                        }) {
                             Ok(diffs) => {
                                 let deltas = diffs.iter().map(chat::delta_json).collect();
                                 let calls = !st.msg.tool_calls.is_empty();

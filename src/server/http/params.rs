@@ -393,7 +393,9 @@ pub fn chat_prompt(
         let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
         match m.get("content") {
             None if role == "assistant" && m.get("tool_calls").is_none() => {
-                return Err(ApiError::invalid("Assistant message must contain either 'content' or 'tool_calls'!"))
+                return Err(ApiError::invalid(
+                    "Assistant message must contain either 'content' or 'tool_calls'!",
+                ))
             }
             None if role != "assistant" => {
                 return Err(ApiError::invalid("All non-assistant messages must contain 'content'"))

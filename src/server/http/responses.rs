@@ -12,8 +12,8 @@ use serde_json::{Map, Value};
 
 use super::apis::{self, str_or_empty, Event, Meta, Render};
 use super::chat::{ChatState, Diff};
-use crate::chat::parse::ToolCall;
 use super::json::{obj, Json};
+use crate::chat::parse::ToolCall;
 use crate::server::api::{ApiError, Final, Partial};
 
 fn invalid(message: &str) -> ApiError {
@@ -332,7 +332,10 @@ impl Stream {
                 "id" => self.reasoning_id.as_str(), "summary" => Json::Arr(Vec::new()), "type" => "reasoning",
                 "content" => Json::Arr(Vec::new()), "encrypted_content" => "", "status" => "in_progress",
             };
-            out.push(Event::new("response.output_item.added", obj! { "type" => "response.output_item.added", "item" => item }));
+            out.push(Event::new(
+                "response.output_item.added",
+                obj! { "type" => "response.output_item.added", "item" => item },
+            ));
         }
         out.push(Event::new(
             "response.reasoning_text.delta",
@@ -378,7 +381,10 @@ impl Stream {
             let Some((_, call)) = &d.tool else { continue };
             if !call.name.is_empty() {
                 let item = call_item(call, "in_progress", "");
-                out.push(Event::new("response.output_item.added", obj! { "type" => "response.output_item.added", "item" => item }));
+                out.push(Event::new(
+                    "response.output_item.added",
+                    obj! { "type" => "response.output_item.added", "item" => item },
+                ));
                 self.call_id = call.id.clone();
             }
             if !call.arguments.is_empty() {
@@ -449,7 +455,10 @@ impl Render for Stream {
         let mut output = Vec::new();
         if !msg.reasoning_content.is_empty() {
             let item = reasoning_item(&self.reasoning_id, &msg.reasoning_content, false);
-            out.push(Event::new("response.output_item.done", obj! { "type" => "response.output_item.done", "item" => item.clone() }));
+            out.push(Event::new(
+                "response.output_item.done",
+                obj! { "type" => "response.output_item.done", "item" => item.clone() },
+            ));
             output.push(item);
         }
         if !content.is_empty() {
@@ -474,7 +483,10 @@ impl Render for Stream {
         }
         for call in &msg.tool_calls {
             let item = call_item(call, "completed", &call.arguments);
-            out.push(Event::new("response.output_item.done", obj! { "type" => "response.output_item.done", "item" => item.clone() }));
+            out.push(Event::new(
+                "response.output_item.done",
+                obj! { "type" => "response.output_item.done", "item" => item.clone() },
+            ));
             output.push(item);
         }
         let response = obj! {

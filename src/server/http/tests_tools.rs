@@ -15,7 +15,8 @@ use super::*;
 use crate::chat::TokenTexts;
 use crate::server::api::{Final, Partial, StopType, Timings};
 
-const QWEN25: &str = include_str!("../../../tests/fixtures/chat_tools/templates/Qwen-Qwen2.5-7B-Instruct.jinja");
+const QWEN25: &str =
+    include_str!("../../../tests/fixtures/chat_tools/templates/Qwen-Qwen2.5-7B-Instruct.jinja");
 const QWEN3: &str = include_str!("../../../tests/fixtures/chat_tools/templates/Qwen-Qwen3-0.6B.jinja");
 
 /// Answers with the scripted pieces (streamed one by one, or whole), ending with `stop`.
@@ -83,8 +84,13 @@ fn server(template: &str, pieces: Vec<&'static str>, args: &[&str]) -> (Arc<AppS
     let jinja = state.cfg.use_jinja;
     let templates = ChatTemplates::new(template, None, None, tokens, jinja).unwrap();
     let info = ModelInfo { name: "m".into(), aliases: vec!["m".into()], ..Default::default() };
-    let loaded =
-        Loaded { backend: script.clone(), vocab: Arc::new(Bytes), templates, info, sampling: Default::default() };
+    let loaded = Loaded {
+        backend: script.clone(),
+        vocab: Arc::new(Bytes),
+        templates,
+        info,
+        sampling: Default::default(),
+    };
     let _ = state.loaded.set(loaded);
     (state, script)
 }
@@ -125,12 +131,16 @@ async fn tool_call_answer_whole() {
     let msg = &choice["message"];
     assert_eq!(msg["content"], "Let me check.\n");
     let call = &msg["tool_calls"][0];
-    assert_eq!((call["type"].as_str(), call["function"]["name"].as_str()), (Some("function"), Some("get_weather")));
+    assert_eq!(
+        (call["type"].as_str(), call["function"]["name"].as_str()),
+        (Some("function"), Some("get_weather"))
+    );
     assert_eq!(call["function"]["arguments"], "{\"city\": \"Paris\"}");
     let id = call["id"].as_str().unwrap();
     assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_alphanumeric()), "{id}");
     // The tools went into the prompt the way the template writes them.
-    assert!(prompt_text(&script).contains("<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\""));
+    assert!(prompt_text(&script)
+        .contains("<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\""));
 }
 
 #[tokio::test]
@@ -139,7 +149,8 @@ async fn tool_call_answer_streamed() {
     let r = post(&state, "/v1/chat/completions", chat(true, true)).await;
     let events = r.events();
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
-    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    let chunks: Vec<Value> =
+        events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
     let deltas: Vec<&Value> = chunks.iter().map(|c| &c["choices"][0]["delta"]).collect();
     assert_eq!(deltas[0], &json!({"role": "assistant", "content": null}));
     assert_eq!(deltas[1], &json!({"content": "Let me check.\n"}));
@@ -148,7 +159,10 @@ async fn tool_call_answer_streamed() {
         deltas[2],
         &json!({"tool_calls": [{"index": 0, "id": id, "type": "function", "function": {"name": "get_weather", "arguments": "{"}}]})
     );
-    assert_eq!(deltas[3], &json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"city\": \"Pa"}}]}));
+    assert_eq!(
+        deltas[3],
+        &json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"city\": \"Pa"}}]})
+    );
     assert_eq!(deltas[4], &json!({"tool_calls": [{"index": 0, "function": {"arguments": "ris\"}"}}]}));
     assert_eq!(chunks[5]["choices"][0]["finish_reason"], "tool_calls");
     assert_eq!(chunks.len(), 6);
@@ -160,7 +174,10 @@ async fn thinking_goes_to_reasoning_content() {
     let (state, _) = server(QWEN3, pieces.clone(), &[]);
     let v = post(&state, "/v1/chat/completions", chat(false, false)).await.json();
     let msg = &v["choices"][0]["message"];
-    assert_eq!(msg, &json!({"role": "assistant", "content": "Sunny.", "reasoning_content": "The user asks.\n"}));
+    assert_eq!(
+        msg,
+        &json!({"role": "assistant", "content": "Sunny.", "reasoning_content": "The user asks.\n"})
+    );
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     let events = post(&state, "/v1/chat/completions", chat(false, true)).await.events();
     let deltas: Vec<Value> = events[1..events.len() - 2]
@@ -169,7 +186,11 @@ async fn thinking_goes_to_reasoning_content() {
         .collect();
     assert_eq!(
         deltas,
-        vec![json!({"reasoning_content": "The user"}), json!({"reasoning_content": " asks.\n"}), json!({"content": "Sunny."})]
+        vec![
+            json!({"reasoning_content": "The user"}),
+            json!({"reasoning_content": " asks.\n"}),
+            json!({"content": "Sunny."})
+        ]
     );
     // reasoning_format none (request or flag) leaves the text as it is.
     let mut body = chat(false, false);
@@ -193,7 +214,8 @@ async fn thinking_switches_reach_the_template() {
     let (state, script) = server(QWEN3, vec!["x"], &["-rea", "off"]);
     post(&state, "/v1/chat/completions", chat(false, false)).await;
     assert!(prompt_text(&script).ends_with("<think>\n\n</think>\n\n"));
-    let (state, script) = server(QWEN3, vec!["x"], &["--chat-template-kwargs", "{\"enable_thinking\": false}"]);
+    let (state, script) =
+        server(QWEN3, vec!["x"], &["--chat-template-kwargs", "{\"enable_thinking\": false}"]);
     post(&state, "/v1/chat/completions", chat(false, false)).await;
     assert!(prompt_text(&script).ends_with("<think>\n\n</think>\n\n"));
     let mut body = chat(false, false);
@@ -205,12 +227,17 @@ async fn thinking_switches_reach_the_template() {
 
 #[tokio::test]
 async fn errors_are_llama_servers() {
-    let (state, _) = server(QWEN25, vec!["<tool_call>\n{\"name\": \"nope\", \"arguments\": {}}\n</tool_call>"], &[]);
+    let (state, _) =
+        server(QWEN25, vec!["<tool_call>\n{\"name\": \"nope\", \"arguments\": {}}\n</tool_call>"], &[]);
     let cases = [
         (json!({"tool_choice": "sometimes"}), 400, "Invalid tool_choice: sometimes"),
         (json!({"grammar": "root ::= \"a\""}), 400, "Cannot use custom grammar constraints with tools."),
         (json!({"reasoning_format": "loud"}), 400, "Unknown reasoning format: loud"),
-        (json!({"chat_template_kwargs": {"enable_thinking": "yes"}}), 400, "invalid type for \"enable_thinking\""),
+        (
+            json!({"chat_template_kwargs": {"enable_thinking": "yes"}}),
+            400,
+            "invalid type for \"enable_thinking\"",
+        ),
         (json!({"tools": [{"type": "retrieval"}]}), 400, "Failed to parse tools: Unsupported tool type"),
         // An answer that does not fit the template's layout is llama-server's 500.
         (json!({}), 500, "does not match the expected peg-native format"),
@@ -225,7 +252,9 @@ async fn errors_are_llama_servers() {
         assert!(r.json()["error"]["message"].as_str().unwrap().contains(msg), "{}", r.text);
     }
     // A template whose tool calls rs-llama cannot parse: a 400 that says so, not a guess.
-    let mistral = include_str!("../../../tests/fixtures/chat_tools/templates/mistralai-Mistral-Nemo-Instruct-2407.jinja");
+    let mistral = include_str!(
+        "../../../tests/fixtures/chat_tools/templates/mistralai-Mistral-Nemo-Instruct-2407.jinja"
+    );
     let (state, _) = server(mistral, vec!["x"], &[]);
     let r = post(&state, "/v1/chat/completions", chat(true, false)).await;
     assert_eq!(r.status, 400);
@@ -244,7 +273,12 @@ fn reasoning_flags() {
     assert_eq!(c.chat_template_kwargs.get("enable_thinking").map(String::as_str), Some("true"));
     let c = crate::server::args::parse(&["--reasoning", "auto"]).unwrap();
     assert_eq!((c.reasoning_format, c.enable_reasoning), (ReasoningFormat::Deepseek, -1));
-    for bad in [&["--reasoning-format", "x"][..], &["-rea", "maybe"], &["--reasoning-budget", "10"], &["--chat-template-kwargs", "[1]"]] {
+    for bad in [
+        &["--reasoning-format", "x"][..],
+        &["-rea", "maybe"],
+        &["--reasoning-budget", "10"],
+        &["--chat-template-kwargs", "[1]"],
+    ] {
         assert!(crate::server::args::parse(bad).is_err(), "{bad:?}");
     }
     assert!(crate::server::args::parse(&["--reasoning-budget", "-1"]).is_ok());
@@ -267,8 +301,11 @@ fn anthropic_body(stream: bool) -> Value {
            "tools": [{"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]})
 }
 
-const THINK_CALL: [&str; 3] =
-    ["<think>\nNeed data.\n</think>\n\n", "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": ", "\"Oslo\"}}\n</tool_call>"];
+const THINK_CALL: [&str; 3] = [
+    "<think>\nNeed data.\n</think>\n\n",
+    "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": ",
+    "\"Oslo\"}}\n</tool_call>",
+];
 
 #[tokio::test]
 async fn anthropic_thinking_and_tool_use_blocks() {
@@ -277,7 +314,10 @@ async fn anthropic_thinking_and_tool_use_blocks() {
     assert_eq!(v["stop_reason"], "tool_use");
     let blocks = v["content"].as_array().unwrap();
     assert_eq!(blocks[0], json!({"type": "thinking", "thinking": "Need data.\n", "signature": ""}));
-    assert_eq!((blocks[1]["type"].as_str(), blocks[1]["name"].as_str()), (Some("tool_use"), Some("get_weather")));
+    assert_eq!(
+        (blocks[1]["type"].as_str(), blocks[1]["name"].as_str()),
+        (Some("tool_use"), Some("get_weather"))
+    );
     assert_eq!(blocks[1]["input"], json!({"city": "Oslo"}));
     assert_eq!(blocks.len(), 2);
 

@@ -6,7 +6,9 @@
 //! (content, reasoning_content, tool_calls) or the fact that llama.cpp refused it.
 
 use rs_llama::chat::request::{ChatRequest, ReasoningFormat, ToolChoice};
+use rs_llama::chat::parse::OutputParser;
 use rs_llama::chat::{ChatError, ChatTemplates, TokenTexts};
+use rs_llama::server::http::chat::{ChatPrompt, ChatState};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -63,7 +65,7 @@ fn prompts_and_parsed_messages_equal_llama_cpp() {
     let cases = load("cases.json");
     let expected = load("expected.json");
     assert_eq!(cases.len(), expected.len());
-    let (mut prompts, mut outputs, mut failures) = (0, 0, Vec::new());
+    let (mut prompts, mut outputs, mut streams, mut failures) = (0, 0, 0, Vec::new());
     for (case, want) in cases.iter().zip(&expected) {
         let name = case["name"].as_str().unwrap();
         assert_eq!(want["name"], case["name"]);
@@ -110,6 +112,15 @@ fn prompts_and_parsed_messages_equal_llama_cpp() {
                 failures.push(format!("{name} output {i} {out}:\n  rs-llama  {got}\n  llama.cpp {want}"));
             }
         }
+        if let (Some(n), Some(all)) = (case.get("stream_chunk").and_then(Value::as_u64), want.get("streamed")) {
+            for (i, (out, want)) in outs.iter().zip(all.as_array().unwrap()).enumerate() {
+                streams += 1;
+                let got = Value::Array(streamed(&prepared.parser, out.as_str().unwrap(), n as usize));
+                if &got != want {
+                    failures.push(format!("{name} stream {i} {out}:\n  rs-llama  {got}\n  llama.cpp {want}"));
+                }
+            }
+        }
     }
     assert!(
         failures.is_empty(),
@@ -117,5 +128,56 @@ fn prompts_and_parsed_messages_equal_llama_cpp() {
         failures.len(),
         failures.join("\n")
     );
-    assert!(prompts >= 100 && outputs >= 300, "{prompts} prompts, {outputs} outputs");
+    assert!(prompts >= 100 && outputs >= 500 && streams >= 150, "{prompts} prompts, {outputs} outputs, {streams} streams");
+}
+
+/// `text` in pieces of `n` bytes (moved on to a character boundary), as the oracle cuts it.
+fn chunks(text: &str, n: usize) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < text.len() {
+        let mut end = (at + n).min(text.len());
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        out.push(&text[at..end]);
+        at = end;
+    }
+    out
+}
+
+/// What the server streams for `text` arriving in pieces: each change between successive
+/// parses (the last one final), tool-call ids written as "id" + the call's index.
+fn streamed(parser: &OutputParser, text: &str, n: usize) -> Vec<Value> {
+    let prompt = ChatPrompt {
+        prompt: String::new(),
+        parser: parser.clone(),
+        reasoning_format: ReasoningFormat::Deepseek,
+        generation_prompt: String::new(),
+    };
+    let mut state = ChatState::new(&prompt, 7);
+    let mut out = Vec::new();
+    let pieces = chunks(text, n);
+    for i in 0..=pieces.len() {
+        let (piece, partial) = if i < pieces.len() { (pieces[i], true) } else { ("", false) };
+        match state.update(piece, partial) {
+            Ok(diffs) => {
+                for d in diffs {
+                    let mut j = serde_json::json!({ "reasoning": d.reasoning, "content": d.content });
+                    if let Some((index, call)) = &d.tool {
+                        j["index"] = (*index).into();
+                        j["name"] = call.name.clone().into();
+                        j["id"] = if call.id.is_empty() { String::new() } else { format!("id{index}") }.into();
+                        j["arguments"] = call.arguments.clone().into();
+                    }
+                    out.push(j);
+                }
+            }
+            Err(e) => {
+                out.push(serde_json::json!({ "error": e.message }));
+                break;
+            }
+        }
+    }
+    out
 }

@@ -5,8 +5,8 @@
 //! both must agree byte for byte: the prompt, the generation prompt, and each parsed message
 //! (content, reasoning_content, tool_calls) or the fact that llama.cpp refused it.
 
-use rs_llama::chat::request::{ChatRequest, ReasoningFormat, ToolChoice};
 use rs_llama::chat::parse::OutputParser;
+use rs_llama::chat::request::{ChatRequest, ReasoningFormat, ToolChoice};
 use rs_llama::chat::{ChatError, ChatTemplates, TokenTexts};
 use rs_llama::server::http::chat::{ChatPrompt, ChatState};
 use serde_json::Value;
@@ -112,7 +112,8 @@ fn prompts_and_parsed_messages_equal_llama_cpp() {
                 failures.push(format!("{name} output {i} {out}:\n  rs-llama  {got}\n  llama.cpp {want}"));
             }
         }
-        if let (Some(n), Some(all)) = (case.get("stream_chunk").and_then(Value::as_u64), want.get("streamed")) {
+        if let (Some(n), Some(all)) = (case.get("stream_chunk").and_then(Value::as_u64), want.get("streamed"))
+        {
             for (i, (out, want)) in outs.iter().zip(all.as_array().unwrap()).enumerate() {
                 streams += 1;
                 let got = Value::Array(streamed(&prepared.parser, out.as_str().unwrap(), n as usize));
@@ -128,7 +129,10 @@ fn prompts_and_parsed_messages_equal_llama_cpp() {
         failures.len(),
         failures.join("\n")
     );
-    assert!(prompts >= 100 && outputs >= 500 && streams >= 150, "{prompts} prompts, {outputs} outputs, {streams} streams");
+    assert!(
+        prompts >= 100 && outputs >= 500 && streams >= 150,
+        "{prompts} prompts, {outputs} outputs, {streams} streams"
+    );
 }
 
 /// `text` in pieces of `n` bytes (moved on to a character boundary), as the oracle cuts it.
@@ -154,6 +158,7 @@ fn streamed(parser: &OutputParser, text: &str, n: usize) -> Vec<Value> {
         parser: parser.clone(),
         reasoning_format: ReasoningFormat::Deepseek,
         generation_prompt: String::new(),
+        preserved: Vec::new(),
     };
     let mut state = ChatState::new(&prompt, 7);
     let mut out = Vec::new();
@@ -167,7 +172,8 @@ fn streamed(parser: &OutputParser, text: &str, n: usize) -> Vec<Value> {
                     if let Some((index, call)) = &d.tool {
                         j["index"] = (*index).into();
                         j["name"] = call.name.clone().into();
-                        j["id"] = if call.id.is_empty() { String::new() } else { format!("id{index}") }.into();
+                        j["id"] =
+                            if call.id.is_empty() { String::new() } else { format!("id{index}") }.into();
                         j["arguments"] = call.arguments.clone().into();
                     }
                     out.push(j);

@@ -17,78 +17,9 @@ const TOOL_OPEN: &str = "tool-open";
 const TOOL_CLOSE: &str = "tool-close";
 const TOOL_NAME: &str = "tool-name";
 const TOOL_ARGS: &str = "tool-args";
+const TOOL_ID: &str = "tool-id";
 
-/// How tool calls are written: a JSON object `{"name": ..., ARGS: {...}}` per call, each between
-/// `call_start` and `call_end` (both empty for bare JSON).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JsonCalls {
-    pub call_start: &'static str,
-    pub call_end: &'static str,
-    pub args_field: &'static str,
-}
-
-/// Where a template family puts thinking and tool calls.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Layout {
-    /// The thinking block's opening and closing tags as the template writes them (with the
-    /// whitespace around them, which the parser accepts but does not require).
-    pub reasoning: Option<(&'static str, &'static str)>,
-    pub tools: Option<JsonCalls>,
-    /// The name of the family, for error messages and logs.
-    pub family: &'static str,
-}
-
-const HERMES_CALLS: JsonCalls =
-    JsonCalls { call_start: "<tool_call>\n", call_end: "</tool_call>", args_field: "arguments" };
-
-/// Templates llama.cpp handles with a dedicated parser (not its generic analysis); their
-/// markers, as llama.cpp recognises them. rs-llama does not parse these yet.
-const SPECIALISED: &[(&str, &[&str])] = &[
-    ("GPT-OSS (harmony channels)", &["<|channel|>"]),
-    ("Mistral / Ministral", &["[TOOL_CALLS]"]),
-    ("Functionary", &[">>>all"]),
-    ("Kimi K2", &["<|tool_calls_section_begin|>"]),
-    ("DeepSeek tool calls", &["<｜tool▁calls▁begin｜>"]),
-    ("DeepSeek V3.2 (DSML)", &["dsml_token"]),
-    ("Gemma 4", &["'<|tool_call>call:'"]),
-    ("Qwen3-Coder XML", &["<function=", "<parameter="]),
-    ("LFM2", &["<|tool_list_start|>"]),
-    ("LFM2.5", &["List of tools: ["]),
-    ("tagged arguments", &["<arg_key>"]),
-    ("Command R", &["<|START_ACTION|>"]),
-    ("MiniMax", &["<invoke name="]),
-];
-
-/// The layout of the template `src`. Without a tool layout only reasoning and content are
-/// parsed (for a template with tool calls, rs-llama then refuses requests with tools).
-pub fn detect(src: &str) -> Layout {
-    let has = |s: &str| src.contains(s);
-    let reasoning = if has("<think>\\n' + reasoning_content") {
-        // Qwen3: the template writes `<think>\n…\n</think>\n\n` before the answer.
-        Some(("<think>\n", "\n</think>\n\n"))
-    } else if has("<think>") && has("</think>") {
-        Some(("<think>", "</think>"))
-    } else {
-        None
-    };
-    let unsupported = SPECIALISED.iter().find(|(_, marks)| marks.iter().all(|m| has(m)));
-    let tools = if unsupported.is_some() {
-        None
-    } else if has("<tool_call>") && has("</tool_call>") && has("\"name\": ") && has("\"arguments\": ") {
-        Some(HERMES_CALLS)
-    } else if has("<|start_header_id|>") && has("\"parameters\": ") && has("ipython") {
-        Some(JsonCalls { call_start: "", call_end: "", args_field: "parameters" })
-    } else {
-        None
-    };
-    let family = match (&tools, unsupported) {
-        (Some(t), _) if t.call_start.is_empty() => "Llama 3.x JSON",
-        (Some(_), _) => "Hermes <tool_call>",
-        (None, Some((name, _))) => name,
-        (None, None) => "content only",
-    };
-    Layout { reasoning, tools, family }
-}
+pub use super::family::{detect, Calls, JsonCalls, Layout, TagCalls};
 
 /// The request's side of the parser.
 #[derive(Debug, Clone, Default)]
@@ -177,7 +108,7 @@ fn optspace(a: &mut Arena, tag: &str) -> Id {
     a.seq(&parts)
 }
 
-fn trim_space(s: &str) -> &str {
+pub(super) fn trim_space(s: &str) -> &str {
     s.trim_matches(|c: char| c.is_ascii() && is_c_space(c as u8))
 }
 
@@ -200,7 +131,10 @@ pub fn build(layout: &Layout, opts: &ParseOptions) -> OutputParser {
     let body = match &layout.tools {
         Some(calls) if !opts.tools.is_empty() => {
             pure_content = false;
-            json_tools(&mut a, calls, opts, reasoning)
+            match calls {
+                Calls::Json(c) => json_tools(&mut a, c, opts, reasoning),
+                Calls::Tagged(c) => tag_tools(&mut a, c, opts, reasoning),
+            }
         }
         _ => {
             let rest = a.rest();
@@ -223,18 +157,17 @@ pub fn build(layout: &Layout, opts: &ParseOptions) -> OutputParser {
 }
 
 /// Tool calls written as JSON objects (llama.cpp's `JSON_NATIVE` layout with flat keys: the
-/// name first, then the arguments).
+/// name, the arguments, then the id if the family writes one — each key required in that order,
+/// the id's value optional).
 fn json_tools(a: &mut Arena, calls: &JsonCalls, opts: &ParseOptions, reasoning: Id) -> Id {
+    let (ws, colon, comma, quote) = (a.space(), a.lit(":"), a.lit(","), a.lit("\""));
     let mut choices = Vec::new();
     for name in &opts.tools {
         let open = a.lit("{");
-        let open = a.tag(TOOL_OPEN, open);
-        let ws = a.space();
+        let open = marker(a, TOOL_OPEN, open);
         let key = a.lit("\"name\"");
-        let colon = a.lit(":");
-        let quote = a.lit("\"");
         let lit = a.lit(name);
-        let fname = a.tag(TOOL_NAME, lit);
+        let fname = marker(a, TOOL_NAME, lit);
         let quoted = a.seq(&[quote, fname, quote]);
         let quoted = a.atomic(quoted);
         let name_part = a.seq(&[key, ws, colon, ws, quoted]);
@@ -242,34 +175,108 @@ fn json_tools(a: &mut Arena, calls: &JsonCalls, opts: &ParseOptions, reasoning: 
         let json = a.json();
         let args = a.tag(TOOL_ARGS, json);
         let args_part = a.seq(&[args_key, ws, colon, ws, args]);
-        let comma = a.lit(",");
+        let mut parts = vec![open, ws, name_part, ws, comma, ws, args_part];
+        if let Some(field) = calls.id_field {
+            let key = a.lit(&format!("\"{field}\""));
+            let text = a.string_content();
+            let text = marker(a, TOOL_ID, text);
+            let string = a.seq(&[quote, text, quote]);
+            let number = a.json_number();
+            let number = marker(a, TOOL_ID, number);
+            let value = a.choice(&[string, number]);
+            let id = a.seq(&[key, ws, colon, ws, value]);
+            let id = a.atomic(id);
+            let id = a.optional(id);
+            parts.extend([ws, comma, ws, id]);
+        }
         let close = a.lit("}");
-        let close = a.tag(TOOL_CLOSE, close);
-        let call = a.seq(&[open, ws, name_part, ws, comma, ws, args_part, ws, close]);
-        choices.push(call);
+        let close = marker(a, TOOL_CLOSE, close);
+        parts.extend([ws, close]);
+        choices.push(a.seq(&parts));
     }
     let one = a.choice(&choices);
     let mut calls_p = one;
     if opts.parallel_tool_calls {
-        let (ws, comma) = (a.space(), a.lit(","));
         let more = a.seq(&[ws, comma, ws, one]);
         let more = a.repeat(more, 0, None);
         calls_p = a.seq(&[one, more]);
     }
-    let (start, end, ws) = (a.lit(calls.call_start), a.lit(calls.call_end), a.space());
+    if calls.array_wrapped {
+        let (open, close) = (a.lit("["), a.lit("]"));
+        calls_p = a.seq(&[open, ws, calls_p, ws, close]);
+    }
+    let (start, end) = (a.lit(calls.start), a.lit(calls.end));
     let section = a.seq(&[start, ws, calls_p, ws, end]);
     let section = if opts.require_tools { section } else { a.optional(section) };
-    let (tools_p, tool_start) = if calls.call_start.is_empty() {
-        (section, "{")
-    } else {
+    let (tools_p, tool_start) = if calls.per_call {
         let each = a.seq(&[section, ws]);
-        (a.repeat(each, 1, None), calls.call_start)
+        (a.repeat(each, 1, None), calls.start)
+    } else {
+        (section, if calls.start.is_empty() { "{" } else { calls.start })
     };
     let until = a.until(&[tool_start]);
     let content = a.tag(CONTENT, until);
     let content = a.optional(content);
     let end = a.end();
     a.seq(&[reasoning, content, tools_p, end])
+}
+
+/// Tool calls as tags around the name and JSON arguments (llama.cpp's `TAG_WITH_JSON` layout).
+fn tag_tools(a: &mut Arena, calls: &TagCalls, opts: &ParseOptions, reasoning: Id) -> Id {
+    let ws = a.space();
+    let mut choices = Vec::new();
+    for name in &opts.tools {
+        let (prefix, suffix, lit) = (a.lit(calls.name_prefix), a.lit(calls.name_suffix), a.lit(name));
+        let fname = marker(a, TOOL_NAME, lit);
+        let open = a.seq(&[prefix, fname, suffix]);
+        let open = marker(a, TOOL_OPEN, open);
+        let json = a.json();
+        let args = a.tag(TOOL_ARGS, json);
+        let mut call = a.seq(&[open, ws, args]);
+        if !calls.close.is_empty() {
+            let close = a.lit(calls.close);
+            let close = marker(a, TOOL_CLOSE, close);
+            call = a.seq(&[call, ws, close]);
+        } else {
+            // Closed where the call's end marker is seen (not consumed here).
+            let end = a.lit(calls.call_end);
+            let end = a.peek(end);
+            let close = marker(a, TOOL_CLOSE, end);
+            call = a.seq(&[call, close]);
+        }
+        // Without a name suffix the name alone does not show the call has begun.
+        if calls.name_suffix.is_empty() {
+            call = a.atomic(call);
+        }
+        choices.push(call);
+    }
+    let one = a.choice(&choices);
+    let (start, end) = (a.lit(calls.call_start), a.lit(calls.call_end));
+    let wrapped = a.seq(&[start, one, end]);
+    let mut tool_calls = wrapped;
+    if opts.parallel_tool_calls {
+        let more = a.seq(&[ws, wrapped]);
+        let more = a.repeat(more, 0, None);
+        tool_calls = a.seq(&[wrapped, more]);
+    }
+    let section_end = if calls.section_end.is_empty() { a.end() } else { a.lit(calls.section_end) };
+    let section_start = a.lit(calls.section_start);
+    tool_calls = a.seq(&[section_start, ws, tool_calls, ws, section_end]);
+    if !opts.require_tools {
+        tool_calls = a.optional(tool_calls);
+    }
+    let until = a.until(&[calls.section_start]);
+    let content = a.tag(CONTENT, until);
+    let content = a.optional(content);
+    let end = a.end();
+    a.seq(&[reasoning, content, tool_calls, end])
+}
+
+/// A call's open, close, name or id tag: all or nothing (llama.cpp's builder makes these atomic,
+/// so a name cut short by the end of the text is not a name yet).
+fn marker(a: &mut Arena, tag: &'static str, p: Id) -> Id {
+    let t = a.tag(tag, p);
+    a.atomic(t)
 }
 
 /// What llama.cpp says when the final text does not fit the parser.
@@ -354,6 +361,22 @@ fn map(parsed: &Parsed, input: &[u8]) -> ChatMsg {
                         msg.tool_calls.push(p);
                         current = Current::Listed(msg.tool_calls.len() - 1);
                     }
+                }
+            }
+            TOOL_ID => {
+                let call = match current {
+                    Current::Pending => pending.as_mut(),
+                    Current::Listed(i) => msg.tool_calls.get_mut(i),
+                    Current::None => None,
+                };
+                if let Some(call) = call {
+                    let t = trim_trailing(&text);
+                    let t = if t.len() >= 2 && t.starts_with('"') && t.ends_with('"') {
+                        &t[1..t.len() - 1]
+                    } else {
+                        t
+                    };
+                    call.id = t.to_string();
                 }
             }
             TOOL_ARGS => {

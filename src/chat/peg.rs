@@ -184,7 +184,13 @@ impl Arena {
         value
     }
 
-    fn json_number(&mut self) -> Id {
+    /// The inside of a JSON string, up to its closing quote.
+    pub fn string_content(&mut self) -> Id {
+        self.add(Node::StrContent)
+    }
+
+    /// A JSON number; at the end of the input it waits for more (digits may follow).
+    pub fn json_number(&mut self) -> Id {
         let minus = self.lit("-");
         let minus = self.optional(minus);
         let zero = self.lit("0");

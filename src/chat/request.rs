@@ -200,7 +200,7 @@ impl ChatTemplates {
         let parse_tools = !tools.is_empty() && req.tool_choice != ToolChoice::None && template_calls;
         if parse_tools && layout.tools.is_none() {
             return Err(ChatError::Request(format!(
-                "tool calls are not supported yet by rs-llama for this chat template ({}); it parses the Hermes/Qwen <tool_call> and Llama 3.x JSON layouts",
+                "tool calls are not supported yet by rs-llama for this chat template ({}); it parses the Hermes/Qwen <tool_call>, Llama 3.x JSON, Mistral Nemo [TOOL_CALLS] and DeepSeek R1/V3.1 layouts",
                 layout.family
             )));
         }

@@ -23,6 +23,8 @@ pub struct ChatPrompt {
     pub reasoning_format: ReasoningFormat,
     /// The generation prompt (llama-server's `generation_prompt` setting).
     pub generation_prompt: String,
+    /// The template's markers, to be written out when generated as special tokens.
+    pub preserved: Vec<String>,
 }
 
 fn bad(e: ChatError) -> ApiError {
@@ -110,7 +112,13 @@ pub fn read(
             .map_err(bad)?;
         let prompt = templates.apply(&msgs, add_generation_prompt).map_err(bad)?;
         let parser = parse::build(&parse::Layout::default(), &ParseOptions::default());
-        return Ok(ChatPrompt { prompt, parser, reasoning_format, generation_prompt: String::new() });
+        return Ok(ChatPrompt {
+            prompt,
+            parser,
+            reasoning_format,
+            generation_prompt: String::new(),
+            preserved: Vec::new(),
+        });
     }
     let req = ChatRequest {
         messages,
@@ -135,6 +143,7 @@ pub fn read(
         parser: prepared.parser,
         reasoning_format,
         generation_prompt: prepared.rendered.generation_prompt,
+        preserved: parse::detect(templates.source()).markers(),
     })
 }
 

@@ -189,6 +189,7 @@ pub fn completion_params(
         s.samplers = samplers(name, v)?;
     }
     s.grammar = grammar(data)?;
+    s.preserved_tokens = preserved_tokens(data, loaded.vocab.as_ref());
     let id_slot = data.get("id_slot").and_then(Value::as_i64).filter(|&i| i >= 0).map(|i| i as usize);
     let base = GenerateRequest {
         prompt: Vec::new(),
@@ -222,6 +223,21 @@ fn grammar(data: &Value) -> Result<String, ApiError> {
         ));
     }
     Ok(data.get("grammar").and_then(Value::as_str).unwrap_or_default().to_string())
+}
+
+/// `preserved_tokens`: texts that are one token each (others are skipped, as llama-server
+/// skips them), written out as text when generated.
+fn preserved_tokens(data: &Value, vocab: &dyn Vocabulary) -> Vec<TokenId> {
+    let texts = data.get("preserved_tokens").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let mut out: Vec<TokenId> = Vec::new();
+    for t in texts.iter().filter_map(Value::as_str) {
+        if let [id] = vocab.encode(t, false, true)[..] {
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+    }
+    out
 }
 
 /// `[[id, bias], ...]` or `{"id": bias}`; a bias of `false` bans the token; a string instead of
@@ -428,6 +444,8 @@ pub fn chat_prompt(
         }
         // `logprobs` is a switch here, not llama-server's alias of n_probs.
         obj.remove("logprobs");
+        let markers = chat.preserved.iter().map(|m| Value::from(m.as_str())).collect();
+        obj.insert("preserved_tokens".into(), Value::Array(markers));
     }
     Ok((chat, mapped))
 }

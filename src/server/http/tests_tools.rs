@@ -252,17 +252,23 @@ async fn errors_are_llama_servers() {
         assert!(r.json()["error"]["message"].as_str().unwrap().contains(msg), "{}", r.text);
     }
     // A template whose tool calls rs-llama cannot parse: a 400 that says so, not a guess.
-    let mistral = include_str!(
-        "../../../tests/fixtures/chat_tools/templates/mistralai-Mistral-Nemo-Instruct-2407.jinja"
-    );
-    let (state, _) = server(mistral, vec!["x"], &[]);
+    let gpt_oss = include_str!("../../../tests/fixtures/chat_tools/templates/openai-gpt-oss-120b.jinja");
+    let (state, _) = server(gpt_oss, vec!["x"], &[]);
     let r = post(&state, "/v1/chat/completions", chat(true, false)).await;
     assert_eq!(r.status, 400);
-    assert!(r.text.contains("not supported yet by rs-llama for this chat template (Mistral"), "{}", r.text);
+    assert!(r.text.contains("not supported yet by rs-llama for this chat template (GPT-OSS"), "{}", r.text);
     // Without --jinja there are no tools at all.
     let (state, _) = server(QWEN25, vec!["x"], &["--no-jinja"]);
     let r = post(&state, "/v1/chat/completions", chat(true, false)).await;
     assert!(r.text.contains("tools param requires --jinja flag"), "{}", r.text);
+}
+
+#[tokio::test]
+async fn preserved_tokens_are_single_tokens() {
+    let (state, script) = server(QWEN25, vec!["x"], &[]);
+    post(&state, "/completion", json!({"prompt": "hi", "preserved_tokens": ["a", "bc", "a", "é"]})).await;
+    // One byte is one token here: "a" (id 98) is kept once, "bc" and the two-byte "é" are not.
+    assert_eq!(script.seen.lock().unwrap()[0].sampling.preserved_tokens, vec![98]);
 }
 
 #[test]

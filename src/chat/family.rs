@@ -188,3 +188,25 @@ pub fn detect(src: &str) -> Layout {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The layouts of a few templates by their text, and the markers kept as tokens.
+    #[test]
+    fn families_and_their_markers() {
+        let qwen3 = "{{- '<|im_start|>' + message.role + '\\n<think>\\n' + reasoning_content }}<tool_call>\\n{\"name\": \"x\", \"arguments\": 1}</tool_call>";
+        let l = detect(qwen3);
+        assert_eq!((l.family, l.reasoning), ("Hermes <tool_call>", Some(("<think>\n", "\n</think>\n\n"))));
+        assert_eq!(l.markers(), ["<think>", "</think>", "<tool_call>", "</tool_call>"]);
+        // Hermes-looking text in a template of another family is not taken for Hermes.
+        let coder = "<tool_call>\n<function=x>\n<parameter=y>\"name\": \"arguments\": </tool_call>";
+        assert_eq!((detect(coder).family, detect(coder).tools), ("Qwen3-Coder XML", None));
+        let oss = "<|channel|>analysis<|message|>";
+        assert_eq!((detect(oss).family, detect(oss).tools), ("GPT-OSS (harmony channels)", None));
+        let plain = "{% for m in messages %}{{ m.content }}{% endfor %}";
+        assert_eq!(detect(plain), Layout { reasoning: None, tools: None, family: "content only" });
+        assert!(detect(plain).markers().is_empty());
+    }
+}

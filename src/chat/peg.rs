@@ -420,3 +420,58 @@ fn string_content(input: &[u8], pos: usize) -> Outcome {
     }
     Outcome::new(Status::NeedMore, at)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tagged(a: &Arena, input: &str) -> (Status, Vec<(&'static str, String)>) {
+        let parsed = a.parse(input);
+        let mut out = Vec::new();
+        parsed.visit(&mut |n| out.push((n.tag, input[n.start..n.end].to_string())));
+        (parsed.status, out)
+    }
+
+    /// Input that ends inside a literal, a string or a number is "need more", not a failure,
+    /// and the tagged spans so far come back; an atomic part cut short gives none.
+    #[test]
+    fn cut_input_needs_more_and_keeps_what_it_has() {
+        let mut a = Arena::default();
+        let (open, json) = (a.lit("<c>"), a.json());
+        let args = a.tag("args", json);
+        let name = a.lit("fn");
+        let name = a.tag("name", name);
+        let name = a.atomic(name);
+        let root = a.seq(&[open, name, args]);
+        a.set_root(root);
+        assert_eq!(
+            tagged(&a, "<c>fn{\"a\": 1}"),
+            (Status::Success, vec![("name", "fn".into()), ("args", "{\"a\": 1}".into())])
+        );
+        assert_eq!(
+            tagged(&a, "<c>fn{\"a\": \"x"),
+            (Status::NeedMore, vec![("name", "fn".into()), ("args", "{\"a\": \"x".into())])
+        );
+        // A number at the very end may go on: not taken yet.
+        assert_eq!(
+            tagged(&a, "<c>fn{\"a\": 12"),
+            (Status::NeedMore, vec![("name", "fn".into()), ("args", "{\"a\": 12".into())])
+        );
+        assert_eq!(tagged(&a, "<c>f"), (Status::NeedMore, vec![]));
+        assert_eq!(tagged(&a, "<d>"), (Status::Fail, vec![]));
+        assert_eq!(tagged(&a, "<c>fn{\"a\": x}").0, Status::Fail);
+    }
+
+    /// `until` stops before its delimiter, or before a start of it that runs to the end.
+    #[test]
+    fn until_stops_before_a_possible_delimiter() {
+        let mut a = Arena::default();
+        let u = a.until(&["</t>"]);
+        let body = a.tag("body", u);
+        a.set_root(body);
+        assert_eq!(tagged(&a, "ab</t>cd"), (Status::Success, vec![("body", "ab".into())]));
+        assert_eq!(tagged(&a, "ab</"), (Status::Success, vec![("body", "ab".into())]));
+        assert_eq!(tagged(&a, "ab<x"), (Status::NeedMore, vec![("body", "ab<x".into())]));
+        assert_eq!(tagged(&a, "é</t>"), (Status::Success, vec![("body", "é".into())]));
+    }
+}

@@ -148,9 +148,13 @@ const OTHERS: &[(&str, &[&str])] = &[
 /// parsed (for a template with tool calls, rs-llama then refuses requests with tools).
 pub fn detect(src: &str) -> Layout {
     let has = |s: &str| src.contains(s);
-    let reasoning = if has("<think>\\n' + reasoning_content") {
+    let writes_reasoning = has("<think>\\n' + reasoning_content");
+    let reasoning = if writes_reasoning && has("\\n</think>\\n\\n'") {
         // Qwen3: the template writes `<think>\n…\n</think>\n\n` before the answer.
         Some(("<think>\n", "\n</think>\n\n"))
+    } else if writes_reasoning && has("\\n</think>\\n'") {
+        // Bielik: `<think>\n…\n</think>\n`.
+        Some(("<think>\n", "\n</think>\n"))
     } else if has("<think>") && has("</think>") {
         Some(("<think>", "</think>"))
     } else {
@@ -196,7 +200,7 @@ mod tests {
     /// The layouts of a few templates by their text, and the markers kept as tokens.
     #[test]
     fn families_and_their_markers() {
-        let qwen3 = "{{- '<|im_start|>' + message.role + '\\n<think>\\n' + reasoning_content }}<tool_call>\\n{\"name\": \"x\", \"arguments\": 1}</tool_call>";
+        let qwen3 = "{{- '<|im_start|>' + message.role + '\\n<think>\\n' + reasoning_content + '\\n</think>\\n\\n' }}<tool_call>\\n{\"name\": \"x\", \"arguments\": 1}</tool_call>";
         let l = detect(qwen3);
         assert_eq!((l.family, l.reasoning), ("Hermes <tool_call>", Some(("<think>\n", "\n</think>\n\n"))));
         assert_eq!(l.markers(), ["<think>", "</think>", "<tool_call>", "</tool_call>"]);

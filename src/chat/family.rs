@@ -142,6 +142,8 @@ const OTHERS: &[(&str, &[&str])] = &[
     ("tagged arguments", &["<arg_key>"]),
     ("Command R", &["<|START_ACTION|>"]),
     ("MiniMax", &["<invoke name="]),
+    // Writes `<tool_call>` in its instructions but calls as `<tool_calls>[...]`.
+    ("Apriel", &["[BEGIN FINAL RESPONSE]"]),
 ];
 
 /// The layout of the template `src`. Without a tool layout only reasoning and content are

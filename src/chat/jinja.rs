@@ -50,6 +50,8 @@ impl JinjaTemplate {
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", super::pyjson::tojson);
+        env.set_formatter(super::pyjson::formatter);
+        env.add_filter("string", super::pyjson::string);
         env.add_filter("items", items);
         env.add_filter("length", length);
         env.add_filter("count", length);

@@ -63,3 +63,84 @@ pub fn write(out: &mut String, value: &serde_json::Value, indent: Option<usize>,
         other => out.push_str(&other.to_string()),
     }
 }
+
+/// How a template prints a list or a mapping with `{{ }}`: Python's `repr` (`{'a': True}`), as
+/// llama.cpp's engine prints them (minijinja would write JSON-like text); other values print as
+/// minijinja prints them.
+pub fn formatter(out: &mut minijinja::Output, state: &minijinja::State, value: &Value) -> Result<(), Error> {
+    use minijinja::value::ValueKind;
+    if matches!(value.kind(), ValueKind::Map | ValueKind::Seq) && !value.is_safe() {
+        if let Ok(json) = serde_json::to_value(value) {
+            let mut text = String::new();
+            repr(&mut text, &json);
+            return out.write_str(&text).map_err(Error::from);
+        }
+    }
+    minijinja::escape_formatter(out, state, value)
+}
+
+/// The `string` filter: lists and mappings as Python's `repr`, as llama.cpp writes them.
+pub fn string(value: &Value) -> Value {
+    use minijinja::value::ValueKind;
+    if matches!(value.kind(), ValueKind::Map | ValueKind::Seq) {
+        if let Ok(json) = serde_json::to_value(value) {
+            let mut text = String::new();
+            repr(&mut text, &json);
+            return Value::from(text);
+        }
+    }
+    if value.is_safe() || value.as_str().is_some() {
+        return value.clone();
+    }
+    Value::from(value.to_string())
+}
+
+/// Python's `repr` of a JSON value.
+fn repr(out: &mut String, value: &serde_json::Value) {
+    use serde_json::Value as J;
+    match value {
+        J::Null => out.push_str("None"),
+        J::Bool(b) => out.push_str(if *b { "True" } else { "False" }),
+        J::Number(n) => out.push_str(&n.to_string()),
+        J::String(s) => {
+            let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+            out.push(quote);
+            for c in s.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c if c == quote => {
+                        out.push('\\');
+                        out.push(c);
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push(quote);
+        }
+        J::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                repr(out, item);
+            }
+            out.push(']');
+        }
+        J::Object(map) => {
+            out.push('{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                repr(out, &J::String(k.clone()));
+                out.push_str(": ");
+                repr(out, v);
+            }
+            out.push('}');
+        }
+    }
+}

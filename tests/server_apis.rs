@@ -318,13 +318,6 @@ fn bad_inputs() {
         ),
         (
             "/v1/messages",
-            r#"{"messages": [{"role": "user", "content": "x"}], "tools": [{"name": "f", "input_schema": {}}]}"#,
-            400,
-            "invalid_request_error",
-            "tools are not supported yet by rs-llama",
-        ),
-        (
-            "/v1/messages",
             r#"{"messages": [}"#,
             400,
             "invalid_request_error",

@@ -23,6 +23,21 @@ pub struct RenderInputs {
     pub eos_token: String,
 }
 
+/// The request's part of the context: llama.cpp's `enable_thinking`, the `tools` (given only
+/// when there are some) and `chat_template_kwargs` (set last, so that they override the rest).
+#[derive(Debug, Clone)]
+pub struct Extra {
+    pub enable_thinking: bool,
+    pub tools: Option<serde_json::Value>,
+    pub kwargs: Vec<(String, serde_json::Value)>,
+}
+
+impl Default for Extra {
+    fn default() -> Extra {
+        Extra { enable_thinking: true, tools: None, kwargs: Vec::new() }
+    }
+}
+
 impl JinjaTemplate {
     /// Parse `source` (line ends normalised to `\n`, one trailing newline dropped, as llama.cpp's
     /// lexer does); a syntax error is returned with its line.
@@ -34,28 +49,49 @@ impl JinjaTemplate {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
+        env.add_filter("tojson", super::pyjson::tojson);
+        env.set_formatter(super::pyjson::formatter);
+        env.add_filter("string", super::pyjson::string);
+        env.add_filter("items", items);
+        env.add_filter("length", length);
+        env.add_filter("count", length);
         let source = source.replace("\r\n", "\n").replace('\r', "\n");
         check_unary_chains(&source)?;
         env.add_template_owned(NAME, source).map_err(jinja_error)?;
         Ok(JinjaTemplate { env })
     }
 
-    /// Render the messages. llama.cpp's variables: `messages`, `bos_token`, `eos_token`,
-    /// `add_generation_prompt` (only set when true), `enable_thinking`, `preserve_reasoning`,
-    /// `datetime` and `date_string`.
+    /// Render plain role/content messages (see [`JinjaTemplate::render_json`]).
     pub fn render(&self, messages: &[ChatMessage], inputs: &RenderInputs) -> Result<String, ChatError> {
-        let messages: Vec<BTreeMap<&str, &str>> = messages
-            .iter()
-            .map(|m| BTreeMap::from([("role", m.role.as_str()), ("content", m.content.as_str())]))
-            .collect();
+        let messages: Vec<serde_json::Value> =
+            messages.iter().map(|m| serde_json::json!({ "role": m.role, "content": m.content })).collect();
+        self.render_json(&serde_json::Value::Array(messages), inputs, &Extra::default())
+    }
+
+    /// Render messages given as llama.cpp hands them to templates (OpenAI JSON). llama.cpp's
+    /// variables: `messages`, `bos_token`, `eos_token`, `add_generation_prompt` (only set when
+    /// true), `enable_thinking`, `tools`, `preserve_reasoning`, `datetime` and `date_string`, then
+    /// the request's template kwargs.
+    pub fn render_json(
+        &self,
+        messages: &serde_json::Value,
+        inputs: &RenderInputs,
+        extra: &Extra,
+    ) -> Result<String, ChatError> {
         let mut vars: BTreeMap<&str, Value> = BTreeMap::new();
-        vars.insert("messages", Value::from_serialize(&messages));
+        vars.insert("messages", Value::from_serialize(messages));
         vars.insert("bos_token", Value::from(inputs.bos_token.as_str()));
         vars.insert("eos_token", Value::from(inputs.eos_token.as_str()));
-        vars.insert("enable_thinking", Value::from(true));
+        vars.insert("enable_thinking", Value::from(extra.enable_thinking));
+        if let Some(tools) = &extra.tools {
+            vars.insert("tools", Value::from_serialize(tools));
+        }
         vars.insert("preserve_reasoning", Value::from(true));
         vars.insert("datetime", Value::from(local_time("%b %d %Y")));
         vars.insert("date_string", Value::from(local_time("%d %b %Y")));
+        for (k, v) in &extra.kwargs {
+            vars.insert(k.as_str(), Value::from_serialize(v));
+        }
         if inputs.add_generation_prompt {
             vars.insert("add_generation_prompt", Value::from(true));
         }
@@ -123,6 +159,23 @@ fn jinja_error(e: Error) -> ChatError {
         }
     }
     ChatError::Jinja(msg.replace('\n', " "))
+}
+
+/// `items` that, as llama.cpp's, gives nothing for a missing value (templates iterate
+/// `tool.parameters.properties|items` for tools without parameters).
+fn items(v: Value) -> Result<Value, Error> {
+    if v.is_undefined() || v.is_none() {
+        return Ok(Value::from(Vec::<Value>::new()));
+    }
+    minijinja::filters::items(&v)
+}
+
+/// `length` that, as llama.cpp's, is 0 for a missing value.
+fn length(v: Value) -> Result<Value, Error> {
+    if v.is_undefined() || v.is_none() {
+        return Ok(Value::from(0));
+    }
+    minijinja::filters::length(&v).map(Value::from)
 }
 
 fn raise_exception(message: String) -> Result<Value, Error> {

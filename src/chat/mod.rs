@@ -10,8 +10,13 @@
 //! between the whole chat rendered with and without it ([`ChatTemplates::format_single`]).
 
 pub mod builtin;
+pub mod family;
 mod fuzz;
 pub mod jinja;
+pub mod parse;
+pub mod peg;
+mod pyjson;
+pub mod request;
 
 pub use fuzz::fuzz_render;
 use jinja::{JinjaTemplate, RenderInputs};
@@ -40,6 +45,9 @@ pub enum ChatError {
     NotBuiltin,
     #[error("the built-in chat template '{0}' is not implemented in rs-llama yet; use --jinja")]
     BuiltinNotImplemented(String),
+    /// A request the template cannot be given (bad tools or tool calls), in llama.cpp's words.
+    #[error("{0}")]
+    Request(String),
 }
 
 /// The special-token side of a template: texts of BOS/EOS and whether the tokenizer adds them.
@@ -61,6 +69,9 @@ pub struct ChatTemplates {
     jinja: Option<JinjaTemplate>,
     /// Whether the Jinja template shows a system message (else it is folded into the next one).
     system_role: bool,
+    /// Whether the Jinja template JSON-encodes a tool call's string arguments (so it wants them
+    /// as an object, llama.cpp's `supports_object_arguments`).
+    encodes_arguments: bool,
     inputs: RenderInputs,
     tokens: TokenTexts,
 }
@@ -98,7 +109,8 @@ impl ChatTemplates {
             eos_token: tokens.eos.clone().unwrap_or_default(),
         };
         let system_role = jinja.as_ref().is_none_or(|t| shows_system_message(t, &inputs));
-        Ok(ChatTemplates { source, explicit, jinja, inputs, tokens, system_role })
+        let encodes_arguments = jinja.as_ref().is_some_and(|t| encodes_string_arguments(t, &inputs));
+        Ok(ChatTemplates { source, explicit, jinja, inputs, tokens, system_role, encodes_arguments })
     }
 
     /// Whether the model had a template or one was given (this turns conversation mode on).
@@ -128,7 +140,12 @@ impl ChatTemplates {
             || has("content is not string")
             || has("content is iterable");
         vec![
-            ("supports_object_arguments", tool_calls && has("arguments.items()")),
+            // Templates that index the arguments, or write them with `tojson`, are given objects.
+            (
+                "supports_object_arguments",
+                tool_calls
+                    && (has("arguments.items()") || writes_arguments_as_json(src) || self.encodes_arguments),
+            ),
             ("supports_parallel_tool_calls", tool_calls && has("for tool_call in")),
             ("supports_preserve_reasoning", has("preserve_thinking") || has("clear_thinking")),
             ("supports_reasoning_effort", has("reasoning_effort") || has("reasoning_strength")),
@@ -184,6 +201,28 @@ impl ChatTemplates {
         }
     }
 
+    /// The chat given as JSON messages (and tools, kwargs) through the Jinja template, BOS/EOS
+    /// dropped as in [`ChatTemplates::apply`]; only with `--jinja`.
+    pub fn apply_json(
+        &self,
+        messages: &serde_json::Value,
+        add_generation_prompt: bool,
+        extra: &jinja::Extra,
+    ) -> Result<String, ChatError> {
+        let Some(template) = &self.jinja else {
+            return Err(ChatError::Request("tools param requires --jinja flag".into()));
+        };
+        let inputs = RenderInputs { add_generation_prompt, ..self.inputs.clone() };
+        let mut text = template.render_json(messages, &inputs, extra)?;
+        if self.tokens.add_bos && text.starts_with(&inputs.bos_token) {
+            text.drain(..inputs.bos_token.len());
+        }
+        if self.tokens.add_eos && text.ends_with(&inputs.eos_token) {
+            text.truncate(text.len() - inputs.eos_token.len());
+        }
+        Ok(text)
+    }
+
     /// The text a new message adds to the chat `past`: the chat rendered with it (and the
     /// assistant's opening when `add_assistant`) minus the chat rendered without it. When the past
     /// ends in a newline and the assistant is to answer, the delta starts with one more newline
@@ -218,6 +257,31 @@ impl ChatTemplates {
         ];
         self.apply(&messages, true)
     }
+}
+
+/// Whether the template pipes a call's `arguments` (`x.arguments`, `x['arguments']`) into
+/// `tojson`: such templates are given the arguments as objects.
+fn writes_arguments_as_json(src: &str) -> bool {
+    src.match_indices("arguments").any(|(at, w)| {
+        let rest = src[at + w.len()..].trim_start_matches(['\'', '"', ']']).trim_start();
+        rest.strip_prefix('|').is_some_and(|r| r.trim_start().starts_with("tojson"))
+    })
+}
+
+/// llama.cpp finds object arguments by watching the template index them; rs-llama renders a
+/// tool call whose arguments are a JSON string and looks for that string JSON-encoded in the
+/// output (`\"arg\"`): a template that encodes it (`tojson` on the arguments or on the whole call)
+/// is one that expects an object.
+fn encodes_string_arguments(template: &JinjaTemplate, inputs: &RenderInputs) -> bool {
+    let messages = serde_json::json!([
+        { "role": "user", "content": "User message" },
+        { "role": "assistant", "content": "", "tool_calls": [{ "type": "function", "id": "call00001",
+            "function": { "name": "tool_name", "arguments": "{\"arg\": \"argvalue\"}" } }] },
+    ]);
+    let tools = serde_json::json!([{ "type": "function", "function": { "name": "tool_name", "description": "",
+        "parameters": { "type": "object", "properties": { "arg": { "type": "string" } } } } }]);
+    let extra = jinja::Extra { tools: Some(tools), ..jinja::Extra::default() };
+    template.render_json(&messages, inputs, &extra).is_ok_and(|text| text.contains("\\\"arg\\\""))
 }
 
 /// llama.cpp's probe of a Jinja template: render a system and a user message and see whether the

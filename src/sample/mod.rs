@@ -162,6 +162,10 @@ pub struct SamplingParams {
     pub mirostat_tau: f32,
     pub mirostat_eta: f32,
     pub samplers: Vec<SamplerKind>,
+    /// Special tokens written out as their text when generated (llama.cpp's
+    /// `preserved_tokens`: the chat template's thinking and tool-call markers, so that the
+    /// answer's parser sees them); other control tokens are written as nothing.
+    pub preserved_tokens: Vec<TokenId>,
     /// User biases (`-l`); `--ignore-eos` adds -inf for every EOG token when the chain is built.
     pub logit_bias: Vec<(TokenId, f32)>,
     pub ignore_eos: bool,
@@ -199,6 +203,7 @@ impl Default for SamplingParams {
             mirostat_tau: 5.0,
             mirostat_eta: 0.10,
             samplers: SamplerKind::DEFAULT_SEQUENCE.to_vec(),
+            preserved_tokens: Vec::new(),
             logit_bias: Vec::new(),
             ignore_eos: false,
             grammar: String::new(),

@@ -40,6 +40,14 @@ pub struct ServerConfig {
     /// `--chat-template[-file]`: a built-in name or Jinja text ("" = the model's).
     pub chat_template: String,
     pub use_jinja: bool,
+    /// `--reasoning-format`: where thinking goes in answers (default: deepseek, i.e. into
+    /// `reasoning_content`).
+    pub reasoning_format: crate::chat::request::ReasoningFormat,
+    /// `-rea`: 1 on, 0 off, -1 auto (thinking on for templates that support it).
+    pub enable_reasoning: i32,
+    /// `--chat-template-kwargs` (and `-rea`'s `enable_thinking`, `--reasoning-effort`): values as
+    /// JSON text, by key (llama.cpp keeps them in a sorted map).
+    pub chat_template_kwargs: std::collections::BTreeMap<String, String>,
     pub endpoint_metrics: bool,
     pub endpoint_slots: bool,
     pub endpoint_props: bool,
@@ -93,6 +101,9 @@ impl Default for ServerConfig {
             tags: Vec::new(),
             chat_template: String::new(),
             use_jinja: true,
+            reasoning_format: Default::default(),
+            enable_reasoning: -1,
+            chat_template_kwargs: Default::default(),
             endpoint_metrics: false,
             endpoint_slots: true,
             endpoint_props: false,
@@ -264,6 +275,51 @@ pub static FLAGS: &[Flag] = &[
     }),
     flag!(["--jinja"], None, "run the chat template as Jinja (default: enabled)", |c, _| on(&mut c.use_jinja, true)),
     flag!(["--no-jinja"], None, "recognise the chat template as a built-in format instead", |c, _| on(&mut c.use_jinja, false)),
+    flag!(["--chat-template-kwargs"], Some("STRING"), "additional params for the Jinja template, a JSON object, e.g. '{\"key1\":\"value1\"}'", |c, v| {
+        let parsed: serde_json::Value = serde_json::from_str(v).map_err(|e| format!("error: invalid JSON for --chat-template-kwargs: {e}"))?;
+        let map = parsed.as_object().ok_or("error: --chat-template-kwargs must be a JSON object")?;
+        for (k, val) in map {
+            if k == "enable_thinking" {
+                c.warnings.push("Setting 'enable_thinking' via --chat-template-kwargs is deprecated. Use --reasoning on / --reasoning off instead.".into());
+            }
+            c.chat_template_kwargs.insert(k.clone(), val.to_string());
+        }
+        Ok(())
+    }),
+    flag!(["--reasoning-format"], Some("FORMAT"), "where thoughts go in answers: none (left in content), deepseek or deepseek-legacy (in reasoning_content), auto (default: auto, as deepseek)", |c, v| {
+        c.reasoning_format = crate::chat::request::ReasoningFormat::parse(v)?;
+        Ok(())
+    }),
+    flag!(["-rea", "--reasoning"], Some("[on|off|auto]"), "use reasoning/thinking in the chat ('on', 'off', or 'auto' (default): detect from the template)", |c, v| {
+        match (truthy(v), v) {
+            (Some(true), _) => {
+                c.enable_reasoning = 1;
+                c.chat_template_kwargs.insert("enable_thinking".into(), "true".into());
+            }
+            (Some(false), _) => {
+                c.enable_reasoning = 0;
+                c.chat_template_kwargs.insert("enable_thinking".into(), "false".into());
+            }
+            (None, "auto" | "-1") => c.enable_reasoning = -1,
+            _ => return Err(format!("error: unknown value for --reasoning: '{v}'")),
+        }
+        Ok(())
+    }),
+    flag!(["--reasoning-effort"], Some("LEVEL"), "reasoning effort given to the chat template: 'default' keeps the template's, or a level such as 'low', 'medium', 'high' (default: default)", |c, v| {
+        if v == "default" {
+            c.chat_template_kwargs.remove("reasoning_effort");
+        } else {
+            c.chat_template_kwargs.insert("reasoning_effort".into(), serde_json::Value::from(v).to_string());
+        }
+        Ok(())
+    }),
+    flag!(["--reasoning-budget"], N, "token budget for thinking: only -1 (unrestricted) is supported by rs-llama", |_, v| {
+        match parse_i32(v)? {
+            -1 => Ok(()),
+            n if n < -1 => Err("invalid value".into()),
+            _ => Err("--reasoning-budget other than -1 is not supported yet by rs-llama (thinking is never cut short)".into()),
+        }
+    }),
     flag!(["--metrics"], None, "enable the Prometheus /metrics endpoint (default: disabled)", |c, _| on(&mut c.endpoint_metrics, true)),
     flag!(["--slots"], None, "expose slot monitoring at /slots (default: enabled)", |c, _| on(&mut c.endpoint_slots, true)),
     flag!(["--no-slots"], None, "disable /slots", |c, _| on(&mut c.endpoint_slots, false)),
@@ -411,6 +467,11 @@ const ENV_ARGS: &[EnvArg] = &[
     EnvArg::Switch("LLAMA_ARG_CONT_BATCHING", "-cb", Some("-nocb")),
     EnvArg::Switch("LLAMA_ARG_CACHE_PROMPT", "--cache-prompt", Some("--no-cache-prompt")),
     EnvArg::Switch("LLAMA_ARG_JINJA", "--jinja", Some("--no-jinja")),
+    EnvArg::Value("LLAMA_ARG_CHAT_TEMPLATE_KWARGS", "--chat-template-kwargs"),
+    EnvArg::Value("LLAMA_ARG_THINK", "--reasoning-format"),
+    EnvArg::Value("LLAMA_ARG_REASONING", "-rea"),
+    EnvArg::Value("LLAMA_ARG_REASONING_EFFORT", "--reasoning-effort"),
+    EnvArg::Value("LLAMA_ARG_THINK_BUDGET", "--reasoning-budget"),
     EnvArg::Switch("LLAMA_ARG_ENDPOINT_METRICS", "--metrics", None),
     EnvArg::Switch("LLAMA_ARG_ENDPOINT_PROPS", "--props", None),
     EnvArg::Switch("LLAMA_ARG_ENDPOINT_SLOTS", "--slots", Some("--no-slots")),

@@ -150,7 +150,7 @@ impl Generation {
             self.probs.push(p);
         }
         let eog = tok.is_eog(id);
-        let piece = tok.token_to_piece(id, false);
+        let piece = tok.token_to_piece(id, self.req.sampling.preserved_tokens.contains(&id));
         self.text.extend_from_slice(&piece);
         let mut stop: Option<(StopType, String)> = None;
         let mut truncated = false;

@@ -11,6 +11,7 @@
 use serde_json::{Map, Value};
 
 use super::apis::{self, str_or_empty, Event, Meta, Render};
+use super::chat::{ChatState, Diff};
 use super::json::{obj, Json};
 use crate::server::api::{ApiError, ErrorKind, Final, Partial, StopType};
 
@@ -176,9 +177,11 @@ fn normalize_billing_header(text: &str) -> String {
     out
 }
 
-/// `end_turn` for a stop string or an end-of-generation token, else `max_tokens`.
-fn stop_reason(f: &Final) -> &'static str {
+/// `end_turn` (or `tool_use` when the answer has tool calls) for a stop string or an
+/// end-of-generation token, else `max_tokens`.
+fn stop_reason(f: &Final, has_tool_calls: bool) -> &'static str {
     match f.stop_type {
+        StopType::Word | StopType::Eos if has_tool_calls => "tool_use",
         StopType::Word | StopType::Eos => "end_turn",
         _ => "max_tokens",
     }
@@ -197,22 +200,53 @@ fn usage_in(evaluated: usize, cached: usize) -> (usize, usize) {
     (cached, evaluated.saturating_sub(cached))
 }
 
+/// A tool call's arguments as the `input` object (`{}` when they are not JSON).
+fn tool_input(arguments: &str) -> Json {
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(v) => Json::from(&v),
+        Err(_) => Json::obj(),
+    }
+}
+
+fn block_start(index: usize, block: Json) -> Event {
+    Event::new(
+        "content_block_start",
+        obj! { "type" => "content_block_start", "index" => index, "content_block" => block },
+    )
+}
+
+fn block_delta(index: usize, delta: Json) -> Event {
+    Event::new(
+        "content_block_delta",
+        obj! { "type" => "content_block_delta", "index" => index, "delta" => delta },
+    )
+}
+
+fn block_stop(index: usize) -> Event {
+    Event::new("content_block_stop", obj! { "type" => "content_block_stop", "index" => index })
+}
+
 /// One generation's answer, streamed or whole.
 pub struct Stream {
     /// `chatcmpl-…` (llama-server gives a Messages answer its chat-completion id).
     id: String,
     model: String,
     started: bool,
+    /// Whether a thinking / text block was opened by an earlier piece.
+    thinking_started: bool,
     text_started: bool,
+    chat: ChatState,
 }
 
 impl Stream {
-    pub fn new(meta: &Meta, salt: u64) -> Stream {
+    pub fn new(meta: &Meta, salt: u64, chat: ChatState) -> Stream {
         Stream {
             id: format!("chatcmpl-{}", apis::random_id(32, salt)),
             model: meta.model.clone(),
             started: false,
+            thinking_started: false,
             text_started: false,
+            chat,
         }
     }
 
@@ -232,74 +266,166 @@ impl Stream {
         out.push(Event::new("message_start", obj! { "type" => "message_start", "message" => message }));
     }
 
-    fn text(&mut self, text: &str, out: &mut Vec<Event>) {
-        if text.is_empty() {
-            return;
+    /// The events for the changes one piece made. Blocks are numbered as llama-server numbers
+    /// them: thinking 0, then text, then one per tool call; `text_started` and `tools_started`
+    /// are what this run of changes has opened.
+    fn diff_events(
+        &self,
+        diffs: &[Diff],
+        text_started: &mut bool,
+        tool_starts: Option<&mut Vec<usize>>,
+        out: &mut Vec<Event>,
+    ) {
+        let has_reasoning = !self.chat.msg.reasoning_content.is_empty();
+        let text_index = usize::from(has_reasoning);
+        let mut thinking_started = self.thinking_started;
+        let mut tool_starts = tool_starts;
+        for d in diffs {
+            if !d.reasoning.is_empty() {
+                if !thinking_started {
+                    out.push(block_start(0, obj! { "type" => "thinking", "thinking" => "" }));
+                    thinking_started = true;
+                }
+                out.push(block_delta(
+                    0,
+                    obj! { "type" => "thinking_delta", "thinking" => d.reasoning.as_str() },
+                ));
+            }
+            if !d.content.is_empty() {
+                if !*text_started {
+                    out.push(block_start(text_index, obj! { "type" => "text", "text" => "" }));
+                    *text_started = true;
+                }
+                out.push(block_delta(
+                    text_index,
+                    obj! { "type" => "text_delta", "text" => d.content.as_str() },
+                ));
+            }
+            let Some((i, call)) = &d.tool else { continue };
+            let index = match &tool_starts {
+                // The last events count the text block by the final message, as llama-server.
+                Some(_) => text_index + usize::from(!self.chat.msg.content.is_empty()) + i,
+                None => text_index + usize::from(*text_started) + i,
+            };
+            // Streamed, a call's block opens when its name arrives; in the last events, at the
+            // first change to it there (llama-server opens it again then).
+            let open = match tool_starts.as_deref_mut() {
+                Some(started) if !started.contains(i) => {
+                    started.push(*i);
+                    true
+                }
+                Some(_) => false,
+                None => !call.name.is_empty(),
+            };
+            if open {
+                let full = &self.chat.msg.tool_calls[*i];
+                let (id, name) =
+                    if tool_starts.is_some() { (&full.id, &full.name) } else { (&call.id, &call.name) };
+                out.push(block_start(
+                    index,
+                    obj! { "type" => "tool_use", "id" => id.as_str(), "name" => name.as_str() },
+                ));
+            }
+            if !call.arguments.is_empty() {
+                out.push(block_delta(
+                    index,
+                    obj! { "type" => "input_json_delta", "partial_json" => call.arguments.as_str() },
+                ));
+            }
         }
-        if !self.text_started {
-            self.text_started = true;
-            out.push(Event::new(
-                "content_block_start",
-                obj! {
-                    "type" => "content_block_start", "index" => 0,
-                    "content_block" => obj! { "type" => "text", "text" => "" },
-                },
-            ));
-        }
-        out.push(Event::new(
-            "content_block_delta",
-            obj! {
-                "type" => "content_block_delta", "index" => 0,
-                "delta" => obj! { "type" => "text_delta", "text" => text },
-            },
-        ));
     }
 }
 
 impl Render for Stream {
-    fn whole(&self, f: &Final) -> Json {
-        let content: Vec<Json> = if f.content.is_empty() {
-            Vec::new()
+    fn whole(&mut self, f: &Final) -> Result<Json, ApiError> {
+        self.chat.update(&f.content, false)?;
+        let msg = &self.chat.msg;
+        let mut content = Vec::new();
+        if msg.is_empty() {
+            if !f.content.is_empty() {
+                content.push(obj! { "type" => "text", "text" => f.content.as_str() });
+            }
         } else {
-            vec![obj! { "type" => "text", "text" => f.content.as_str() }]
-        };
+            if !msg.reasoning_content.is_empty() {
+                content.push(obj! { "type" => "thinking", "thinking" => msg.reasoning_content.as_str(), "signature" => "" });
+            }
+            if !msg.content.is_empty() {
+                content.push(obj! { "type" => "text", "text" => msg.content.as_str() });
+            }
+            for call in &msg.tool_calls {
+                content.push(obj! {
+                    "type" => "tool_use", "id" => call.id.as_str(), "name" => call.name.as_str(),
+                    "input" => tool_input(&call.arguments),
+                });
+            }
+        }
         let (cache, input) = usage_in(f.tokens_evaluated, f.timings.cache_n);
-        obj! {
+        Ok(obj! {
             "id" => self.id.as_str(), "type" => "message", "role" => "assistant", "content" => content,
-            "model" => self.model.as_str(), "stop_reason" => stop_reason(f), "stop_sequence" => stop_sequence(f),
+            "model" => self.model.as_str(), "stop_reason" => stop_reason(f, !msg.tool_calls.is_empty()),
+            "stop_sequence" => stop_sequence(f),
             "usage" => obj! {
                 "cache_read_input_tokens" => cache, "input_tokens" => input, "output_tokens" => f.tokens_predicted,
             },
-        }
+        })
     }
 
-    fn partial(&mut self, p: &Partial) -> Vec<Event> {
+    fn partial(&mut self, p: &Partial) -> Result<Vec<Event>, ApiError> {
         let mut out = Vec::new();
         self.start(p.tokens_evaluated, p.timings.cache_n, &mut out);
-        self.text(&p.text, &mut out);
-        out
+        let diffs = self.chat.update(&p.text, true)?;
+        let mut text_started = self.text_started;
+        self.diff_events(&diffs, &mut text_started, None, &mut out);
+        self.text_started = text_started;
+        self.thinking_started |= diffs.iter().any(|d| !d.reasoning.is_empty());
+        Ok(out)
     }
 
-    /// The text still held back (as the possible start of a stop string) goes out as one more
-    /// delta of the same block; then the block closes, `message_delta` tells why it ended and
-    /// `message_stop` ends the stream.
-    fn finish(&mut self, f: &Final) -> Vec<Event> {
+    /// The changes the end of the text made (counted afresh, as llama-server's last events
+    /// are), then every open block closes — thinking with an empty signature first —,
+    /// `message_delta` tells why it ended and `message_stop` ends the stream.
+    fn finish(&mut self, f: &Final) -> Result<Vec<Event>, ApiError> {
         let mut out = Vec::new();
         self.start(f.tokens_evaluated, f.timings.cache_n, &mut out);
-        self.text(&f.unsent, &mut out);
-        if self.text_started || !f.content.is_empty() {
-            out.push(Event::new("content_block_stop", obj! { "type" => "content_block_stop", "index" => 0 }));
+        if !f.unsent.is_empty() {
+            // What llama-server's last partial would have carried.
+            let p = Partial {
+                text: f.unsent.clone(),
+                tokens: Vec::new(),
+                probs: Vec::new(),
+                id_slot: f.id_slot,
+                tokens_predicted: f.tokens_predicted,
+                tokens_evaluated: f.tokens_evaluated,
+                timings: f.timings,
+            };
+            out.extend(self.partial(&p)?);
+        }
+        let diffs = self.chat.update("", false)?;
+        self.thinking_started = false;
+        let (mut text_started, mut tools) = (false, Vec::new());
+        self.diff_events(&diffs, &mut text_started, Some(&mut tools), &mut out);
+        let msg = &self.chat.msg;
+        let (has_thinking, has_text) = (!msg.reasoning_content.is_empty(), !msg.content.is_empty());
+        if has_thinking {
+            out.push(block_delta(0, obj! { "type" => "signature_delta", "signature" => "" }));
+            out.push(block_stop(0));
+        }
+        if has_text {
+            out.push(block_stop(usize::from(has_thinking)));
+        }
+        for i in 0..msg.tool_calls.len() {
+            out.push(block_stop(usize::from(has_thinking) + usize::from(has_text) + i));
         }
         out.push(Event::new(
             "message_delta",
             obj! {
                 "type" => "message_delta",
-                "delta" => obj! { "stop_reason" => stop_reason(f), "stop_sequence" => stop_sequence(f) },
+                "delta" => obj! { "stop_reason" => stop_reason(f, !msg.tool_calls.is_empty()), "stop_sequence" => stop_sequence(f) },
                 "usage" => obj! { "output_tokens" => f.tokens_predicted },
             },
         ));
         out.push(Event::new("message_stop", obj! { "type" => "message_stop" }));
-        out
+        Ok(out)
     }
 
     fn error(&self, e: &ApiError) -> String {

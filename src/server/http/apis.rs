@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::Value;
 
+use super::chat::ChatState;
 use super::info::Ctx;
 use super::json::{obj, Json};
 use super::sse::{sse_response, wait_final, SseRender};
@@ -57,8 +58,8 @@ pub async fn route(ctx: &Ctx<'_>, path: &str, bytes: &[u8], id: u64) -> Result<R
 /// The templated prompt's length: `{"input_tokens": N}`, with `"object": "response.input_tokens"`
 /// on the OpenAI paths. Only the chat template is applied (the sampling fields are not checked).
 fn count(ctx: &Ctx<'_>, chat: &Value, ordered: Option<&SchemaJson>, oai: bool) -> Result<Response, ApiError> {
-    let (text, _) = params::chat_prompt(chat, ordered, ctx.loaded)?;
-    let n = ctx.loaded.vocab.encode(&text, true, true).len();
+    let (chat, _) = params::chat_prompt(chat, ordered, ctx.loaded, &ctx.state.cfg)?;
+    let n = ctx.loaded.vocab.encode(&chat.prompt, true, true).len();
     let mut out = obj! { "input_tokens" => n };
     if oai {
         out.set("object", "response.input_tokens");
@@ -89,14 +90,15 @@ pub fn sse(events: &[Event]) -> String {
     events.iter().map(|e| format!("event: {}\ndata: {}\n\n", e.name, e.data.to_text())).collect()
 }
 
-/// How one generation's result is answered in an API's shape.
+/// How one generation's result is answered in an API's shape. Each renderer parses its own
+/// answer (reasoning, content, tool calls); a parse that fails is the error it returns.
 pub trait Render: Send + Sync {
     /// The whole answer (no streaming).
-    fn whole(&self, f: &Final) -> Json;
+    fn whole(&mut self, f: &Final) -> Result<Json, ApiError>;
     /// The events for a streamed piece.
-    fn partial(&mut self, p: &Partial) -> Vec<Event>;
+    fn partial(&mut self, p: &Partial) -> Result<Vec<Event>, ApiError>;
     /// The last events of a stream.
-    fn finish(&mut self, f: &Final) -> Vec<Event>;
+    fn finish(&mut self, f: &Final) -> Result<Vec<Event>, ApiError>;
     /// An error once the stream has started (its last event).
     fn error(&self, e: &ApiError) -> String;
 }
@@ -108,10 +110,10 @@ pub struct Meta {
 }
 
 impl Api {
-    fn render(self, meta: &Meta, salt: u64) -> Box<dyn Render> {
+    fn render(self, meta: &Meta, salt: u64, chat: ChatState) -> Box<dyn Render> {
         match self {
-            Api::Anthropic => Box::new(anthropic::Stream::new(meta, salt)),
-            Api::Responses => Box::new(responses::Stream::new(meta, salt)),
+            Api::Anthropic => Box::new(anthropic::Stream::new(meta, salt, chat)),
+            Api::Responses => Box::new(responses::Stream::new(meta, salt, chat)),
         }
     }
 }
@@ -126,8 +128,8 @@ async fn run(
 ) -> Result<Response, ApiError> {
     let loaded = ctx.loaded;
     let vocab = loaded.vocab.as_ref();
-    let (text, mapped) = params::chat_prompt(chat, ordered, loaded)?;
-    let prompt = vocab.encode(&text, true, true);
+    let (chat, mapped) = params::chat_prompt(chat, ordered, loaded, &ctx.state.cfg)?;
+    let prompt = vocab.encode(&chat.prompt, true, true);
     let p = params::completion_params(&mapped, None, loaded, &ctx.state.cfg)?;
     params::check_tokens(&prompt, vocab.n_vocab())?;
     let n_ctx = loaded.backend.n_ctx_slot();
@@ -141,15 +143,16 @@ async fn run(
         let mut req = p.base.clone();
         req.prompt = prompt.clone();
         rxs.push(loaded.backend.submit(req));
-        renders.push(api.render(&meta, id.wrapping_mul(1 << 16).wrapping_add(i as u64)));
+        let salt = id.wrapping_mul(1 << 16).wrapping_add(i as u64);
+        renders.push(api.render(&meta, salt, ChatState::new(&chat, salt)));
     }
     if p.base.stream {
         return sse_response(Renders(renders), rxs.into_iter().enumerate().collect()).await;
     }
     let mut out = Vec::with_capacity(rxs.len());
-    for (r, rx) in renders.iter().zip(rxs) {
+    for (r, rx) in renders.iter_mut().zip(rxs) {
         let f = wait_final(rx).await?;
-        out.push(r.whole(&f));
+        out.push(r.whole(&f)?);
     }
     // One result is an object; several (`n`) an array, as llama-server answers them.
     let body = if out.len() == 1 { out.pop().unwrap_or(Json::Null) } else { Json::Arr(out) };
@@ -163,8 +166,14 @@ impl SseRender for Renders {
     fn render(&mut self, index: usize, ev: GenerateEvent) -> (String, bool) {
         let r = &mut self.0[index];
         match ev {
-            GenerateEvent::Partial(p) => (sse(&r.partial(&p)), false),
-            GenerateEvent::Final(f) => (sse(&r.finish(&f)), false),
+            GenerateEvent::Partial(p) => match r.partial(&p) {
+                Ok(events) => (sse(&events), false),
+                Err(e) => (r.error(&e), true),
+            },
+            GenerateEvent::Final(f) => match r.finish(&f) {
+                Ok(events) => (sse(&events), false),
+                Err(e) => (r.error(&e), true),
+            },
             GenerateEvent::Error(e) => (r.error(&e), true),
         }
     }

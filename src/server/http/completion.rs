@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
+use super::chat::{self, ChatState};
 use super::info::Ctx;
 use super::json::{obj, Json};
 use super::params::{self, CompletionParams};
@@ -49,11 +50,14 @@ pub async fn handle(ctx: &Ctx<'_>, kind: Kind, bytes: &[u8], id: u64) -> Result<
     let loaded = ctx.loaded;
     let vocab = loaded.vocab.as_ref();
     let ordered = super::schema::ordered_body(bytes, &body);
+    let mut chat_prompt = None;
     let (data, prompts, ordered) = match kind {
         Kind::OaiChat => {
             // the schema is a grammar in `mapped` from here on
-            let (text, mapped) = params::chat_prompt(&body, ordered.as_ref(), loaded)?;
-            (mapped, vec![vocab.encode(&text, true, true)], None)
+            let (chat, mapped) = params::chat_prompt(&body, ordered.as_ref(), loaded, &ctx.state.cfg)?;
+            let prompt = vocab.encode(&chat.prompt, true, true);
+            chat_prompt = Some(chat);
+            (mapped, vec![prompt], None)
         }
         _ => {
             let prompts = params::prompts(&body, vocab)?;
@@ -78,16 +82,27 @@ pub async fn handle(ctx: &Ctx<'_>, kind: Kind, bytes: &[u8], id: u64) -> Result<
     };
     let settings = params::settings_json(&p.base, p.timings_per_token);
     let tasks = submit(ctx, &p, &prompts);
+    // One parse of the answer per choice (the tool-call ids differ between choices).
+    let mut chats: Vec<ChatState> = match &chat_prompt {
+        Some(c) => (0..tasks.len())
+            .map(|i| ChatState::new(c, id.wrapping_mul(1 << 16).wrapping_add(i as u64)))
+            .collect(),
+        None => Vec::new(),
+    };
     if p.base.stream {
-        stream_response(kind, meta, settings, p.include_usage, tasks).await
+        stream_response(kind, meta, settings, p.include_usage, tasks, chats).await
     } else {
         let mut results = Vec::with_capacity(tasks.len());
-        for t in tasks {
+        for (i, t) in tasks.into_iter().enumerate() {
             let f = wait_final(t.rx).await?;
             results.push(match kind {
                 Kind::Native => render::native_final(&meta, t.index, &f, false, &t.prompt, &settings),
                 Kind::OaiText => render::oai_text(&meta, t.index, &f.content, &f.probs, Some(&f)),
-                Kind::OaiChat => render::oai_chat(&meta, t.index, &f),
+                Kind::OaiChat => {
+                    let st = &mut chats[i];
+                    st.update(&f.content, false)?;
+                    render::oai_chat(&meta, t.index, &f, st.message(), !st.msg.tool_calls.is_empty())
+                }
             });
         }
         let body = match (kind, results.len()) {
@@ -162,6 +177,8 @@ struct Progress {
 
 struct StreamState {
     kind: Kind,
+    /// Per choice, for chat completions: the answer parsed so far.
+    chats: Vec<ChatState>,
     meta: Meta,
     settings: Json,
     include_usage: bool,
@@ -180,7 +197,13 @@ impl SseRender for StreamState {
                 match self.kind {
                     Kind::Native => vec![render::native_partial(m, index, &p)],
                     Kind::OaiText => vec![render::oai_text_partial(m, index, &p)],
-                    Kind::OaiChat => render::oai_chat_partial(m, index, &p, first),
+                    Kind::OaiChat => match self.chats[index].update(&p.text, true) {
+                        Ok(diffs) => {
+                            let deltas = diffs.iter().map(chat::delta_json).collect();
+                            render::oai_chat_partial(m, index, &p, first, deltas)
+                        }
+                        Err(e) => return (render::sse(&obj! { "error" => error_json(&e) }), true),
+                    },
                 }
             }
             GenerateEvent::Final(f) => {
@@ -213,7 +236,25 @@ impl SseRender for StreamState {
                         out.push(render::oai_text(m, index, "", &[], Some(&f)));
                         out
                     }
-                    Kind::OaiChat => render::oai_chat_final(m, index, &f, &rest, self.include_usage),
+                    Kind::OaiChat => {
+                        let st = &mut self.chats[index];
+                        // Held-back text goes out as llama-server's last partial would carry
+                        // it, then the whole text is parsed as final.
+                        let held = if rest.is_empty() { Ok(Vec::new()) } else { st.update(&rest, true) };
+                        match held.and_then(|mut d| {
+                            st.update("", false).map(|f| {
+                                d.extend(f);
+                                d
+                            })
+                        }) {
+                            Ok(diffs) => {
+                                let deltas = diffs.iter().map(chat::delta_json).collect();
+                                let calls = !st.msg.tool_calls.is_empty();
+                                render::oai_chat_final(m, index, &f, deltas, calls, self.include_usage)
+                            }
+                            Err(e) => return (render::sse(&obj! { "error" => error_json(&e) }), true),
+                        }
+                    }
                 }
             }
             GenerateEvent::Error(e) => {
@@ -234,10 +275,11 @@ async fn stream_response(
     settings: Json,
     include_usage: bool,
     tasks: Vec<Task>,
+    chats: Vec<ChatState>,
 ) -> Result<Response, ApiError> {
     let prompts: Vec<String> = tasks.iter().map(|t| t.prompt.clone()).collect();
     let progress = vec![Progress::default(); tasks.len()];
-    let state = StreamState { kind, meta, settings, include_usage, prompts, progress };
+    let state = StreamState { kind, chats, meta, settings, include_usage, prompts, progress };
     sse_response(state, tasks.into_iter().map(|t| (t.index, t.rx)).collect()).await
 }
 

@@ -324,6 +324,6 @@ pub fn detokenize(ctx: &Ctx<'_>, body: &Value) -> Result<Response, ApiError> {
 pub fn apply_template(ctx: &Ctx<'_>, bytes: &[u8]) -> Result<Response, ApiError> {
     let body = params::parse_body(bytes)?;
     let ordered = super::schema::ordered_body(bytes, &body);
-    let (prompt, _) = params::chat_prompt(&body, ordered.as_ref(), ctx.loaded)?;
-    Ok(json_response(StatusCode::OK, &obj! { "prompt" => prompt }))
+    let (chat, _) = params::chat_prompt(&body, ordered.as_ref(), ctx.loaded, &ctx.state.cfg)?;
+    Ok(json_response(StatusCode::OK, &obj! { "prompt" => chat.prompt }))
 }

@@ -9,6 +9,7 @@
 
 pub mod anthropic;
 pub mod apis;
+pub mod chat;
 pub mod completion;
 pub mod info;
 pub mod json;
@@ -384,3 +385,5 @@ pub fn json_response(status: StatusCode, body: &Json) -> Response {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_tools;

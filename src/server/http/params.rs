@@ -11,7 +11,6 @@ use serde_json::Value;
 use super::json::{obj, Json};
 use super::schema;
 use super::{Loaded, Vocabulary};
-use crate::chat::ChatMessage;
 use crate::sample::json_schema::Json as SchemaJson;
 use crate::sample::{SamplerKind, SamplingParams};
 use crate::server::api::{ApiError, ErrorKind, GenerateRequest};
@@ -193,6 +192,7 @@ pub fn completion_params(
         s.samplers = samplers(name, v)?;
     }
     s.grammar = grammar(data, ordered)?;
+    s.preserved_tokens = preserved_tokens(data, loaded.vocab.as_ref());
     let id_slot = data.get("id_slot").and_then(Value::as_i64).filter(|&i| i >= 0).map(|i| i as usize);
     let base = GenerateRequest {
         prompt: Vec::new(),
@@ -224,6 +224,21 @@ fn grammar(data: &Value, ordered: Option<&SchemaJson>) -> Result<String, ApiErro
         return Ok(g);
     }
     Ok(data.get("grammar").and_then(Value::as_str).unwrap_or_default().to_string())
+}
+
+/// `preserved_tokens`: texts that are one token each (others are skipped, as llama-server
+/// skips them), written out as text when generated.
+fn preserved_tokens(data: &Value, vocab: &dyn Vocabulary) -> Vec<TokenId> {
+    let texts = data.get("preserved_tokens").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let mut out: Vec<TokenId> = Vec::new();
+    for t in texts.iter().filter_map(Value::as_str) {
+        if let [id] = vocab.encode(t, false, true)[..] {
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+    }
+    out
 }
 
 /// `[[id, bias], ...]` or `{"id": bias}`; a bias of `false` bans the token; a string instead of
@@ -360,18 +375,17 @@ pub fn check_tokens(tokens: &[TokenId], n_vocab: usize) -> Result<(), ApiError> 
     Ok(())
 }
 
-/// An OpenAI chat body → the prompt text (template applied) and the body with its OpenAI fields
-/// mapped onto llama-server's (`stop` as a list, `logprobs` → `n_probs`, a JSON schema from
-/// `json_schema` or `response_format` → `grammar`). `ordered` is the body with its key order when
-/// it has a schema field ([`schema::ordered_body`]).
+/// An OpenAI chat body → the prompt (template applied, with its tools and reasoning options; see
+/// [`super::chat`]) and the body with its OpenAI fields mapped onto llama-server's (`stop` as a
+/// list, `logprobs` → `n_probs`, a JSON schema from `json_schema` or `response_format` →
+/// `grammar`). `ordered` is the body with its key order when it has a schema field
+/// ([`schema::ordered_body`]).
 pub fn chat_prompt(
     body: &Value,
     ordered: Option<&SchemaJson>,
     loaded: &Loaded,
-) -> Result<(String, Value), ApiError> {
-    if body.get("tools").and_then(Value::as_array).is_some_and(|t| !t.is_empty()) {
-        return Err(ApiError::invalid("tools are not supported yet by rs-llama"));
-    }
+    cfg: &crate::server::args::ServerConfig,
+) -> Result<(super::chat::ChatPrompt, Value), ApiError> {
     let has_grammar = body.get("grammar").and_then(Value::as_str).is_some_and(|g| !g.is_empty());
     if has_grammar && lookup(body, &["json_schema"]).is_some() {
         // a 500 in llama-server (it throws a runtime_error there, not an invalid_argument)
@@ -381,29 +395,26 @@ pub fn chat_prompt(
     let messages = body.get("messages").ok_or_else(|| ApiError::invalid("'messages' is required"))?;
     let messages =
         messages.as_array().ok_or_else(|| ApiError::invalid("Expected 'messages' to be an array"))?;
-    let mut msgs = Vec::with_capacity(messages.len());
     for m in messages {
         let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
-        let content = match m.get("content") {
-            None if role == "assistant" => {
-                if m.get("tool_calls").is_none() {
-                    return Err(ApiError::invalid(
-                        "Assistant message must contain either 'content' or 'tool_calls'!",
-                    ));
-                }
-                continue;
+        match m.get("content") {
+            None if role == "assistant" && m.get("tool_calls").is_none() => {
+                return Err(ApiError::invalid(
+                    "Assistant message must contain either 'content' or 'tool_calls'!",
+                ))
             }
-            None => return Err(ApiError::invalid("All non-assistant messages must contain 'content'")),
-            Some(Value::Null) => String::new(),
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Array(parts)) => content_parts(parts)?,
+            None if role != "assistant" => {
+                return Err(ApiError::invalid("All non-assistant messages must contain 'content'"))
+            }
+            None | Some(Value::Null | Value::String(_) | Value::Array(_)) => {}
             Some(_) => return Err(ApiError::invalid("Expected 'content' to be a string or an array")),
-        };
-        msgs.push(ChatMessage::new(role, &content));
+        }
     }
-    let add_generation_prompt = loose_bool(body, "add_generation_prompt", true);
-    let prompt =
-        loaded.templates.apply(&msgs, add_generation_prompt).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let text_of = |c: &Value| match c {
+        Value::Array(parts) => content_parts(parts).map_err(|e| crate::chat::ChatError::Request(e.message)),
+        other => Ok(other.as_str().unwrap_or_default().to_string()),
+    };
+    let chat = super::chat::read(body, loaded, cfg, &text_of)?;
     // The schema's grammar replaces any `grammar` field, as the chat template's grammar does in
     // llama-server. With a Jinja template llama.cpp builds a different grammar (the chat
     // parser's, which also admits a ```json fence and strips it from the reply): not done yet.
@@ -438,8 +449,10 @@ pub fn chat_prompt(
         }
         // `logprobs` is a switch here, not llama-server's alias of n_probs.
         obj.remove("logprobs");
+        let markers = chat.preserved.iter().map(|m| Value::from(m.as_str())).collect();
+        obj.insert("preserved_tokens".into(), Value::Array(markers));
     }
-    Ok((prompt, mapped))
+    Ok((chat, mapped))
 }
 
 /// The text parts of a message's content array, joined.

@@ -172,11 +172,19 @@ pub fn oai_text_partial(m: &Meta, index: usize, p: &Partial) -> Json {
     o
 }
 
-/// `/v1/chat/completions` without streaming.
-pub fn oai_chat(m: &Meta, index: usize, f: &Final) -> Json {
+/// A chat answer's reason: as [`finish_reason`], but "tool_calls" when it stopped with calls.
+pub fn chat_finish_reason(stop: StopType, has_tool_calls: bool) -> &'static str {
+    match finish_reason(stop) {
+        "stop" if has_tool_calls => "tool_calls",
+        other => other,
+    }
+}
+
+/// `/v1/chat/completions` without streaming; `message` is the parsed answer.
+pub fn oai_chat(m: &Meta, index: usize, f: &Final, message: Json, has_tool_calls: bool) -> Json {
     let mut choice = obj! {
-        "finish_reason" => finish_reason(f.stop_type), "index" => index,
-        "message" => obj! { "role" => "assistant", "content" => f.content.as_str() },
+        "finish_reason" => chat_finish_reason(f.stop_type, has_tool_calls), "index" => index,
+        "message" => message,
     };
     if !f.probs.is_empty() {
         choice.set("logprobs", oai_logprobs(&f.probs, m.post_sampling_probs));
@@ -199,15 +207,14 @@ fn delta_chunk(m: &Meta, index: usize, delta: Json) -> Json {
     chunk(m, vec![obj! { "finish_reason" => Json::Null, "index" => index, "delta" => delta }])
 }
 
-/// The chunks for one streamed piece: the `role` delta first, then the text.
-pub fn oai_chat_partial(m: &Meta, index: usize, p: &Partial, first: bool) -> Vec<Json> {
+/// The chunks for one streamed piece: the `role` delta first, then one chunk per change the
+/// piece made to the parsed answer (`deltas`, see [`super::chat::delta_json`]).
+pub fn oai_chat_partial(m: &Meta, index: usize, p: &Partial, first: bool, deltas: Vec<Json>) -> Vec<Json> {
     let mut out = Vec::new();
     if first {
         out.push(delta_chunk(m, index, obj! { "role" => "assistant", "content" => Json::Null }));
     }
-    if !p.text.is_empty() {
-        out.push(delta_chunk(m, index, obj! { "content" => p.text.as_str() }));
-    }
+    out.extend(deltas.into_iter().map(|d| delta_chunk(m, index, d)));
     if let Some(Json::Obj(fields)) = out.last_mut() {
         if !p.probs.is_empty() {
             if let Some((_, Json::Arr(choices))) = fields.iter_mut().find(|(k, _)| k == "choices") {
@@ -221,14 +228,19 @@ pub fn oai_chat_partial(m: &Meta, index: usize, p: &Partial, first: bool) -> Vec
     out
 }
 
-/// The last chunks: any text not streamed yet, the `finish_reason`, then `usage` if asked.
-pub fn oai_chat_final(m: &Meta, index: usize, f: &Final, rest: &str, include_usage: bool) -> Vec<Json> {
-    let mut out = Vec::new();
-    if !rest.is_empty() {
-        out.push(delta_chunk(m, index, obj! { "content" => rest }));
-    }
-    let finish =
-        obj! { "finish_reason" => finish_reason(f.stop_type), "index" => index, "delta" => Json::obj() };
+/// The last chunks: the changes the end of the text made, the `finish_reason`, then `usage` if
+/// asked.
+pub fn oai_chat_final(
+    m: &Meta,
+    index: usize,
+    f: &Final,
+    deltas: Vec<Json>,
+    has_tool_calls: bool,
+    include_usage: bool,
+) -> Vec<Json> {
+    let mut out: Vec<Json> = deltas.into_iter().map(|d| delta_chunk(m, index, d)).collect();
+    let reason = chat_finish_reason(f.stop_type, has_tool_calls);
+    let finish = obj! { "finish_reason" => reason, "index" => index, "delta" => Json::obj() };
     out.push(chunk(m, vec![finish]));
     if include_usage {
         let mut u = chunk(m, Vec::new());

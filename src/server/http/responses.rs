@@ -11,7 +11,9 @@
 use serde_json::{Map, Value};
 
 use super::apis::{self, str_or_empty, Event, Meta, Render};
+use super::chat::{ChatState, Diff};
 use super::json::{obj, Json};
+use crate::chat::parse::ToolCall;
 use crate::server::api::{ApiError, Final, Partial};
 
 fn invalid(message: &str) -> ApiError {
@@ -259,29 +261,58 @@ fn in_progress(kind: &'static str, id: &str) -> Event {
     )
 }
 
+/// A reasoning output item (the streamed one has no `status`, as llama-server's).
+fn reasoning_item(id: &str, text: &str, status: bool) -> Json {
+    let mut item = obj! {
+        "id" => id, "summary" => Json::Arr(Vec::new()), "type" => "reasoning",
+        "content" => vec![obj! { "text" => text, "type" => "reasoning_text" }], "encrypted_content" => "",
+    };
+    if status {
+        item.set("status", "completed");
+    }
+    item
+}
+
+/// A tool call as a `function_call` output item.
+fn call_item(call: &ToolCall, status: &str, arguments: &str) -> Json {
+    obj! {
+        "id" => format!("fc_{}", call.id), "type" => "function_call", "status" => status,
+        "arguments" => arguments, "call_id" => format!("call_{}", call.id), "name" => call.name.as_str(),
+    }
+}
+
 /// One generation's answer, streamed or whole.
 pub struct Stream {
     /// `resp_…`.
     id: String,
-    /// `msg_…`, the output message's id in the stream.
+    /// `msg_…` and `rs_…`, the output message's and reasoning's ids in the stream.
     message_id: String,
+    reasoning_id: String,
     model: String,
     timings_per_token: bool,
     started: bool,
     text_started: bool,
+    thinking_started: bool,
+    /// The id of the call whose arguments are streaming.
+    call_id: String,
     salt: u64,
+    chat: ChatState,
 }
 
 impl Stream {
-    pub fn new(meta: &Meta, salt: u64) -> Stream {
+    pub fn new(meta: &Meta, salt: u64, chat: ChatState) -> Stream {
         Stream {
             id: format!("resp_{}", apis::random_id(32, salt)),
             message_id: format!("msg_{}", apis::random_id(32, salt ^ 1)),
+            reasoning_id: format!("rs_{}", apis::random_id(32, salt ^ 3)),
             model: meta.model.clone(),
             timings_per_token: meta.timings_per_token,
             started: false,
             text_started: false,
+            thinking_started: false,
+            call_id: String::new(),
             salt,
+            chat,
         }
     }
 
@@ -294,10 +325,25 @@ impl Stream {
         }
     }
 
-    fn text(&mut self, text: &str, out: &mut Vec<Event>) {
-        if text.is_empty() {
-            return;
+    fn reasoning(&mut self, text: &str, out: &mut Vec<Event>) {
+        if !self.thinking_started {
+            self.thinking_started = true;
+            let item = obj! {
+                "id" => self.reasoning_id.as_str(), "summary" => Json::Arr(Vec::new()), "type" => "reasoning",
+                "content" => Json::Arr(Vec::new()), "encrypted_content" => "", "status" => "in_progress",
+            };
+            out.push(Event::new(
+                "response.output_item.added",
+                obj! { "type" => "response.output_item.added", "item" => item },
+            ));
         }
+        out.push(Event::new(
+            "response.reasoning_text.delta",
+            obj! { "type" => "response.reasoning_text.delta", "delta" => text, "item_id" => self.reasoning_id.as_str() },
+        ));
+    }
+
+    fn text(&mut self, text: &str, out: &mut Vec<Event>) {
         let id = self.message_id.as_str();
         if !self.text_started {
             self.text_started = true;
@@ -322,58 +368,121 @@ impl Stream {
             obj! { "type" => "response.output_text.delta", "item_id" => id, "delta" => text },
         ));
     }
+
+    /// The events for one piece's changes to the parsed answer.
+    fn diff_events(&mut self, diffs: &[Diff], out: &mut Vec<Event>) {
+        for d in diffs {
+            if !d.reasoning.is_empty() {
+                self.reasoning(&d.reasoning, out);
+            }
+            if !d.content.is_empty() {
+                self.text(&d.content, out);
+            }
+            let Some((_, call)) = &d.tool else { continue };
+            if !call.name.is_empty() {
+                let item = call_item(call, "in_progress", "");
+                out.push(Event::new(
+                    "response.output_item.added",
+                    obj! { "type" => "response.output_item.added", "item" => item },
+                ));
+                self.call_id = call.id.clone();
+            }
+            if !call.arguments.is_empty() {
+                out.push(Event::new(
+                    "response.function_call_arguments.delta",
+                    obj! {
+                        "type" => "response.function_call_arguments.delta", "delta" => call.arguments.as_str(),
+                        "item_id" => format!("fc_{}", self.call_id),
+                    },
+                ));
+            }
+        }
+    }
 }
 
 impl Render for Stream {
-    fn whole(&self, f: &Final) -> Json {
+    fn whole(&mut self, f: &Final) -> Result<Json, ApiError> {
+        self.chat.update(&f.content, false)?;
+        let msg = &self.chat.msg;
+        let content = if msg.is_empty() { f.content.as_str() } else { msg.content.as_str() };
         let mut output = Vec::new();
-        if !f.content.is_empty() {
+        if !msg.reasoning_content.is_empty() {
+            let id = format!("rs_{}", apis::random_id(32, self.salt ^ 4));
+            output.push(reasoning_item(&id, &msg.reasoning_content, true));
+        }
+        if !content.is_empty() {
             output.push(obj! {
-                "content" => vec![output_text(&f.content)],
+                "content" => vec![output_text(content)],
                 "id" => format!("msg_{}", apis::random_id(32, self.salt ^ 2)),
                 "role" => "assistant", "status" => "completed", "type" => "message",
             });
         }
+        output.extend(msg.tool_calls.iter().map(|c| call_item(c, "completed", &c.arguments)));
         let t = super::completion::unix_now();
-        obj! {
+        Ok(obj! {
             "completed_at" => t, "created_at" => t, "id" => self.id.as_str(), "model" => self.model.as_str(),
             "object" => "response", "output" => output, "status" => "completed", "usage" => usage(f),
-        }
+        })
     }
 
-    fn partial(&mut self, p: &Partial) -> Vec<Event> {
+    fn partial(&mut self, p: &Partial) -> Result<Vec<Event>, ApiError> {
         let mut out = Vec::new();
         self.start(&mut out);
-        self.text(&p.text, &mut out);
+        let diffs = self.chat.update(&p.text, true)?;
+        self.diff_events(&diffs, &mut out);
         if self.timings_per_token {
             if let Some(last) = out.last_mut() {
                 last.data.set("timings", super::render::timings(&p.timings));
             }
         }
-        out
+        Ok(out)
     }
 
-    /// Any text held back until the end goes out as one more delta; then the `*.done` events
-    /// with the whole text, and `response.completed` with the response and `timings`.
-    fn finish(&mut self, f: &Final) -> Vec<Event> {
+    /// Any text held back until the end goes out as llama-server's last partial would carry it;
+    /// the whole text is parsed once more (llama-server sends no deltas for that), then the
+    /// `*.done` events — reasoning, text, each call — and `response.completed` with the response
+    /// and `timings`.
+    fn finish(&mut self, f: &Final) -> Result<Vec<Event>, ApiError> {
         let mut out = Vec::new();
         self.start(&mut out);
-        self.text(&f.unsent, &mut out);
+        if !f.unsent.is_empty() {
+            let diffs = self.chat.update(&f.unsent, true)?;
+            self.diff_events(&diffs, &mut out);
+        }
+        self.chat.update("", false)?;
+        let msg = &self.chat.msg;
+        let content = if msg.is_empty() { self.chat.text() } else { msg.content.as_str() };
         let mut output = Vec::new();
-        if !f.content.is_empty() {
+        if !msg.reasoning_content.is_empty() {
+            let item = reasoning_item(&self.reasoning_id, &msg.reasoning_content, false);
+            out.push(Event::new(
+                "response.output_item.done",
+                obj! { "type" => "response.output_item.done", "item" => item.clone() },
+            ));
+            output.push(item);
+        }
+        if !content.is_empty() {
             let id = self.message_id.as_str();
             out.push(Event::new(
                 "response.output_text.done",
-                obj! { "type" => "response.output_text.done", "item_id" => id, "text" => f.content.as_str() },
+                obj! { "type" => "response.output_text.done", "item_id" => id, "text" => content },
             ));
             out.push(Event::new(
                 "response.content_part.done",
-                obj! { "type" => "response.content_part.done", "item_id" => id, "part" => output_text(&f.content) },
+                obj! { "type" => "response.content_part.done", "item_id" => id, "part" => output_text(content) },
             ));
             let item = obj! {
                 "type" => "message", "status" => "completed", "id" => id,
-                "content" => vec![output_text(&f.content)], "role" => "assistant",
+                "content" => vec![output_text(content)], "role" => "assistant",
             };
+            out.push(Event::new(
+                "response.output_item.done",
+                obj! { "type" => "response.output_item.done", "item" => item.clone() },
+            ));
+            output.push(item);
+        }
+        for call in &msg.tool_calls {
+            let item = call_item(call, "completed", &call.arguments);
             out.push(Event::new(
                 "response.output_item.done",
                 obj! { "type" => "response.output_item.done", "item" => item.clone() },
@@ -388,7 +497,7 @@ impl Render for Stream {
             "response.completed",
             obj! { "type" => "response.completed", "response" => response, "timings" => apis::timings(f) },
         ));
-        out
+        Ok(out)
     }
 
     fn error(&self, e: &ApiError) -> String {

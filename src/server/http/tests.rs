@@ -14,7 +14,7 @@ use crate::chat::TokenTexts;
 use crate::server::api::{Final, Partial, StopType, Timings, TokenProb, TokenProbs};
 
 /// Byte-level: id 0 is BOS, byte b is id b+1.
-struct Bytes;
+pub(super) struct Bytes;
 
 impl Vocabulary for Bytes {
     fn n_vocab(&self) -> usize {
@@ -159,7 +159,7 @@ impl Reply {
         serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("{e}: {}", self.text))
     }
     /// The `data:` payloads of an SSE body.
-    fn events(&self) -> Vec<String> {
+    pub(super) fn events(&self) -> Vec<String> {
         assert!(self.text.ends_with("\n\n"), "{}", self.text);
         self.text
             .split("\n\n")

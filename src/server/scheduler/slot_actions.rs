@@ -11,6 +11,10 @@ use crate::server::slot_file;
 impl Scheduler<'_, '_> {
     /// Run the waiting actions whose slots are idle; keep the others.
     pub(super) fn run_slot_actions(&mut self) {
+        // Called on every pass of the loop, which publishes after it: nothing to do is free.
+        if self.actions.is_empty() {
+            return;
+        }
         let mut waiting = std::collections::VecDeque::new();
         while let Some((action, tx)) = self.actions.pop_front() {
             if tx.is_closed() {
@@ -24,7 +28,6 @@ impl Scheduler<'_, '_> {
             let _ = tx.send(self.slot_action(i, action));
         }
         self.actions = waiting;
-        self.publish();
     }
 
     fn slot_action(&mut self, i: usize, action: SlotAction) -> Result<SlotActionDone, ApiError> {

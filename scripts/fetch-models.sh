@@ -62,6 +62,12 @@ synth synth-deepseek2-s42.f16.gguf --arch deepseek2 --kind moe --seed 42 --n-lay
   --n-expert 16 --n-expert-used 4
 synth synth-deepseek2-lite-s42.f16.gguf --arch deepseek2-lite --kind moe --seed 42 --n-layer 4 "${arch[@]}" \
   --n-ff 128 --n-expert 16 --n-expert-used 4
+# Shapes that are no multiple of the SIMD width (n_embd 264, head 44, n_ff 502 or 250): tails past
+# the last vector, and weights whose rows are no multiple of 4 (scripts/make-fixtures.sh).
+odd=(--vocab "$vocab" --seed 42 --n-embd 264 --n-layer 2 --n-head 6 --n-head-kv 3)
+synth synth-odd-s42.f16.gguf --kind dense "${odd[@]}" --n-ff 502 --dtype f16
+synth synth-odd-s42.bf16.gguf --kind dense "${odd[@]}" --n-ff 502 --dtype bf16
+synth synth-odd-moe-s42.f16.gguf --kind moe "${odd[@]}" --n-ff 250 --n-expert 8 --n-expert-used 2 --dtype f16
 # A small Mixtral-shaped MoE (4 layers of 512, 8 experts of 1408, top-2; 246 MB) for the hybrid
 # executor's policy comparison on the simulated GPU (tests/hybrid_sim.rs).
 synth synth-mixtral-shape-s7.f16.gguf --kind moe --vocab "$vocab" --seed 7 --n-embd 512 --n-layer 4 \

@@ -90,6 +90,12 @@ asynth llama4 --kind moe --n-ff 256 --n-expert 16 --n-expert-used 1
 asynth gpt-oss --kind moe --n-ff 256 --n-expert 16 --n-expert-used 4 --head-dim 64
 asynth deepseek2 --kind moe --n-ff 128 --n-expert 16 --n-expert-used 4
 asynth deepseek2-lite --kind moe --n-ff 128 --n-expert 16 --n-expert-used 4
+# Shapes off the SIMD width (see scripts/fetch-models.sh): tails past the last vector in every
+# matmul and in attention (head 44), and weights of 502 rows, which tinyBLAS leaves to vec_dot.
+odd=(--vocab "$smollm2" --seed 42 --n-embd 264 --n-layer 2 --n-head 6 --n-head-kv 3)
+synth synth-odd-s42.f16.gguf --kind dense "${odd[@]}" --n-ff 502 --dtype f16
+synth synth-odd-s42.bf16.gguf --kind dense "${odd[@]}" --n-ff 502 --dtype bf16
+synth synth-odd-moe-s42.f16.gguf --kind moe "${odd[@]}" --n-ff 250 --n-expert 8 --n-expert-used 2 --dtype f16
 made_by[smollm2-135m-f16.llamacpp.gguf]="$(show llama-quantize --allow-requantize "$smollm2" "$models/smollm2-135m-f16.llamacpp.gguf" F16)"
 made_by[smollm2-135m-bf16.llamacpp.gguf]="$(show llama-quantize --allow-requantize "$smollm2" "$models/smollm2-135m-bf16.llamacpp.gguf" BF16)"
 
@@ -126,6 +132,11 @@ for a in qwen2 qwen2moe phi3 phimoe qwen3 qwen3moe glm4moe llama4 gpt-oss deepse
     for p in english code unicode chat; do
         golden "synth-$a-s${arch_seed[$a]}" "$(arch_model "$a")" 32 "$p" --ignore-eos
     done
+done
+for p in english code chat; do
+    golden synth-odd-s42 synth-odd-s42.f16.gguf 32 "$p" --ignore-eos
+    golden synth-odd-bf16-s42 synth-odd-s42.bf16.gguf 32 "$p" --ignore-eos
+    golden synth-odd-moe-s42 synth-odd-moe-s42.f16.gguf 32 "$p" --ignore-eos
 done
 # A prompt of 334 tokens: gpt-oss's window and sinks through the tiled prompt kernel too.
 golden synth-gpt-oss-s42 "$(arch_model gpt-oss)" 32 paragraph --ignore-eos

@@ -1,7 +1,8 @@
 //! AVX2+FMA tiles for batched matmul: 4 weight rows × 3 tokens, in the two orders ggml's AVX2
 //! build sums in.
-//! - tinyBLAS (`mul_mat` with two or more tokens): one 8-lane FMA chain per output, reduced as
-//!   `dot::hsum` reduces it, then a sequential scalar tail.
+//! - tinyBLAS (`mul_mat` with two or more tokens): one 8-lane FMA chain per output, the inputs
+//!   past the last whole vector folded into the same lanes by one zero-padded FMA, then reduced
+//!   as `dot::hsum` reduces it.
 //! - `ggml_vec_dot_f16` / `ggml_vec_dot_bf16` (expert matmuls): four 8-lane accumulators over
 //!   blocks of 32, folded, reduced (the two dots reduce their last four lanes in different
 //!   orders), and the tail past the last block added in f64. ggml's bf16 dot multiplies then
@@ -79,15 +80,31 @@ unsafe fn tile_one_chain<const R: usize, const T: usize>(
         }
         i += 8;
     }
-    for r in 0..R {
-        for t in 0..T {
-            let mut sum = reduce_pairs_02_13(acc[r][t]);
-            for k in i..n {
-                sum += *w.add(r * n + k) * *x.add(t * n + k);
+    if i < n {
+        let xs: [__m256; T] = std::array::from_fn(|t| load_partial(x.add(t * n + i), n - i));
+        for (r, row) in acc.iter_mut().enumerate() {
+            let wv = load_partial(w.add(r * n + i), n - i);
+            for (a, xv) in row.iter_mut().zip(xs) {
+                *a = _mm256_fmadd_ps(wv, xv, *a);
             }
-            out[r * T + t] = sum;
         }
     }
+    for r in 0..R {
+        for t in 0..T {
+            out[r * T + t] = reduce_pairs_02_13(acc[r][t]);
+        }
+    }
+}
+
+/// The `len < 8` values at `p`, zero in the other lanes. tinyBLAS finishes a row this way (a
+/// masked load, then one more FMA into the same accumulators), so a tail lands in lanes
+/// `0..len` before the reduction, not after it.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn load_partial(p: *const f32, len: usize) -> __m256 {
+    debug_assert!(len < 8);
+    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(len as i32), lane);
+    _mm256_maskload_ps(p, mask)
 }
 
 /// One pass per accumulator of ggml's dot (the lanes at 8·j + 32·m), so that the tile needs R·T

@@ -1,7 +1,8 @@
 //! AVX-512F kernels: 16-lane dot products (f32, and f16/bf16 weights widened in registers) and a
 //! 4-row × 4-token tile for batched matmul. All of them reduce a row the same way (one 16-lane
-//! FMA chain, `_mm512_reduce_add_ps`, then a sequential scalar tail), so a row's result does not
-//! depend on which of them computed it — decode and prefill stay bit-identical on this path.
+//! FMA chain, the inputs past the last whole vector folded into lanes `0..len` by one masked FMA
+//! as tinyBLAS does, then `_mm512_reduce_add_ps`), so a row's result does not depend on which of
+//! them computed it — decode and prefill stay bit-identical on this path.
 //!
 //! Every `pub(super)` function here may only be called after `CpuPath::Avx512.supported()`.
 
@@ -146,16 +147,20 @@ unsafe fn dot_f32_impl(a: &[f32], b: &[f32]) -> f32 {
         acc = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), acc);
         i += 16;
     }
-    let mut sum = _mm512_reduce_add_ps(acc);
-    while i < n {
-        sum += *pa.add(i) * *pb.add(i);
-        i += 1;
+    if i < n {
+        let m = tail_mask(n - i);
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, pa.add(i)), _mm512_maskz_loadu_ps(m, pb.add(i)), acc);
     }
-    sum
+    _mm512_reduce_add_ps(acc)
+}
+
+/// Lanes `0..len` (`len < 16`) of a masked load.
+fn tail_mask(len: usize) -> __mmask16 {
+    ((1u32 << len) - 1) as __mmask16
 }
 
 /// `w` points at `n_w` 16-bit floats (bf16 when `BF16`, else IEEE f16).
-#[target_feature(enable = "avx512f,avx512bw")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn dot_half_impl<const BF16: bool>(w: *const u16, x: &[f32], n_w: usize) -> f32 {
     let n = n_w.min(x.len());
     let px = x.as_ptr();
@@ -173,14 +178,17 @@ unsafe fn dot_half_impl<const BF16: bool>(w: *const u16, x: &[f32], n_w: usize) 
         acc = _mm512_fmadd_ps(widen(w.add(i)), _mm512_loadu_ps(px.add(i)), acc);
         i += 16;
     }
-    let mut sum = _mm512_reduce_add_ps(acc);
-    while i < n {
-        let bits = *w.add(i);
-        let v = if BF16 { f32::from_bits((bits as u32) << 16) } else { f16::from_bits(bits).to_f32() };
-        sum += v * *px.add(i);
-        i += 1;
+    if i < n {
+        let m = tail_mask(n - i);
+        let h = _mm256_maskz_loadu_epi16(m, w.add(i).cast());
+        let wv = if BF16 {
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+        } else {
+            _mm512_cvtph_ps(h)
+        };
+        acc = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, px.add(i)), acc);
     }
-    sum
+    _mm512_reduce_add_ps(acc)
 }
 
 #[target_feature(enable = "avx512f")]
@@ -206,16 +214,17 @@ unsafe fn tile_4x4_impl(w: &[f32], x: &[f32], n: usize, out: &mut [f32]) {
         }
         i += 16;
     }
-    let sums = reduce16(&std::array::from_fn(|k| acc[k / 4][k % 4]));
-    for r in 0..4 {
-        for t in 0..4 {
-            let mut sum = sums[r * 4 + t];
-            for j in i..n {
-                sum += *pw.add(r * n + j) * *px.add(t * n + j);
+    if i < n {
+        let m = tail_mask(n - i);
+        let xs: [__m512; 4] = std::array::from_fn(|t| _mm512_maskz_loadu_ps(m, px.add(t * n + i)));
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let wv = _mm512_maskz_loadu_ps(m, pw.add(r * n + i));
+            for (a, xv) in acc_r.iter_mut().zip(xs) {
+                *a = _mm512_fmadd_ps(wv, xv, *a);
             }
-            out[r * 4 + t] = sum;
         }
     }
+    out[..16].copy_from_slice(&reduce16(&std::array::from_fn(|k| acc[k / 4][k % 4])));
 }
 
 #[cfg(test)]

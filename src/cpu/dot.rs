@@ -103,20 +103,19 @@ unsafe fn dot_avx2_fma_impl(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let pa = a.as_ptr();
     let pb = b.as_ptr();
-    // One 8-lane chain in the same order as the f16/bf16 and tile kernels, so that a row gives
-    // bit-identical results whichever kernel (GEMV, batched tile) computes it.
+    // One 8-lane chain in the same order as the f16/bf16 and tile kernels (tail included), so that
+    // a row gives bit-identical results whichever kernel (GEMV, batched tile) computes it.
     let mut acc = _mm256_setzero_ps();
     let mut i = 0;
     while i + 8 <= n {
         acc = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc);
         i += 8;
     }
-    let mut sum = hsum(acc);
-    while i < n {
-        sum += *pa.add(i) * *pb.add(i);
-        i += 1;
+    if i < n {
+        let tail = |p: *const f32| super::avx2::load_partial(p, n - i);
+        acc = _mm256_fmadd_ps(tail(pa.add(i)), tail(pb.add(i)), acc);
     }
-    sum
+    hsum(acc)
 }
 
 /// Dot products of a stored weight row with f32 activations, converting in registers.
@@ -156,14 +155,14 @@ unsafe fn dot_half_impl<const BF16: bool>(w: *const u16, x: &[f32], n_w: usize) 
         acc = _mm256_fmadd_ps(widen(w.add(i)), _mm256_loadu_ps(px.add(i)), acc);
         i += 8;
     }
-    let mut sum = hsum(acc);
-    while i < n {
-        let bits = *w.add(i);
-        let v = if BF16 { f32::from_bits((bits as u32) << 16) } else { f16::from_bits(bits).to_f32() };
-        sum += v * *px.add(i);
-        i += 1;
+    if i < n {
+        // The tail zero-padded into the same lanes, as the tile and tinyBLAS finish a row.
+        let mut halves = [0u16; 8];
+        std::ptr::copy_nonoverlapping(w.add(i), halves.as_mut_ptr(), n - i);
+        let xv = super::avx2::load_partial(px.add(i), n - i);
+        acc = _mm256_fmadd_ps(widen(halves.as_ptr()), xv, acc);
     }
-    sum
+    hsum(acc)
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -1,6 +1,7 @@
 //! The matmul under `ggml` numerics: activations rounded to the weight's type (ggml's
 //! `vec_dot_type`), then summed in the order ggml would sum them (see `ggml_dot`):
-//! - one token, or an expert matmul (`mul_mat_id`): one `ggml_vec_dot_*` per output;
+//! - one token, an expert matmul (`mul_mat_id`), or a weight whose row count is not a multiple
+//!   of 4: one `ggml_vec_dot_*` per output;
 //! - more tokens: tinyBLAS, whose f32/f16 order is the plain kernels' and whose bf16 order on
 //!   CPUs with `vdpbf16ps` is its own.
 
@@ -39,7 +40,9 @@ pub(super) fn matmul(
     if n_tok == 1 {
         return matvec_many(x, &mut [(w, y)]);
     }
-    let per_row = order == RowOrder::PerRow;
+    // tinyBLAS takes only whole 4-row tiles: with n_out % 4 != 0 ggml's mul_mat falls back to its
+    // one-row dot products, the order of `mul_mat_id`.
+    let per_row = order == RowOrder::PerRow || !n_out.is_multiple_of(4);
     if per_row {
         if let Some((tiles, round)) = vec_dot_order_tiles(k.path, w, n_tok) {
             return gemm_f32(tiles, &rounded(x, round), w, n_in, n_out, y);
@@ -187,6 +190,76 @@ mod tests {
         let w: Vec<f16> = rng.vec(n_in * n_out, 1.0).into_iter().map(f16::from_f32).collect();
         let mut y = vec![0f32; n_tok * n_out];
         matmul(&kernels(), &x, WeightView::F16(&w), n_in, n_out, &mut y, RowOrder::PerRow);
+        let xh: Vec<f16> = x.iter().map(|v| f16::from_f32(*v)).collect();
+        for t in 0..n_tok {
+            for o in 0..n_out {
+                let want = vec_dot_f16(&w[o * n_in..][..n_in], &xh[t * n_in..][..n_in]);
+                assert_eq!(y[t * n_out + o].to_bits(), want.to_bits(), "t={t} o={o}");
+            }
+        }
+    }
+
+    /// tinyBLAS's sum of one output, written out lane by lane: `lanes` FMA chains, element `i`
+    /// in chain `i % lanes` (the tail past the last whole vector included, as its masked load
+    /// puts it), then the halving reduction of `hsum` / `_mm512_reduce_add_ps`.
+    fn tinyblas_lane_sum(w: &[f32], x: &[f32], lanes: usize) -> f32 {
+        let mut acc = vec![0f32; lanes];
+        for (i, (a, b)) in w.iter().zip(x).enumerate() {
+            acc[i % lanes] = a.mul_add(*b, acc[i % lanes]);
+        }
+        while acc.len() > 1 {
+            let half = acc.len() / 2;
+            acc = (0..half).map(|j| acc[j] + acc[j + half]).collect();
+        }
+        acc[0]
+    }
+
+    #[test]
+    fn batched_matmul_sums_each_output_in_tinyblas_lane_order() {
+        // 616 + 5 inputs: a tail past the last vector on both paths; 8 rows, 7 tokens (tiles
+        // and leftover tokens).
+        let (n_tok, n_in, n_out) = (7, 621, 8);
+        let mut rng = Rng::new(21);
+        let x = rng.vec(n_tok * n_in, 2.0);
+        let wf = rng.vec(n_in * n_out, 1.0);
+        let wh: Vec<f16> = wf.iter().map(|v| f16::from_f32(*v)).collect();
+        let mut checked = 0;
+        for (path, lanes) in [(CpuPath::Avx2, 8), (CpuPath::Avx512, 16)] {
+            if !path.supported() {
+                continue;
+            }
+            let k = crate::cpu::dot::kernels_for(path);
+            for f16_weights in [false, true] {
+                let (w, wv, xs) = if f16_weights {
+                    let wv: Vec<f32> = wh.iter().map(|v| v.to_f32()).collect();
+                    (WeightView::F16(&wh), wv, rounded(&x, round_to_f16))
+                } else {
+                    (WeightView::F32(&wf), wf.clone(), x.clone())
+                };
+                let mut y = vec![0f32; n_tok * n_out];
+                matmul(&k, &x, w, n_in, n_out, &mut y, RowOrder::ByTokenCount);
+                for t in 0..n_tok {
+                    for o in 0..n_out {
+                        let want = tinyblas_lane_sum(&wv[o * n_in..][..n_in], &xs[t * n_in..][..n_in], lanes);
+                        let got = y[t * n_out + o];
+                        assert_eq!(got.to_bits(), want.to_bits(), "{path:?} f16={f16_weights} t={t} o={o}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        eprintln!("{checked} outputs in tinyBLAS's lane order");
+    }
+
+    #[test]
+    fn batched_matmul_with_rows_not_a_multiple_of_4_sums_as_vec_dot() {
+        // tinyBLAS refuses 13 rows, so ggml's mul_mat sums every output with its one-row dot.
+        let (n_tok, n_in, n_out) = (5, 616, 13);
+        let mut rng = Rng::new(23);
+        let x = rng.vec(n_tok * n_in, 2.0);
+        let w: Vec<f16> = rng.vec(n_in * n_out, 1.0).into_iter().map(f16::from_f32).collect();
+        let mut y = vec![0f32; n_tok * n_out];
+        matmul(&kernels(), &x, WeightView::F16(&w), n_in, n_out, &mut y, RowOrder::ByTokenCount);
         let xh: Vec<f16> = x.iter().map(|v| f16::from_f32(*v)).collect();
         for t in 0..n_tok {
             for o in 0..n_out {

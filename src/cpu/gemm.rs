@@ -15,6 +15,9 @@ use rayon::prelude::*;
 use super::dot::{DotFn, Kernels, Tile};
 use super::ggml_dot::{gemm_dot_bf16_dp, tile_4x4_bf16_dp, tile_4x4_vec_dot_bf16_dp, vec_dot_bf16};
 use super::matmul::WeightView;
+use super::path::CpuPath;
+#[cfg(target_arch = "x86_64")]
+use super::{avx2, avx512};
 
 /// Output rows per task (a multiple of the tile's 4).
 const TASK_ROWS: usize = 64;
@@ -67,18 +70,47 @@ fn for_each_task(
     });
 }
 
-/// A 4-row tile and the dot product that gives its order for leftover rows and tokens.
+/// A 4-row tile and the dot product that gives its order for leftover rows and tokens, and the
+/// tile in the same order that reads 16-bit weights as stored, for small batches.
 #[derive(Clone, Copy)]
 pub(super) struct TileAndDot {
     pub tile: Option<Tile>,
     pub dot: DotFn,
+    pub direct: Option<DirectTile>,
+}
+
+/// `f(w: [4][n] as stored, bf16, x: [tokens][n], n, tokens, out)`.
+type DirectFn = fn(&[u16], bool, &[f32], usize, usize, &mut [f32]);
+
+/// A [`DirectFn`] and the most tokens it takes per call.
+#[derive(Clone, Copy)]
+pub(super) struct DirectTile {
+    pub max_tokens: usize,
+    pub f: DirectFn,
 }
 
 impl From<&Kernels> for TileAndDot {
     fn from(k: &Kernels) -> Self {
-        TileAndDot { tile: k.tile, dot: k.dot }
+        #[cfg(target_arch = "x86_64")]
+        let direct = match k.path {
+            CpuPath::Avx512 => {
+                Some(DirectTile { max_tokens: avx512::DIRECT_TOKENS, f: avx512::tile_4_direct })
+            }
+            CpuPath::Avx2 => Some(DirectTile { max_tokens: avx2::DIRECT_TOKENS, f: avx2::tile_4_direct }),
+            CpuPath::Scalar => None,
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let direct = None;
+        TileAndDot { tile: k.tile, dot: k.dot, direct }
     }
 }
+
+/// Batches up to this many tokens read 16-bit weights as stored: widening a row into a buffer
+/// costs about what a few tokens' FMAs over it do.
+const DIRECT_MAX_TOKENS: usize = 8;
+/// Output rows per task of the direct kernel (a multiple of 4): small, since a task's work is
+/// only a few tokens per row.
+const DIRECT_TASK_ROWS: usize = 16;
 
 /// `y = x · Wᵀ` with f32 activations, weight rows widened to f32 once per task, the 4-row tile
 /// and its dot product for the leftovers.
@@ -91,6 +123,11 @@ pub(super) fn gemm_f32(
     y: &mut [f32],
 ) {
     let n_tok = x.len() / n_in;
+    if let (Some(direct), Some((halves, bf16))) = (k.direct, w.halves()) {
+        if n_tok <= DIRECT_MAX_TOKENS && n_out.is_multiple_of(4) {
+            return gemm_direct(direct, x, halves, bf16, n_in, n_out, y);
+        }
+    }
     let tile_tokens = k.tile.map_or(1, |t| t.tokens);
     for_each_task(n_out, n_tok, tile_tokens, y, |rows, toks, out| {
         ROW_BUF.with(|buf| {
@@ -106,6 +143,34 @@ pub(super) fn gemm_f32(
             let tile = k.tile.map(|t| (t.tokens, t.f));
             block_times_tokens(block, x, n_in, rows, toks, out, tile, k.dot);
         });
+    });
+}
+
+/// [`gemm_f32`] for a few tokens: 4-row groups of the stored weights against every token, in
+/// chunks of the tile's width, with no row buffer.
+fn gemm_direct(d: DirectTile, x: &[f32], w: &[u16], bf16: bool, n_in: usize, n_out: usize, y: &mut [f32]) {
+    let n_tok = x.len() / n_in;
+    assert_eq!(y.len(), n_out * n_tok, "gemm: output size");
+    let out = Out { ptr: y.as_mut_ptr(), n_out };
+    let out = &out;
+    (0..n_out.div_ceil(DIRECT_TASK_ROWS)).into_par_iter().with_max_len(1).for_each(|b| {
+        let mut res = [0f32; 4 * 8];
+        let rows = b * DIRECT_TASK_ROWS..((b + 1) * DIRECT_TASK_ROWS).min(n_out);
+        for r in rows.step_by(4) {
+            let w4 = &w[r * n_in..(r + 4) * n_in];
+            let mut t = 0;
+            while t < n_tok {
+                let tt = d.max_tokens.min(n_tok - t);
+                (d.f)(w4, bf16, &x[t * n_in..(t + tt) * n_in], n_in, tt, &mut res);
+                for (i, vals) in res[..4 * tt].chunks_exact(tt).enumerate() {
+                    for (j, v) in vals.iter().enumerate() {
+                        // SAFETY: each task writes its own rows, every token.
+                        unsafe { out.set(t + j, r + i, *v) };
+                    }
+                }
+                t += tt;
+            }
+        }
     });
 }
 

@@ -207,7 +207,7 @@ mod x86 {
             }
         }
         let folded = _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
-        let mut sum = _mm512_reduce_add_ps(folded);
+        let sum = _mm512_reduce_add_ps(folded);
         f32_leftovers(x, y, np, sum)
     }
 
@@ -221,7 +221,7 @@ mod x86 {
                 *a = _mm256_fmadd_ps(_mm256_loadu_ps(px), _mm256_loadu_ps(py), *a);
             }
         }
-        let mut sum = reduce_hadd(acc);
+        let sum = reduce_hadd(acc);
         f32_leftovers(x, y, np, sum)
     }
 

@@ -119,7 +119,7 @@ fn vec_dot_order_tiles(path: CpuPath, w: WeightView<'_>, n_tok: usize) -> Option
     #[cfg(target_arch = "x86_64")]
     {
         use super::{avx2, avx512};
-        let tile = |tokens, f, dot: DotFn| TileAndDot { tile: Some(Tile { tokens, f }), dot };
+        let tile = |tokens, f, dot: DotFn| TileAndDot { tile: Some(Tile { tokens, f }), dot, direct: None };
         let avx2_tile = n_tok >= avx2::TILE_TOKENS && path == CpuPath::Avx2;
         match w {
             WeightView::F16(_) if n_tok >= 4 && path == CpuPath::Avx512 => {
@@ -216,34 +216,50 @@ mod tests {
 
     #[test]
     fn batched_matmul_sums_each_output_in_tinyblas_lane_order() {
-        // 616 + 5 inputs: a tail past the last vector on both paths; 8 rows, 7 tokens (tiles
-        // and leftover tokens).
-        let (n_tok, n_in, n_out) = (7, 621, 8);
+        // 616 + 5 inputs: a tail past the last vector on both paths; 8 rows; token counts that
+        // take the direct small-batch tiles (whole and partial) and the row-buffer tiles.
+        let (n_in, n_out) = (621, 8);
         let mut rng = Rng::new(21);
-        let x = rng.vec(n_tok * n_in, 2.0);
         let wf = rng.vec(n_in * n_out, 1.0);
         let wh: Vec<f16> = wf.iter().map(|v| f16::from_f32(*v)).collect();
+        let wb: Vec<bf16> = wf.iter().map(|v| bf16::from_f32(*v)).collect();
         let mut checked = 0;
         for (path, lanes) in [(CpuPath::Avx2, 8), (CpuPath::Avx512, 16)] {
             if !path.supported() {
                 continue;
             }
             let k = crate::cpu::dot::kernels_for(path);
-            for f16_weights in [false, true] {
-                let (w, wv, xs) = if f16_weights {
-                    let wv: Vec<f32> = wh.iter().map(|v| v.to_f32()).collect();
-                    (WeightView::F16(&wh), wv, rounded(&x, round_to_f16))
-                } else {
-                    (WeightView::F32(&wf), wf.clone(), x.clone())
-                };
-                let mut y = vec![0f32; n_tok * n_out];
-                matmul(&k, &x, w, n_in, n_out, &mut y, RowOrder::ByTokenCount);
-                for t in 0..n_tok {
-                    for o in 0..n_out {
-                        let want = tinyblas_lane_sum(&wv[o * n_in..][..n_in], &xs[t * n_in..][..n_in], lanes);
-                        let got = y[t * n_out + o];
-                        assert_eq!(got.to_bits(), want.to_bits(), "{path:?} f16={f16_weights} t={t} o={o}");
-                        checked += 1;
+            for n_tok in [2, 3, 5, 8, 9, 19] {
+                let x = rng.vec(n_tok * n_in, 2.0);
+                for ty in ["f32", "f16", "bf16"] {
+                    let (w, wv, xs): (WeightView<'_>, Vec<f32>, Vec<f32>) = match ty {
+                        "f32" => (WeightView::F32(&wf), wf.clone(), x.clone()),
+                        "f16" => (
+                            WeightView::F16(&wh),
+                            wh.iter().map(|v| v.to_f32()).collect(),
+                            rounded(&x, round_to_f16),
+                        ),
+                        _ => (
+                            WeightView::BF16(&wb),
+                            wb.iter().map(|v| v.to_f32()).collect(),
+                            rounded(&x, round_to_bf16),
+                        ),
+                    };
+                    let mut y = vec![0f32; n_tok * n_out];
+                    // bf16 goes to the vdpbf16ps tiles under `matmul` where the CPU has them.
+                    gemm_f32((&k).into(), &xs, w, n_in, n_out, &mut y);
+                    for t in 0..n_tok {
+                        for o in 0..n_out {
+                            let want =
+                                tinyblas_lane_sum(&wv[o * n_in..][..n_in], &xs[t * n_in..][..n_in], lanes);
+                            let got = y[t * n_out + o];
+                            assert_eq!(
+                                got.to_bits(),
+                                want.to_bits(),
+                                "{path:?} {ty} n_tok={n_tok} t={t} o={o}"
+                            );
+                            checked += 1;
+                        }
                     }
                 }
             }

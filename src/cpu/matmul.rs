@@ -44,6 +44,17 @@ impl WeightView<'_> {
         }
     }
 
+    /// The raw 16-bit values of an f16 (`false`) or bf16 (`true`) weight.
+    pub(super) fn halves(&self) -> Option<(&[u16], bool)> {
+        // SAFETY: f16 and bf16 are `repr(transparent)` over u16; same length and lifetime.
+        let raw = |p: *const u16, n| unsafe { std::slice::from_raw_parts(p, n) };
+        match self {
+            WeightView::F16(s) => Some((raw(s.as_ptr().cast(), s.len()), false)),
+            WeightView::BF16(s) => Some((raw(s.as_ptr().cast(), s.len()), true)),
+            WeightView::F32(_) => None,
+        }
+    }
+
     /// Elements `[start, start + out.len())` as f32.
     pub fn to_f32_into(&self, start: usize, out: &mut [f32]) {
         let end = start + out.len();

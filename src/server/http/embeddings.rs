@@ -129,7 +129,10 @@ fn int_value(v: &Value) -> Result<i32, ApiError> {
 fn check_prompt(ctx: &Ctx<'_>, tokens: &[TokenId], pooling: Pooling) -> Result<(), ApiError> {
     params::check_tokens(tokens, ctx.loaded.vocab.n_vocab())?;
     let cfg = &ctx.state.cfg;
-    let n_ubatch = cfg.n_ubatch.min(cfg.n_batch) as usize;
+    let n_ubatch = match ctx.loaded.info.n_ubatch {
+        0 => cfg.n_ubatch.min(cfg.n_batch) as usize,
+        n => n,
+    };
     let n_ctx = ctx.loaded.backend.n_ctx_slot();
     let n = tokens.len();
     if pooling != Pooling::Last {

@@ -154,6 +154,9 @@ pub struct ModelInfo {
     pub eos_token: String,
     /// How embeddings are pooled (`--pooling`, else the model's `{arch}.pooling_type`).
     pub pooling: super::api::Pooling,
+    /// The physical batch as llama.cpp's context has it (`-ub`, capped by `-b` and `-c`): an
+    /// embedding that cannot be split must fit in it (0: `-ub` as given).
+    pub n_ubatch: usize,
 }
 
 /// Everything that exists once the model is loaded.

@@ -113,7 +113,9 @@ fn compare(want: &Value, got: &Value, at: &str, seen: &mut Seen) {
             }
         }
         (Value::Array(w), Value::Array(g)) => match (numbers(want), numbers(got)) {
-            (Some(wn), Some(gn)) if wn.iter().any(|x| x.fract() != 0.0) => compare_vectors(&wn, &gn, at, seen),
+            (Some(wn), Some(gn)) if wn.iter().any(|x| x.fract() != 0.0) => {
+                compare_vectors(&wn, &gn, at, seen)
+            }
             _ => {
                 assert_eq!(w.len(), g.len(), "{at}: length");
                 for (i, (wv, gv)) in w.iter().zip(g).enumerate() {
@@ -133,7 +135,8 @@ fn compare_infill(want: &Value, got: &Value, at: &str) {
         k
     };
     assert_eq!(keys(want), keys(got), "{at}: keys");
-    for k in ["content", "tokens", "prompt", "tokens_evaluated", "tokens_predicted", "stop_type", "truncated"] {
+    for k in ["content", "tokens", "prompt", "tokens_evaluated", "tokens_predicted", "stop_type", "truncated"]
+    {
         assert_eq!(want[k], got[k], "{at}.{k}");
     }
 }

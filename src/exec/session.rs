@@ -225,7 +225,10 @@ impl<'m> Session<'m> {
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
             return Err(ModelError::Invalid(format!("token id {bad} is out of range (n_vocab = {n_vocab})")));
         }
-        s.kv.get_mut().unwrap_or_else(|e| e.into_inner()).reserve(s.n_past + tokens.len()).map_err(ModelError::Invalid)?;
+        s.kv.get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .reserve(s.n_past + tokens.len())
+            .map_err(ModelError::Invalid)?;
         let mut out = Vec::with_capacity(tokens.len() * self.model.hparams().n_embd);
         for piece in tokens.chunks(self.n_ubatch) {
             let s = &mut self.seqs[seq];

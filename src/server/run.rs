@@ -277,8 +277,14 @@ fn load(cfg: &ServerConfig) -> Result<Loaded, String> {
     if cfg.embedding && cfg.n_batch > cfg.n_ubatch {
         // llama-server: an embedding must be evaluated in one physical batch.
         let (b, ub) = (cfg.n_batch, cfg.n_ubatch);
-        log_warn!("{}", srv("load_model", &format!("embeddings enabled with n_batch ({b}) > n_ubatch ({ub})")));
-        log_warn!("{}", srv("load_model", &format!("setting n_batch = n_ubatch = {ub} to avoid assertion failure")));
+        log_warn!(
+            "{}",
+            srv("load_model", &format!("embeddings enabled with n_batch ({b}) > n_ubatch ({ub})"))
+        );
+        log_warn!(
+            "{}",
+            srv("load_model", &format!("setting n_batch = n_ubatch = {ub} to avoid assertion failure"))
+        );
         n_batch = ub;
     }
     // llama-server: the first alias, else the model path as given on the command line.

@@ -184,10 +184,12 @@ fn tokenize_entry(p: &Value, vocab: &dyn Vocabulary) -> Result<Vec<TokenId>, Api
             // nlohmann's `get<llama_token>` keeps the low 32 bits.
             Ok(items.iter().map(|t| t.as_i64().unwrap_or(u64::MAX as i64) as i32 as TokenId).collect())
         }
-        Value::Object(o) if o.contains_key("content") => Err(ApiError::invalid(
-            "multimodal content arrays are not supported yet by rs-llama-server",
-        )),
-        Value::Object(o) if o.contains_key("prompt_string") => params::mixed(&o["prompt_string"], vocab, true, true),
+        Value::Object(o) if o.contains_key("content") => {
+            Err(ApiError::invalid("multimodal content arrays are not supported yet by rs-llama-server"))
+        }
+        Value::Object(o) if o.contains_key("prompt_string") => {
+            params::mixed(&o["prompt_string"], vocab, true, true)
+        }
         _ => Err(ApiError::invalid(BAD_ELEMENT)),
     }
 }

@@ -73,7 +73,8 @@ pub async fn handle(ctx: &Ctx<'_>, bytes: &[u8], id: u64) -> Result<Response, Ap
     // `json_value(data, "prompt", "")`: a prompt of another type is the empty string.
     let prompt = body.get("prompt").and_then(Value::as_str).unwrap_or_default();
     let prompt_tokens = vocab.encode(prompt, false, true);
-    let missing_key = |k: &str| ApiError::invalid(format!("[json.exception.out_of_range.403] key '{k}' not found"));
+    let missing_key =
+        |k: &str| ApiError::invalid(format!("[json.exception.out_of_range.403] key '{k}' not found"));
     let prefix = body.get("input_prefix").ok_or_else(|| missing_key("input_prefix"))?;
     let suffix = body.get("input_suffix").ok_or_else(|| missing_key("input_suffix"))?;
     let prefix = params::mixed(prefix, vocab, false, false)?;
@@ -86,7 +87,8 @@ pub async fn handle(ctx: &Ctx<'_>, bytes: &[u8], id: u64) -> Result<Response, Ap
         n_ctx: ctx.loaded.backend.n_ctx_slot() as i64,
         spm: cfg.spm_infill,
     };
-    let tokens = format_infill(vocab, &fim, (pre, suf, mid), &layout, prefix, suffix, &chunks, &prompt_tokens);
+    let tokens =
+        format_infill(vocab, &fim, (pre, suf, mid), &layout, prefix, suffix, &chunks, &prompt_tokens);
     if let Value::Object(o) = &mut body {
         o.insert("prompt".into(), Value::from(tokens));
     }
@@ -188,7 +190,16 @@ mod tests {
         let fim = FimTokens { rep: Some(290), sep: Some(291), bos: Some(0), ..Default::default() };
         let l = Layout { n_batch: 16, n_predict: -1, n_ctx: 4096, spm: false };
         let chunks = vec![("a".to_string(), "x".to_string())];
-        let out = format_infill(&Bytes, &fim, (280, 281, 282), &l, vec![10, 11, 12, 13], vec![20, 21, 22], &chunks, &[5]);
+        let out = format_infill(
+            &Bytes,
+            &fim,
+            (280, 281, 282),
+            &l,
+            vec![10, 11, 12, 13],
+            vec![20, 21, 22],
+            &chunks,
+            &[5],
+        );
         let mut want = vec![290];
         want.extend(Bytes.encode("myproject\n", false, false));
         want.push(291);
@@ -200,7 +211,8 @@ mod tests {
         want.extend([0, 280, 10, 11, 12, 13, 5, 281, 20, 282]);
         assert_eq!(out, want);
         let spm = Layout { spm: true, ..l };
-        let out = format_infill(&Bytes, &FimTokens::default(), (280, 281, 282), &spm, vec![10], vec![20], &[], &[]);
+        let out =
+            format_infill(&Bytes, &FimTokens::default(), (280, 281, 282), &spm, vec![10], vec![20], &[], &[]);
         assert_eq!(out, vec![281, 20, 280, 10, 282]);
     }
 }

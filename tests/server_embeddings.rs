@@ -1,6 +1,7 @@
 //! The embedding, infill and rerank endpoints against llama-server's own answers: every request
 //! of `tests/fixtures/server/embeddings-llama-server.json` (made by `make-embeddings.py` with the
-//! real llama-server 11434, good and bad input under seven flag sets) is replayed against
+//! real llama-server 11434, good and bad input under seven flag sets; its README says which
+//! build and why) is replayed against
 //! rs-llama-server started with the same flags and environment. The status must be the same, and
 //! the JSON too: the same keys in the same order, the same strings, integers and booleans, and
 //! embedding vectors (base64 ones decoded) within [`TOLERANCE`] of the vector's largest
@@ -17,11 +18,12 @@ use serde_json::Value;
 use server_support::*;
 
 /// Largest difference allowed in an embedding, relative to the vector's largest magnitude.
-/// rs-llama's CPU forward rounds as llama.cpp's does on the machine its goldens come from, but
-/// not bit for bit on every CPU: on the one this fixture was made on (AVX-512 FP16 and AMX as
-/// well), the two servers' completion logits for the same prompt differ in the fourth digit too,
-/// and embeddings by up to 1.8e-3 of the largest magnitude (the test prints its worst case).
-const TOLERANCE: f64 = 5e-3;
+/// rs-llama's forward is llama.cpp's bit for bit (on the kernel path of the golden traces), so
+/// per-token rows agree to the fixture's 7 digits; pooling and normalization may sum in another
+/// order. The test prints the worst case it saw. (Against a llama-server built natively on a CPU
+/// with AVX-512 FP16, whose f16 vector arithmetic is half precision, differences reach 2e-3:
+/// the fixture's header says how its llama-server was built.)
+const TOLERANCE: f64 = 1e-4;
 
 /// What the comparison saw, for the summary line.
 #[derive(Default)]
@@ -78,7 +80,7 @@ fn compare_vectors(want: &[f64], got: &[f64], at: &str, seen: &mut Seen) {
         let rel = (w - g).abs() / scale;
         seen.floats += 1;
         // The fixture keeps 7 significant digits.
-        if (w - g).abs() <= w.abs() * 5e-7 {
+        if (w - g).abs() <= w.abs() * 6e-7 {
             seen.identical += 1;
         }
         seen.max_rel = seen.max_rel.max(rel);

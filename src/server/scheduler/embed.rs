@@ -12,8 +12,9 @@ use crate::server::api::{ApiError, ErrorKind};
 use crate::server::embed::pool;
 
 impl Scheduler<'_, '_> {
-    /// Run the waiting embeddings while an idle slot and room in the pool allow; true when one
-    /// ran (the loop then does not pause).
+    /// Run the first waiting embedding when an idle slot and room in the pool allow; true when
+    /// one ran (the loop then does not pause). One per pass of the loop, so that the generating
+    /// slots keep decoding between the prompts of a long list.
     pub(super) fn run_embeds(&mut self) -> bool {
         let mut ran = false;
         while let Some((req, tx)) = self.embeds.pop_front() {
@@ -44,6 +45,7 @@ impl Scheduler<'_, '_> {
                 Err(e) => Err(ApiError::new(ErrorKind::Server, e.to_string())),
             });
             ran = true;
+            break;
         }
         ran
     }

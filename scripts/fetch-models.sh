@@ -26,6 +26,14 @@ for ty in f16 bf16; do
   out="$models/smollm2-135m-$ty.gguf"
   [ -s "$out" ] || ./target/release/rs-llama-gguf convert "$q41" "$out" --type "$ty"
 done
+# SmolLM2 has no fill-in-the-middle tokens: this copy names three of its special tokens as
+# prefix/suffix/middle (<jupyter_start>, <jupyter_text>, <jupyter_code>) and <file_sep> as the
+# file separator, so /infill runs (tests/server_embeddings.rs; its repo token, <reponame>, is
+# found by its text as llama.cpp finds it).
+fim="$models/smollm2-135m-fim-f16.gguf"
+[ -s "$fim" ] || ./target/release/rs-llama-gguf convert "$q41" "$fim" --type f16 \
+  --set-u32 tokenizer.ggml.fim_pre_token_id=11 --set-u32 tokenizer.ggml.fim_suf_token_id=12 \
+  --set-u32 tokenizer.ggml.fim_mid_token_id=13 --set-u32 tokenizer.ggml.fim_sep_token_id=5
 
 
 # Synthetic models traced by llama.cpp in tests/fixtures/golden (same commands as its README; the

@@ -53,6 +53,14 @@ pub fn forward_batch(model: &Model, chunks: &[SeqChunk<'_>]) -> Vec<Vec<f32>> {
     st.take_logits_by_sequence()
 }
 
+/// [`forward_batch`] returning each chunk's `result_norm` rows `[n_rows][n_embd]` (the last
+/// hidden state after the output norm, for embeddings) instead of logits; the head is skipped.
+pub fn forward_hidden(model: &Model, chunks: &[SeqChunk<'_>]) -> Vec<Vec<f32>> {
+    let st = StepState::new(model, chunks).with_hidden();
+    run_layers(model, &st);
+    st.take_logits_by_sequence()
+}
+
 fn run_layers(model: &Model, st: &StepState<'_>) {
     let w = model.weights();
     let run = |layer: usize, kind: TaskKind, mats: &[Linear<'_>]| st.run(TaskRef { layer, kind }, mats);

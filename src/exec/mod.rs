@@ -25,7 +25,7 @@ pub mod tasks;
 pub mod trace;
 
 pub use engine::EngineSession;
-pub use forward::{forward, forward_batch, OutputRows, SeqChunk};
+pub use forward::{forward, forward_batch, forward_hidden, OutputRows, SeqChunk};
 pub use kv_cache::{KvCache, KvSnapshot};
 pub use session::Session;
 

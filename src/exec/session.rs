@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use super::device::Device;
 use super::hybrid::{Hybrid, HybridOptions};
-use super::{forward, forward_batch, KvCache, KvSnapshot, OutputRows, SeqChunk};
+use super::{forward, forward_batch, forward_hidden, KvCache, KvSnapshot, OutputRows, SeqChunk};
 use crate::model::{Logits, Model, ModelError};
 use crate::TokenId;
 
@@ -204,6 +204,37 @@ impl<'m> Session<'m> {
             while next < items.len() && done[next] == items[next].tokens.len() {
                 next += 1;
             }
+        }
+        Ok(out)
+    }
+
+    /// Evaluate `tokens` after sequence `seq`'s cached positions (appending their K/V, in passes
+    /// of at most `n_ubatch` tokens) and return every token's last hidden state after the output
+    /// norm, `[n_tokens][n_embd]`: the rows llama.cpp pools into embeddings. It always runs the
+    /// CPU forward (the hybrid executor's lanes only produce logits); the weights it reads are
+    /// the model's own, so the answer does not depend on the session's device.
+    pub fn embed(&mut self, seq: usize, tokens: &[TokenId]) -> Result<Vec<f32>, ModelError> {
+        let (n_ctx, n_vocab, n_seq) = (self.n_ctx, self.model.n_vocab(), self.seqs.len());
+        let s = self
+            .seqs
+            .get_mut(seq)
+            .ok_or_else(|| ModelError::Invalid(format!("sequence {seq} of {}", n_seq)))?;
+        if s.n_past + tokens.len() > n_ctx {
+            return Err(ModelError::ContextFull { n_past: s.n_past, n_new: tokens.len(), n_ctx });
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
+            return Err(ModelError::Invalid(format!("token id {bad} is out of range (n_vocab = {n_vocab})")));
+        }
+        s.kv.get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .reserve(s.n_past + tokens.len())
+            .map_err(ModelError::Invalid)?;
+        let mut out = Vec::with_capacity(tokens.len() * self.model.hparams().n_embd);
+        for piece in tokens.chunks(self.n_ubatch) {
+            let s = &mut self.seqs[seq];
+            let chunk = SeqChunk { kv: &s.kv, tokens: piece, pos0: s.n_past, rows: OutputRows::All };
+            out.extend(forward_hidden(self.model, &[chunk]).into_iter().flatten());
+            s.n_past += piece.len();
         }
         Ok(out)
     }

@@ -77,7 +77,11 @@ pub struct StepState<'m> {
     cur: RwLock<Vec<f32>>,
     routes: RwLock<Vec<Route>>,
     ffn: Mutex<FfnOutputs>,
+    /// `result_output` `[n_rows][n_vocab]`, or with `hidden` `result_norm` `[n_rows][n_embd]`.
     logits: Mutex<Vec<f32>>,
+    /// The step returns the last hidden state after the output norm instead of logits
+    /// (embeddings): the head is not run.
+    hidden: bool,
 }
 
 /// A poisoned lock only means another lane panicked; its data is still what it wrote.
@@ -116,7 +120,15 @@ impl<'m> StepState<'m> {
             routes: RwLock::new(Vec::new()),
             ffn: Mutex::new(FfnOutputs::default()),
             logits: Mutex::new(Vec::new()),
+            hidden: false,
         }
+    }
+
+    /// The same step returning `result_norm` (the rows' last hidden state after the output
+    /// norm) instead of logits: what llama.cpp's embeddings are before pooling.
+    pub fn with_hidden(mut self) -> StepState<'m> {
+        self.hidden = true;
+        self
     }
 
     /// Rows of the batch whose logits are wanted, in order, each with whether it is its
@@ -221,14 +233,15 @@ impl<'m> StepState<'m> {
 
     /// [`StepState::take_logits`] cut by sequence, in the order of the chunks.
     pub fn take_logits_by_sequence(&self) -> Vec<Vec<f32>> {
-        let n_vocab = self.model.hparams().n_vocab;
+        let hp = self.model.hparams();
+        let width = if self.hidden { hp.n_embd } else { hp.n_vocab };
         let mut all = self.take_logits().into_iter();
         let rows = |s: &Segment<'_>| match s.rows {
             OutputRows::None => 0,
             OutputRows::Last => usize::from(s.n_tok > 0),
             OutputRows::All => s.n_tok,
         };
-        self.segments.iter().map(|s| all.by_ref().take(rows(s) * n_vocab).collect()).collect()
+        self.segments.iter().map(|s| all.by_ref().take(rows(s) * width).collect()).collect()
     }
 
     /// Run one task with the matrices `mats` (in [`super::binding::TaskMats`] order).
@@ -483,6 +496,11 @@ impl<'m> StepState<'m> {
             add_bias(&mut rows, b);
         }
         dump::tensor("result_norm", &rows);
+        if self.hidden {
+            // Whichever lane runs the head finds nothing to do: the rows are the result.
+            *lock(&self.logits) = rows;
+            return None;
+        }
         Some(rows)
     }
 

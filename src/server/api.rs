@@ -319,3 +319,51 @@ pub enum SlotActionDone {
     Restored { id_slot: i64, filename: String, n_restored: usize, n_read: u64, ms: f64 },
     Erased { id_slot: i64, n_erased: usize },
 }
+
+/// How a sequence's hidden states become its embedding (llama.cpp's `llama_pooling_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pooling {
+    /// Every token's own vector (not normalized; refused by the OpenAI endpoint). llama.cpp's
+    /// default for a model that names none.
+    #[default]
+    None,
+    Mean,
+    /// The first token's.
+    Cls,
+    /// The last token's (a prompt may then be evaluated in several passes).
+    Last,
+}
+
+impl Pooling {
+    /// `--pooling`'s names and the GGUF `{arch}.pooling_type` numbers (`rank`, 4, is not served).
+    pub fn from_name(name: &str) -> Option<Pooling> {
+        match name {
+            "none" => Some(Pooling::None),
+            "mean" => Some(Pooling::Mean),
+            "cls" => Some(Pooling::Cls),
+            "last" => Some(Pooling::Last),
+            _ => None,
+        }
+    }
+
+    pub fn from_gguf(n: u32) -> Option<Pooling> {
+        match n {
+            0 => Some(Pooling::None),
+            1 => Some(Pooling::Mean),
+            2 => Some(Pooling::Cls),
+            3 => Some(Pooling::Last),
+            _ => None,
+        }
+    }
+}
+
+/// One prompt to embed (its tokens checked by the HTTP side), and how to pool it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbedRequest {
+    pub tokens: Vec<TokenId>,
+    pub pooling: Pooling,
+}
+
+/// The answer to an [`EmbedRequest`]: one pooled vector, or (pooling none) one per token, each
+/// `n_embd` long and not yet normalized.
+pub type EmbedResult = Result<Vec<Vec<f32>>, ApiError>;

@@ -75,6 +75,14 @@ pub struct ServerConfig {
     pub device: DeviceConfig,
     /// Vertex AI's prediction routes (`AIP_MODE=PREDICTION`, read when the server starts).
     pub vertex: Option<crate::server::http::vertex::VertexAi>,
+    /// `--embedding(s)`: the embedding endpoints answer (else 501).
+    pub embedding: bool,
+    /// `--pooling` (None: the model's `{arch}.pooling_type`, else none).
+    pub pooling: Option<crate::server::api::Pooling>,
+    /// `--embd-normalize`: the default of a request's `embd_normalize`.
+    pub embd_normalize: i32,
+    /// `--spm-infill`: suffix, prefix, middle instead of prefix, suffix, middle.
+    pub spm_infill: bool,
     pub show_help: bool,
     pub show_version: bool,
     pub warnings: Vec<String>,
@@ -122,6 +130,10 @@ impl Default for ServerConfig {
             gpu_layers: None,
             device: DeviceConfig::default(),
             vertex: None,
+            embedding: false,
+            pooling: None,
+            embd_normalize: 2,
+            spm_infill: false,
             show_help: false,
             show_version: false,
             warnings: Vec::new(),
@@ -376,7 +388,7 @@ fn positive(v: &str, what: &str) -> Result<u32, String> {
 }
 
 pub fn find(arg: &str) -> Option<&'static Flag> {
-    FLAGS.iter().find(|f| f.names.contains(&arg))
+    FLAGS.iter().find(|f| f.names.contains(&arg)).or_else(|| super::args_embed::find(arg))
 }
 
 /// Flags the server takes exactly as `rs-llama` does (sampling and placement), by their first
@@ -479,6 +491,8 @@ const ENV_ARGS: &[EnvArg] = &[
     EnvArg::Switch("LLAMA_ARG_KV_UNIFIED", "-kvu", Some("-no-kvu")),
     EnvArg::Value("LLAMA_ARG_CACHE_RAM", "--cache-ram"),
     EnvArg::Switch("LLAMA_ARG_CACHE_IDLE_SLOTS", "--cache-idle-slots", Some("--no-cache-idle-slots")),
+    EnvArg::Switch("LLAMA_ARG_EMBEDDINGS", "--embeddings", None),
+    EnvArg::Value("LLAMA_ARG_POOLING", "--pooling"),
 ];
 
 fn truthy(v: &str) -> Option<bool> {
@@ -610,7 +624,8 @@ fn bad_value(arg: &str, flag: &Flag, reason: String) -> ArgError {
 pub fn usage(program: &str) -> String {
     let mut s = format!("usage: {program} -m MODEL.gguf [options]\n\n");
     let shared: Vec<&CliFlag> = FROM_RS_LLAMA.iter().filter_map(|n| find_shared(n)).collect();
-    let lines = FLAGS.iter().map(|f| (f.usage(), f.help)).chain(shared.iter().map(|f| (f.usage(), f.help)));
+    let ours = FLAGS.iter().chain(super::args_embed::FLAGS);
+    let lines = ours.map(|f| (f.usage(), f.help)).chain(shared.iter().map(|f| (f.usage(), f.help)));
     let lines: Vec<(String, &str)> = lines.collect();
     let width = lines.iter().map(|(u, _)| u.len()).max().unwrap_or(0);
     for (u, help) in lines {

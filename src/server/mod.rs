@@ -7,6 +7,8 @@
 
 pub mod api;
 pub mod args;
+pub mod args_embed;
+pub mod embed;
 pub mod http;
 pub mod prompt_cache;
 pub mod run;

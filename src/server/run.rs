@@ -273,6 +273,20 @@ fn load(cfg: &ServerConfig) -> Result<Loaded, String> {
     for w in templates.warnings() {
         log_warn!("{w}\n");
     }
+    let mut n_batch = cfg.n_batch;
+    if cfg.embedding && cfg.n_batch > cfg.n_ubatch {
+        // llama-server: an embedding must be evaluated in one physical batch.
+        let (b, ub) = (cfg.n_batch, cfg.n_ubatch);
+        log_warn!(
+            "{}",
+            srv("load_model", &format!("embeddings enabled with n_batch ({b}) > n_ubatch ({ub})"))
+        );
+        log_warn!(
+            "{}",
+            srv("load_model", &format!("setting n_batch = n_ubatch = {ub} to avoid assertion failure"))
+        );
+        n_batch = ub;
+    }
     // llama-server: the first alias, else the model path as given on the command line.
     let name = cfg.alias.first().cloned().unwrap_or_else(|| path.display().to_string());
     let info = ModelInfo {
@@ -294,12 +308,14 @@ fn load(cfg: &ServerConfig) -> Result<Loaded, String> {
         },
         bos_token: tokens.bos.unwrap_or_default(),
         eos_token: tokens.eos.unwrap_or_default(),
+        pooling: cfg.pooling.unwrap_or_else(|| super::embed::model_pooling(&file)),
+        n_ubatch: n_ctx.min(n_batch as usize).min(cfg.n_ubatch as usize),
     };
     let sched_cfg = SchedulerConfig {
         n_slots,
         n_ctx,
         n_ctx_slot,
-        n_batch: cfg.n_batch as usize,
+        n_batch: n_batch as usize,
         n_ubatch: cfg.n_ubatch as usize,
         sleep_idle: u64::try_from(cfg.sleep_idle_seconds).ok().map(Duration::from_secs),
         cache_ram_mib: cfg.cache_ram_mib,

@@ -214,6 +214,12 @@ impl Tokenizer {
     pub fn add_sep(&self) -> bool {
         self.vocab.add_sep
     }
+    /// Fill-in-the-middle tokens (given by key, or found by text as llama.cpp finds them):
+    /// `(prefix, suffix, middle, repo, file separator)`.
+    pub fn fim(&self) -> [Option<TokenId>; 5] {
+        let ids = &self.vocab.ids;
+        [ids.fim_pre, ids.fim_suf, ids.fim_mid, ids.fim_rep, ids.fim_sep]
+    }
     /// The separator id (`[SEP]` for BERT).
     pub fn sep(&self) -> Option<TokenId> {
         self.vocab.ids.sep

@@ -11,6 +11,8 @@ pub mod anthropic;
 pub mod apis;
 pub mod chat;
 pub mod completion;
+pub mod embeddings;
+pub mod infill;
 pub mod info;
 pub mod json;
 pub mod nljson;
@@ -32,7 +34,8 @@ use axum::response::Response;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::api::{
-    ApiError, ErrorKind, GenerateEvent, GenerateRequest, Metrics, SlotAction, SlotActionDone, SlotInfo,
+    ApiError, EmbedRequest, EmbedResult, ErrorKind, GenerateEvent, GenerateRequest, Metrics, SlotAction,
+    SlotActionDone, SlotInfo,
 };
 use super::args::ServerConfig;
 use crate::chat::ChatTemplates;
@@ -60,6 +63,12 @@ pub trait Backend: Send + Sync {
     ) -> tokio::sync::oneshot::Receiver<Result<SlotActionDone, ApiError>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let _ = tx.send(Err(ApiError::new(ErrorKind::NotSupported, "slot actions are not supported here")));
+        rx
+    }
+    /// Embed one prompt (a backend without a model refuses it).
+    fn embed(&self, _req: EmbedRequest) -> tokio::sync::oneshot::Receiver<EmbedResult> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = tx.send(Err(ApiError::new(ErrorKind::NotSupported, "embeddings are not supported here")));
         rx
     }
 }
@@ -92,6 +101,9 @@ impl Backend for super::scheduler::SchedulerHandle {
     ) -> tokio::sync::oneshot::Receiver<Result<SlotActionDone, ApiError>> {
         super::scheduler::SchedulerHandle::slot_action(self, action)
     }
+    fn embed(&self, req: EmbedRequest) -> tokio::sync::oneshot::Receiver<EmbedResult> {
+        super::scheduler::SchedulerHandle::embed(self, req)
+    }
 }
 
 /// The tokenizer as the endpoints use it (a trait so that tests need no model file).
@@ -100,6 +112,10 @@ pub trait Vocabulary: Send + Sync {
     fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<TokenId>;
     /// A token's bytes, special tokens rendered (llama.cpp's `common_token_to_piece`).
     fn piece(&self, id: TokenId) -> Vec<u8>;
+    /// The fill-in-the-middle tokens (`/infill`); none by default.
+    fn fim(&self) -> infill::FimTokens {
+        infill::FimTokens::default()
+    }
 }
 
 impl Vocabulary for crate::tokenizer::Tokenizer {
@@ -111,6 +127,11 @@ impl Vocabulary for crate::tokenizer::Tokenizer {
     }
     fn piece(&self, id: TokenId) -> Vec<u8> {
         self.token_to_piece(id, true)
+    }
+    fn fim(&self) -> infill::FimTokens {
+        let [pre, suf, mid, rep, sep] = crate::tokenizer::Tokenizer::fim(self);
+        let bos = if self.add_bos() { self.bos() } else { None };
+        infill::FimTokens { pre, suf, mid, rep, sep, bos }
     }
 }
 
@@ -131,6 +152,11 @@ pub struct ModelInfo {
     pub vocab_type: i32,
     pub bos_token: String,
     pub eos_token: String,
+    /// How embeddings are pooled (`--pooling`, else the model's `{arch}.pooling_type`).
+    pub pooling: super::api::Pooling,
+    /// The physical batch as llama.cpp's context has it (`-ub`, capped by `-b` and `-c`): an
+    /// embedding that cannot be split must fit in it (0: `-ub` as given).
+    pub n_ubatch: usize,
 }
 
 /// Everything that exists once the model is loaded.
@@ -274,8 +300,8 @@ async fn route(state: &AppState, loaded: &Loaded, req: Request) -> Result<Respon
 pub const GET_PATHS: &[&str] =
     &["/health", "/v1/health", "/metrics", "/props", "/models", "/v1/models", "/slots"];
 
-/// The POST endpoints, in llama-server's order of registration (its embeddings, infill, rerank
-/// and LoRA endpoints are not served: 404; `/slots/{id}` actions are [`slot_actions`]).
+/// The POST endpoints, in llama-server's order of registration (its LoRA endpoints are not
+/// served: 404; `/slots/{id}` actions are [`slot_actions`]).
 pub const POST_PATHS: &[&str] = &[
     "/props",
     "/completion",
@@ -286,6 +312,14 @@ pub const POST_PATHS: &[&str] = &[
     "/v1/responses",
     "/responses",
     "/v1/messages",
+    "/infill",
+    "/embedding",
+    "/embeddings",
+    "/v1/embeddings",
+    "/rerank",
+    "/reranking",
+    "/v1/rerank",
+    "/v1/reranking",
     "/tokenize",
     "/detokenize",
     "/apply-template",
@@ -319,6 +353,15 @@ async fn post(ctx: &info::Ctx<'_>, path: &str, body: &[u8]) -> Result<Response, 
         "/chat/completions" | "/v1/chat/completions" => {
             completion::handle(ctx, completion::Kind::OaiChat, body, id).await
         }
+        "/embedding" | "/embeddings" => embeddings::handle(ctx, false, body).await,
+        "/v1/embeddings" => embeddings::handle(ctx, true, body).await,
+        "/infill" => infill::handle(ctx, body, id).await,
+        // Reranking needs a model with a classifier head and `--reranking`, which rs-llama
+        // does not have: the answer of a llama-server started without it.
+        "/rerank" | "/reranking" | "/v1/rerank" | "/v1/reranking" => Err(ApiError::new(
+            ErrorKind::NotSupported,
+            "This server does not support reranking. Start it with `--reranking`",
+        )),
         p if apis::handles(p) => apis::route(ctx, p, body, id).await,
         _ => Err(not_found()),
     }

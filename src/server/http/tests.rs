@@ -11,7 +11,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use super::*;
 use crate::chat::TokenTexts;
-use crate::server::api::{Final, Partial, StopType, Timings, TokenProb, TokenProbs};
+use crate::server::api::{Final, Partial, Pooling, StopType, Timings, TokenProb, TokenProbs};
 
 /// Byte-level: id 0 is BOS, byte b is id b+1.
 pub(super) struct Bytes;
@@ -127,6 +127,16 @@ impl Backend for Fake {
         4
     }
     fn shutdown(&self) {}
+    /// Pooled: `[3, 4]`; pooling none: `[id, 1]` per token.
+    fn embed(&self, req: EmbedRequest) -> tokio::sync::oneshot::Receiver<EmbedResult> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let rows = match req.pooling {
+            Pooling::None => req.tokens.iter().map(|&t| vec![t as f32, 1.0]).collect(),
+            _ => vec![vec![3.0, 4.0]],
+        };
+        let _ = tx.send(Ok(rows));
+        rx
+    }
 }
 
 pub(super) fn server(args: &[&str]) -> (Arc<AppState>, Arc<Fake>) {
@@ -135,8 +145,15 @@ pub(super) fn server(args: &[&str]) -> (Arc<AppState>, Arc<Fake>) {
     let templates = ChatTemplates::new("chatml", None, None, TokenTexts::default(), true).unwrap();
     let name = state.cfg.alias.first().cloned().unwrap_or("fake.gguf".into());
     let aliases = if state.cfg.alias.is_empty() { vec![name.clone()] } else { state.cfg.alias.clone() };
-    let info =
-        ModelInfo { name, aliases, path: "/m/fake.gguf".into(), n_ctx_train: 2048, ..Default::default() };
+    let pooling = state.cfg.pooling.unwrap_or_default();
+    let info = ModelInfo {
+        name,
+        aliases,
+        path: "/m/fake.gguf".into(),
+        n_ctx_train: 2048,
+        pooling,
+        ..Default::default()
+    };
     let loaded = Loaded {
         backend: fake.clone(),
         vocab: Arc::new(Bytes),
@@ -195,6 +212,9 @@ fn error_of(r: &Reply) -> (u64, String, String) {
     let e = &r.json()["error"];
     (e["code"].as_u64().unwrap(), e["message"].as_str().unwrap().into(), e["type"].as_str().unwrap().into())
 }
+
+#[path = "tests_embed.rs"]
+mod embed;
 
 #[tokio::test]
 async fn health_loading_and_unknown_paths() {

@@ -165,7 +165,8 @@ mod tests {
         assert_eq!(endpoint("completions"), Some(("/completions", false)));
         assert_eq!(endpoint("/v1/completions"), Some(("/v1/completions", false)));
         assert_eq!(endpoint("props"), Some(("/props", true)));
-        assert_eq!(endpoint("embeddings"), None);
+        assert_eq!(endpoint("embeddings"), Some(("/embeddings", false)));
+        assert_eq!(endpoint("loraAdapters"), None);
     }
 
     /// `POST /predict` over the scripted backend: each instance answered by its endpoint, in
@@ -198,7 +199,8 @@ mod tests {
         assert_eq!(p[0]["object"], "chat.completion");
         assert_eq!(p[1]["content"], "Hello world");
         assert_eq!(p[2]["tokens"], json!([98, 99]));
-        assert_eq!(p[3]["error"]["message"], "no handler registered for @requestFormat: embeddings");
+        // Served, and refused as by a llama-server started without `--embeddings`.
+        assert_eq!(p[3]["error"]["code"], 501);
         assert_eq!(p[4]["error"]["message"], "each instance must include a string @requestFormat");
         assert_eq!(p[5]["error"]["code"], 400);
         assert!(!fake.seen.lock().unwrap()[0].stream, "an instance is never streamed");

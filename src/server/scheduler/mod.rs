@@ -21,11 +21,12 @@ use std::time::Instant;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 mod admit;
+mod embed;
 mod slot_actions;
 
 use super::api::{
-    ApiError, ErrorKind, GenerateEvent, GenerateRequest, Metrics, SlotAction, SlotActionDone, SlotInfo,
-    StopType,
+    ApiError, EmbedRequest, EmbedResult, ErrorKind, GenerateEvent, GenerateRequest, Metrics, SlotAction,
+    SlotActionDone, SlotInfo, StopType,
 };
 use super::prompt_cache::PromptCache;
 use super::slot::{Generation, Next};
@@ -143,8 +144,12 @@ pub fn cuda_session(
 enum Command {
     Submit(Box<Task>),
     SlotAction(SlotAction, ActionReply),
+    Embed(EmbedRequest, EmbedReply),
     Shutdown,
 }
+
+/// Where an embedding's answer goes.
+type EmbedReply = tokio::sync::oneshot::Sender<EmbedResult>;
 
 /// Where a slot action's answer goes.
 type ActionReply = tokio::sync::oneshot::Sender<Result<SlotActionDone, ApiError>>;
@@ -231,6 +236,18 @@ impl SchedulerHandle {
         rx
     }
 
+    /// Embed one prompt on an idle slot (see `embed.rs`).
+    pub fn embed(&self, req: EmbedRequest) -> tokio::sync::oneshot::Receiver<EmbedResult> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let down = || ApiError::new(ErrorKind::Unavailable, "the server is shutting down");
+        if self.shared.stopped.load(Ordering::Acquire) {
+            let _ = tx.send(Err(down()));
+        } else if let Err(mpsc::SendError(Command::Embed(_, tx))) = self.tx.send(Command::Embed(req, tx)) {
+            let _ = tx.send(Err(down()));
+        }
+        rx
+    }
+
     /// Stop taking requests, cancel the running ones and end the thread.
     pub fn shutdown(&self) {
         self.shared.stopped.store(true, Ordering::Release);
@@ -282,6 +299,7 @@ pub fn start(
 struct Carry {
     queue: VecDeque<Task>,
     actions: VecDeque<(SlotAction, ActionReply)>,
+    embeds: VecDeque<(EmbedRequest, EmbedReply)>,
     metrics: Metrics,
 }
 
@@ -336,12 +354,16 @@ fn run_until_shutdown(
                     for (_, tx) in carry.actions.drain(..) {
                         let _ = tx.send(Err(ApiError::new(ErrorKind::Server, why.clone())));
                     }
+                    for (_, tx) in carry.embeds.drain(..) {
+                        let _ = tx.send(Err(ApiError::new(ErrorKind::Server, why.clone())));
+                    }
                 }
             },
         }
         match rx.recv() {
             Ok(Command::Submit(t)) => carry.queue.push_back(*t),
             Ok(Command::SlotAction(a, tx)) => carry.actions.push_back((a, tx)),
+            Ok(Command::Embed(e, tx)) => carry.embeds.push_back((e, tx)),
             Ok(Command::Shutdown) | Err(_) => return,
         }
     }
@@ -411,6 +433,8 @@ struct Scheduler<'m, 't> {
     prompt_cache: Option<PromptCache>,
     /// Slot actions waiting for their slot to be idle.
     actions: VecDeque<(SlotAction, ActionReply)>,
+    /// Embeddings waiting for an idle slot.
+    embeds: VecDeque<(EmbedRequest, EmbedReply)>,
 }
 
 impl<'m, 't> Scheduler<'m, 't> {
@@ -433,6 +457,7 @@ impl<'m, 't> Scheduler<'m, 't> {
             slots,
             queue: carry.queue,
             actions: carry.actions,
+            embeds: carry.embeds,
             step: 0,
             metrics: carry.metrics,
             grammar_vocab: None,
@@ -447,6 +472,7 @@ impl<'m, 't> Scheduler<'m, 't> {
         loop {
             let idle = self.queue.is_empty()
                 && self.actions.is_empty()
+                && self.embeds.is_empty()
                 && self.slots.iter().all(|s| s.gen.is_none());
             if idle {
                 let c = match self.cfg.sleep_idle {
@@ -465,7 +491,8 @@ impl<'m, 't> Scheduler<'m, 't> {
                         let metrics = self.metrics;
                         let queue = std::mem::take(&mut self.queue);
                         let actions = std::mem::take(&mut self.actions);
-                        return Ended::Idle(Carry { queue, actions, metrics });
+                        let embeds = std::mem::take(&mut self.embeds);
+                        return Ended::Idle(Carry { queue, actions, embeds, metrics });
                     }
                     Err(mpsc::RecvTimeoutError::Disconnected) => {
                         self.stop();
@@ -482,8 +509,9 @@ impl<'m, 't> Scheduler<'m, 't> {
             }
             self.drop_cancelled();
             self.run_slot_actions();
+            let embedded = self.run_embeds();
             self.admit();
-            if !self.run_step() {
+            if !self.run_step() && !embedded {
                 // Nothing could run (everything waits for room): do not spin.
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
@@ -502,6 +530,10 @@ impl<'m, 't> Scheduler<'m, 't> {
                 self.actions.push_back((a, tx));
                 true
             }
+            Command::Embed(e, tx) => {
+                self.embeds.push_back((e, tx));
+                true
+            }
             Command::Shutdown => false,
         }
     }
@@ -515,6 +547,9 @@ impl<'m, 't> Scheduler<'m, 't> {
             let _ = t.tx.send(unavailable());
         }
         for (_, tx) in self.actions.drain(..) {
+            let _ = tx.send(Err(ApiError::new(ErrorKind::Unavailable, "the server is shutting down")));
+        }
+        for (_, tx) in self.embeds.drain(..) {
             let _ = tx.send(Err(ApiError::new(ErrorKind::Unavailable, "the server is shutting down")));
         }
         for s in &mut self.slots {

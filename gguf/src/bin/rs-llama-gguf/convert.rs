@@ -37,6 +37,20 @@ pub struct Args {
     /// Type of the converted weight matrices.
     #[arg(long = "type", value_enum)]
     target: Target,
+    /// Set a u32 metadata key, `KEY=N` (repeatable): replaced in place when the input has it, else
+    /// added after the input's keys. Made for test models, e.g. FIM token ids
+    /// (`tokenizer.ggml.fim_pre_token_id=7`) on a model that has none.
+    #[arg(long = "set-u32", value_name = "KEY=N", value_parser = parse_set_u32)]
+    set_u32: Vec<(String, u32)>,
+}
+
+fn parse_set_u32(s: &str) -> Result<(String, u32), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("expected KEY=N, got '{s}'"))?;
+    let n = v.trim().parse::<u32>().map_err(|_| format!("'{v}' is not a u32"))?;
+    if k.is_empty() {
+        return Err(format!("expected KEY=N, got '{s}'"));
+    }
+    Ok((k.to_string(), n))
 }
 
 /// ggml's GGML_QNT_VERSION, which llama-quantize stamps on every file it writes.
@@ -73,6 +87,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .filter(|(k, _)| k != KEY_QUANT_VERSION && k != KEY_FILE_TYPE && !SPLIT_KEYS.contains(&k.as_str()))
         .cloned()
         .collect();
+    for (key, n) in &args.set_u32 {
+        match kv.iter_mut().find(|(k, _)| k == key) {
+            Some((_, v)) => *v = Value::U32(*n),
+            None => kv.push((key.clone(), Value::U32(*n))),
+        }
+    }
     kv.push((KEY_QUANT_VERSION.to_string(), Value::U32(QUANT_VERSION)));
     kv.push((KEY_FILE_TYPE.to_string(), Value::U32(args.target.file_type())));
     let alignment = alignment_of(&kv);

@@ -39,6 +39,21 @@ pub fn vec_dot_f16(x: &[f16], y: &[f16]) -> f32 {
     x.iter().zip(y).map(|(a, b)| (a.to_f32() * b.to_f32()) as f64).sum::<f64>() as f32
 }
 
+/// `out[o] = vec_dot_f16(w[o], xh)` for the consecutive rows of `w` (`out.len()` of them);
+/// `x32` is `xh` widened to f32, which the AVX2 kernel reads instead.
+pub fn vec_dot_f16_rows(w: &[f16], xh: &[f16], x32: &[f32], out: &mut [f32]) {
+    let n = xh.len();
+    assert!(x32.len() == n && w.len() >= out.len() * n, "vec_dot_f16_rows: shapes");
+    #[cfg(target_arch = "x86_64")]
+    if active() == CpuPath::Avx2 {
+        // SAFETY: the active path's features were detected when it was chosen.
+        return unsafe { x86::rows_f16_avx2(w, x32, out) };
+    }
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(n)) {
+        *o = vec_dot_f16(row, xh);
+    }
+}
+
 /// `ggml_vec_dot_bf16`: with `vdpbf16ps`, two accumulators over 64-element blocks; with AVX-512F
 /// only, two over 32-element blocks; with AVX2, four over 32-element blocks; then the rest in f64.
 /// ggml writes the last two as a multiply then an add (which GCC contracts into an FMA anyway,
@@ -141,8 +156,33 @@ mod x86 {
     use half::{bf16, f16};
     use std::arch::x86_64::*;
 
+    // Inlined: a GEMV calls it once per row, mostly with nothing past the last block.
+    #[inline(always)]
     fn tail_f64<T: Copy + Into<f32>>(x: &[T], y: &[T], from: usize) -> f64 {
         x[from..].iter().zip(&y[from..]).map(|(a, b)| ((*a).into() * (*b).into()) as f64).sum()
+    }
+
+    /// [`vec_dot_f16_avx2`] of consecutive rows of `w` against one activation given widened to
+    /// f32 (exact): the same bits, without widening the activation again for every row, which on
+    /// AVX2 takes as many conversions as the weights do.
+    #[target_feature(enable = "avx2,f16c,fma")]
+    pub(super) unsafe fn rows_f16_avx2(w: &[f16], x: &[f32], out: &mut [f32]) {
+        let n = x.len();
+        let np = n / 32 * 32;
+        for (o, row) in out.iter_mut().zip(w.chunks_exact(n)) {
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for i in (0..np).step_by(32) {
+                for (j, a) in acc.iter_mut().enumerate() {
+                    let wv = _mm256_cvtph_ps(_mm_loadu_si128(row.as_ptr().add(i + 8 * j).cast()));
+                    *a = _mm256_fmadd_ps(_mm256_loadu_ps(x.as_ptr().add(i + 8 * j)), wv, *a);
+                }
+            }
+            let mut tail = 0f64;
+            for (a, b) in row[np..].iter().zip(&x[np..]) {
+                tail += (a.to_f32() * b) as f64;
+            }
+            *o = (reduce_hadd(acc) as f64 + tail) as f32;
+        }
     }
 
     #[target_feature(enable = "avx512f")]
@@ -377,6 +417,27 @@ mod x86 {
 
 #[cfg(test)]
 mod tests {
+    /// The AVX2 GEMV rows (activation widened once) give `ggml_vec_dot_f16`'s AVX2 bits per row.
+    #[test]
+    fn avx2_f16_rows_are_the_one_row_dot() {
+        if !CpuPath::Avx2.supported() {
+            return;
+        }
+        for n in [32usize, 45, 576, 621] {
+            let xh: Vec<f16> = values(3 + n as u64, n).iter().map(|v| f16::from_f32(*v)).collect();
+            let x32: Vec<f32> = xh.iter().map(|v| v.to_f32()).collect();
+            let w: Vec<f16> = values(n as u64, 5 * n).iter().map(|v| f16::from_f32(*v)).collect();
+            let mut out = [0f32; 5];
+            // SAFETY: AVX2+FMA+F16C checked above.
+            unsafe { x86::rows_f16_avx2(&w, &x32, &mut out) };
+            for (r, got) in out.iter().enumerate() {
+                // SAFETY: as above.
+                let want = unsafe { x86::vec_dot_f16_avx2(&w[r * n..][..n], &xh) };
+                assert_eq!(got.to_bits(), want.to_bits(), "n={n} row {r}");
+            }
+        }
+    }
+
     /// Each bf16 tile against the one-output dot whose order it keeps: the expert tile
     /// (`ggml_vec_dot_bf16`) and the tinyBLAS tile.
     #[test]

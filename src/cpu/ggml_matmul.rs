@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use super::dot::{DotFn, Kernels, Tile};
 use super::gemm::{gemm_bf16_dp, gemm_f32, TileAndDot, BF16_TINYBLAS, BF16_VEC_DOT};
-use super::ggml_dot::{has_dpbf16, vec_dot_bf16, vec_dot_f16, vec_dot_f32};
+use super::ggml_dot::{has_dpbf16, vec_dot_bf16, vec_dot_f16, vec_dot_f16_rows, vec_dot_f32};
 use super::matmul::{check_shapes, matmul_plain, transpose_into, WeightView};
 use super::numerics::{round_to_bf16, round_to_f16};
 use super::path::CpuPath;
@@ -83,6 +83,8 @@ pub(super) fn matvec_many(x: &[f32], mats: &mut [(WeightView<'_>, &mut [f32])]) 
     } else {
         Vec::new()
     };
+    // On AVX2 the f16 rows read it widened instead (see `vec_dot_f16_rows`).
+    let x16_as_f32: Vec<f32> = xh.iter().map(|v| v.to_f32()).collect();
     let xb: Vec<bf16> = if has(|w| matches!(w, WeightView::BF16(_))) {
         x.iter().map(|v| bf16::from_f32(*v)).collect()
     } else {
@@ -96,6 +98,9 @@ pub(super) fn matvec_many(x: &[f32], mats: &mut [(WeightView<'_>, &mut [f32])]) 
         }
     }
     items.into_par_iter().for_each(|(w, out)| {
+        if let WeightView::F16(ws) = w {
+            return vec_dot_f16_rows(ws, &xh, &x16_as_f32, out);
+        }
         // One row after the other: a single sequential stream is what the hardware prefetcher
         // follows best (interleaving four rows' loads halved decode speed here).
         for (o, v) in out.iter_mut().enumerate() {

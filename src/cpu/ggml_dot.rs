@@ -438,6 +438,58 @@ mod tests {
         }
     }
 
+    /// The few-token row kernels (`vec_dot_tokens`) give every token its one-row dot's bits.
+    #[test]
+    fn row_token_kernels_are_the_one_row_dots() {
+        use crate::cpu::vec_dot_tokens::x86 as rows;
+        let mut checked = 0;
+        for n in [32usize, 45, 64, 130, 621] {
+            let w = values(n as u64, n);
+            let x = values(5 + n as u64, 6 * n);
+            let (wh, wb): (Vec<f16>, Vec<bf16>) = (
+                w.iter().map(|v| f16::from_f32(*v)).collect(),
+                w.iter().map(|v| bf16::from_f32(*v)).collect(),
+            );
+            let (xh, xb): (Vec<f16>, Vec<bf16>) = (
+                x.iter().map(|v| f16::from_f32(*v)).collect(),
+                x.iter().map(|v| bf16::from_f32(*v)).collect(),
+            );
+            let xh32: Vec<f32> = xh.iter().map(|v| v.to_f32()).collect();
+            let xb32: Vec<f32> = xb.iter().map(|v| v.to_f32()).collect();
+            let bits_h: Vec<u16> = wh.iter().map(|v| v.to_bits()).collect();
+            let bits_b: Vec<u16> = wb.iter().map(|v| v.to_bits()).collect();
+            let mut check = |f: super::super::vec_dot_tokens::RowTokensFn,
+                             tokens: usize,
+                             bf: bool,
+                             dot: &dyn Fn(usize) -> f32| {
+                for t in 1..=tokens {
+                    let mut out = vec![0f32; t];
+                    let (bits, xs) = if bf { (&bits_b, &xb32) } else { (&bits_h, &xh32) };
+                    f(bits, bf, &xs[..t * n], n, &mut out);
+                    for (k, got) in out.iter().enumerate() {
+                        assert_eq!(got.to_bits(), dot(k).to_bits(), "n={n} bf16={bf} {t} tokens, token {k}");
+                        checked += 1;
+                    }
+                }
+            };
+            // SAFETY (each dot): the path's features are checked before it runs.
+            if CpuPath::Avx2.supported() {
+                check(rows::row_tokens_avx2, rows::AVX2_TOKENS, false, &|k| unsafe {
+                    x86::vec_dot_f16_avx2(&wh, &xh[k * n..(k + 1) * n])
+                });
+                check(rows::row_tokens_avx2, rows::AVX2_TOKENS, true, &|k| unsafe {
+                    x86::vec_dot_bf16_avx2(&wb, &xb[k * n..(k + 1) * n])
+                });
+            }
+            if CpuPath::Avx512.supported() {
+                check(rows::row_tokens_f16_avx512, rows::AVX512_TOKENS, false, &|k| unsafe {
+                    x86::vec_dot_f16_avx512(&wh, &xh[k * n..(k + 1) * n])
+                });
+            }
+        }
+        eprintln!("{checked} outputs checked");
+    }
+
     /// Each bf16 tile against the one-output dot whose order it keeps: the expert tile
     /// (`ggml_vec_dot_bf16`) and the tinyBLAS tile.
     #[test]

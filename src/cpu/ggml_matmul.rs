@@ -14,6 +14,7 @@ use super::ggml_dot::{has_dpbf16, vec_dot_bf16, vec_dot_f16, vec_dot_f16_rows, v
 use super::matmul::{check_shapes, matmul_plain, transpose_into, WeightView};
 use super::numerics::{round_to_bf16, round_to_f16};
 use super::path::CpuPath;
+use super::vec_dot_tokens::{row_tokens_kernel, RowTokensFn};
 
 /// Which of ggml's two matmul kinds a call stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +44,14 @@ pub(super) fn matmul(
     // tinyBLAS takes only whole 4-row tiles: with n_out % 4 != 0 ggml's mul_mat falls back to its
     // one-row dot products, the order of `mul_mat_id`.
     let per_row = order == RowOrder::PerRow || !n_out.is_multiple_of(4);
+    if per_row && n_tok <= ROW_TOKENS_MAX_BATCH {
+        if let Some((halves, bf16)) = w.halves() {
+            if let Some((f, per_call)) = row_tokens_kernel(bf16) {
+                let xr = rounded(x, if bf16 { round_to_bf16 } else { round_to_f16 });
+                return each_output_direct(f, per_call, halves, bf16, &xr, n_in, n_out, y);
+            }
+        }
+    }
     if per_row {
         if let Some((tiles, round)) = vec_dot_order_tiles(k.path, w, n_tok) {
             return gemm_f32(tiles, &rounded(x, round), w, n_in, n_out, y);
@@ -146,6 +155,38 @@ fn vec_dot_order_tiles(path: CpuPath, w: WeightView<'_>, n_tok: usize) -> Option
         let _ = (path, w, n_tok);
         None
     }
+}
+
+/// Batches up to this many tokens keep the one-token order reading the weights as stored (see
+/// `vec_dot_tokens`); larger ones widen blocks of rows once for all their tokens.
+const ROW_TOKENS_MAX_BATCH: usize = 8;
+
+/// [`each_output`] with a kernel that reads each 16-bit weight row once for up to `per_call`
+/// tokens (`x`: the activations rounded to the weight type).
+#[allow(clippy::too_many_arguments)]
+fn each_output_direct(
+    f: RowTokensFn,
+    per_call: usize,
+    w: &[u16],
+    bf16: bool,
+    x: &[f32],
+    n_in: usize,
+    n_out: usize,
+    y: &mut [f32],
+) {
+    const ROWS: usize = 16;
+    let n_tok = x.len() / n_in;
+    let mut yt = vec![0f32; n_out * n_tok];
+    yt.par_chunks_mut(ROWS * n_tok).enumerate().for_each(|(block, out)| {
+        for (r, col) in out.chunks_exact_mut(n_tok).enumerate() {
+            let row = &w[(block * ROWS + r) * n_in..][..n_in];
+            for (c, part) in col.chunks_mut(per_call).enumerate() {
+                let t = c * per_call;
+                f(row, bf16, &x[t * n_in..(t + part.len()) * n_in], n_in, part);
+            }
+        }
+    });
+    transpose_into(&yt, n_tok, n_out, y);
 }
 
 fn rounded(x: &[f32], round: fn(&mut [f32])) -> Vec<f32> {

@@ -15,6 +15,7 @@ mod ggml_matmul;
 pub mod matmul;
 pub mod numerics;
 pub mod path;
+mod vec_dot_tokens;
 pub mod vexp;
 
 pub use matmul::{matmul, matmul_many, matmul_per_row, matmul_with, WeightView};

@@ -54,6 +54,20 @@ pub fn vec_dot_f16_rows(w: &[f16], xh: &[f16], x32: &[f32], out: &mut [f32]) {
     }
 }
 
+/// `out[o] = vec_dot_bf16(w[o], xb)` for the consecutive rows of `w`; `x32` is `xb` widened.
+pub fn vec_dot_bf16_rows(w: &[bf16], xb: &[bf16], x32: &[f32], out: &mut [f32]) {
+    let n = xb.len();
+    assert!(x32.len() == n && w.len() >= out.len() * n, "vec_dot_bf16_rows: shapes");
+    #[cfg(target_arch = "x86_64")]
+    if active() == CpuPath::Avx2 {
+        // SAFETY: the active path's features were detected when it was chosen.
+        return unsafe { x86::rows_bf16_avx2(w, x32, out) };
+    }
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(n)) {
+        *o = vec_dot_bf16(row, xb);
+    }
+}
+
 /// `ggml_vec_dot_bf16`: with `vdpbf16ps`, two accumulators over 64-element blocks; with AVX-512F
 /// only, two over 32-element blocks; with AVX2, four over 32-element blocks; then the rest in f64.
 /// ggml writes the last two as a multiply then an add (which GCC contracts into an FMA anyway,
@@ -160,6 +174,35 @@ mod x86 {
     #[inline(always)]
     fn tail_f64<T: Copy + Into<f32>>(x: &[T], y: &[T], from: usize) -> f64 {
         x[from..].iter().zip(&y[from..]).map(|(a, b)| ((*a).into() * (*b).into()) as f64).sum()
+    }
+
+    /// [`vec_dot_bf16_avx2`] of consecutive rows of `w` against one activation widened to f32
+    /// (exact), as [`rows_f16_avx2`] does for f16.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn rows_bf16_avx2(w: &[bf16], x: &[f32], out: &mut [f32]) {
+        let n = x.len();
+        let np = n / 32 * 32;
+        let widen = |p: *const bf16| {
+            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast()))))
+        };
+        for (o, row) in out.iter_mut().zip(w.chunks_exact(n)) {
+            let mut c = [_mm256_setzero_ps(); 4];
+            for i in (0..np).step_by(32) {
+                for (j, a) in c.iter_mut().enumerate() {
+                    let xv = _mm256_loadu_ps(x.as_ptr().add(i + 8 * j));
+                    *a = _mm256_fmadd_ps(widen(row.as_ptr().add(i + 8 * j)), xv, *a);
+                }
+            }
+            let f = _mm256_add_ps(_mm256_add_ps(c[0], c[2]), _mm256_add_ps(c[1], c[3]));
+            let g = _mm_add_ps(_mm256_extractf128_ps::<1>(f), _mm256_castps256_ps128(f));
+            let g = _mm_add_ps(g, _mm_movehl_ps(g, g));
+            let g = _mm_add_ss(g, _mm_movehdup_ps(g));
+            let mut tail = 0f64;
+            for (a, b) in row[np..].iter().zip(&x[np..]) {
+                tail += (a.to_f32() * b) as f64;
+            }
+            *o = (_mm_cvtss_f32(g) as f64 + tail) as f32;
+        }
     }
 
     /// [`vec_dot_f16_avx2`] of consecutive rows of `w` against one activation given widened to
@@ -417,9 +460,9 @@ mod x86 {
 
 #[cfg(test)]
 mod tests {
-    /// The AVX2 GEMV rows (activation widened once) give `ggml_vec_dot_f16`'s AVX2 bits per row.
+    /// The AVX2 GEMV rows (activation widened once) give the one-row dots' AVX2 bits, f16 and bf16.
     #[test]
-    fn avx2_f16_rows_are_the_one_row_dot() {
+    fn avx2_gemv_rows_are_the_one_row_dot() {
         if !CpuPath::Avx2.supported() {
             return;
         }
@@ -434,6 +477,16 @@ mod tests {
                 // SAFETY: as above.
                 let want = unsafe { x86::vec_dot_f16_avx2(&w[r * n..][..n], &xh) };
                 assert_eq!(got.to_bits(), want.to_bits(), "n={n} row {r}");
+            }
+            let xb: Vec<bf16> = x32.iter().map(|v| bf16::from_f32(*v * 1.7)).collect();
+            let xb32: Vec<f32> = xb.iter().map(|v| v.to_f32()).collect();
+            let wb: Vec<bf16> = w.iter().map(|v| bf16::from_f32(v.to_f32())).collect();
+            // SAFETY: as above.
+            unsafe { x86::rows_bf16_avx2(&wb, &xb32, &mut out) };
+            for (r, got) in out.iter().enumerate() {
+                // SAFETY: as above.
+                let want = unsafe { x86::vec_dot_bf16_avx2(&wb[r * n..][..n], &xb) };
+                assert_eq!(got.to_bits(), want.to_bits(), "bf16 n={n} row {r}");
             }
         }
     }

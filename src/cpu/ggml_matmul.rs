@@ -10,7 +10,9 @@ use rayon::prelude::*;
 
 use super::dot::{DotFn, Kernels, Tile};
 use super::gemm::{gemm_bf16_dp, gemm_f32, TileAndDot, BF16_TINYBLAS, BF16_VEC_DOT};
-use super::ggml_dot::{has_dpbf16, vec_dot_bf16, vec_dot_f16, vec_dot_f16_rows, vec_dot_f32};
+use super::ggml_dot::{
+    has_dpbf16, vec_dot_bf16, vec_dot_bf16_rows, vec_dot_f16, vec_dot_f16_rows, vec_dot_f32,
+};
 use super::matmul::{check_shapes, matmul_plain, transpose_into, WeightView};
 use super::numerics::{round_to_bf16, round_to_f16};
 use super::path::CpuPath;
@@ -92,13 +94,14 @@ pub(super) fn matvec_many(x: &[f32], mats: &mut [(WeightView<'_>, &mut [f32])]) 
     } else {
         Vec::new()
     };
-    // On AVX2 the f16 rows read it widened instead (see `vec_dot_f16_rows`).
-    let x16_as_f32: Vec<f32> = xh.iter().map(|v| v.to_f32()).collect();
     let xb: Vec<bf16> = if has(|w| matches!(w, WeightView::BF16(_))) {
         x.iter().map(|v| bf16::from_f32(*v)).collect()
     } else {
         Vec::new()
     };
+    // On AVX2 the 16-bit rows read it widened instead (see `vec_dot_f16_rows`).
+    let xh_as_f32: Vec<f32> = xh.iter().map(|v| v.to_f32()).collect();
+    let xb_as_f32: Vec<f32> = xb.iter().map(|v| v.to_f32()).collect();
     let mut items: Vec<(WeightView<'_>, &mut [f32])> = Vec::new();
     for (w, y) in mats.iter_mut() {
         assert_eq!(w.len(), n_in * y.len(), "matvec: weight size");
@@ -106,19 +109,15 @@ pub(super) fn matvec_many(x: &[f32], mats: &mut [(WeightView<'_>, &mut [f32])]) 
             items.push((w.rows(c * ROWS, out.len(), n_in), out));
         }
     }
-    items.into_par_iter().for_each(|(w, out)| {
-        if let WeightView::F16(ws) = w {
-            return vec_dot_f16_rows(ws, &xh, &x16_as_f32, out);
-        }
+    items.into_par_iter().for_each(|(w, out)| match w {
         // One row after the other: a single sequential stream is what the hardware prefetcher
         // follows best (interleaving four rows' loads halved decode speed here).
-        for (o, v) in out.iter_mut().enumerate() {
-            let r = o * n_in..(o + 1) * n_in;
-            *v = match w {
-                WeightView::F16(ws) => vec_dot_f16(&ws[r], &xh),
-                WeightView::BF16(ws) => vec_dot_bf16(&ws[r], &xb),
-                WeightView::F32(ws) => vec_dot_f32(&ws[r], x),
-            };
+        WeightView::F16(ws) => vec_dot_f16_rows(ws, &xh, &xh_as_f32, out),
+        WeightView::BF16(ws) => vec_dot_bf16_rows(ws, &xb, &xb_as_f32, out),
+        WeightView::F32(ws) => {
+            for (v, row) in out.iter_mut().zip(ws.chunks_exact(n_in)) {
+                *v = vec_dot_f32(row, x);
+            }
         }
     });
 }

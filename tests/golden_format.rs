@@ -141,8 +141,8 @@ fn every_golden_is_well_formed() -> Result<()> {
     }
     // Six prompts (and `paragraph` again at 2 threads) for each of SmolLM2 f16 and bf16, 3+3
     // random, 4 upcycled, 4 for each of the eleven synth-<arch> models and the long prompt of
-    // gpt-oss and deepseek2; two CLI transcripts.
-    assert_eq!(counts.get("rs-llama-refdump-v1"), Some(&(24 + 11 * 4 + 2)), "{counts:?}");
+    // gpt-oss and deepseek2, 3 for each of the three synth-odd models; two CLI transcripts.
+    assert_eq!(counts.get("rs-llama-refdump-v1"), Some(&(24 + 11 * 4 + 2 + 3 * 3)), "{counts:?}");
     assert_eq!(counts.get("rs-llama-cli-v1"), Some(&2), "{counts:?}");
     Ok(())
 }
@@ -175,6 +175,6 @@ fn every_native_trace_has_an_avx2_twin() -> Result<()> {
         ensure!(native["model"]["sha256"] == twin["model"]["sha256"], "{}: another model", rel.display());
         twins += 1;
     }
-    assert_eq!(twins, 24 + 11 * 4 + 2);
+    assert_eq!(twins, 24 + 11 * 4 + 2 + 3 * 3);
     Ok(())
 }

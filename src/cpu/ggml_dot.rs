@@ -39,32 +39,46 @@ pub fn vec_dot_f16(x: &[f16], y: &[f16]) -> f32 {
     x.iter().zip(y).map(|(a, b)| (a.to_f32() * b.to_f32()) as f64).sum::<f64>() as f32
 }
 
-/// `out[o] = vec_dot_f16(w[o], xh)` for the consecutive rows of `w` (`out.len()` of them);
-/// `x32` is `xh` widened to f32, which the AVX2 kernel reads instead.
+/// `out[o] = vec_dot_f16(w[o], xh)` for the consecutive rows of `w` (`out.len()` of them); on
+/// AVX2, `x32` is `xh` widened to f32, which its kernel reads instead (elsewhere it may be empty).
 pub fn vec_dot_f16_rows(w: &[f16], xh: &[f16], x32: &[f32], out: &mut [f32]) {
-    let n = xh.len();
-    assert!(x32.len() == n && w.len() >= out.len() * n, "vec_dot_f16_rows: shapes");
     #[cfg(target_arch = "x86_64")]
-    if active() == CpuPath::Avx2 {
-        // SAFETY: the active path's features were detected when it was chosen.
-        return unsafe { x86::rows_f16_avx2(w, x32, out) };
-    }
-    for (o, row) in out.iter_mut().zip(w.chunks_exact(n)) {
-        *o = vec_dot_f16(row, xh);
-    }
+    let avx2: Option<RowsKernel<f16>> = Some(x86::rows_f16_avx2);
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx2 = None;
+    rows_by(w, xh, x32, out, avx2, vec_dot_f16)
 }
 
-/// `out[o] = vec_dot_bf16(w[o], xb)` for the consecutive rows of `w`; `x32` is `xb` widened.
+/// [`vec_dot_f16_rows`] for bf16: `out[o] = vec_dot_bf16(w[o], xb)`.
 pub fn vec_dot_bf16_rows(w: &[bf16], xb: &[bf16], x32: &[f32], out: &mut [f32]) {
-    let n = xb.len();
-    assert!(x32.len() == n && w.len() >= out.len() * n, "vec_dot_bf16_rows: shapes");
     #[cfg(target_arch = "x86_64")]
-    if active() == CpuPath::Avx2 {
-        // SAFETY: the active path's features were detected when it was chosen.
-        return unsafe { x86::rows_bf16_avx2(w, x32, out) };
+    let avx2: Option<RowsKernel<bf16>> = Some(x86::rows_bf16_avx2);
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx2 = None;
+    rows_by(w, xb, x32, out, avx2, vec_dot_bf16)
+}
+
+/// `kernel(rows, widened activation, out)`, valid only where its path is active.
+type RowsKernel<T> = unsafe fn(&[T], &[f32], &mut [f32]);
+
+/// The rows through the AVX2 kernel where that path is active, else one dot each.
+fn rows_by<T>(
+    w: &[T],
+    x: &[T],
+    x32: &[f32],
+    out: &mut [f32],
+    avx2: Option<RowsKernel<T>>,
+    dot: fn(&[T], &[T]) -> f32,
+) {
+    let n = x.len();
+    assert!(w.len() >= out.len() * n, "vec_dot rows: shapes");
+    if let (Some(kernel), CpuPath::Avx2) = (avx2, active()) {
+        assert_eq!(x32.len(), n, "vec_dot rows: the widened activation");
+        // SAFETY: the AVX2 path is active, so its features were detected when it was chosen.
+        return unsafe { kernel(w, x32, out) };
     }
     for (o, row) in out.iter_mut().zip(w.chunks_exact(n)) {
-        *o = vec_dot_bf16(row, xb);
+        *o = dot(row, x);
     }
 }
 

@@ -15,7 +15,7 @@ use super::ggml_dot::{
 };
 use super::matmul::{check_shapes, matmul_plain, transpose_into, WeightView};
 use super::numerics::{round_to_bf16, round_to_f16};
-use super::path::CpuPath;
+use super::path::{active, CpuPath};
 use super::vec_dot_tokens::{row_tokens_kernel, RowTokensFn};
 
 /// Which of ggml's two matmul kinds a call stands for.
@@ -86,9 +86,9 @@ pub(super) fn matvec_many(x: &[f32], mats: &mut [(WeightView<'_>, &mut [f32])]) 
     const ROWS: usize = 16;
     let n_in = x.len();
     let has = |f: fn(&WeightView<'_>) -> bool| mats.iter().any(|(w, _)| f(w));
-    // The activation stays f16, as ggml keeps it: widening it to f32 once would save conversions
-    // but double its loads, and on the AVX-512 path (two 256-bit loads a cycle) that cost about
-    // a tenth of decode speed.
+    // The activation stays f16, as ggml keeps it: on the AVX-512 path widening it to f32 once
+    // would save conversions but double its loads, which (two 256-bit loads a cycle on Zen 4)
+    // cost about a tenth of decode speed.
     let xh: Vec<f16> = if has(|w| matches!(w, WeightView::F16(_))) {
         x.iter().map(|v| f16::from_f32(*v)).collect()
     } else {
@@ -99,9 +99,10 @@ pub(super) fn matvec_many(x: &[f32], mats: &mut [(WeightView<'_>, &mut [f32])]) 
     } else {
         Vec::new()
     };
-    // On AVX2 the 16-bit rows read it widened instead (see `vec_dot_f16_rows`).
-    let xh_as_f32: Vec<f32> = xh.iter().map(|v| v.to_f32()).collect();
-    let xb_as_f32: Vec<f32> = xb.iter().map(|v| v.to_f32()).collect();
+    // The AVX2 kernels read it widened instead (see `vec_dot_f16_rows`); the others not at all.
+    let avx2 = active() == CpuPath::Avx2;
+    let xh_as_f32: Vec<f32> = if avx2 { xh.iter().map(|v| v.to_f32()).collect() } else { Vec::new() };
+    let xb_as_f32: Vec<f32> = if avx2 { xb.iter().map(|v| v.to_f32()).collect() } else { Vec::new() };
     let mut items: Vec<(WeightView<'_>, &mut [f32])> = Vec::new();
     for (w, y) in mats.iter_mut() {
         assert_eq!(w.len(), n_in * y.len(), "matvec: weight size");
@@ -173,19 +174,13 @@ fn each_output_direct(
     n_out: usize,
     y: &mut [f32],
 ) {
-    const ROWS: usize = 16;
-    let n_tok = x.len() / n_in;
-    let mut yt = vec![0f32; n_out * n_tok];
-    yt.par_chunks_mut(ROWS * n_tok).enumerate().for_each(|(block, out)| {
-        for (r, col) in out.chunks_exact_mut(n_tok).enumerate() {
-            let row = &w[(block * ROWS + r) * n_in..][..n_in];
-            for (c, part) in col.chunks_mut(per_call).enumerate() {
-                let t = c * per_call;
-                f(row, bf16, &x[t * n_in..(t + part.len()) * n_in], n_in, part);
-            }
+    by_output_row(n_in, n_out, x.len() / n_in, y, |o, col| {
+        let row = &w[o * n_in..][..n_in];
+        for (c, part) in col.chunks_mut(per_call).enumerate() {
+            let t = c * per_call;
+            f(row, bf16, &x[t * n_in..(t + part.len()) * n_in], n_in, part);
         }
     });
-    transpose_into(&yt, n_tok, n_out, y);
 }
 
 fn rounded(x: &[f32], round: fn(&mut [f32])) -> Vec<f32> {
@@ -204,16 +199,30 @@ fn each_output<T: Sync>(
     y: &mut [f32],
     dot: fn(&[T], &[T]) -> f32,
 ) {
+    by_output_row(n_in, n_out, x.len() / n_in, y, |o, col| {
+        let wr = &w[o * n_in..][..n_in];
+        for (v, xt) in col.iter_mut().zip(x.chunks_exact(n_in)) {
+            *v = dot(wr, xt);
+        }
+    });
+}
+
+/// `row(o, col)` fills output row `o` for every token (`col[t] = y[t][o]`), in parallel over
+/// blocks of rows, into `y: [n_tok][n_out]`.
+fn by_output_row(
+    n_in: usize,
+    n_out: usize,
+    n_tok: usize,
+    y: &mut [f32],
+    row: impl Fn(usize, &mut [f32]) + Sync,
+) {
     const ROWS: usize = 16;
-    let n_tok = x.len() / n_in;
+    debug_assert!(n_in > 0 && y.len() == n_out * n_tok);
     // yt: [n_out][n_tok]
     let mut yt = vec![0f32; n_out * n_tok];
     yt.par_chunks_mut(ROWS * n_tok).enumerate().for_each(|(block, out)| {
         for (r, col) in out.chunks_exact_mut(n_tok).enumerate() {
-            let wr = &w[(block * ROWS + r) * n_in..][..n_in];
-            for (v, xt) in col.iter_mut().zip(x.chunks_exact(n_in)) {
-                *v = dot(wr, xt);
-            }
+            row(block * ROWS + r, col);
         }
     });
     transpose_into(&yt, n_tok, n_out, y);

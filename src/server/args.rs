@@ -56,6 +56,8 @@ pub struct ServerConfig {
     /// `-to`: read/write timeout in seconds.
     pub timeout_s: u64,
     pub webui: bool,
+    /// `--ui-mcp-proxy`: `/cors-proxy` forwards requests (experimental; else it answers 403).
+    pub ui_mcp_proxy: bool,
     pub cache_prompt: bool,
     /// `-kvu`: every slot may use the whole `-c` (implied by `-np` auto).
     pub kv_unified: bool,
@@ -118,6 +120,7 @@ impl Default for ServerConfig {
             sleep_idle_seconds: -1,
             timeout_s: 3600,
             webui: true,
+            ui_mcp_proxy: false,
             cache_prompt: true,
             kv_unified: false,
             cache_ram_mib: 8192,
@@ -348,8 +351,6 @@ pub static FLAGS: &[Flag] = &[
         c.timeout_s = u64::try_from(parse_i32(v)?).map_err(|_| format!("invalid timeout = {v}"))?;
         Ok(())
     }),
-    flag!(["--ui", "--webui"], None, "accepted; rs-llama-server has no web UI", |c, _| on(&mut c.webui, true)),
-    flag!(["--no-ui", "--no-webui"], None, "accepted (there is no web UI)", |c, _| on(&mut c.webui, false)),
     flag!(["--cache-prompt"], None, "reuse a slot's KV cache for a prompt's common prefix (default: enabled)", |c, _| on(&mut c.cache_prompt, true)),
     flag!(["--no-cache-prompt"], None, "disable prompt caching", |c, _| on(&mut c.cache_prompt, false)),
     flag!(["-cram", "--cache-ram"], N, "maximum size of the host-memory prompt cache in MiB (default: 8192, -1 - no limit, 0 - disable)", |c, v| {
@@ -388,7 +389,8 @@ fn positive(v: &str, what: &str) -> Result<u32, String> {
 }
 
 pub fn find(arg: &str) -> Option<&'static Flag> {
-    FLAGS.iter().find(|f| f.names.contains(&arg)).or_else(|| super::args_embed::find(arg))
+    let in_table = |t: &'static [Flag]| t.iter().find(|f| f.names.contains(&arg));
+    in_table(FLAGS).or_else(|| in_table(super::args_ui::FLAGS)).or_else(|| super::args_embed::find(arg))
 }
 
 /// Flags the server takes exactly as `rs-llama` does (sampling and placement), by their first
@@ -488,6 +490,7 @@ const ENV_ARGS: &[EnvArg] = &[
     EnvArg::Switch("LLAMA_ARG_ENDPOINT_PROPS", "--props", None),
     EnvArg::Switch("LLAMA_ARG_ENDPOINT_SLOTS", "--slots", Some("--no-slots")),
     EnvArg::Switch("LLAMA_ARG_UI", "--ui", Some("--no-ui")),
+    EnvArg::Switch("LLAMA_ARG_UI_MCP_PROXY", "--ui-mcp-proxy", Some("--no-ui-mcp-proxy")),
     EnvArg::Switch("LLAMA_ARG_KV_UNIFIED", "-kvu", Some("-no-kvu")),
     EnvArg::Value("LLAMA_ARG_CACHE_RAM", "--cache-ram"),
     EnvArg::Switch("LLAMA_ARG_CACHE_IDLE_SLOTS", "--cache-idle-slots", Some("--no-cache-idle-slots")),
@@ -624,7 +627,7 @@ fn bad_value(arg: &str, flag: &Flag, reason: String) -> ArgError {
 pub fn usage(program: &str) -> String {
     let mut s = format!("usage: {program} -m MODEL.gguf [options]\n\n");
     let shared: Vec<&CliFlag> = FROM_RS_LLAMA.iter().filter_map(|n| find_shared(n)).collect();
-    let ours = FLAGS.iter().chain(super::args_embed::FLAGS);
+    let ours = FLAGS.iter().chain(super::args_ui::FLAGS).chain(super::args_embed::FLAGS);
     let lines = ours.map(|f| (f.usage(), f.help)).chain(shared.iter().map(|f| (f.usage(), f.help)));
     let lines: Vec<(String, &str)> = lines.collect();
     let width = lines.iter().map(|(u, _)| u.len()).max().unwrap_or(0);

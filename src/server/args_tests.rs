@@ -140,3 +140,21 @@ fn sleep_idle_seconds_is_positive_or_minus_one() {
         assert!(err.contains("invalid value: cannot be 0 or less than -1"), "{err}");
     }
 }
+
+/// `--ui-mcp-proxy` (and its `--webui-` and `--no-` forms): off by default, the last one given
+/// wins, and `LLAMA_ARG_UI_MCP_PROXY` / `LLAMA_ARG_NO_UI_MCP_PROXY` stand for them.
+#[test]
+fn ui_mcp_proxy_flag_and_environment() {
+    assert!(!parse::<&str>(&[]).unwrap().ui_mcp_proxy);
+    assert!(parse(&["--ui-mcp-proxy"]).unwrap().ui_mcp_proxy);
+    assert!(parse(&["--webui-mcp-proxy"]).unwrap().ui_mcp_proxy);
+    assert!(!parse(&["--ui-mcp-proxy", "--no-webui-mcp-proxy"]).unwrap().ui_mcp_proxy);
+    assert!(parse(&["--no-ui-mcp-proxy", "--webui-mcp-proxy"]).unwrap().ui_mcp_proxy);
+    let env = |name: &'static str, value: &'static str| {
+        env_args(move |k| (k == name).then(|| value.to_string())).unwrap()
+    };
+    assert_eq!(env("LLAMA_ARG_UI_MCP_PROXY", "1"), ["--ui-mcp-proxy"]);
+    assert_eq!(env("LLAMA_ARG_UI_MCP_PROXY", "off"), ["--no-ui-mcp-proxy"]);
+    assert_eq!(env("LLAMA_ARG_NO_UI_MCP_PROXY", ""), ["--no-ui-mcp-proxy"]);
+    assert!(usage("rs-llama-server").contains("--ui-mcp-proxy, --webui-mcp-proxy"));
+}

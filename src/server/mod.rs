@@ -8,6 +8,7 @@
 pub mod api;
 pub mod args;
 pub mod args_embed;
+pub mod args_ui;
 pub mod embed;
 pub mod http;
 pub mod prompt_cache;

@@ -137,6 +137,11 @@ async fn serve(mut cfg: ServerConfig) -> i32 {
             return 1;
         }
     }
+    if cfg.ui_mcp_proxy {
+        // As llama-server, once at start: the proxy reaches any URL a client names.
+        let msg = "security: MCP proxy (experimental) enabled - do not expose to untrusted environments";
+        log_warn!("{}", srv("llama_server", msg));
+    }
     let listeners = match bind_all(&cfg.hosts, cfg.port) {
         Ok(l) => l,
         Err(msg) => {

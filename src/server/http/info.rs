@@ -117,7 +117,7 @@ pub fn props(ctx: &Ctx<'_>) -> Json {
         "ui" => false, "ui_settings" => Json::obj(), "chat_template" => ctx.loaded.templates.source(),
         "chat_template_caps" => caps, "bos_token" => info.bos_token.as_str(),
         "eos_token" => info.eos_token.as_str(), "build_info" => render::build_info(), "is_sleeping" => ctx.loaded.backend.is_sleeping(),
-        "cors_proxy_enabled" => false,
+        "cors_proxy_enabled" => cfg.ui_mcp_proxy,
     }
 }
 

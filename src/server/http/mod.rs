@@ -11,6 +11,8 @@ pub mod anthropic;
 pub mod apis;
 pub mod chat;
 pub mod completion;
+pub mod cors_proxy;
+pub mod cors_proxy_url;
 pub mod embeddings;
 pub mod infill;
 pub mod info;
@@ -281,6 +283,14 @@ async fn route(state: &AppState, loaded: &Loaded, req: Request) -> Result<Respon
             let body = read_body(req, state.cfg.timeout_s).await?;
             return vertex::predict(&ctx, &body).await;
         }
+    }
+    if path == "/cors-proxy" && (method == Method::GET || method == Method::POST) {
+        if !state.cfg.ui_mcp_proxy {
+            return Ok(cors_proxy::disabled());
+        }
+        let headers = req.headers().clone();
+        let body = read_body(req, state.cfg.timeout_s).await?;
+        return cors_proxy::handle(&method, &query, &headers, body).await;
     }
     if method == Method::GET {
         return get(&ctx, &path, &query);

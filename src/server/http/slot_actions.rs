@@ -96,7 +96,7 @@ fn query_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
-fn decode(s: &str) -> String {
+pub(super) fn decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

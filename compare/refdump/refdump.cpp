@@ -178,7 +178,8 @@ void usage() {
             "usage: refdump -m MODEL (-p PROMPT | -f PROMPT_FILE) [-n N_PREDICT=32] [-k TOP_K=10] [-t THREADS=2]\n"
             "               [-b N_BATCH (default: prompt length; n_ubatch = n_batch)] [-c N_CTX=0 (model's)]\n"
             "               [--flash-attn on|off|auto (default auto)] [--ignore-eos] [--command TEXT]\n"
-            "               [--model-command TEXT (how the model file was made)] [-o OUT.json]\n");
+            "               [--model-command TEXT (how the model file was made)] [-o OUT.json]\n"
+            "               [--lora FNAME | --lora-scaled FNAME:SCALE]... [--lora-command TEXT (how the adapters were made)]\n");
 }
 
 bool verbose = false;
@@ -194,6 +195,9 @@ int main(int argc, char ** argv) {
     bool have_prompt = false, ignore_eos = false;
     int n_predict = 32, top_k = 10, n_threads = 2, n_batch = 0, n_ctx = 0;
     std::string flash = "auto";
+    // LoRA adapters applied as llama-completion applies --lora / --lora-scaled (in order given).
+    std::vector<std::pair<std::string, float>> loras;
+    std::string lora_command;
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
         auto next = [&]() -> std::string {
@@ -218,6 +222,14 @@ int main(int argc, char ** argv) {
         else if (a == "--command") { command = next(); }
         else if (a == "--model-command") { model_command = next(); }
         else if (a == "-o") { out_path = next(); }
+        else if (a == "--lora") { loras.emplace_back(next(), 1.0f); }
+        else if (a == "--lora-scaled") {
+            std::string v = next();
+            size_t colon = v.rfind(':');
+            if (colon == std::string::npos) { usage(); return 1; }
+            loras.emplace_back(v.substr(0, colon), std::stof(v.substr(colon + 1)));
+        }
+        else if (a == "--lora-command") { lora_command = next(); }
         else if (a == "-v") { verbose = true; }
         else { usage(); return 1; }
     }
@@ -263,6 +275,23 @@ int main(int argc, char ** argv) {
                        : flash == "off" ? LLAMA_FLASH_ATTN_TYPE_DISABLED : LLAMA_FLASH_ATTN_TYPE_AUTO;
     llama_context * ctx = llama_init_from_model(model, cp);
     if (!ctx) { fprintf(stderr, "error: cannot create a llama.cpp context\n"); return 1; }
+    std::vector<llama_adapter_lora *> adapters;
+    std::vector<float> scales;
+    std::vector<std::string> lora_sha;
+    for (const auto & l : loras) {
+        std::string h;
+        uint64_t n = 0;
+        if (!file_sha256(l.first, h, n)) { fprintf(stderr, "error: cannot read %s\n", l.first.c_str()); return 1; }
+        llama_adapter_lora * ad = llama_adapter_lora_init(model, l.first.c_str());
+        if (!ad) { fprintf(stderr, "error: llama.cpp cannot load the adapter %s\n", l.first.c_str()); return 1; }
+        adapters.push_back(ad);
+        scales.push_back(l.second);
+        lora_sha.push_back(h);
+    }
+    if (!adapters.empty() && llama_set_adapters_lora(ctx, adapters.data(), adapters.size(), scales.data()) != 0) {
+        fprintf(stderr, "error: cannot apply the adapters\n");
+        return 1;
+    }
     if ((int) llama_n_ctx(ctx) < n_prompt + n_predict) {
         fprintf(stderr, "error: context %u is too small for %d + %d tokens\n", llama_n_ctx(ctx), n_prompt, n_predict);
         return 1;
@@ -307,6 +336,15 @@ int main(int argc, char ** argv) {
     j << "  \"command\": " << json_str(command) << ",\n";
     j << "  \"model\": {\"file\": " << json_str(base) << ", \"size\": " << size << ", \"sha256\": \"" << sha
       << "\", \"made_by\": " << json_str(model_command) << "},\n";
+    if (!loras.empty()) {
+        j << "  \"lora\": {\"made_by\": " << json_str(lora_command) << ", \"adapters\": [";
+        for (size_t i = 0; i < loras.size(); i++) {
+            std::string f = loras[i].first.substr(loras[i].first.find_last_of('/') + 1);
+            j << (i ? ", " : "") << "{\"file\": " << json_str(f) << ", \"sha256\": \"" << lora_sha[i]
+              << "\", \"scale\": " << json_f32(loras[i].second) << "}";
+        }
+        j << "]},\n";
+    }
     j << "  \"settings\": {\"n_threads\": " << n_threads << ", \"n_batch\": " << n_batch << ", \"n_ubatch\": " << n_batch
       << ", \"n_ctx\": " << llama_n_ctx(ctx) << ", \"flash_attn\": \"" << fa << "\", \"top_k\": " << top_k
       << ", \"n_predict\": " << n_predict << ", \"ignore_eos\": " << (ignore_eos ? "true" : "false")

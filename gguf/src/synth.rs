@@ -13,6 +13,7 @@ mod deepseek2;
 mod glm4moe;
 mod gpt_oss;
 mod llama4;
+mod lora;
 mod upcycle;
 
 use std::path::Path;
@@ -27,6 +28,7 @@ use crate::value::{Metadata, Value, ValueType};
 use crate::writer::GgufWriter;
 
 pub use archs::{to_writer_arch, ArchSynth, SynthArch};
+pub use lora::{lora_adapter, LoraSynthSpec};
 pub use upcycle::{upcycle, UpcycleSpec};
 
 /// What kind of FFN the synthetic model has.

@@ -90,6 +90,8 @@ pub struct RunConfig {
     pub verbosity: i32,
     pub log_disable: bool,
     pub warmup: bool,
+    /// `--lora`, `--lora-scaled`: adapters applied from the first token, in order.
+    pub lora: Vec<super::lora::LoraArg>,
     pub show_help: bool,
     pub show_version: bool,
     /// Warnings met while parsing (repeated flags), to log once logging is configured.
@@ -123,6 +125,7 @@ impl Default for RunConfig {
             verbosity: super::log::DEFAULT_VERBOSITY,
             log_disable: false,
             warmup: true,
+            lora: Vec::new(),
             show_help: false,
             show_version: false,
             warnings: Vec::new(),

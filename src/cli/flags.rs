@@ -380,6 +380,14 @@ pub static FLAGS: &[Flag] = &[
         c.warmup = false;
         Ok(())
     }),
+    flag!(["--lora"], Some("FNAME"), "path to LoRA adapter (use comma-separated values to load multiple adapters)", |c, v| {
+        c.lora.extend(super::lora::parse_lora(v));
+        Ok(())
+    }),
+    flag!(["--lora-scaled"], Some("FNAME:SCALE,..."), "path to LoRA adapter with user defined scaling (format: FNAME:SCALE,...)", |c, v| {
+        c.lora.extend(super::lora::parse_lora_scaled(v)?);
+        Ok(())
+    }),
     flag!(["-v", "--verbose", "--log-verbose"], None, "log everything (verbosity = infinity)", |c, _| {
         c.verbosity = i32::MAX;
         Ok(())

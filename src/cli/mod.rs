@@ -14,6 +14,7 @@ pub mod flags;
 pub mod interactive;
 pub mod interrupt;
 pub mod log;
+pub mod lora;
 pub mod perf;
 pub mod run;
 pub mod threads;

@@ -133,6 +133,7 @@ pub fn run(cfg: &RunConfig) -> Result<i32, RunError> {
     let progress = std::io::stderr().is_terminal() && log::enabled(log::LEVEL_INFO);
     let model = Model::load(Arc::clone(&file), &LoadOptions { progress })?;
     log_info!("{}\n", model.describe());
+    let lora = super::lora::load_all(&model, &cfg.lora).map_err(RunError::Load)?;
 
     let n_ctx_train = model.n_ctx_train();
     let mut n_ctx = if cfg.n_ctx == 0 { model.default_context() } else { cfg.n_ctx as usize };
@@ -148,7 +149,8 @@ pub fn run(cfg: &RunConfig) -> Result<i32, RunError> {
         let opts = gpu::GpuOptions { device, mem_limit: cfg.gpu_mem };
         crate::exec::engine::load_on_gpu(&model, &opts, n_gpu_layers)
     });
-    let session = super::device::open_session(cfg, &model, resident.as_ref(), n_ctx)?;
+    let mut session = super::device::open_session(cfg, &model, resident.as_ref(), n_ctx)?;
+    session.set_lora(lora)?;
     log_info!("llama_completion: running on the {}\n", session.engine());
     let mut engine = SessionEngine { session, n_vocab: model.n_vocab() };
 

@@ -118,6 +118,7 @@ impl<'m> Binding<'m> {
             n_in: m.n_in,
             n_out: m.n_out,
             bias,
+            lora: &[],
         };
         if t.kind == TaskKind::Output {
             return vec![plain(w.output_head(), w.output_b.as_deref())];

@@ -52,6 +52,17 @@ impl<'m> EngineSession<'m> {
         }
     }
 
+    /// Apply LoRA adapters (see [`Session::set_lora`]); the GPU engine has none, so it refuses them.
+    pub fn set_lora(&mut self, lora: Vec<crate::model::lora::ActiveLora>) -> Result<(), ModelError> {
+        match self {
+            EngineSession::Cpu(s) => s.set_lora(lora),
+            EngineSession::Gpu(_) if lora.is_empty() => Ok(()),
+            EngineSession::Gpu(_) => {
+                Err(ModelError::Invalid("LoRA adapters run on the CPU path only (use -ngl 0)".into()))
+            }
+        }
+    }
+
     /// Evaluate `tokens` at positions `n_past..` (see [`Session::decode`]).
     pub fn decode(&mut self, tokens: &[TokenId], logits: Logits) -> Result<Vec<f32>, ModelError> {
         match self {

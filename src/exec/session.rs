@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use super::device::Device;
 use super::hybrid::{Hybrid, HybridOptions};
 use super::{forward, forward_batch, forward_hidden, KvCache, KvSnapshot, OutputRows, SeqChunk};
+use crate::model::lora::ActiveLora;
 use crate::model::{Logits, Model, ModelError};
 use crate::TokenId;
 
@@ -32,6 +33,8 @@ pub struct Session<'m> {
     n_ctx: usize,
     n_ubatch: usize,
     hybrid: Option<Box<Hybrid<'m>>>,
+    /// The LoRA adapters every pass applies (CPU forward only).
+    lora: Vec<ActiveLora>,
 }
 
 impl<'m> Session<'m> {
@@ -47,7 +50,7 @@ impl<'m> Session<'m> {
         let (k_row, v_row) = hp.kv_cache_rows();
         let kv = KvCache::new(hp.n_layer, n_ctx, k_row, v_row).map_err(ModelError::Invalid)?;
         let seqs = vec![Sequence { kv: Mutex::new(kv), n_past: 0 }];
-        Ok(Session { model, seqs, n_ctx, n_ubatch, hybrid: None })
+        Ok(Session { model, seqs, n_ctx, n_ubatch, hybrid: None, lora: Vec::new() })
     }
 
     /// `n_seq` sequences of up to `n_ctx` positions each, whose caches grow as they fill (so
@@ -193,8 +196,10 @@ impl<'m> Session<'m> {
                 .collect();
             let logits = match (&mut self.hybrid, chunks.as_slice()) {
                 (Some(h), _) => h.step_batch(&chunks).map_err(|e| ModelError::Invalid(e.to_string()))?,
-                (None, [one]) => vec![forward(self.model, one.kv, one.tokens, one.pos0, one.rows)],
-                (None, _) => forward_batch(self.model, &chunks),
+                (None, [one]) => {
+                    vec![forward(self.model, &self.lora, one.kv, one.tokens, one.pos0, one.rows)]
+                }
+                (None, _) => forward_batch(self.model, &self.lora, &chunks),
             };
             for ((i, r), l) in pass.into_iter().zip(logits) {
                 out[i].extend(l);
@@ -233,10 +238,28 @@ impl<'m> Session<'m> {
         for piece in tokens.chunks(self.n_ubatch) {
             let s = &mut self.seqs[seq];
             let chunk = SeqChunk { kv: &s.kv, tokens: piece, pos0: s.n_past, rows: OutputRows::All };
-            out.extend(forward_hidden(self.model, &[chunk]).into_iter().flatten());
+            out.extend(forward_hidden(self.model, &self.lora, &[chunk]).into_iter().flatten());
             s.n_past += piece.len();
         }
         Ok(out)
+    }
+
+    /// Apply `lora` to every following pass (an adapter at scale 0 is as none; the KV cache is
+    /// the caller's to clear, as llama.cpp leaves it). Only the CPU forward applies adapters, so a
+    /// session on the hybrid executor refuses them.
+    pub fn set_lora(&mut self, lora: Vec<ActiveLora>) -> Result<(), ModelError> {
+        if self.hybrid.is_some() && lora.iter().any(|l| l.scale != 0.0) {
+            return Err(ModelError::Invalid(
+                "LoRA adapters run on the CPU path only (not with a device plan)".into(),
+            ));
+        }
+        self.lora = lora;
+        Ok(())
+    }
+
+    /// The adapters applied now.
+    pub fn lora(&self) -> &[ActiveLora] {
+        &self.lora
     }
 
     /// Tokens in the first sequence's KV cache.

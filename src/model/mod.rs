@@ -6,6 +6,7 @@ mod blocks;
 pub mod deepseek2;
 pub mod hparams;
 pub mod llama;
+pub mod lora;
 pub mod mixed;
 pub mod phi3;
 pub mod qwen2;

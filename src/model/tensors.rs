@@ -12,7 +12,13 @@ pub struct LinearWeight {
 
 impl LinearWeight {
     pub fn linear(&self) -> Linear<'_> {
-        Linear { w: self.w.view(), n_in: self.w.n_in, n_out: self.w.n_out, bias: self.b.as_deref() }
+        Linear {
+            w: self.w.view(),
+            n_in: self.w.n_in,
+            n_out: self.w.n_out,
+            bias: self.b.as_deref(),
+            lora: &[],
+        }
     }
 }
 

@@ -83,7 +83,7 @@ mod tests {
     use crate::ops::test_rng::Rng;
 
     fn lin(w: &[f32], n_in: usize, n_out: usize) -> Linear<'_> {
-        Linear { w: WeightView::F32(w), n_in, n_out, bias: None }
+        Linear { w: WeightView::F32(w), n_in, n_out, bias: None, lora: &[] }
     }
 
     #[test]

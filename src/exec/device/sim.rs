@@ -272,7 +272,7 @@ mod tests {
     use super::*;
 
     fn lin(w: &[f16], n_in: usize) -> Linear<'_> {
-        Linear { w: WeightView::F16(w), n_in, n_out: w.len() / n_in, bias: None }
+        Linear { w: WeightView::F16(w), n_in, n_out: w.len() / n_in, bias: None, lora: &[] }
     }
 
     #[test]

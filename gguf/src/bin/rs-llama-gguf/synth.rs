@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::ValueEnum;
-use gguf::synth::{self, ArchSynth, ExpertLayout, FfnKind, SynthArch, SynthSpec, UpcycleSpec, Vocab};
+use gguf::synth::{
+    self, ArchSynth, ExpertLayout, FfnKind, LoraSynthSpec, SynthArch, SynthSpec, UpcycleSpec, Vocab,
+};
 use gguf::{DType, GgufFile};
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -15,6 +17,8 @@ enum Kind {
     Moe,
     /// MoE whose experts are perturbed copies of the FFN of `--from`.
     Upcycle,
+    /// A random LoRA adapter (llama.cpp's adapter GGUF) for the model `--from`.
+    Lora,
 }
 
 /// `general.architecture` of the model (dense / moe kinds).
@@ -62,9 +66,15 @@ pub struct Args {
     /// the vocabulary of --from.
     #[arg(long)]
     vocab: Option<PathBuf>,
-    /// The dense model to upcycle (f32/f16/bf16 FFN tensors).
+    /// The dense model to upcycle (f32/f16/bf16 FFN tensors), or the base model of a LoRA adapter.
     #[arg(long)]
     from: Option<PathBuf>,
+    /// LoRA rank (--kind lora).
+    #[arg(long, default_value_t = 16)]
+    rank: usize,
+    /// LoRA `adapter.lora.alpha` (--kind lora; llama.cpp scales by alpha / rank, 0: by 1).
+    #[arg(long, default_value_t = 32.0)]
+    lora_alpha: f32,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     #[arg(long, default_value_t = 256)]
@@ -108,6 +118,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Dtype::F32 => DType::F32,
     });
     let writer = match args.kind {
+        Kind::Lora => {
+            let Some(from) = &args.from else { bail!("--kind lora needs --from BASE.gguf") };
+            let base = GgufFile::open(from).with_context(|| format!("reading {}", from.display()))?;
+            let spec = LoraSynthSpec {
+                seed: args.seed,
+                rank: args.rank,
+                alpha: args.lora_alpha,
+                dtype: dtype.unwrap_or(DType::F16),
+                ..LoraSynthSpec::default()
+            };
+            synth::lora_adapter(&base, &spec)?
+        }
         Kind::Upcycle => {
             if args.arch != Arch::Llama {
                 bail!("--kind upcycle makes llama models only");

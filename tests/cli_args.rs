@@ -39,6 +39,7 @@ fn sample_value(metavar: &str) -> &'static str {
         "JINJA_TEMPLATE_FILE" => "tests/fixtures/chat/smollm2.jinja",
         "SCHEMA" => r#"{"type": "object"}"#,
         "FILE" => "tests/fixtures/json_schema/person.schema.json",
+        "FNAME:SCALE,..." => "a.gguf:0.5",
         _ => "1",
     }
 }
@@ -54,6 +55,17 @@ fn every_flag_name_in_the_table_parses() {
             assert!(parse(&args).is_ok(), "{args:?}: {:?}", parse(&args).err());
         }
     }
+}
+
+/// `--lora` and `--lora-scaled` add to one list in command-line order (llama.cpp's adapter ids).
+#[test]
+fn lora_flags_accumulate_in_order() {
+    let c = ok(&["--lora", "a.gguf,b.gguf", "--lora-scaled", "c.gguf:0.25", "--lora", "d.gguf"]);
+    let got: Vec<(String, f32)> = c.lora.iter().map(|l| (l.path.display().to_string(), l.scale)).collect();
+    let want = [("a.gguf", 1.0), ("b.gguf", 1.0), ("c.gguf", 0.25), ("d.gguf", 1.0)];
+    assert_eq!(got, want.map(|(p, s)| (p.to_string(), s)));
+    let e = parse(&["--lora-scaled", "c.gguf"]).unwrap_err().to_string();
+    assert!(e.contains("lora-scaled format: FNAME:SCALE"), "{e}");
 }
 
 #[test]

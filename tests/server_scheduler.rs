@@ -63,6 +63,7 @@ fn request(prompt: Vec<u32>, n_predict: i32) -> GenerateRequest {
         cache_prompt: true,
         id_slot: None,
         stream: false,
+        lora: Default::default(),
     }
 }
 

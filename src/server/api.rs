@@ -25,6 +25,8 @@ pub struct GenerateRequest {
     pub id_slot: Option<usize>,
     /// Stream partial results ([`GenerateEvent::Partial`]) as tokens come.
     pub stream: bool,
+    /// The request's `lora` list, adapter id → scale (empty: the server-wide scales).
+    pub lora: std::collections::BTreeMap<i64, f32>,
 }
 
 /// One candidate token with its probability (or log-probability, as the caller asked).

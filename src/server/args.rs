@@ -58,6 +58,9 @@ pub struct ServerConfig {
     pub webui: bool,
     /// `--ui-mcp-proxy`: `/cors-proxy` forwards requests (experimental; else it answers 403).
     pub ui_mcp_proxy: bool,
+    /// `--lora`, `--lora-scaled`: adapters by id in this order; `--lora-init-without-apply`.
+    pub lora: Vec<crate::cli::lora::LoraArg>,
+    pub lora_init_without_apply: bool,
     pub cache_prompt: bool,
     /// `-kvu`: every slot may use the whole `-c` (implied by `-np` auto).
     pub kv_unified: bool,
@@ -121,6 +124,8 @@ impl Default for ServerConfig {
             timeout_s: 3600,
             webui: true,
             ui_mcp_proxy: false,
+            lora: Vec::new(),
+            lora_init_without_apply: false,
             cache_prompt: true,
             kv_unified: false,
             cache_ram_mib: 8192,
@@ -390,7 +395,10 @@ fn positive(v: &str, what: &str) -> Result<u32, String> {
 
 pub fn find(arg: &str) -> Option<&'static Flag> {
     let in_table = |t: &'static [Flag]| t.iter().find(|f| f.names.contains(&arg));
-    in_table(FLAGS).or_else(|| in_table(super::args_ui::FLAGS)).or_else(|| super::args_embed::find(arg))
+    in_table(FLAGS)
+        .or_else(|| in_table(super::args_ui::FLAGS))
+        .or_else(|| in_table(super::args_lora::FLAGS))
+        .or_else(|| super::args_embed::find(arg))
 }
 
 /// Flags the server takes exactly as `rs-llama` does (sampling and placement), by their first
@@ -627,7 +635,11 @@ fn bad_value(arg: &str, flag: &Flag, reason: String) -> ArgError {
 pub fn usage(program: &str) -> String {
     let mut s = format!("usage: {program} -m MODEL.gguf [options]\n\n");
     let shared: Vec<&CliFlag> = FROM_RS_LLAMA.iter().filter_map(|n| find_shared(n)).collect();
-    let ours = FLAGS.iter().chain(super::args_ui::FLAGS).chain(super::args_embed::FLAGS);
+    let ours = FLAGS
+        .iter()
+        .chain(super::args_ui::FLAGS)
+        .chain(super::args_lora::FLAGS)
+        .chain(super::args_embed::FLAGS);
     let lines = ours.map(|f| (f.usage(), f.help)).chain(shared.iter().map(|f| (f.usage(), f.help)));
     let lines: Vec<(String, &str)> = lines.collect();
     let width = lines.iter().map(|(u, _)| u.len()).max().unwrap_or(0);

@@ -8,9 +8,11 @@
 pub mod api;
 pub mod args;
 pub mod args_embed;
+pub mod args_lora;
 pub mod args_ui;
 pub mod embed;
 pub mod http;
+pub mod lora;
 pub mod prompt_cache;
 pub mod run;
 pub mod scheduler;

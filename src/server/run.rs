@@ -251,6 +251,7 @@ fn load(cfg: &ServerConfig) -> Result<Loaded, String> {
     let model =
         Arc::new(Model::load(Arc::clone(&file), &LoadOptions { progress: false }).map_err(|e| fail(&e))?);
     log_info!("{}\n", model.describe());
+    let lora = Arc::new(load_lora(cfg, &model).map_err(|e| fail(&e))?);
 
     let n_ctx_train = model.n_ctx_train();
     let n_ctx = if cfg.n_ctx == 0 { model.default_context() } else { cfg.n_ctx as usize }.max(8);
@@ -315,6 +316,7 @@ fn load(cfg: &ServerConfig) -> Result<Loaded, String> {
         eos_token: tokens.eos.unwrap_or_default(),
         pooling: cfg.pooling.unwrap_or_else(|| super::embed::model_pooling(&file)),
         n_ubatch: n_ctx.min(n_batch as usize).min(cfg.n_ubatch as usize),
+        lora: Arc::clone(&lora),
     };
     let sched_cfg = SchedulerConfig {
         n_slots,
@@ -327,6 +329,7 @@ fn load(cfg: &ServerConfig) -> Result<Loaded, String> {
         cache_idle_slots: cfg.cache_idle_slots && cfg.cache_ram_mib != 0,
         kv_unified: cfg.unified_kv(),
         slot_prompt_similarity: cfg.slot_prompt_similarity,
+        lora,
     };
     if cfg.cache_idle_slots && cfg.cache_ram_mib == 0 {
         log_warn!("{}", srv("load_model", "--cache-idle-slots requires --cache-ram, disabling"));
@@ -353,6 +356,20 @@ fn load(cfg: &ServerConfig) -> Result<Loaded, String> {
     let handle =
         scheduler::start(model, Arc::clone(&tokenizer), sched_cfg, open, reload).map_err(|e| fail(&e))?;
     Ok(Loaded { backend: Arc::new(handle), vocab: tokenizer, templates, info, sampling })
+}
+
+/// `--lora`/`--lora-scaled` adapters for `model`, by id in command-line order.
+fn load_lora(cfg: &ServerConfig, model: &Model) -> Result<crate::server::lora::ServerLoras, String> {
+    let loaded = crate::cli::lora::load_all(model, &cfg.lora)?;
+    // llama-server activates an aLoRA only past its invocation tokens; rs-llama-server would apply
+    // it to the whole prompt, so it refuses one.
+    if let Some(a) = loaded.iter().find(|l| !l.adapter.alora_invocation_tokens.is_empty()) {
+        return Err(format!(
+            "{}: activated LoRA (aLoRA) adapters are not supported yet by rs-llama-server",
+            a.adapter.path
+        ));
+    }
+    Ok(crate::server::lora::ServerLoras::new(loaded))
 }
 
 /// What the slots run on: the CPU, or the hybrid executor on the simulated GPU (`-dev sim`) or a

@@ -60,6 +60,7 @@ fn default_request(ctx: &Ctx<'_>) -> GenerateRequest {
         cache_prompt: ctx.state.cfg.cache_prompt,
         id_slot: None,
         stream: false,
+        lora: Default::default(),
     }
 }
 

@@ -159,6 +159,8 @@ pub struct ModelInfo {
     /// The physical batch as llama.cpp's context has it (`-ub`, capped by `-b` and `-c`): an
     /// embedding that cannot be split must fit in it (0: `-ub` as given).
     pub n_ubatch: usize,
+    /// The LoRA adapters and their server-wide scales (shared with the slots).
+    pub lora: Arc<crate::server::lora::ServerLoras>,
 }
 
 /// Everything that exists once the model is loaded.
@@ -308,10 +310,10 @@ async fn route(state: &AppState, loaded: &Loaded, req: Request) -> Result<Respon
 
 /// The GET endpoints, in llama-server's order of registration.
 pub const GET_PATHS: &[&str] =
-    &["/health", "/v1/health", "/metrics", "/props", "/models", "/v1/models", "/slots"];
+    &["/health", "/v1/health", "/metrics", "/props", "/models", "/v1/models", "/lora-adapters", "/slots"];
 
-/// The POST endpoints, in llama-server's order of registration (its LoRA endpoints are not
-/// served: 404; `/slots/{id}` actions are [`slot_actions`]).
+/// The POST endpoints, in llama-server's order of registration (`/slots/{id}` actions are
+/// [`slot_actions`]).
 pub const POST_PATHS: &[&str] = &[
     "/props",
     "/completion",
@@ -338,6 +340,7 @@ pub const POST_PATHS: &[&str] = &[
     "/responses/input_tokens",
     "/v1/responses/input_tokens",
     "/v1/messages/count_tokens",
+    "/lora-adapters",
 ];
 
 fn get(ctx: &info::Ctx<'_>, path: &str, query: &str) -> Result<Response, ApiError> {
@@ -347,6 +350,7 @@ fn get(ctx: &info::Ctx<'_>, path: &str, query: &str) -> Result<Response, ApiErro
         "/props" => Ok(json_response(StatusCode::OK, &info::props(ctx))),
         "/slots" => info::slots(ctx, query),
         "/metrics" => info::metrics(ctx),
+        "/lora-adapters" => Ok(json_response(StatusCode::OK, &ctx.loaded.info.lora.to_json())),
         _ => Err(not_found()),
     }
 }
@@ -373,8 +377,19 @@ async fn post(ctx: &info::Ctx<'_>, path: &str, body: &[u8]) -> Result<Response, 
             "This server does not support reranking. Start it with `--reranking`",
         )),
         p if apis::handles(p) => apis::route(ctx, p, body, id).await,
+        "/lora-adapters" => post_lora_adapters(ctx, body),
         _ => Err(not_found()),
     }
+}
+
+/// `POST /lora-adapters`: the server-wide scales (see [`crate::server::lora`]).
+fn post_lora_adapters(ctx: &info::Ctx<'_>, body: &[u8]) -> Result<Response, ApiError> {
+    let body = params::parse_body(body)?;
+    let Some(entries) = body.as_array() else {
+        return Err(ApiError::invalid("Request body must be an array"));
+    };
+    ctx.loaded.info.lora.set_global(&crate::server::lora::parse_lora_request(entries));
+    Ok(json_response(StatusCode::OK, &obj! { "success" => true }))
 }
 
 /// llama-server's answer to a path it has no handler for.

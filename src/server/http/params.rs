@@ -204,6 +204,7 @@ pub fn completion_params(
         cache_prompt,
         id_slot,
         stream,
+        lora: crate::server::lora::request_field(data).map_err(ApiError::invalid)?,
     };
     Ok(CompletionParams { base, return_tokens, timings_per_token, include_usage, n_cmpl })
 }
@@ -492,7 +493,7 @@ pub fn settings_json(p: &GenerateRequest, timings_per_token: bool) -> Json {
         "chat_format" => "Content-only", "reasoning_format" => "deepseek", "reasoning_in_content" => false,
         "generation_prompt" => "", "samplers" => samplers, "speculative.types" => "none",
         "timings_per_token" => timings_per_token, "post_sampling_probs" => p.post_sampling_probs,
-        "backend_sampling" => false, "lora" => Json::Arr(Vec::new()),
+        "backend_sampling" => false, "lora" => crate::server::lora::settings_json(&p.lora),
     }
 }
 

@@ -166,7 +166,8 @@ mod tests {
         assert_eq!(endpoint("/v1/completions"), Some(("/v1/completions", false)));
         assert_eq!(endpoint("props"), Some(("/props", true)));
         assert_eq!(endpoint("embeddings"), Some(("/embeddings", false)));
-        assert_eq!(endpoint("loraAdapters"), None);
+        // GET, registered first, holds the path (as with /props).
+        assert_eq!(endpoint("loraAdapters"), Some(("/lora-adapters", true)));
     }
 
     /// `POST /predict` over the scripted backend: each instance answered by its endpoint, in

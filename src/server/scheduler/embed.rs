@@ -34,7 +34,7 @@ impl Scheduler<'_, '_> {
             }
             self.step += 1;
             self.slots[i].last_used = self.step;
-            let result = self.session.embed(i, &req.tokens);
+            let result = self.lora_for_embedding().and_then(|()| self.session.embed(i, &req.tokens));
             self.session.forget(i);
             let n_embd = self.session.model().hparams().n_embd;
             let _ = tx.send(match result {

@@ -22,6 +22,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 mod admit;
 mod embed;
+mod lora;
 mod slot_actions;
 
 use super::api::{
@@ -63,6 +64,8 @@ pub struct SchedulerConfig {
     pub kv_unified: bool,
     /// `-sps`: a slot is chosen for its cache when that holds more than this share of a prompt.
     pub slot_prompt_similarity: f32,
+    /// The LoRA adapters and their server-wide scales (see `lora.rs`).
+    pub lora: Arc<crate::server::lora::ServerLoras>,
 }
 
 impl SchedulerConfig {
@@ -79,6 +82,7 @@ impl SchedulerConfig {
             cache_idle_slots: true,
             kv_unified: true,
             slot_prompt_similarity: 0.1,
+            lora: Arc::default(),
         }
     }
 }
@@ -383,6 +387,9 @@ fn run_model(
     carry: &mut Carry,
 ) -> Result<bool, String> {
     let session = open(model, cfg).map_err(|e| e.to_string())?;
+    if !cfg.lora.is_empty() && session.executor().is_some() {
+        return Err("LoRA adapters run on the CPU path only (not with -dev sim or a GPU)".into());
+    }
     match ready.take() {
         Some(r) => {
             let _ = r.send(Ok(()));
@@ -416,6 +423,8 @@ struct Slot {
     view: Option<TaskView>,
     /// Step of its last use (for dropping idle caches, least recent first).
     last_used: u64,
+    /// The LoRA scales its cache was made with (see `lora.rs`).
+    lora: Vec<f32>,
 }
 
 struct Scheduler<'m, 't> {
@@ -447,7 +456,7 @@ impl<'m, 't> Scheduler<'m, 't> {
     ) -> Self {
         let (cfg_cache_ram, cfg_n_ctx) = (cfg.cache_ram_mib, cfg.n_ctx);
         let slots = (0..cfg.n_slots)
-            .map(|_| Slot { cache: Vec::new(), gen: None, view: None, last_used: 0 })
+            .map(|_| Slot { cache: Vec::new(), gen: None, view: None, last_used: 0, lora: cfg.lora.global() })
             .collect();
         let mut s = Scheduler {
             session,
@@ -595,8 +604,10 @@ impl<'m, 't> Scheduler<'m, 't> {
         for &id in &t.req.prompt {
             chain.accept(id);
         }
+        let lora_changed = self.take_lora(i, &t.req);
         let slot = &mut self.slots[i];
-        let mut keep = if t.req.cache_prompt { common_prefix(&slot.cache, &t.req.prompt) } else { 0 };
+        let mut keep =
+            if t.req.cache_prompt && !lora_changed { common_prefix(&slot.cache, &t.req.prompt) } else { 0 };
         // At least the prompt's last token is evaluated: its logits are the first sample's.
         keep = keep.min(t.req.prompt.len() - 1);
         slot.cache.truncate(keep);
@@ -644,9 +655,16 @@ impl<'m, 't> Scheduler<'m, 't> {
             room = room.saturating_sub(piece.len());
             plan.push((i, g.req.prompt[piece.clone()].to_vec(), g.pieces.len() == 1));
         }
+        let lora = self.one_lora_per_pass(&mut plan);
         self.fit_pool(&mut plan);
         if plan.is_empty() {
             return false;
+        }
+        if let Err(e) = lora {
+            for (i, _, _) in &plan {
+                self.fail_slot(*i, &e.to_string());
+            }
+            return true;
         }
         self.step += 1;
         let items: Vec<BatchItem<'_>> = plan

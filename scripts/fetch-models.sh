@@ -82,4 +82,9 @@ synth synth-mixtral-shape-s7.f16.gguf --kind moe --vocab "$vocab" --seed 7 --n-e
   --n-head 8 --n-head-kv 2 --n-ff 1408 --n-expert 8 --n-expert-used 2 --dtype f16
 synth smollm2-135m-upcycled8x2-s42.f16.gguf --kind upcycle --from "$models/smollm2-135m-f16.gguf" \
   --seed 42 --n-expert 8 --n-expert-used 2
+# Seeded LoRA adapters for the traces in tests/fixtures/lora (scripts/make-lora-fixtures.sh).
+synth lora-synth-dense-s42-r16-s7.f16.gguf --kind lora --from "$models/synth-dense-s42.f16.gguf" --seed 7 \
+    --rank 16 --lora-alpha 32 --dtype f16
+synth lora-smollm2-135m-r8-s7.f16.gguf --kind lora --from "$models/smollm2-135m-f16.gguf" --seed 7 \
+    --rank 8 --lora-alpha 16 --dtype f16
 echo "fetch-models: synthetic models ready" >&2

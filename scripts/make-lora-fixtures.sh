@@ -54,3 +54,9 @@ trace synth-dense-english synth-dense-s42.f16.gguf "$dense" 16 english --ignore-
 trace synth-dense-code-scaled synth-dense-s42.f16.gguf "$dense" 16 code --ignore-eos \
     --lora-scaled "$models/$dense:0.5"
 trace smollm2-english smollm2-135m-f16.gguf "$smol" 16 english --lora "$models/$smol"
+# llama-perplexity with the SmolLM2 adapter (tests/lora_parity.rs compares rs-llama-perplexity's
+# [i] stream with it; the settings of tests/fixtures/perplexity).
+ppl=(-m "$models/smollm2-135m-f16.gguf" --lora "$models/$smol" -f tests/fixtures/perplexity/genesis-1.txt
+    -c 48 -b 48 --chunks 2 -t 1)
+echo "+ $(show "$llama/build/bin/llama-perplexity" "${ppl[@]}")" > "$out/perplexity-smollm2-c48.command"
+"$llama/build/bin/llama-perplexity" "${ppl[@]}" 2>/dev/null | grep '^\[' > "$out/perplexity-smollm2-c48.stdout"

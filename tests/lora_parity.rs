@@ -237,3 +237,22 @@ fn cli_refuses_an_adapter_for_another_model() {
     );
     assert!(err.lines().any(|l| l.ends_with(&want)), "{err}");
 }
+
+/// `rs-llama-perplexity --lora` prints llama-perplexity's `[i]` stream with the same adapter
+/// (tests/fixtures/lora/perplexity-smollm2-c48.*; without the adapter the values are 2.70 and 2.73).
+#[test]
+fn perplexity_with_an_adapter_is_llama_perplexitys() {
+    let dir = models_dir();
+    let want = std::fs::read_to_string(fixtures().join("perplexity-smollm2-c48.stdout")).expect("fixture");
+    let text = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/perplexity/genesis-1.txt");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rs-llama-perplexity"))
+        .args(["-m", &dir.join("smollm2-135m-f16.gguf").display().to_string()])
+        .args(["--lora", &dir.join("lora-smollm2-135m-r8-s7.f16.gguf").display().to_string()])
+        .args(["-f", &text.display().to_string(), "-c", "48", "-b", "48", "--chunks", "2", "-t", "1"])
+        .output()
+        .expect("run rs-llama-perplexity");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let got: Vec<&str> = stdout.lines().filter(|l| l.starts_with('[')).collect();
+    assert_eq!(got, want.lines().collect::<Vec<_>>());
+}

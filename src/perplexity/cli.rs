@@ -56,9 +56,24 @@ pub struct Args {
     /// 0: the `[i]ppl,` stream; 1: one line per chunk with offset, ppl, mean NLL and its error.
     #[arg(long = "ppl-output-type", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
     pub ppl_output_type: u8,
+    /// LoRA adapters at scale 1 (comma-separated; repeatable).
+    #[arg(long = "lora", value_name = "FNAME")]
+    pub lora: Vec<String>,
+    /// LoRA adapters with their scales, `FNAME:SCALE,...` (applied after the `--lora` ones).
+    #[arg(long = "lora-scaled", value_name = "FNAME:SCALE,...")]
+    pub lora_scaled: Vec<String>,
     /// `-dev sim` and the placement flags, as rs-llama takes them.
     #[command(flatten)]
     pub device: DeviceArgs,
+}
+
+/// The adapters of `--lora` and `--lora-scaled` loaded for `model`.
+fn adapters(args: &Args, model: &Model) -> Result<Vec<crate::model::lora::ActiveLora>> {
+    let mut list: Vec<_> = args.lora.iter().flat_map(|v| crate::cli::lora::parse_lora(v)).collect();
+    for v in &args.lora_scaled {
+        list.extend(crate::cli::lora::parse_lora_scaled(v).map_err(|e| anyhow!("--lora-scaled: {e}"))?);
+    }
+    crate::cli::lora::load_all(model, &list).map_err(|e| anyhow!(e))
 }
 
 /// Run with `args` (without the program name); returns the exit code.
@@ -230,6 +245,7 @@ fn run_perplexity(
         "perplexity: calculating perplexity over {n_chunk} chunks, n_ctx={n_ctx}, batch_size={n_batch}, n_seq={n_seq}\n"
     );
     let mut session = device::open_session(&args.device, model, n_ctx, args.ubatch_size.min(n_batch).max(1))?;
+    session.set_lora(adapters(args, model)?)?;
     let plan = ChunkPlan { n_ctx, n_chunk, bos, n_batch };
     perf.reset();
     let bar = progress_bar(n_chunk);
@@ -298,6 +314,7 @@ fn run_kl_divergence(
     log_info!("kl_divergence: computing over {n_chunk} chunks, n_ctx={file_ctx}, batch_size={n_batch}, n_seq={n_seq}\n");
     let mut session =
         device::open_session(&args.device, model, file_ctx, args.ubatch_size.min(n_batch).max(1))?;
+    session.set_lora(adapters(args, model)?)?;
     perf.reset();
     let bar = progress_bar(n_chunk);
     let mut outcome =

@@ -87,4 +87,8 @@ synth lora-synth-dense-s42-r16-s7.f16.gguf --kind lora --from "$models/synth-den
     --rank 16 --lora-alpha 32 --dtype f16
 synth lora-smollm2-135m-r8-s7.f16.gguf --kind lora --from "$models/smollm2-135m-f16.gguf" --seed 7 \
     --rank 8 --lora-alpha 16 --dtype f16
+for t in f32 bf16; do
+    synth "lora-synth-dense-s42-r12-s9.$t.gguf" --kind lora --from "$models/synth-dense-s42.f16.gguf" --seed 9 \
+        --rank 12 --lora-alpha 0 --dtype "$t"
+done
 echo "fetch-models: synthetic models ready" >&2

@@ -30,17 +30,20 @@ if [ -z "${GGUF_TOOL:-}" ]; then
 fi
 mkdir -p "$out"
 
-# adapter OUT BASE SEED RANK ALPHA: writes the adapter and records how it was made.
+# adapter OUT BASE SEED RANK ALPHA [DTYPE]: writes the adapter and records how it was made.
 declare -A made_by
 adapter() {
     local file="$1" base="$2"; shift 2
     local cmd=("$GGUF_TOOL" synth --kind lora --from "$models/$base" --seed "$1" --rank "$2" --lora-alpha "$3" \
-        --dtype f16 -o "$models/$file")
+        --dtype "${4:-f16}" -o "$models/$file")
     run "${cmd[@]}"
     made_by[$file]="$(show rs-llama-gguf "${cmd[@]:1}")"
 }
 adapter lora-synth-dense-s42-r16-s7.f16.gguf synth-dense-s42.f16.gguf 7 16 32
 adapter lora-smollm2-135m-r8-s7.f16.gguf smollm2-135m-f16.gguf 7 8 16
+# f32 and bf16 pairs of rank 12 (B's inner size off the SIMD width) without alpha (scale = user's).
+adapter lora-synth-dense-s42-r12-s9.f32.gguf synth-dense-s42.f16.gguf 9 12 0 f32
+adapter lora-synth-dense-s42-r12-s9.bf16.gguf synth-dense-s42.f16.gguf 9 12 0 bf16
 
 # trace NAME MODEL ADAPTER N PROMPT [refdump options...]
 trace() {
@@ -54,6 +57,10 @@ trace synth-dense-english synth-dense-s42.f16.gguf "$dense" 16 english --ignore-
 trace synth-dense-code-scaled synth-dense-s42.f16.gguf "$dense" 16 code --ignore-eos \
     --lora-scaled "$models/$dense:0.5"
 trace smollm2-english smollm2-135m-f16.gguf "$smol" 16 english --lora "$models/$smol"
+for t in f32 bf16; do
+    f="lora-synth-dense-s42-r12-s9.$t.gguf"
+    trace "synth-dense-chat-$t" synth-dense-s42.f16.gguf "$f" 12 chat --ignore-eos --lora-scaled "$models/$f:0.7"
+done
 # llama-perplexity with the SmolLM2 adapter (tests/lora_parity.rs compares rs-llama-perplexity's
 # [i] stream with it; the settings of tests/fixtures/perplexity).
 ppl=(-m "$models/smollm2-135m-f16.gguf" --lora "$models/$smol" -f tests/fixtures/perplexity/genesis-1.txt

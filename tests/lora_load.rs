@@ -192,3 +192,46 @@ fn scales_follow_alpha_over_rank() {
     assert_eq!(with(&load(&LoraSynthSpec { alpha: 16.0, ..r8.clone() }), 0.5), one);
     assert_ne!(with(&a, 0.5), one, "the scale is applied");
 }
+
+/// Adapter files with bytes flipped (header and data alike) are refused or loaded, never a panic;
+/// whatever loads runs a forward.
+#[test]
+fn corrupted_adapters_never_panic() {
+    let base = base_file();
+    let model = Model::load(base.clone(), &LoadOptions::default()).unwrap();
+    let bytes =
+        lora_adapter(&base, &LoraSynthSpec { rank: 4, ..LoraSynthSpec::default() }).unwrap().to_bytes();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) as usize
+    };
+    let (mut refused, mut loaded) = (0, 0);
+    for _ in 0..400 {
+        let mut b = bytes.clone();
+        for _ in 0..1 + next() % 3 {
+            // Mostly the header (keys, types, names, shapes), where the checks are.
+            let at = if next() % 4 == 0 { next() % b.len() } else { next() % 1200.min(b.len()) };
+            b[at] ^= 1 << (next() % 8);
+        }
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let Ok(file) = GgufFile::from_bytes(b) else { return false };
+            match LoraAdapter::from_file(&model, Arc::new(file), "fuzz.gguf") {
+                Ok(a) => {
+                    logits(&model, vec![ActiveLora { adapter: Arc::new(a), scale: 1.0 }]);
+                    true
+                }
+                Err(e) => {
+                    assert!(!e.to_string().contains('\n'), "{e}");
+                    false
+                }
+            }
+        }));
+        match outcome {
+            Ok(true) => loaded += 1,
+            Ok(false) => refused += 1,
+            Err(_) => panic!("a corrupted adapter panicked"),
+        }
+    }
+    assert!(refused > 0 && loaded > 0, "refused {refused}, loaded {loaded}");
+}

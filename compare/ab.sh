@@ -41,8 +41,10 @@ if [ -n "$llama_avx2_bin" ] && [ ! -x "$llama_avx2_bin/llama-bench" ]; then
   exit 1
 fi
 
-ours="$repo/target/release/rs-llama-bench"
-if [ ! -x "$ours" ] || [ -z "${AB_NO_BUILD:-}" ]; then
+# RS_LLAMA_BENCH: a prebuilt rs-llama-bench to measure instead of this tree's (e.g. a copy kept
+# while the tree changes); it is never rebuilt.
+ours="${RS_LLAMA_BENCH:-$repo/target/release/rs-llama-bench}"
+if [ -z "${RS_LLAMA_BENCH:-}" ] && { [ ! -x "$ours" ] || [ -z "${AB_NO_BUILD:-}" ]; }; then
   (cd "$repo" && cargo build --release --bin rs-llama-bench >&2)
 fi
 mkdir -p "$out"

@@ -243,7 +243,9 @@ fn start_with(m: &Arc<Model>, t: &Arc<Tokenizer>, cfg: SchedulerConfig) -> Sched
 
 /// `--cache-ram`: one slot, a long prompt, then another prompt that takes the slot over, then the
 /// long prompt again. With the host-memory cache the slot starts from the saved rows (all but the
-/// last token cached) and answers exactly as the first time; without it, the prompt is read again.
+/// last token cached) and answers exactly as the slot's own prefix reuse did (the last prompt token
+/// then runs alone, which may round differently from the first, batched read, so that is not the
+/// reference); without it, the prompt is read again and answers as the first time.
 #[test]
 fn the_prompt_cache_gives_a_slot_back_a_prompt_another_task_replaced() {
     let Some((m, t)) = load() else { return };
@@ -253,15 +255,18 @@ fn the_prompt_cache_gives_a_slot_back_a_prompt_another_task_replaced() {
         let s = start_with(&m, &t, SchedulerConfig { cache_ram_mib: ram_mib, ..config(1, 512) });
         let first = wait(s.submit(request(long.clone(), 8))).expect("first");
         assert_eq!(first.timings.prompt_n, long.len());
+        let reused = wait(s.submit(request(long.clone(), 8))).expect("reused");
+        assert_eq!(reused.timings.cache_n, long.len() - 1, "the slot's own prefix");
         wait(s.submit(request(fox.clone(), 4))).expect("fox");
         let held = s.slots()[0].n_cached;
         assert!(held >= fox.len() && held < long.len(), "the slot holds the fox prompt now: {held}");
         let again = wait(s.submit(request(long.clone(), 8))).expect("again");
-        assert_eq!(again.tokens, first.tokens, "cache-ram {ram_mib}: the same greedy answer");
         if ram_mib > 0 {
+            assert_eq!(again.tokens, reused.tokens, "cache-ram {ram_mib}: the prefix reuse's answer");
             assert_eq!(again.timings.cache_n, long.len() - 1, "restored from host memory");
             assert_eq!(again.timings.prompt_n, 1);
         } else {
+            assert_eq!(again.tokens, first.tokens, "no cache-ram: the first answer");
             // Only what the two prompts share (nothing, or a BOS).
             let shared = long.iter().zip(&fox).take_while(|(a, b)| a == b).count();
             assert_eq!(again.timings.cache_n, shared);

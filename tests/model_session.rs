@@ -14,8 +14,23 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
+/// How far one-token decode may be from a batched pass. Under `ggml` numerics on the AVX2 path a
+/// single token sums each row in `ggml_vec_dot_f16`'s order (four chains) and a batch in
+/// tinyBLAS's (one chain), as llama.cpp's AVX2 build does, and the activations are rounded to f16
+/// between layers, so the two differ by about an f16 step (4.2e-3 measured on Zen 3); elsewhere
+/// the orders agree at these sizes.
+fn bound() -> f32 {
+    use rs_llama::cpu::{numerics, path, CpuPath};
+    if path::active() == CpuPath::Avx2 && numerics::active() == numerics::Numerics::Ggml {
+        2e-2
+    } else {
+        1e-4
+    }
+}
+
 #[test]
 fn incremental_decode_and_any_ubatch_equal_one_batched_pass() {
+    let bound = bound();
     for spec in [Spec::dense(), Spec::moe(false)] {
         let tiny = build(&spec);
         let model = load(&tiny);
@@ -33,16 +48,16 @@ fn incremental_decode_and_any_ubatch_equal_one_batched_pass() {
         }
         let d = max_diff(&steps, &all);
         eprintln!("n_expert={}: incremental vs batched max diff {d:.2e}", spec.n_expert);
-        assert!(d < 1e-4, "incremental vs batched: {d}");
+        assert!(d < bound, "incremental vs batched: {d}");
 
         for ubatch in [1, 3, 7] {
             let mut s = Session::new(&model, 32, ubatch).expect("session");
             let got = s.decode(&PROMPT, Logits::All).expect("decode");
-            assert!(max_diff(&got, &all) < 1e-4, "ubatch {ubatch}");
+            assert!(max_diff(&got, &all) < bound, "ubatch {ubatch}");
             s.clear();
             assert_eq!(s.n_past(), 0);
             let last = s.decode(&PROMPT, Logits::Last).expect("decode");
-            assert!(max_diff(&last, &all[(PROMPT.len() - 1) * n_vocab..]) < 1e-4, "ubatch {ubatch} last");
+            assert!(max_diff(&last, &all[(PROMPT.len() - 1) * n_vocab..]) < bound, "ubatch {ubatch} last");
         }
     }
 }

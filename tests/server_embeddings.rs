@@ -25,6 +25,16 @@ use server_support::*;
 /// the fixture's header says how its llama-server was built.)
 const TOLERANCE: f64 = 1e-4;
 
+/// [`TOLERANCE`], or 5e-3 on the AVX2 path: the fixture comes from llama-server's AVX-512 build,
+/// and the AVX2 kernels sum in that build's AVX2 orders (up to 1.9e-3 measured on Zen 3, unnormalized CLS pooling).
+fn tolerance() -> f64 {
+    if rs_llama::cpu::path::active() == rs_llama::cpu::CpuPath::Avx2 {
+        5e-3
+    } else {
+        TOLERANCE
+    }
+}
+
 /// What the comparison saw, for the summary line.
 #[derive(Default)]
 struct Seen {
@@ -84,7 +94,7 @@ fn compare_vectors(want: &[f64], got: &[f64], at: &str, seen: &mut Seen) {
             seen.identical += 1;
         }
         seen.max_rel = seen.max_rel.max(rel);
-        assert!(rel <= TOLERANCE, "{at}[{i}]: {g} vs llama-server's {w} (|d|/max|v| = {rel:.2e})");
+        assert!(rel <= tolerance(), "{at}[{i}]: {g} vs llama-server's {w} (|d|/max|v| = {rel:.2e})");
     }
 }
 

@@ -14,22 +14,18 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod trace_support;
+
 use rs_llama::exec::Session;
 use rs_llama::gguf::GgufFile;
 use rs_llama::model::{LoadOptions, Logits, Model};
 use rs_llama::tokenizer::Tokenizer;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+use trace_support::{argmax, avx2_build_numerics, avx2_replay_possible, ggml_numerics, ids, rerun_on_avx2};
 
 /// llama.cpp top-1/top-2 gaps below this are ties for our purpose (f32 summation order alone moves
 /// logits by ~1e-4 on these models).
 const TIE_GAP: f32 = 2e-3;
-
-fn models_dir() -> PathBuf {
-    std::env::var_os("RS_LLAMA_MODELS").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/rs-llama/models")
-    })
-}
 
 /// The traces to replay: llama.cpp's AVX2 build's on the AVX2 path (`tests/fixtures/golden-avx2`,
 /// made by scripts/make-avx2-goldens.sh), else its native AVX-512 build's; `RS_LLAMA_GOLDEN_DIR`
@@ -38,43 +34,13 @@ fn golden_dir() -> PathBuf {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     std::env::var_os("RS_LLAMA_GOLDEN_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| fixtures.join(if avx2_build_traces() { "golden-avx2" } else { "golden" }))
+        .unwrap_or_else(|| fixtures.join(if avx2_build_numerics() { "golden-avx2" } else { "golden" }))
 }
 
-fn ggml_numerics() -> bool {
-    rs_llama::cpu::numerics::active() == rs_llama::cpu::numerics::Numerics::Ggml
-}
-
-/// Whether this process runs the AVX2 kernels under `ggml` numerics, whose arithmetic is that of
-/// llama.cpp built for AVX2 (`compare/build-llama-cpp.sh --avx2`).
-fn avx2_build_traces() -> bool {
-    ggml_numerics() && rs_llama::cpu::path::active() == rs_llama::cpu::path::CpuPath::Avx2
-}
-
-fn sha256_file(path: &Path) -> String {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Our copy of the fixture's model: the same file name, or ours without `.llamacpp` (our converter
-/// writes byte-identical files), checked by sha256.
 fn resolve_model(model: &Value) -> PathBuf {
-    let file = model["file"].as_str().expect("model.file");
-    let want = model["sha256"].as_str().expect("model.sha256");
-    let dir = models_dir();
-    let candidates = [dir.join(file.replace(".llamacpp", "")), dir.join(file)];
-    let path = candidates.iter().find(|p| p.exists()).unwrap_or_else(|| {
-        panic!("model {file} not found in {} (run scripts/fetch-models.sh)", dir.display())
-    });
-    let got = sha256_file(path);
-    assert_eq!(
-        got,
-        want,
-        "{} differs from the model llama.cpp traced (made by: {})",
-        path.display(),
-        model["made_by"]
-    );
-    path.clone()
+    let (file, sha) =
+        (model["file"].as_str().expect("model.file"), model["sha256"].as_str().expect("model.sha256"));
+    trace_support::resolve(file, sha, &model["made_by"], "scripts/fetch-models.sh")
 }
 
 struct Outcome {
@@ -83,20 +49,7 @@ struct Outcome {
     greedy_mismatches_at_ties: usize,
 }
 
-fn argmax(row: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
-        }
-    }
-    best
-}
-
 fn check_trace(model: &Model, tokenizer: &Tokenizer, trace: &Value, name: &str, tie_gap: f32) -> Outcome {
-    let ids = |v: &Value| -> Vec<u32> {
-        v.as_array().expect("id array").iter().map(|x| x.as_u64().expect("id") as u32).collect()
-    };
     let prompt = trace["prompt"].as_str().expect("prompt");
     let prompt_tokens = ids(&trace["prompt_tokens"]);
     assert_eq!(tokenizer.encode(prompt, true, true), prompt_tokens, "{name}: prompt tokens differ");
@@ -124,7 +77,7 @@ fn check_trace(model: &Model, tokenizer: &Tokenizer, trace: &Value, name: &str, 
             out.max_abs_diff = out.max_abs_diff.max((ours[id] - theirs).abs());
         }
         let gap = step["gap"].as_f64().expect("gap") as f32;
-        let our_top = argmax(ours) as u32;
+        let our_top = argmax(ours);
         if our_top != generated[i] {
             assert!(
                 gap < tie_gap,
@@ -156,7 +109,7 @@ fn trace_threads(trace: &Value) -> usize {
 fn same_cpu_as_the_traces() -> bool {
     let avx512_bf16 = rs_llama::cpu::path::active() == rs_llama::cpu::path::CpuPath::Avx512
         && rs_llama::cpu::ggml_dot::has_dpbf16();
-    ggml_numerics() && (avx512_bf16 || avx2_build_traces())
+    ggml_numerics() && (avx512_bf16 || avx2_build_numerics())
 }
 
 /// (max |Δlogit|, near-tie gap) per model. Elsewhere (another CPU, or `RS_LLAMA_NUMERICS=f32`) the
@@ -248,22 +201,14 @@ fn every_golden_trace_matches_llama_cpp() {
 /// is chosen once per process, so the replay runs in a child with `RS_LLAMA_CPU=avx2`.
 #[test]
 fn avx2_path_matches_llama_cpps_avx2_build() {
-    if avx2_build_traces() {
+    if avx2_build_numerics() {
         return; // this process is the AVX2 run: the test above replays the AVX2 traces
     }
-    if !rs_llama::cpu::path::CpuPath::Avx2.supported() || !ggml_numerics() {
+    if !avx2_replay_possible() {
         eprintln!("golden parity: no AVX2 run (this CPU lacks AVX2+FMA+F16C, or f32 numerics)");
         return;
     }
-    let exe = std::env::current_exe().expect("test binary");
-    let out = std::process::Command::new(exe)
-        .args(["every_golden_trace_matches_llama_cpp", "--exact", "--nocapture", "--test-threads=1"])
-        .env(rs_llama::cpu::path::PATH_ENV, "avx2")
-        .output()
-        .expect("run the AVX2 replay");
-    let log = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{log}");
-    assert!(out.status.success(), "the AVX2 replay failed:\n{}", String::from_utf8_lossy(&out.stdout));
+    let log = rerun_on_avx2("every_golden_trace_matches_llama_cpp");
     assert!(
         log.contains("bit-exact mode (same CPU features as the traces): true"),
         "the child did not run the AVX2 traces exactly"

@@ -10,50 +10,26 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod trace_support;
+
 use rs_llama::exec::Session;
 use rs_llama::gguf::GgufFile;
 use rs_llama::model::lora::{ActiveLora, LoraAdapter};
 use rs_llama::model::{LoadOptions, Logits, Model};
 use rs_llama::tokenizer::Tokenizer;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-
-fn models_dir() -> PathBuf {
-    std::env::var_os("RS_LLAMA_MODELS").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/rs-llama/models")
-    })
-}
+use trace_support::{argmax, avx2_build_numerics, avx2_replay_possible, ids, models_dir, rerun_on_avx2};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lora")
 }
 
-/// `file` in the models folder, checked against the sha256 the trace names.
 fn resolve(file: &str, sha: &str, made_by: &Value) -> PathBuf {
-    let dir = models_dir();
-    let path = [dir.join(file.replace(".llamacpp", "")), dir.join(file)]
-        .into_iter()
-        .find(|p| p.exists())
-        .unwrap_or_else(|| {
-            panic!("{file} not found in {} (run scripts/make-lora-fixtures.sh)", dir.display())
-        });
-    let bytes = std::fs::read(&path).expect("read model");
-    let got: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(got, sha, "{} is not the file llama.cpp traced (made by: {made_by})", path.display());
-    path
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().expect("ids").iter().map(|x| x.as_u64().expect("id") as u32).collect()
-}
-
-fn argmax(row: &[f32]) -> u32 {
-    (0..row.len()).fold(0, |best, i| if row[i] > row[best] { i } else { best }) as u32
+    trace_support::resolve(file, sha, made_by, "scripts/make-lora-fixtures.sh")
 }
 
 fn bit_exact() -> bool {
-    rs_llama::cpu::numerics::active() == rs_llama::cpu::numerics::Numerics::Ggml
-        && rs_llama::cpu::path::active() == rs_llama::cpu::path::CpuPath::Avx2
+    avx2_build_numerics()
 }
 
 /// Teacher-forced replay of one trace with `lora` applied; returns max |Δlogit| over the top ids
@@ -93,19 +69,8 @@ fn replay(
 
 #[test]
 fn lora_traces_match_llama_cpp() {
-    let use_child = !bit_exact()
-        && rs_llama::cpu::path::CpuPath::Avx2.supported()
-        && rs_llama::cpu::numerics::active() == rs_llama::cpu::numerics::Numerics::Ggml;
-    if use_child {
-        let exe = std::env::current_exe().expect("test binary");
-        let out = std::process::Command::new(exe)
-            .args(["lora_traces_match_llama_cpp", "--exact", "--nocapture", "--test-threads=1"])
-            .env(rs_llama::cpu::path::PATH_ENV, "avx2")
-            .output()
-            .expect("run the AVX2 replay");
-        let log = String::from_utf8_lossy(&out.stderr);
-        eprintln!("{log}");
-        assert!(out.status.success(), "the AVX2 replay failed:\n{}", String::from_utf8_lossy(&out.stdout));
+    if !bit_exact() && avx2_replay_possible() {
+        let log = rerun_on_avx2("lora_traces_match_llama_cpp");
         assert!(log.contains("lora parity: bit-exact: true"), "the child did not replay bit-exactly");
         return;
     }
@@ -239,7 +204,8 @@ fn cli_refuses_an_adapter_for_another_model() {
 }
 
 /// `rs-llama-perplexity --lora` prints llama-perplexity's `[i]` stream with the same adapter
-/// (tests/fixtures/lora/perplexity-smollm2-c48.*; without the adapter the values are 2.70 and 2.73).
+/// (tests/fixtures/lora/perplexity-smollm2-c48.*; without the adapter the values are 2.70 and 2.73),
+/// on the AVX2 path: the fixture is llama.cpp's AVX2 build's.
 #[test]
 fn perplexity_with_an_adapter_is_llama_perplexitys() {
     let dir = models_dir();
@@ -249,10 +215,23 @@ fn perplexity_with_an_adapter_is_llama_perplexitys() {
         .args(["-m", &dir.join("smollm2-135m-f16.gguf").display().to_string()])
         .args(["--lora", &dir.join("lora-smollm2-135m-r8-s7.f16.gguf").display().to_string()])
         .args(["-f", &text.display().to_string(), "-c", "48", "-b", "48", "--chunks", "2", "-t", "1"])
+        .envs(avx2_replay_possible().then_some((rs_llama::cpu::path::PATH_ENV, "avx2")))
         .output()
         .expect("run rs-llama-perplexity");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let got: Vec<&str> = stdout.lines().filter(|l| l.starts_with('[')).collect();
-    assert_eq!(got, want.lines().collect::<Vec<_>>());
+    if avx2_replay_possible() {
+        assert_eq!(got, want.lines().collect::<Vec<_>>());
+        return;
+    }
+    // Elsewhere (no AVX2, or f32 numerics) other roundings: within 0.5% of each value.
+    let values = |lines: &[&str]| -> Vec<f64> {
+        lines.concat().split(',').filter_map(|v| v.split(']').nth(1)?.parse().ok()).collect()
+    };
+    let (ours, theirs) = (values(&got), values(&want.lines().collect::<Vec<_>>()));
+    assert_eq!(ours.len(), theirs.len(), "{got:?} vs {want}");
+    for (a, b) in ours.iter().zip(&theirs) {
+        assert!((a / b - 1.0).abs() < 5e-3, "{got:?} vs {want}");
+    }
 }

@@ -3,6 +3,8 @@
 //! fresh llama-server on synth-dense-s42 with the seeded adapter of scripts/make-lora-fixtures.sh):
 //! the same sequence of requests gives the same statuses, bodies and greedy tokens; two slots at
 //! different scales running at once each give their own tokens; a bad adapter stops the start.
+//! That llama-server was llama.cpp's AVX2 build (the machine had no AVX-512), so the servers here
+//! run rs-llama's AVX2 path, which follows that build's arithmetic, wherever the CPU has it.
 
 mod server_support;
 
@@ -47,7 +49,11 @@ fn theirs(response: &str, adapter: &str) -> Value {
 fn endpoints_and_request_field_answer_as_llama_server() {
     let (m, a) = files();
     let adapter = a.display().to_string();
-    let s = Server::ready(&m, &["--lora", &adapter, "-np", "1", "-c", "512", "-t", "2"]);
+    let s = Server::ready_with_env(
+        &m,
+        &["--lora", &adapter, "-np", "1", "-c", "512", "-t", "2"],
+        &avx2_build_env(),
+    );
     for r in fixture()["requests"].as_array().expect("requests") {
         let name = r["name"].as_str().expect("name");
         let ours = send_json(
@@ -72,9 +78,10 @@ fn endpoints_and_request_field_answer_as_llama_server() {
 fn slots_at_different_scales_run_together_with_their_own_adapters() {
     let (m, a) = files();
     let adapter = a.display().to_string();
-    let s = Server::ready(
+    let s = Server::ready_with_env(
         &m,
         &["--lora", &adapter, "--lora-init-without-apply", "-np", "2", "-c", "1024", "-t", "2"],
+        &avx2_build_env(),
     );
     let f = fixture();
     let by_name =

@@ -52,8 +52,25 @@ pub fn python_ready(code: &str, why: &str) -> bool {
 
 /// `rs-llama-server ARGS` with its stderr gathered line by line.
 pub fn spawn(args: &[&str]) -> (Child, Arc<Mutex<String>>) {
+    spawn_with_env(args, &[])
+}
+
+/// The environment that makes a server compute as llama.cpp's AVX2 build does, for fixtures that
+/// build recorded: `RS_LLAMA_CPU=avx2` where this CPU has that path (on an AVX-512 CPU the default
+/// path follows llama.cpp's AVX-512 build instead, whose roundings differ).
+pub fn avx2_build_env() -> Vec<(&'static str, &'static str)> {
+    if rs_llama::cpu::CpuPath::Avx2.supported() {
+        vec![(rs_llama::cpu::path::PATH_ENV, "avx2")]
+    } else {
+        Vec::new()
+    }
+}
+
+/// [`spawn`] with extra environment variables.
+pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> (Child, Arc<Mutex<String>>) {
     let mut child = Command::new(BIN)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -85,10 +102,15 @@ impl Drop for Server {
 impl Server {
     /// `rs-llama-server -m MODEL --host 127.0.0.1 --port P FLAGS` on a free port, not yet waited for.
     pub fn launch(model: &std::path::Path, flags: &[&str]) -> Server {
+        Server::launch_with_env(model, flags, &[])
+    }
+
+    /// [`Server::launch`] with extra environment variables.
+    pub fn launch_with_env(model: &std::path::Path, flags: &[&str], env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let (m, p) = (model.to_string_lossy().into_owned(), port.to_string());
         let args = [&["-m", m.as_str(), "--host", "127.0.0.1", "--port", p.as_str()][..], flags].concat();
-        let (child, stderr) = spawn(&args);
+        let (child, stderr) = spawn_with_env(&args, env);
         Server { child, port, stderr }
     }
 
@@ -124,7 +146,12 @@ impl Server {
 
     /// [`Server::launch`] then [`Server::wait_ready`], panicking if it exits.
     pub fn ready(model: &std::path::Path, flags: &[&str]) -> Server {
-        let mut s = Server::launch(model, flags);
+        Server::ready_with_env(model, flags, &[])
+    }
+
+    /// [`Server::ready`] with extra environment variables.
+    pub fn ready_with_env(model: &std::path::Path, flags: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut s = Server::launch_with_env(model, flags, env);
         if let Err(e) = s.wait_ready(|_| {}) {
             panic!("rs-llama-server {e}");
         }

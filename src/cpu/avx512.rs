@@ -10,6 +10,8 @@
 
 use std::arch::x86_64::*;
 
+use super::gemm::TileOut;
+
 use half::{bf16, f16};
 
 pub(super) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
@@ -233,17 +235,17 @@ pub(super) const DIRECT_TOKENS: usize = 8;
 /// tinyBLAS's order (as [`tile_4x4`]) for 4 rows of 16-bit weights read as stored (`bf16`, else
 /// f16) and widened in registers, × `tokens` (1 to 8) f32 activations: for batches too small to
 /// pay for widening the rows into a buffer first. Widening is exact, so the bits are
-/// [`tile_4x4`]'s. `out[r*tokens + t] = w[r] · x[t]`. One row at a time, as the decode GEMV reads:
-/// the hardware prefetcher follows one sequential stream best, and the activations stay in L1.
-pub(super) fn tile_4_direct(w: &[u16], bf16: bool, x: &[f32], n: usize, tokens: usize, out: &mut [f32]) {
+/// [`tile_4x4`]'s. `w[r] · x[t]` goes to `out.at(t, r)`. One row at a time, as the decode GEMV
+/// reads: the hardware prefetcher follows one sequential stream best, and the activations stay in L1.
+///
+/// SAFETY: `out`'s cells `(t, r)`, `t < tokens`, `r < 4`, are valid and the caller's alone.
+pub(super) unsafe fn tile_4_direct(w: &[u16], bf16: bool, x: &[f32], n: usize, tokens: usize, out: TileOut) {
     assert!((1..=DIRECT_TOKENS).contains(&tokens), "tile_4_direct: {tokens} tokens");
-    assert!(
-        w.len() >= 4 * n && x.len() >= tokens * n && out.len() >= 4 * tokens,
-        "tile_4_direct: short buffers"
-    );
-    for (r, out) in out[..4 * tokens].chunks_exact_mut(tokens).enumerate() {
-        let (w, x) = (w[r * n..].as_ptr(), x.as_ptr());
-        // SAFETY: handed out only for this path, whose features were detected; lengths above.
+    assert!(w.len() >= 4 * n && x.len() >= tokens * n, "tile_4_direct: short buffers");
+    for r in 0..4 {
+        let (w, x, out) = (w[r * n..].as_ptr(), x.as_ptr(), out.past_rows(r));
+        // SAFETY: handed out only for this path, whose features were detected; lengths above;
+        // `out` by the caller.
         unsafe {
             match (tokens, bf16) {
                 (1, false) => direct_row::<1, false>(w, x, n, out),
@@ -268,12 +270,7 @@ pub(super) fn tile_4_direct(w: &[u16], bf16: bool, x: &[f32], n: usize, tokens: 
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-unsafe fn direct_row<const T: usize, const BF16: bool>(
-    w: *const u16,
-    x: *const f32,
-    n: usize,
-    out: &mut [f32],
-) {
+unsafe fn direct_row<const T: usize, const BF16: bool>(w: *const u16, x: *const f32, n: usize, out: TileOut) {
     let widen = |h: __m256i| -> __m512 {
         if BF16 {
             _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
@@ -297,8 +294,8 @@ unsafe fn direct_row<const T: usize, const BF16: bool>(
             *a = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x.add(t * n + i)), *a);
         }
     }
-    for (o, a) in out.iter_mut().zip(acc) {
-        *o = _mm512_reduce_add_ps(a);
+    for (t, a) in acc.into_iter().enumerate() {
+        *out.at(t, 0) = _mm512_reduce_add_ps(a);
     }
 }
 

@@ -82,11 +82,40 @@ fn for_each_task(
 pub(super) struct TileAndDot {
     pub tile: Option<Tile>,
     pub dot: DotFn,
-    pub direct: Option<DirectTile>,
+    /// Tiles that read 16-bit weights as stored, by batch size: the first whose `max_batch`
+    /// admits the batch is used; past the last, weights are widened per task.
+    pub direct: &'static [DirectTile],
 }
 
-/// `f(w: [rows][n] as stored, bf16, x: [tokens][n], n, tokens, out)`, `out[r*tokens + t]`.
-type DirectFn = fn(&[u16], bool, &[f32], usize, usize, &mut [f32]);
+/// `f(w: [rows][n] as stored, bf16, x: [tokens][n], n, tokens, out)` writes `w[r] · x[t]` at
+/// `out.at(t, r)`. SAFETY: those cells of `out` are valid and the caller's alone.
+type DirectFn = unsafe fn(&[u16], bool, &[f32], usize, usize, TileOut);
+
+/// Where a direct tile writes its results: cell `(t, r)` at `ptr + t * stride + r`, so a tile
+/// writes straight into a `[tokens][n_out]` output (stride `n_out`) with no scatter after it.
+#[derive(Clone, Copy)]
+pub(super) struct TileOut {
+    ptr: *mut f32,
+    stride: usize,
+}
+
+impl TileOut {
+    /// The cells of `out` as `[tokens][stride]` (tests give a tile a buffer of their own).
+    #[cfg(test)]
+    pub fn of(out: &mut [f32], stride: usize) -> TileOut {
+        TileOut { ptr: out.as_mut_ptr(), stride }
+    }
+
+    /// SAFETY: `(t, r)` is one of the cells the tile was given.
+    pub unsafe fn at(self, t: usize, r: usize) -> *mut f32 {
+        self.ptr.add(t * self.stride + r)
+    }
+
+    /// The cells past the first `r` rows. SAFETY: as [`TileOut::at`] for the rows it is used for.
+    pub unsafe fn past_rows(self, r: usize) -> TileOut {
+        TileOut { ptr: self.ptr.add(r), stride: self.stride }
+    }
+}
 
 /// A [`DirectFn`], its rows and most tokens per call, and the largest batch it is used for.
 #[derive(Clone, Copy)]
@@ -100,27 +129,30 @@ pub(super) struct DirectTile {
 impl From<&Kernels> for TileAndDot {
     fn from(k: &Kernels) -> Self {
         #[cfg(target_arch = "x86_64")]
-        let direct = match k.path {
+        let direct: &'static [DirectTile] = match k.path {
             // Small batches only: widening a row into a buffer costs about what a few tokens'
             // FMAs over it do, and past that the widened 4 × 4 tile is faster.
-            CpuPath::Avx512 => Some(DirectTile {
+            CpuPath::Avx512 => &[DirectTile {
                 rows: 4,
                 max_tokens: avx512::DIRECT_TOKENS,
                 max_batch: 8,
                 f: avx512::tile_4_direct,
-            }),
-            // Up to 32 tokens (Zen 3, f16 576×1536 against widened rows: 8 tokens 1.7x, 16
-            // 1.30x, 32 1.23x); at 512, SmolLM2 f16 pp512 measured 0.97x of widened rows.
-            CpuPath::Avx2 => Some(DirectTile {
-                rows: avx2::DIRECT_ROWS,
-                max_tokens: avx2::DIRECT_TOKENS,
-                max_batch: 32,
-                f: avx2::tile_2x6_direct,
-            }),
-            CpuPath::Scalar => None,
+            }],
+            // 2 × 6 up to 32 tokens (Zen 3, f16 576×1536 against widened rows: 8 tokens 1.7x, 16
+            // 1.30x, 32 1.23x), the 4 × 3 assembly tile past that.
+            CpuPath::Avx2 => &[
+                DirectTile {
+                    rows: avx2::DIRECT_ROWS,
+                    max_tokens: avx2::DIRECT_TOKENS,
+                    max_batch: 32,
+                    f: avx2::tile_2x6_direct,
+                },
+                DirectTile { rows: 4, max_tokens: 3, max_batch: usize::MAX, f: avx2::tile_4x3_direct_tokens },
+            ],
+            CpuPath::Scalar => &[],
         };
         #[cfg(not(target_arch = "x86_64"))]
-        let direct = None;
+        let direct: &'static [DirectTile] = &[];
         TileAndDot { tile: k.tile, dot: k.dot, direct }
     }
 }
@@ -136,9 +168,11 @@ pub(super) fn gemm_f32(
     y: &mut [f32],
 ) {
     let n_tok = x.len() / n_in;
-    if let (Some(direct), Some((halves, bf16))) = (k.direct, w.halves()) {
-        if n_tok <= direct.max_batch && n_out.is_multiple_of(direct.rows) {
-            return gemm_direct(direct, x, halves, bf16, n_in, n_out, y);
+    if let Some((halves, bf16)) = w.halves() {
+        if let Some(&direct) = k.direct.iter().find(|d| n_tok <= d.max_batch) {
+            if n_out.is_multiple_of(direct.rows) {
+                return gemm_direct(direct, x, halves, bf16, n_in, n_out, y);
+            }
         }
     }
     let tile_tokens = k.tile.map_or(1, |t| t.tokens);
@@ -164,18 +198,15 @@ pub(super) fn gemm_f32(
 fn gemm_direct(d: DirectTile, x: &[f32], w: &[u16], bf16: bool, n_in: usize, n_out: usize, y: &mut [f32]) {
     let n_tok = x.len() / n_in;
     for_each_task(n_out, n_tok, d.max_tokens, y, |rows, toks, out| {
-        let mut res = [0f32; 32];
         let mut t = toks.start;
         while t < toks.end {
             let tt = d.max_tokens.min(toks.end - t);
             let xs = &x[t * n_in..(t + tt) * n_in];
             for r in rows.clone().step_by(d.rows) {
-                (d.f)(&w[r * n_in..(r + d.rows) * n_in], bf16, xs, n_in, tt, &mut res);
-                for (i, vals) in res[..d.rows * tt].chunks_exact(tt).enumerate() {
-                    for (j, v) in vals.iter().enumerate() {
-                        // SAFETY: this task owns rows × toks.
-                        unsafe { out.set(t + j, r + i, *v) };
-                    }
+                // SAFETY: this task owns rows × toks, and the tile writes tt × d.rows of them.
+                unsafe {
+                    let cells = TileOut { ptr: out.ptr.add(t * n_out + r), stride: n_out };
+                    (d.f)(&w[r * n_in..(r + d.rows) * n_in], bf16, xs, n_in, tt, cells);
                 }
             }
             t += tt;

@@ -16,6 +16,7 @@ use super::ggml_dot::{
 use super::matmul::{check_shapes, matmul_plain, transpose_into, WeightView};
 use super::numerics::{round_to_bf16, round_to_f16};
 use super::path::{active, CpuPath};
+use super::scratch::rounded_copy;
 use super::vec_dot_tokens::{row_tokens_kernel, RowTokensFn};
 
 /// Which of ggml's two matmul kinds a call stands for.
@@ -49,14 +50,14 @@ pub(super) fn matmul(
     if per_row && n_tok <= ROW_TOKENS_MAX_BATCH {
         if let Some((halves, bf16)) = w.halves() {
             if let Some((f, per_call)) = row_tokens_kernel(bf16) {
-                let xr = rounded(x, if bf16 { round_to_bf16 } else { round_to_f16 });
+                let xr = rounded_copy(x, if bf16 { round_to_bf16 } else { round_to_f16 });
                 return each_output_direct(f, per_call, halves, bf16, &xr, n_in, n_out, y);
             }
         }
     }
     if per_row {
         if let Some((tiles, round)) = vec_dot_order_tiles(k.path, w, n_tok) {
-            return gemm_f32(tiles, &rounded(x, round), w, n_in, n_out, y);
+            return gemm_f32(tiles, &rounded_copy(x, round), w, n_in, n_out, y);
         }
     }
     match w {
@@ -73,8 +74,8 @@ pub(super) fn matmul(
             }
         }
         WeightView::F32(ws) if per_row => each_output(ws, x, n_in, n_out, y, vec_dot_f32),
-        WeightView::F16(_) => matmul_plain(k, &rounded(x, round_to_f16), w, n_in, n_out, y),
-        WeightView::BF16(_) => matmul_plain(k, &rounded(x, round_to_bf16), w, n_in, n_out, y),
+        WeightView::F16(_) => matmul_plain(k, &rounded_copy(x, round_to_f16), w, n_in, n_out, y),
+        WeightView::BF16(_) => matmul_plain(k, &rounded_copy(x, round_to_bf16), w, n_in, n_out, y),
         WeightView::F32(_) => matmul_plain(k, x, w, n_in, n_out, y),
     }
 }
@@ -133,7 +134,7 @@ fn vec_dot_order_tiles(path: CpuPath, w: WeightView<'_>, n_tok: usize) -> Option
     #[cfg(target_arch = "x86_64")]
     {
         use super::{avx2, avx512};
-        let tile = |tokens, f, dot: DotFn| TileAndDot { tile: Some(Tile { tokens, f }), dot, direct: None };
+        let tile = |tokens, f, dot: DotFn| TileAndDot { tile: Some(Tile { tokens, f }), dot, direct: &[] };
         let avx2_tile = n_tok >= avx2::TILE_TOKENS && path == CpuPath::Avx2;
         match w {
             WeightView::F16(_) if n_tok >= 4 && path == CpuPath::Avx512 => {
@@ -181,12 +182,6 @@ fn each_output_direct(
             f(row, bf16, &x[t * n_in..(t + part.len()) * n_in], n_in, part);
         }
     });
-}
-
-fn rounded(x: &[f32], round: fn(&mut [f32])) -> Vec<f32> {
-    let mut r = x.to_vec();
-    round(&mut r);
-    r
 }
 
 /// `y[t][o] = dot(w[o], x[t])`, parallel over blocks of output rows; each weight row meets every
@@ -242,7 +237,7 @@ mod tests {
         let mut rng = Rng::new(9);
         let x = rng.vec(n_tok * n_in, 2.0);
         let w: Vec<f16> = rng.vec(n_in * n_out, 1.0).into_iter().map(f16::from_f32).collect();
-        let mut y = vec![0f32; n_tok * n_out];
+        let mut y = vec![f32::NAN; n_tok * n_out];
         matmul(&kernels(), &x, WeightView::F16(&w), n_in, n_out, &mut y, RowOrder::PerRow);
         let xh: Vec<f16> = x.iter().map(|v| f16::from_f32(*v)).collect();
         for t in 0..n_tok {
@@ -271,7 +266,8 @@ mod tests {
     #[test]
     fn batched_matmul_sums_each_output_in_tinyblas_lane_order() {
         // 616 + 5 inputs: a tail past the last vector on both paths; 8 rows; token counts that
-        // take the direct small-batch tiles (whole and partial) and the row-buffer tiles.
+        // take the direct small-batch tiles (whole and partial), the row-buffer tiles, and on
+        // AVX2 the direct 4 × 3 tile of larger batches with its leftover tokens.
         let (n_in, n_out) = (621, 8);
         let mut rng = Rng::new(21);
         let wf = rng.vec(n_in * n_out, 1.0);
@@ -283,7 +279,7 @@ mod tests {
                 continue;
             }
             let k = crate::cpu::dot::kernels_for(path);
-            for n_tok in [2, 3, 5, 8, 9, 19] {
+            for n_tok in [2, 3, 5, 8, 9, 19, 34, 40] {
                 let x = rng.vec(n_tok * n_in, 2.0);
                 for ty in ["f32", "f16", "bf16"] {
                     let (w, wv, xs): (WeightView<'_>, Vec<f32>, Vec<f32>) = match ty {
@@ -291,15 +287,15 @@ mod tests {
                         "f16" => (
                             WeightView::F16(&wh),
                             wh.iter().map(|v| v.to_f32()).collect(),
-                            rounded(&x, round_to_f16),
+                            rounded_copy(&x, round_to_f16).to_vec(),
                         ),
                         _ => (
                             WeightView::BF16(&wb),
                             wb.iter().map(|v| v.to_f32()).collect(),
-                            rounded(&x, round_to_bf16),
+                            rounded_copy(&x, round_to_bf16).to_vec(),
                         ),
                     };
-                    let mut y = vec![0f32; n_tok * n_out];
+                    let mut y = vec![f32::NAN; n_tok * n_out];
                     // bf16 goes to the vdpbf16ps tiles under `matmul` where the CPU has them.
                     gemm_f32((&k).into(), &xs, w, n_in, n_out, &mut y);
                     for t in 0..n_tok {
@@ -328,7 +324,7 @@ mod tests {
         let mut rng = Rng::new(23);
         let x = rng.vec(n_tok * n_in, 2.0);
         let w: Vec<f16> = rng.vec(n_in * n_out, 1.0).into_iter().map(f16::from_f32).collect();
-        let mut y = vec![0f32; n_tok * n_out];
+        let mut y = vec![f32::NAN; n_tok * n_out];
         matmul(&kernels(), &x, WeightView::F16(&w), n_in, n_out, &mut y, RowOrder::ByTokenCount);
         let xh: Vec<f16> = x.iter().map(|v| f16::from_f32(*v)).collect();
         for t in 0..n_tok {

@@ -224,7 +224,10 @@ mod tests {
 
     #[test]
     fn matmul_matches_f64_for_every_weight_type() {
-        for (n_tok, n_in, n_out) in [(1, 40, 37), (5, 64, 33), (3, 129, 16), (17, 8, 50), (9, 576, 70)] {
+        // 40 tokens × 64 rows: the AVX2 path's direct 4 × 3 tile with leftover tokens.
+        for (n_tok, n_in, n_out) in
+            [(1, 40, 37), (5, 64, 33), (3, 129, 16), (17, 8, 50), (9, 576, 70), (40, 96, 64)]
+        {
             let x = rand_vec(1 + n_tok as u64, n_tok * n_in);
             let w32 = rand_vec(7 + n_in as u64, n_in * n_out);
             let w16: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
@@ -254,7 +257,9 @@ mod tests {
             for (path, (view, wref, xref)) in
                 CpuPath::ALL.into_iter().flat_map(|p| cases.clone().map(|c| (p, c)))
             {
-                let mut y = vec![0f32; n_tok * n_out];
+                // NaN first: every output is written, whatever the buffer held (callers hand
+                // matmuls reused scratch buffers).
+                let mut y = vec![f32::NAN; n_tok * n_out];
                 matmul_with(&kernels_for(path), &x, view, n_in, n_out, &mut y);
                 let want = reference(&xref, &wref, n_in, n_out);
                 for (g, w) in y.iter().zip(&want) {

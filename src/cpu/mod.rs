@@ -15,6 +15,7 @@ mod ggml_matmul;
 pub mod matmul;
 pub mod numerics;
 pub mod path;
+pub mod scratch;
 mod vec_dot_tokens;
 pub mod vexp;
 

@@ -4,6 +4,7 @@
 use rayon::prelude::*;
 
 use super::matmul::{linear, linear_many, linear_per_row, Linear};
+use crate::cpu::scratch::scratch;
 
 pub use crate::cpu::vexp::swiglu;
 
@@ -46,15 +47,16 @@ pub fn glu_ffn_expert(x: &[f32], w: &FfnWeights<'_>, glu: Glu, out: &mut [f32]) 
 fn swiglu_ffn_by(x: &[f32], w: &FfnWeights<'_>, out: &mut [f32], per_row: bool, glu: Glu) {
     let n_tok = x.len() / w.gate.n_in;
     let n_ff = w.gate.n_out;
-    let mut gate = vec![0f32; n_tok * n_ff]; // [n_tok][n_ff]
-    let mut up = vec![0f32; n_tok * n_ff]; // [n_tok][n_ff]
+    // Every element is written by the matmuls before it is read.
+    let mut gate = scratch(n_tok * n_ff); // [n_tok][n_ff]
+    let mut up = scratch(n_tok * n_ff); // [n_tok][n_ff]
     linear_many(x, &mut [(&w.gate, &mut gate), (&w.up, &mut up)], per_row);
     crate::exec::dump::tensor("ffn_gate", &gate);
     crate::exec::dump::tensor("ffn_up", &up);
     match glu {
         Glu::SiLU => swiglu_parallel(&mut gate, &up),
         Glu::OaiClamped { alpha, limit } => {
-            for (g, &u) in gate.iter_mut().zip(&up) {
+            for (g, &u) in gate.iter_mut().zip(up.iter()) {
                 let x = if limit < *g { limit } else { *g };
                 let y = u.clamp(-limit, limit);
                 *g = x / (1.0 + (alpha * -x).exp()) * (y + 1.0);

@@ -443,6 +443,20 @@ mod tests {
     use crate::ops::test_rng::Rng;
     use half::{bf16, f16};
 
+    /// `w` stored as bf16 (else f16) bits, and those values widened back to f32.
+    fn stored_and_widened(w: &[f32], bf: bool) -> (Vec<u16>, Vec<f32>) {
+        let halves: Vec<u16> = if bf {
+            w.iter().map(|v| bf16::from_f32(*v).to_bits()).collect()
+        } else {
+            w.iter().map(|v| f16::from_f32(*v).to_bits()).collect()
+        };
+        let wide = halves
+            .iter()
+            .map(|h| if bf { bf16::from_bits(*h).to_f32() } else { f16::from_bits(*h).to_f32() })
+            .collect();
+        (halves, wide)
+    }
+
     /// The tile on stored 16-bit weights gives the widened tile's bits, every token count, with
     /// and without a tail past the last vector.
     #[test]
@@ -455,15 +469,7 @@ mod tests {
             let x = rng.vec(DIRECT_TOKENS * n, 3.0);
             let w = rng.vec(2 * n, 1.0);
             for bf in [false, true] {
-                let halves: Vec<u16> = if bf {
-                    w.iter().map(|v| bf16::from_f32(*v).to_bits()).collect()
-                } else {
-                    w.iter().map(|v| f16::from_f32(*v).to_bits()).collect()
-                };
-                let wide: Vec<f32> = halves
-                    .iter()
-                    .map(|h| if bf { bf16::from_bits(*h).to_f32() } else { f16::from_bits(*h).to_f32() })
-                    .collect();
+                let (halves, wide) = stored_and_widened(&w, bf);
                 for tokens in 1..=DIRECT_TOKENS {
                     let mut got = [0f32; 2 * DIRECT_TOKENS];
                     // SAFETY: `got` holds tokens × 2 cells.
@@ -501,15 +507,7 @@ mod tests {
             let x = rng.vec(3 * n, 3.0);
             let w = rng.vec(4 * n, 1.0);
             for bf in [false, true] {
-                let halves: Vec<u16> = if bf {
-                    w.iter().map(|v| bf16::from_f32(*v).to_bits()).collect()
-                } else {
-                    w.iter().map(|v| f16::from_f32(*v).to_bits()).collect()
-                };
-                let wide: Vec<f32> = halves
-                    .iter()
-                    .map(|h| if bf { bf16::from_bits(*h).to_f32() } else { f16::from_bits(*h).to_f32() })
-                    .collect();
+                let (halves, wide) = stored_and_widened(&w, bf);
                 let (mut got, mut want) = ([0f32; 12], [0f32; 12]);
                 // SAFETY: `got` holds 3 × 4 cells.
                 unsafe { tile_4x3_direct(&halves, bf, &x, n, TileOut::of(&mut got, 4)) };
